@@ -1,0 +1,20 @@
+{
+  "targets": [
+    {
+      "target_name": "svcplane_native",
+      "sources": [
+        "native/addon.cc",
+        "native/netlink_socket.cc",
+        "native/nft_records.cc",
+        "native/nft_commit.cc",
+        "native/nft_dump.cc"
+      ],
+      "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnftnl libmnl)"],
+      "libraries": ["<!@(pkg-config --libs libnftnl libmnl)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"]
+    }
+  ]
+}

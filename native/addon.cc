@@ -1,0 +1,346 @@
+// N-API surface of the addon (typed in native/index.d.ts). Every blocking netlink exchange runs in a
+// Napi::AsyncWorker whose Execute() only talks to libnftnl/libmnl; results and errors are turned into JS values
+// on the JS thread. Errors carry `code` ("ENOENT"), numeric `errno`, and for batches the record index and the
+// object at fault.
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "netlink_socket.h"
+#include "nft_commit.h"
+#include "nft_dump.h"
+#include "nft_records.h"
+
+namespace svcplane {
+namespace {
+
+Napi::Error MakeError(Napi::Env env, const std::string& message, int errnum) {
+  Napi::Error e = Napi::Error::New(env, message);
+  if (errnum) {
+    e.Set("code", Napi::String::New(env, ErrnoName(errnum)));
+    e.Set("errno", Napi::Number::New(env, errnum));
+  }
+  return e;
+}
+
+// Sockets still open when the environment is torn down are closed by the cleanup hook.
+std::mutex gOpenMu;
+std::set<std::shared_ptr<NetlinkSocket>*> gOpen;
+
+class NftSocket : public Napi::ObjectWrap<NftSocket> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NftSocket",
+                       {InstanceMethod("commit", &NftSocket::Commit), InstanceMethod("dump", &NftSocket::Dump),
+                        InstanceMethod("encode", &NftSocket::Encode),
+                        InstanceMethod("sendEncoded", &NftSocket::SendEncoded),
+                        InstanceMethod("generation", &NftSocket::Generation),
+                        InstanceMethod("close", &NftSocket::Close)});
+  }
+
+  explicit NftSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NftSocket>(info) {
+    std::string netns;
+    if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Value v = info[0].As<Napi::Object>().Get("netns");
+      if (v.IsString()) netns = v.As<Napi::String>();
+    }
+    try {
+      sock_ = std::make_shared<NetlinkSocket>(NETLINK_NETFILTER, netns);
+    } catch (const NetlinkError& e) {
+      MakeError(info.Env(), e.what(), e.errnum).ThrowAsJavaScriptException();
+      return;
+    }
+    std::lock_guard<std::mutex> lock(gOpenMu);
+    gOpen.insert(&sock_);
+  }
+
+  ~NftSocket() override {
+    std::lock_guard<std::mutex> lock(gOpenMu);
+    gOpen.erase(&sock_);
+  }
+
+  static void CloseAll() {
+    std::lock_guard<std::mutex> lock(gOpenMu);
+    for (auto* s : gOpen)
+      if (*s) (*s)->Close();
+  }
+
+ private:
+  std::shared_ptr<NetlinkSocket> Live(Napi::Env env) {
+    if (!sock_ || !sock_->get()) {
+      MakeError(env, "NftSocket is closed", EBADF).ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    return sock_;
+  }
+
+  Napi::Value Commit(const Napi::CallbackInfo& info);
+  Napi::Value Dump(const Napi::CallbackInfo& info);
+  Napi::Value Encode(const Napi::CallbackInfo& info);
+  Napi::Value SendEncoded(const Napi::CallbackInfo& info);
+  Napi::Value Generation(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (sock_) sock_->Close();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<NetlinkSocket> sock_;
+};
+
+// Base for workers that settle a promise; subclasses fill a result in Execute and build JS values in Settle.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Fail(const std::string& message, int errnum) {
+    failMessage_ = message;
+    failErrno_ = errnum;
+    failed_ = true;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (failed_) {
+      deferred_.Reject(MakeError(env, failMessage_, failErrno_).Value());
+      return;
+    }
+    Settle(env);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  virtual void Settle(Napi::Env env) = 0;
+
+  Napi::Promise::Deferred deferred_;
+  bool failed_ = false;
+  std::string failMessage_;
+  int failErrno_ = 0;
+};
+
+class CommitWorker : public PromiseWorker {
+ public:
+  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, bool encodedOnly,
+               uint32_t firstSeq, uint32_t lastSeq, uint32_t messages)
+      : PromiseWorker(env), sock_(std::move(sock)), data_(buf.Data()), len_(buf.Length()), encodedOnly_(encodedOnly) {
+    ref_ = Napi::Persistent(buf);  // keeps the bytes alive while Execute reads them
+    preEncoded_.firstSeq = firstSeq;
+    preEncoded_.lastSeq = lastSeq;
+    preEncoded_.messages = messages;
+  }
+
+ protected:
+  void Execute() override {
+    std::lock_guard<std::mutex> lock(sock_->mutex());
+    try {
+      if (encodedOnly_) {
+        preEncoded_.bytes.assign(data_, data_ + len_);
+        outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
+        return;
+      }
+      records_ = ParseRecords(data_, len_);
+      if (records_.empty()) return;
+      EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)));
+      outcome_ = SendBatch(*sock_, batch, &records_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    } catch (const RecordFormatError& e) {
+      Fail(e.what(), EINVAL);
+    }
+  }
+
+  void Settle(Napi::Env env) override {
+    if (!outcome_.errors.empty()) {
+      const BatchError& first = outcome_.errors.front();
+      std::string msg = "nftables transaction rejected, nothing applied: " + first.object +
+                        (first.index >= 0 ? " (operation #" + std::to_string(first.index) + ")" : "") + ": " +
+                        ErrnoText(first.errnum) + " (" + ErrnoName(first.errnum) + ")" +
+                        (first.extack.empty() ? "" : " - kernel says: " + first.extack);
+      if (outcome_.errors.size() > 1) msg += " [+" + std::to_string(outcome_.errors.size() - 1) + " more]";
+      Napi::Error e = MakeError(env, msg, first.errnum);
+      e.Set("index", Napi::Number::New(env, static_cast<double>(first.index)));
+      e.Set("object", Napi::String::New(env, first.object));
+      if (!first.extack.empty()) e.Set("kernelMessage", Napi::String::New(env, first.extack));
+      Napi::Array all = Napi::Array::New(env);
+      for (size_t i = 0; i < outcome_.errors.size() && i < 100; i++) {
+        const BatchError& be = outcome_.errors[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("index", Napi::Number::New(env, static_cast<double>(be.index)));
+        o.Set("errno", Napi::Number::New(env, be.errnum));
+        o.Set("code", Napi::String::New(env, ErrnoName(be.errnum)));
+        o.Set("object", Napi::String::New(env, be.object));
+        o.Set("kernelMessage", Napi::String::New(env, be.extack));
+        all.Set(static_cast<uint32_t>(i), o);
+      }
+      e.Set("errors", all);
+      deferred_.Reject(e.Value());
+      return;
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("operations", Napi::Number::New(env, static_cast<double>(encodedOnly_ ? preEncoded_.messages : records_.size())));
+    r.Set("messages", Napi::Number::New(env, outcome_.messages));
+    r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
+    r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
+    r.Set("totalMicros", Napi::Number::New(env, static_cast<double>(outcome_.totalMicros)));
+    deferred_.Resolve(r);
+  }
+
+ private:
+  std::shared_ptr<NetlinkSocket> sock_;
+  Napi::Reference<Napi::Buffer<uint8_t>> ref_;
+  const uint8_t* data_;
+  size_t len_;
+  bool encodedOnly_;
+  EncodedBatch preEncoded_;
+  std::vector<Record> records_;
+  CommitOutcome outcome_;
+};
+
+class DumpWorker : public PromiseWorker {
+ public:
+  DumpWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, uint8_t family, std::string table)
+      : PromiseWorker(env), sock_(std::move(sock)), family_(family), table_(std::move(table)) {}
+
+ protected:
+  void Execute() override {
+    std::lock_guard<std::mutex> lock(sock_->mutex());
+    try {
+      result_ = DumpTable(*sock_, family_, table_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    }
+  }
+  void Settle(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("exists", Napi::Boolean::New(env, result_.exists));
+    r.Set("generation", Napi::Number::New(env, result_.generation));
+    // Hand the bytes to JS without a copy: the Buffer's finalizer frees the vector.
+    auto* owned = new std::vector<uint8_t>(std::move(result_.records));
+    r.Set("records", Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(),
+                                                [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned));
+    deferred_.Resolve(r);
+  }
+
+ private:
+  std::shared_ptr<NetlinkSocket> sock_;
+  uint8_t family_;
+  std::string table_;
+  DumpResult result_;
+};
+
+class GenerationWorker : public PromiseWorker {
+ public:
+  GenerationWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock) : PromiseWorker(env), sock_(std::move(sock)) {}
+
+ protected:
+  void Execute() override {
+    std::lock_guard<std::mutex> lock(sock_->mutex());
+    try {
+      gen_ = GetGeneration(*sock_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    }
+  }
+  void Settle(Napi::Env env) override { deferred_.Resolve(Napi::Number::New(env, gen_)); }
+
+ private:
+  std::shared_ptr<NetlinkSocket> sock_;
+  uint32_t gen_ = 0;
+};
+
+Napi::Value NftSocket::Commit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "commit(records: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), false, 0, 0, 0);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// encode(records) -> { bytes, firstSeq, lastSeq, messages }: the exact netlink batch commit() would send,
+// so a benchmark can time the kernel alone by sending prebuilt bytes with sendEncoded().
+Napi::Value NftSocket::Encode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "encode(records: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+  try {
+    std::vector<Record> records = ParseRecords(buf.Data(), buf.Length());
+    EncodedBatch b = EncodeBatch(records, sock->NextSeq(static_cast<uint32_t>(records.size() + 2)));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, b.bytes.data(), b.bytes.size()));
+    r.Set("firstSeq", Napi::Number::New(env, b.firstSeq));
+    r.Set("lastSeq", Napi::Number::New(env, b.lastSeq));
+    r.Set("messages", Napi::Number::New(env, b.messages));
+    return r;
+  } catch (const std::exception& e) {
+    MakeError(env, e.what(), EINVAL).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+}
+
+Napi::Value NftSocket::SendEncoded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, "sendEncoded({bytes, firstSeq, lastSeq, messages})").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto* w = new CommitWorker(env, sock, o.Get("bytes").As<Napi::Buffer<uint8_t>>(), true,
+                             o.Get("firstSeq").As<Napi::Number>().Uint32Value(),
+                             o.Get("lastSeq").As<Napi::Number>().Uint32Value(),
+                             o.Get("messages").As<Napi::Number>().Uint32Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value NftSocket::Dump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "dump(family: number, table: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  auto* w = new DumpWorker(env, sock, static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
+                           info[1].As<Napi::String>());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value NftSocket::Generation(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  auto* w = new GenerationWorker(env, sock);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NftSocket", NftSocket::Init(env));
+  env.AddCleanupHook([]() { NftSocket::CloseAll(); });
+  return exports;
+}
+
+}  // namespace
+}  // namespace svcplane
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return svcplane::Init(env, exports); }
+
+NODE_API_MODULE(svcplane_native, InitAddon)

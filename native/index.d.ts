@@ -1,0 +1,56 @@
+// Hand-written types of the addon (native/addon.cc). The record stream format is described in
+// native/nft_records.h and implemented on the TypeScript side in src/dataplane/nftables/netlink/records.ts.
+
+export interface CommitResult {
+  /** Records sent (one netlink message each, between BEGIN and END). */
+  operations: number;
+  messages: number;
+  bytes: number;
+  /** Time inside sendmsg(): nf_tables validates and commits the batch synchronously there. */
+  kernelMicros: number;
+  totalMicros: number;
+}
+
+export interface BatchErrorInfo {
+  /** Record index, -1 for the batch as a whole. */
+  index: number;
+  errno: number;
+  code: string;
+  object: string;
+  kernelMessage: string;
+}
+
+/** The Error a rejected commit rejects with (besides message). */
+export interface NftCommitError extends Error {
+  code: string;
+  errno: number;
+  index: number;
+  object: string;
+  kernelMessage?: string;
+  errors: BatchErrorInfo[];
+}
+
+export interface DumpResult {
+  exists: boolean;
+  generation: number;
+  /** Record stream (action NEW): table, chains, sets, elements, rules. Empty when !exists. */
+  records: Buffer;
+}
+
+export interface EncodedBatch {
+  bytes: Buffer;
+  firstSeq: number;
+  lastSeq: number;
+  messages: number;
+}
+
+export declare class NftSocket {
+  /** netns: a network namespace file (/run/netns/NAME) the socket is opened in; default: the caller's. */
+  constructor(options?: { netns?: string });
+  commit(records: Buffer): Promise<CommitResult>;
+  dump(family: number, table: string): Promise<DumpResult>;
+  encode(records: Buffer): EncodedBatch;
+  sendEncoded(batch: EncodedBatch): Promise<CommitResult>;
+  generation(): Promise<number>;
+  close(): void;
+}

@@ -1,0 +1,56 @@
+// A NETLINK_NETFILTER socket (libmnl), optionally opened inside another network namespace.
+//
+// A netlink socket belongs to the namespace it was created in, whatever thread later uses it; so the
+// namespace is entered only for socket() and left at once, and every later send/recv (on worker threads)
+// talks to that namespace's nf_tables.
+#pragma once
+
+#include <libmnl/libmnl.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+namespace svcplane {
+
+// An error carrying the errno and the operation that failed, turned into a JS Error with code/errno.
+class NetlinkError : public std::runtime_error {
+ public:
+  NetlinkError(int err, const std::string& message) : std::runtime_error(message), errnum(err) {}
+  int errnum;
+};
+
+std::string ErrnoName(int err);  // "ENOENT"
+std::string ErrnoText(int err);  // "No such file or directory"
+
+struct MnlSocketDeleter {
+  void operator()(mnl_socket* s) const {
+    if (s) mnl_socket_close(s);
+  }
+};
+
+class NetlinkSocket {
+ public:
+  // netnsPath: "" for the caller's namespace, else e.g. "/run/netns/node" or "/proc/PID/ns/net".
+  NetlinkSocket(int bus, const std::string& netnsPath);
+  mnl_socket* get() const { return sock_.get(); }
+  uint32_t portid() const { return portid_; }
+  int fd() const { return mnl_socket_get_fd(sock_.get()); }
+  uint32_t NextSeq(uint32_t count);  // reserves `count` sequence numbers, returns the first
+  // Grows the send buffer (SO_SNDBUFFORCE) so one sendmsg of `bytes` fits: a batch must reach the
+  // kernel as a single skb (nfnetlink only commits a BEGIN..END batch it receives whole).
+  void EnsureSendBuffer(size_t bytes);
+  void Close();
+  std::mutex& mutex() { return mu_; }
+
+ private:
+  std::unique_ptr<mnl_socket, MnlSocketDeleter> sock_;
+  uint32_t portid_ = 0;
+  uint32_t seq_;
+  size_t sndbuf_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace svcplane

@@ -1,0 +1,259 @@
+#include "nft_commit.h"
+
+#include <libnftnl/common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "nft_objects.h"
+
+namespace svcplane {
+namespace {
+
+uint16_t MessageType(const Record& r) {
+  bool add = r.action == Action::New;
+  switch (r.kind) {
+    case Kind::Table: return add ? NFT_MSG_NEWTABLE : NFT_MSG_DELTABLE;
+    case Kind::Chain: return add ? NFT_MSG_NEWCHAIN : NFT_MSG_DELCHAIN;
+    case Kind::Rule: return add ? NFT_MSG_NEWRULE : NFT_MSG_DELRULE;
+    case Kind::Set: return add ? NFT_MSG_NEWSET : NFT_MSG_DELSET;
+    case Kind::SetElem: return add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM;
+  }
+  return 0;
+}
+
+[[noreturn]] void Refused(size_t index, const Record& r, const char* what, uint16_t attr) {
+  throw RecordFormatError("record " + std::to_string(index) + " (" + DescribeRecord(r) + "): libnftnl refused " +
+                          what + " attribute " + std::to_string(attr));
+}
+
+template <typename Obj, typename SetFn>
+void ApplyAttrs(Obj* obj, const Attrs& attrs, SetFn set, size_t index, const Record& r, const char* what) {
+  for (const auto& a : attrs) {
+    if (set(obj, a.type, a.value.data(), static_cast<uint32_t>(a.value.size())) < 0) Refused(index, r, what, a.type);
+  }
+}
+
+// Upper bound of the bytes libnftnl writes for one record: attribute payloads plus headers and padding.
+size_t RoomFor(const Record& r) {
+  size_t n = 256;
+  for (const auto& a : r.attrs) n += a.value.size() + 16;
+  for (const auto& child : r.children) {
+    n += 32;
+    for (const auto& a : child) n += a.value.size() + 24;
+  }
+  return n * 2;
+}
+
+void BuildPayload(nlmsghdr* nlh, const Record& r, size_t index) {
+  switch (r.kind) {
+    case Kind::Table: {
+      TablePtr t(nftnl_table_alloc());
+      ApplyAttrs(t.get(), r.attrs, nftnl_table_set_data, index, r, "table");
+      nftnl_table_nlmsg_build_payload(nlh, t.get());
+      return;
+    }
+    case Kind::Chain: {
+      ChainPtr c(nftnl_chain_alloc());
+      ApplyAttrs(c.get(), r.attrs, nftnl_chain_set_data, index, r, "chain");
+      nftnl_chain_nlmsg_build_payload(nlh, c.get());
+      return;
+    }
+    case Kind::Rule: {
+      RulePtr rule(nftnl_rule_alloc());
+      ApplyAttrs(rule.get(), r.attrs, nftnl_rule_set_data, index, r, "rule");
+      for (const auto& exprAttrs : r.children) {
+        std::string name;
+        for (const auto& a : exprAttrs)
+          if (a.type == NFTNL_EXPR_NAME) name.assign(a.value.data(), strnlen(a.value.data(), a.value.size()));
+        ExprPtr e(nftnl_expr_alloc(name.c_str()));
+        if (!e) throw RecordFormatError("record " + std::to_string(index) + ": unknown expression '" + name + "'");
+        for (const auto& a : exprAttrs) {
+          if (a.type == NFTNL_EXPR_NAME) continue;
+          if (nftnl_expr_set(e.get(), a.type, a.value.data(), static_cast<uint32_t>(a.value.size())) < 0)
+            Refused(index, r, name.c_str(), a.type);
+        }
+        nftnl_rule_add_expr(rule.get(), e.release());  // the rule owns it from here
+      }
+      nftnl_rule_nlmsg_build_payload(nlh, rule.get());
+      return;
+    }
+    case Kind::Set: {
+      SetPtr s(nftnl_set_alloc());
+      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set");
+      nftnl_set_nlmsg_build_payload(nlh, s.get());
+      return;
+    }
+    case Kind::SetElem: {
+      SetPtr s(nftnl_set_alloc());
+      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set");
+      for (const auto& elemAttrs : r.children) {
+        ElemPtr e(nftnl_set_elem_alloc());
+        ApplyAttrs(e.get(), elemAttrs, nftnl_set_elem_set, index, r, "element");
+        nftnl_set_elem_add(s.get(), e.release());  // the set owns it from here
+      }
+      nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+      return;
+    }
+  }
+}
+
+struct ReplyParse {
+  uint32_t seq;
+  int errnum;
+  std::string extack;
+};
+
+// NLMSG_ERROR payload: struct nlmsgerr, then (NLM_F_ACK_TLVS) extended-ack attributes. With
+// NETLINK_CAP_ACK the echoed request is only its header (NLM_F_CAPPED).
+ReplyParse ParseError(const nlmsghdr* nlh) {
+  ReplyParse out{nlh->nlmsg_seq, 0, {}};
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
+    out.errnum = EBADMSG;
+    return out;
+  }
+  const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(nlh));
+  out.errnum = -err->error;
+  if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+    size_t off = sizeof(nlmsgerr);
+    if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - sizeof(nlmsghdr);
+    const char* base = static_cast<const char*>(NLMSG_DATA(nlh));
+    size_t total = nlh->nlmsg_len - NLMSG_HDRLEN;
+    off = NLMSG_ALIGN(off);
+    while (off + sizeof(nlattr) <= total) {
+      const auto* a = reinterpret_cast<const nlattr*>(base + off);
+      if (a->nla_len < sizeof(nlattr) || off + a->nla_len > total) break;
+      if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG) {
+        const char* s = base + off + NLA_HDRLEN;
+        out.extack.assign(s, strnlen(s, a->nla_len - NLA_HDRLEN));
+      }
+      off += NLA_ALIGN(a->nla_len);
+    }
+  }
+  return out;
+}
+
+uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+}  // namespace
+
+EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq) {
+  EncodedBatch out;
+  out.firstSeq = firstSeq;
+  size_t estimate = 64;
+  for (const auto& r : records) estimate += RoomFor(r);
+  out.bytes.resize(estimate);
+  size_t len = 0;
+  auto room = [&](size_t need) -> char* {
+    if (out.bytes.size() - len < need) out.bytes.resize(std::max(out.bytes.size() * 2, len + need));
+    return reinterpret_cast<char*>(out.bytes.data() + len);
+  };
+  auto advance = [&](const nlmsghdr* nlh) { len += NLMSG_ALIGN(nlh->nlmsg_len); };
+
+  uint32_t seq = firstSeq;
+  advance(nftnl_batch_begin(room(64), seq++));
+  for (size_t i = 0; i < records.size(); i++) {
+    const Record& r = records[i];
+    uint16_t flags = r.nlflags;
+    // Only the last record asks for an ack: nf_tables processes the batch inside sendmsg() and queues every
+    // reply before returning, so that ack (or its error) is the end marker; errors come back unasked. One
+    // ack per message would overflow the receive buffer on a 200k-message sync.
+    if (i + 1 == records.size()) flags |= NLM_F_ACK;
+    char* at = room(RoomFor(r));
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, MessageType(r), r.family, flags, seq);
+    out.lastSeq = seq++;
+    BuildPayload(nlh, r, i);
+    advance(nlh);
+  }
+  advance(nftnl_batch_end(room(64), seq++));
+  out.bytes.resize(len);
+  out.messages = static_cast<uint32_t>(records.size() + 2);
+  return out;
+}
+
+CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const std::vector<Record>* records) {
+  CommitOutcome out;
+  out.bytes = batch.bytes.size();
+  out.messages = batch.messages;
+  auto t0 = std::chrono::steady_clock::now();
+  sock.EnsureSendBuffer(batch.bytes.size());
+
+  // One sendmsg: the kernel sees BEGIN..END as one skb. The iovec pages only bound each piece's size.
+  constexpr size_t kPage = 4u << 20;
+  std::vector<iovec> iov;
+  for (size_t off = 0; off < batch.bytes.size(); off += kPage) {
+    iov.push_back(iovec{const_cast<uint8_t*>(batch.bytes.data()) + off, std::min(kPage, batch.bytes.size() - off)});
+  }
+  sockaddr_nl nladdr{};
+  nladdr.nl_family = AF_NETLINK;
+  msghdr msg{};
+  msg.msg_name = &nladdr;
+  msg.msg_namelen = sizeof(nladdr);
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ssize_t sent;
+  do {
+    sent = sendmsg(sock.fd(), &msg, 0);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) throw NetlinkError(errno, "sending the nftables batch (" + std::to_string(batch.bytes.size()) + " bytes): " + ErrnoText(errno));
+  out.sendMicros = MicrosSince(t0);
+
+  auto describe = [&](int64_t index) -> std::string {
+    if (index < 0) return "the batch";
+    if (records && static_cast<size_t>(index) < records->size()) return DescribeRecord((*records)[index]);
+    return "message " + std::to_string(index);
+  };
+
+  std::vector<uint8_t> buf(1 << 20);
+  bool done = false;
+  while (!done) {
+    pollfd p{sock.fd(), POLLIN, 0};
+    int pr = poll(&p, 1, 10000);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) {
+      if (out.errors.empty() && !out.lostReports)
+        throw NetlinkError(ETIMEDOUT, "the kernel did not acknowledge the nftables batch within 10 s");
+      break;
+    }
+    ssize_t n = recv(sock.fd(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {  // reports were dropped: the batch failed in many places
+        out.lostReports = true;
+        continue;
+      }
+      throw NetlinkError(errno, "reading nftables batch replies: " + ErrnoText(errno));
+    }
+    int remaining = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
+      // Replies to someone else (or to an older request on this socket) are not ours.
+      if (nlh->nlmsg_pid != sock.portid() || nlh->nlmsg_seq < batch.firstSeq || nlh->nlmsg_seq > batch.lastSeq + 1) continue;
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      ReplyParse reply = ParseError(nlh);
+      int64_t index = static_cast<int64_t>(reply.seq) - static_cast<int64_t>(batch.firstSeq) - 1;
+      bool batchLevel = index < 0 || reply.seq == batch.lastSeq + 1;
+      if (reply.errnum != 0)
+        out.errors.push_back(BatchError{batchLevel ? -1 : index, reply.errnum, describe(batchLevel ? -1 : index), reply.extack});
+      // The ack (or error) of the last record ends the batch; an error on BEGIN means it was refused whole.
+      if (reply.seq == batch.lastSeq || (batchLevel && reply.errnum != 0)) done = true;
+    }
+  }
+  std::sort(out.errors.begin(), out.errors.end(), [](const BatchError& a, const BatchError& b) { return a.index < b.index; });
+  if (out.errors.empty() && out.lostReports)
+    out.errors.push_back(BatchError{-1, ENOBUFS, "the batch", "error reports overflowed the receive buffer"});
+  out.totalMicros = MicrosSince(t0);
+  return out;
+}
+
+}  // namespace svcplane

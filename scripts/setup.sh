@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by `npm test`, `npm run demo` and the benchmarks: installs what is missing on a
+# fresh Debian 12 machine (as root), then builds the addon and the TypeScript. Quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build-time: libmnl/libnftnl headers for the addon. Test/bench peers and verifiers: nft, iptables, ip,
+# conntrack. The product itself never runs any of these tools.
+APT_PACKAGES=(build-essential python3 pkg-config libmnl-dev libnftnl-dev nftables iptables iproute2 conntrack)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  if [ "$(id -u)" != 0 ]; then echo "setup: need root to apt-get install ${missing[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install.
+stamp=node_modules/.svcplane-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+# Addon: rebuild when a native source is newer than the built module.
+addon=build/Release/svcplane_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -quit)" ]; then
+  echo "setup: building native addon" >&2
+  npx --no-install node-gyp rebuild --loglevel=warn >/dev/null
+fi
+
+# TypeScript: incremental build of src/, scripts/, bench/.
+npx --no-install tsc -p tsconfig.json

@@ -1,0 +1,207 @@
+// Rule expressions, written straight into the record-stream form. A built rule is a "rule body": the bytes
+// `u16 expr count | attrs*` that follow a rule record's own attributes. Two rule bodies are the same rule
+// exactly when their bytes are equal, which is how the diff compares what we want with what is programmed.
+//
+// Each builder writes exactly the attributes the kernel reports back in a dump (e.g. nat's ADDR_MAX, which the
+// kernel fills in from ADDR_MIN, and bitwise's OP), in ascending order, so that a dumped rule re-encoded by
+// canonicalRuleBody() is byte-identical to the rule we built.
+import * as os from 'node:os';
+import {
+  BITWISE, CMP, CT, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NUMGEN, PAYLOAD, REJECT,
+  NFT_BITWISE_BOOL, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_NG_RANDOM, NFT_REG_VERDICT,
+} from './constants';
+import { AttrMap, AttrWriter, ByteWriter } from './records';
+
+const LE = os.endianness() === 'LE';
+
+/** A u32 as the kernel holds it in a register (host order): for marks, ct state, numgen, fib results. */
+export function hostU32(v: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  if (LE) b.writeUInt32LE(v >>> 0, 0);
+  else b.writeUInt32BE(v >>> 0, 0);
+  return b;
+}
+
+/** Network-order u16 (ports as they sit in packets), zero-padded to `width` bytes. */
+export function be16(v: number, width = 2): Buffer {
+  const b = Buffer.alloc(width);
+  b.writeUInt16BE(v, 0);
+  return b;
+}
+
+/**
+ * Registers as the kernel reports them (nft_dump_register): a 32-bit register that starts a 128-bit one is
+ * shown as that 128-bit register (NFT_REG32_00 -> NFT_REG_1, NFT_REG32_04 -> NFT_REG_2). Same register, other
+ * name; we write the kernel's name so built and dumped rules compare equal.
+ */
+export function reg(r: number): number {
+  if (r < 8) return r;
+  const idx = r - 8;
+  return idx % 4 === 0 ? idx / 4 + 1 : r;
+}
+
+/** Attributes each expression reports back: the only ones compared (counters' values are not). */
+const SIGNIFICANT: Record<string, readonly number[]> = {
+  payload: [PAYLOAD.DREG, PAYLOAD.BASE, PAYLOAD.OFFSET, PAYLOAD.LEN],
+  numgen: [NUMGEN.DREG, NUMGEN.MODULUS, NUMGEN.TYPE, NUMGEN.OFFSET],
+  meta: [META.KEY, META.DREG, META.SREG],
+  cmp: [CMP.SREG, CMP.OP, CMP.DATA],
+  immediate: [IMM.DREG, IMM.DATA, IMM.VERDICT, IMM.CHAIN],
+  bitwise: [BITWISE.SREG, BITWISE.DREG, BITWISE.LEN, BITWISE.MASK, BITWISE.XOR, BITWISE.OP],
+  nat: [NAT.TYPE, NAT.FAMILY, NAT.REG_ADDR_MIN, NAT.REG_ADDR_MAX, NAT.REG_PROTO_MIN, NAT.REG_PROTO_MAX, NAT.FLAGS],
+  lookup: [LOOKUP.SREG, LOOKUP.DREG, LOOKUP.SET, LOOKUP.FLAGS],
+  ct: [CT.DREG, CT.KEY, CT.DIR, CT.SREG],
+  reject: [REJECT.TYPE, REJECT.CODE],
+  masq: [MASQ.FLAGS, MASQ.REG_PROTO_MIN, MASQ.REG_PROTO_MAX],
+  fib: [FIB.DREG, FIB.RESULT, FIB.FLAGS],
+  counter: [],
+};
+
+export type Verdict = { kind: 'accept' | 'drop' | 'return' | 'continue' } | { kind: 'jump' | 'goto'; chain: string };
+
+export function verdictCode(v: Verdict): number {
+  switch (v.kind) {
+    case 'accept': return 1;
+    case 'drop': return 0;
+    case 'continue': return -1;
+    case 'return': return -5;
+    case 'jump': return -3;
+    case 'goto': return -4;
+  }
+}
+
+/** Builds one rule body; body() returns it. */
+export class RuleBuilder {
+  private readonly w = new ByteWriter(256);
+  private count = 0;
+
+  constructor() {
+    this.w.u16(0);
+  }
+
+  private expr(name: string): AttrWriter {
+    this.count++;
+    return new AttrWriter(this.w).str(EXPR_NAME, name);
+  }
+
+  payload(dreg: number, base: number, offset: number, len: number): this {
+    const a = this.expr('payload');
+    a.u32(PAYLOAD.DREG, reg(dreg)).u32(PAYLOAD.BASE, base).u32(PAYLOAD.OFFSET, offset).u32(PAYLOAD.LEN, len).end();
+    return this;
+  }
+  metaGet(key: number, dreg: number): this {
+    this.expr('meta').u32(META.KEY, key).u32(META.DREG, reg(dreg)).end();
+    return this;
+  }
+  metaSet(key: number, sreg: number): this {
+    this.expr('meta').u32(META.KEY, key).u32(META.SREG, reg(sreg)).end();
+    return this;
+  }
+  cmp(sreg: number, op: 'eq' | 'neq', data: Buffer): this {
+    this.expr('cmp').u32(CMP.SREG, reg(sreg)).u32(CMP.OP, op === 'eq' ? NFT_CMP_EQ : NFT_CMP_NEQ).bytes(CMP.DATA, data).end();
+    return this;
+  }
+  /** dreg = (sreg & mask) ^ xor */
+  bitwise(sreg: number, dreg: number, mask: Buffer, xor: Buffer): this {
+    this.expr('bitwise')
+      .u32(BITWISE.SREG, reg(sreg)).u32(BITWISE.DREG, reg(dreg)).u32(BITWISE.LEN, mask.length)
+      .bytes(BITWISE.MASK, mask).bytes(BITWISE.XOR, xor).u32(BITWISE.OP, NFT_BITWISE_BOOL).end();
+    return this;
+  }
+  lookup(set: string, sreg: number, dreg?: number, invert = false): this {
+    const a = this.expr('lookup').u32(LOOKUP.SREG, reg(sreg));
+    if (dreg !== undefined) a.u32(LOOKUP.DREG, reg(dreg));
+    a.str(LOOKUP.SET, set).u32(LOOKUP.FLAGS, invert ? 1 : 0).end();
+    return this;
+  }
+  immediateData(dreg: number, data: Buffer): this {
+    this.expr('immediate').u32(IMM.DREG, reg(dreg)).bytes(IMM.DATA, data).end();
+    return this;
+  }
+  verdict(v: Verdict): this {
+    const a = this.expr('immediate').u32(IMM.DREG, NFT_REG_VERDICT).u32(IMM.VERDICT, verdictCode(v));
+    if (v.kind === 'jump' || v.kind === 'goto') a.str(IMM.CHAIN, v.chain);
+    a.end();
+    return this;
+  }
+  numgenRandom(dreg: number, modulus: number): this {
+    this.expr('numgen').u32(NUMGEN.DREG, reg(dreg)).u32(NUMGEN.MODULUS, modulus).u32(NUMGEN.TYPE, NFT_NG_RANDOM)
+      .u32(NUMGEN.OFFSET, 0).end();
+    return this;
+  }
+  /** Address in regAddr (and port in regProto if given); min and max equal, as the kernel reports them. */
+  nat(type: number, family: number, regAddr: number, regProto: number | undefined, flags: number): this {
+    const a = this.expr('nat').u32(NAT.TYPE, type).u32(NAT.FAMILY, family).u32(NAT.REG_ADDR_MIN, reg(regAddr))
+      .u32(NAT.REG_ADDR_MAX, reg(regAddr));
+    if (regProto !== undefined) a.u32(NAT.REG_PROTO_MIN, reg(regProto)).u32(NAT.REG_PROTO_MAX, reg(regProto));
+    a.u32(NAT.FLAGS, flags).end();
+    return this;
+  }
+  masquerade(flags: number): this {
+    const a = this.expr('masq');
+    if (flags) a.u32(MASQ.FLAGS, flags);
+    a.end();
+    return this;
+  }
+  reject(type: number, code?: number): this {
+    const a = this.expr('reject').u32(REJECT.TYPE, type);
+    if (code !== undefined) a.u32(REJECT.CODE, code);
+    a.end();
+    return this;
+  }
+  fib(dreg: number, result: number, flags: number): this {
+    this.expr('fib').u32(FIB.DREG, reg(dreg)).u32(FIB.RESULT, result).u32(FIB.FLAGS, flags).end();
+    return this;
+  }
+  ctGet(key: number, dreg: number): this {
+    this.expr('ct').u32(CT.DREG, reg(dreg)).u32(CT.KEY, key).end();
+    return this;
+  }
+
+  /** The finished rule body (an independent copy). */
+  body(): Buffer {
+    this.w.patchU16(0, this.count);
+    return this.w.take();
+  }
+}
+
+/** Re-encodes a dumped rule's expressions with only their significant attributes: comparable to a built body. */
+export function canonicalRuleBody(exprs: AttrMap[]): Buffer {
+  const w = new ByteWriter(256);
+  w.u16(exprs.length);
+  for (const e of exprs) {
+    const nameBuf = e.get(EXPR_NAME);
+    const name = nameBuf ? nameBuf.toString('utf8', 0, Math.max(0, nameBuf.indexOf(0))) : '?';
+    const a = new AttrWriter(w).bytes(EXPR_NAME, nameBuf ?? Buffer.from('?\0'));
+    const keep = SIGNIFICANT[name];
+    const types = keep ?? [...e.keys()].filter((t) => t !== EXPR_NAME).sort((x, y) => x - y);
+    for (const t of types) {
+      const v = e.get(t);
+      if (v) a.bytes(t, v);
+    }
+    a.end();
+  }
+  return w.take();
+}
+
+/** Decodes a rule body into expression attribute maps (for status/explain and tests). */
+export function parseRuleBody(body: Buffer): AttrMap[] {
+  const exprs: AttrMap[] = [];
+  let off = 0;
+  const n = body.readUInt16LE(off);
+  off += 2;
+  for (let i = 0; i < n; i++) {
+    const m: AttrMap = new Map();
+    const count = body.readUInt16LE(off);
+    off += 2;
+    for (let j = 0; j < count; j++) {
+      const type = body.readUInt16LE(off);
+      const len = body.readUInt32LE(off + 2);
+      off += 6;
+      m.set(type, body.subarray(off, off + len));
+      off += len;
+    }
+    exprs.push(m);
+  }
+  return exprs;
+}

@@ -1,0 +1,76 @@
+// The kernel objects svcplane's nftables tables are made of, as plain values: what we want (built by the
+// ruleset) and what the kernel holds (decoded from a dump) have this one shape, so the diff is a comparison.
+import type { NfFamily } from './netlink/constants';
+
+export interface BaseChainSpec {
+  type: 'filter' | 'nat';
+  hook: number;
+  priority: number;
+}
+
+export interface ChainState {
+  name: string;
+  base?: BaseChainSpec;
+  /** Rule bodies (see netlink/expr.ts), in order. */
+  rules: Buffer[];
+}
+
+export interface SetSpec {
+  name: string;
+  flags: number;
+  keyType: number;
+  keyLen: number;
+  /** Maps only: NFT_DATA_VERDICT for verdict maps. */
+  dataType?: number;
+  dataLen?: number;
+}
+
+export interface ElementState {
+  key: Buffer;
+  flags?: number;
+  /** Verdict maps: verdict code and target chain. */
+  verdict?: number;
+  chain?: string;
+  data?: Buffer;
+}
+
+export interface TableState {
+  family: NfFamily;
+  name: string;
+  chains: Map<string, ChainState>;
+  sets: Map<string, SetSpec>;
+  /** set name -> element key (hex) -> element */
+  elements: Map<string, Map<string, ElementState>>;
+}
+
+export function emptyTable(family: NfFamily, name: string): TableState {
+  return { family, name, chains: new Map(), sets: new Map(), elements: new Map() };
+}
+
+export function elementKey(e: ElementState): string {
+  return e.key.toString('hex');
+}
+
+export function sameElement(a: ElementState, b: ElementState): boolean {
+  return (
+    (a.flags ?? 0) === (b.flags ?? 0) &&
+    a.verdict === b.verdict &&
+    a.chain === b.chain &&
+    (a.data === undefined ? b.data === undefined : b.data !== undefined && a.data.equals(b.data))
+  );
+}
+
+export function sameSetSpec(a: SetSpec, b: SetSpec): boolean {
+  return a.flags === b.flags && a.keyType === b.keyType && a.keyLen === b.keyLen && (a.dataType ?? 0) === (b.dataType ?? 0);
+}
+
+export function sameBase(a?: BaseChainSpec, b?: BaseChainSpec): boolean {
+  if (!a || !b) return a === b;
+  return a.type === b.type && a.hook === b.hook && a.priority === b.priority;
+}
+
+export function sameRules(a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!a[i].equals(b[i])) return false;
+  return true;
+}
