@@ -55,8 +55,11 @@ void Talk(NetlinkSocket& sock, const std::string& what, const std::function<nlms
   }
 }
 
+// `strings` lists the attributes that hold C strings: their length is taken from the string itself, because
+// some libnftnl getters report a fixed size for them (nftnl_chain_get_data(NFTNL_CHAIN_TYPE) says 4).
 template <typename Obj, typename IsSet, typename Get>
-AttrList Collect(Obj* o, uint16_t max, IsSet isSet, Get get, std::initializer_list<uint16_t> skip = {}) {
+AttrList Collect(Obj* o, uint16_t max, IsSet isSet, Get get, std::initializer_list<uint16_t> skip = {},
+                 std::initializer_list<uint16_t> strings = {}) {
   AttrList out;
   for (uint16_t a = 0; a <= max; a++) {
     bool skipped = false;
@@ -65,6 +68,9 @@ AttrList Collect(Obj* o, uint16_t max, IsSet isSet, Get get, std::initializer_li
     uint32_t len = 0;
     const void* p = get(o, a, &len);
     if (!p) continue;
+    bool isString = false;
+    for (uint16_t s : strings) isString |= s == a;
+    if (isString) len = static_cast<uint32_t>(strlen(static_cast<const char*>(p)) + 1);
     out.emplace_back(a, std::string(static_cast<const char*>(p), len));
   }
   return out;
@@ -72,7 +78,7 @@ AttrList Collect(Obj* o, uint16_t max, IsSet isSet, Get get, std::initializer_li
 
 void WriteRule(RecordWriter& w, nftnl_rule* r, uint8_t family) {
   w.Begin(Action::New, Kind::Rule, family, 0);
-  w.Attrs(Collect(r, NFTNL_RULE_MAX, nftnl_rule_is_set, nftnl_rule_get_data));
+  w.Attrs(Collect(r, NFTNL_RULE_MAX, nftnl_rule_is_set, nftnl_rule_get_data, {}, {NFTNL_RULE_TABLE, NFTNL_RULE_CHAIN}));
   std::vector<AttrList> exprs;
   ExprIterPtr it(nftnl_expr_iter_create(r));
   for (nftnl_expr* e = nftnl_expr_iter_next(it.get()); e; e = nftnl_expr_iter_next(it.get())) {
@@ -114,7 +120,7 @@ DumpResult DumpOnce(NetlinkSocket& sock, uint8_t family, const std::string& tabl
           TablePtr got(nftnl_table_alloc());
           if (nftnl_table_nlmsg_parse(nlh, got.get()) < 0) return;
           w.Begin(Action::New, Kind::Table, family, 0);
-          w.Attrs(Collect(got.get(), NFTNL_TABLE_MAX, nftnl_table_is_set, nftnl_table_get_data));
+          w.Attrs(Collect(got.get(), NFTNL_TABLE_MAX, nftnl_table_is_set, nftnl_table_get_data, {}, {NFTNL_TABLE_NAME}));
         });
   } catch (const NetlinkError& e) {
     if (e.errnum == ENOENT) return out;  // no table: nothing programmed
@@ -133,7 +139,7 @@ DumpResult DumpOnce(NetlinkSocket& sock, uint8_t family, const std::string& tabl
         if (!tn || table != tn) return;
         w.Begin(Action::New, Kind::Chain, family, 0);
         w.Attrs(Collect(c.get(), NFTNL_CHAIN_MAX, nftnl_chain_is_set, nftnl_chain_get_data,
-                        {NFTNL_CHAIN_DEV, NFTNL_CHAIN_DEVICES}));
+                        {NFTNL_CHAIN_DEV, NFTNL_CHAIN_DEVICES}, {NFTNL_CHAIN_NAME, NFTNL_CHAIN_TABLE, NFTNL_CHAIN_TYPE}));
       });
 
   // Sets (and maps) of this table, then each one's elements.
@@ -154,7 +160,7 @@ DumpResult DumpOnce(NetlinkSocket& sock, uint8_t family, const std::string& tabl
         if (!tn || table != tn) return;
         w.Begin(Action::New, Kind::Set, family, 0);
         w.Attrs(Collect(s.get(), NFTNL_SET_MAX, nftnl_set_is_set, nftnl_set_get_data,
-                        {NFTNL_SET_EXPR, NFTNL_SET_EXPRESSIONS}));
+                        {NFTNL_SET_EXPR, NFTNL_SET_EXPRESSIONS}, {NFTNL_SET_TABLE, NFTNL_SET_NAME}));
         sets.push_back(std::move(s));
       });
   for (const auto& s : sets) {
@@ -174,7 +180,7 @@ DumpResult DumpOnce(NetlinkSocket& sock, uint8_t family, const std::string& tabl
     ElemIterPtr it(nftnl_set_elems_iter_create(holder.get()));
     for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it.get()); e; e = nftnl_set_elems_iter_next(it.get()))
       elems.push_back(Collect(e, NFTNL_SET_ELEM_MAX, nftnl_set_elem_is_set, nftnl_set_elem_get,
-                              {NFTNL_SET_ELEM_EXPR, NFTNL_SET_ELEM_EXPRESSIONS}));
+                              {NFTNL_SET_ELEM_EXPR, NFTNL_SET_ELEM_EXPRESSIONS}, {NFTNL_SET_ELEM_CHAIN}));
     w.Begin(Action::New, Kind::SetElem, family, 0);
     w.Attrs({{NFTNL_SET_TABLE, table + '\0'}, {NFTNL_SET_NAME, std::string(name) + '\0'}});
     w.ChildCount(static_cast<uint32_t>(elems.size()));

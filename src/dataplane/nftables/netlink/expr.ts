@@ -145,7 +145,8 @@ export class RuleBuilder {
   }
   reject(type: number, code?: number): this {
     const a = this.expr('reject').u32(REJECT.TYPE, type);
-    if (code !== undefined) a.u32(REJECT.CODE, code);
+    // The ICMP code is a u8 attribute (NFTA_REJECT_ICMP_CODE).
+    if (code !== undefined) a.bytes(REJECT.CODE, Buffer.from([code]));
     a.end();
     return this;
   }

@@ -1,0 +1,178 @@
+// svcplane's one entry point. Exit codes: 0 done, 1 the kernel (or the system) refused, 2 usage or input error.
+import { NetlinkNftClient } from '../dataplane/nftables/client';
+import { NftablesProxier } from '../dataplane/nftables/proxier';
+import { defaultConfig } from '../dataplane/nftables/ruleset';
+import { unhonouredFeatures } from '../dataplane/limits';
+import type { Dataplane } from '../dataplane/types';
+import { createLogger, type Logger } from '../log';
+import { parseCIDR, parseIP } from '../model/ip';
+import { buildProxyModel } from '../model/build';
+import { loadManifests } from '../source/manifests';
+import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
+import { formatStatus, formatSyncSummary } from './format';
+
+const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables (ipvs: coming with the IPVS issue)', default: 'nftables', choices: ['nftables', 'ipvs'] };
+const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
+const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
+const HELP: FlagSpec = { name: 'help', type: 'boolean', help: 'show this help' };
+const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'json or text (default: text on a terminal, json otherwise)', choices: ['json', 'text'] };
+
+const SYNC_FLAGS: FlagSpec[] = [
+  { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },
+  MODE,
+  { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
+  { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname); used for topology-aware routing' },
+  { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary' },
+  { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
+  { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
+  { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
+  OUTPUT, NETNS, LOG, HELP,
+];
+const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
+const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
+
+const COMMANDS: Record<string, { summary: string; flags: FlagSpec[] }> = {
+  sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
+  status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
+  cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
+};
+
+function usage(): string {
+  const cmds = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`).join('\n');
+  return `svcplane: Kubernetes Service proxy that programs nftables directly over netlink
+
+Usage: svcplane <command> [flags]
+
+Commands:
+${cmds}
+
+Run 'svcplane <command> --help' for a command's flags.
+`;
+}
+
+function commandUsage(name: string): string {
+  const c = COMMANDS[name];
+  return `svcplane ${name}: ${c.summary}\n\nUsage: svcplane ${name} [flags]\n\nFlags:\n${formatFlags(c.flags)}\n`;
+}
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane {
+  const mode = str(flags, 'mode');
+  if (mode !== 'nftables') throw new UsageError(`--mode ${mode} is not available yet (the IPVS dataplane is issue 4)`);
+  const netns = str(flags, 'netns');
+  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
+}
+
+function nftablesConfig(flags: ParsedFlags) {
+  const clusterCIDRs = list(flags, 'cluster-cidr');
+  for (const c of clusterCIDRs) if (!parseCIDR(c)) throw new UsageError(`--cluster-cidr: "${c}" is not a CIDR`);
+  const nodeIPs = list(flags, 'node-ip');
+  for (const ip of nodeIPs) if (!parseIP(ip)) throw new UsageError(`--node-ip: "${ip}" is not an IP address`);
+  const nodePortAddresses: string[] = [];
+  for (const a of list(flags, 'nodeport-addresses')) {
+    if (a === 'primary') {
+      if (nodeIPs.length === 0) throw new UsageError('--nodeport-addresses primary needs --node-ip (the node\'s primary addresses)');
+      nodePortAddresses.push(...nodeIPs.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`)));
+    } else if (!parseCIDR(a)) throw new UsageError(`--nodeport-addresses: "${a}" is not a CIDR or "primary"`);
+    else nodePortAddresses.push(a);
+  }
+  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all') });
+}
+
+async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
+  if (!bool(flags, 'once')) throw new UsageError('sync needs --once (the continuous agent is `svcplane run`, issue 3)');
+  const dir = str(flags, 'manifests');
+  if (!dir) throw new UsageError('sync needs --manifests DIR');
+  const config = nftablesConfig(flags);
+  const loaded = await loadManifests(dir);
+  const model = buildProxyModel(loaded.services, loaded.slices);
+  const problems = [...loaded.problems, ...model.problems];
+  for (const p of problems) log.warn(`skipped: ${p.object}: ${p.message}`, { object: p.object });
+  for (const sp of model.servicePorts.values())
+    for (const f of unhonouredFeatures(sp)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+  const dp = openDataplane(flags, config);
+  try {
+    const res = await dp.syncFull(model.servicePorts);
+    for (const p of res.problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
+    const all = [...problems, ...res.problems];
+    if (str(flags, 'output') === 'json') {
+      out(JSON.stringify({ mode: dp.mode, files: loaded.files.length, ...res, problems: all }));
+    } else {
+      out(formatSyncSummary(dp.mode, loaded.files.length, res, all.length));
+    }
+    return 0;
+  } finally {
+    dp.close();
+  }
+}
+
+async function cmdStatus(flags: ParsedFlags): Promise<number> {
+  const dp = openDataplane(flags);
+  try {
+    const st = await dp.status();
+    out(str(flags, 'output') === 'json' ? JSON.stringify(st) : formatStatus(st));
+    return 0;
+  } finally {
+    dp.close();
+  }
+}
+
+async function cmdCleanup(flags: ParsedFlags): Promise<number> {
+  const dp = openDataplane(flags);
+  try {
+    const removed = await dp.cleanup();
+    if (str(flags, 'output') === 'json') out(JSON.stringify({ mode: dp.mode, removed }));
+    else out(removed ? `svcplane ${dp.mode}: removed svcplane's tables` : `svcplane ${dp.mode}: nothing to remove`);
+    return 0;
+  } finally {
+    dp.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    out(usage());
+    return command ? 0 : 2;
+  }
+  const spec = COMMANDS[command];
+  if (!spec) {
+    process.stderr.write(`svcplane: unknown command "${command}"\n\n${usage()}`);
+    return 2;
+  }
+  let flags: ParsedFlags;
+  try {
+    const parsed = parseFlags(rest, spec.flags);
+    if (parsed.positionals.length) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
+    flags = parsed.flags;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`svcplane ${command}: ${e.message}\n\n${commandUsage(command)}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (bool(flags, 'help')) {
+    out(commandUsage(command));
+    return 0;
+  }
+  const logFormat = str(flags, 'log-format') as 'json' | 'text' | undefined;
+  const log = createLogger({ format: logFormat });
+  try {
+    if (command === 'sync') return await cmdSync(flags, log);
+    if (command === 'status') return await cmdStatus(flags);
+    return await cmdCleanup(flags);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`svcplane ${command}: ${e.message}\n`);
+      return 2;
+    }
+    const err = e as Error & { code?: string };
+    process.stderr.write(`svcplane ${command}: ${err.message}\n`);
+    if (err.code === 'EPERM') process.stderr.write('svcplane: programming the kernel needs CAP_NET_ADMIN (run as root)\n');
+    return 1;
+  }
+}

@@ -1,0 +1,20 @@
+// Service features kube-proxy honours that this version does not program yet. Each is reported once per Service
+// port with what svcplane does instead, so an operator never has to guess (the brief: honour or reject with a
+// clear, logged reason). Issue 5 implements them; this list shrinks as it does.
+import type { ServicePort } from '../model/types';
+
+export function unhonouredFeatures(sp: ServicePort): string[] {
+  const out: string[] = [];
+  const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
+  if (sp.sessionAffinity.type === 'ClientIP')
+    out.push('sessionAffinity ClientIP is not implemented yet: connections are spread without affinity');
+  if (external && sp.externalTrafficPolicy === 'Local')
+    out.push('externalTrafficPolicy Local is not implemented yet: external traffic goes to all endpoints and is masqueraded');
+  if (sp.internalTrafficPolicy === 'Local')
+    out.push('internalTrafficPolicy Local is not implemented yet: traffic goes to all endpoints');
+  if (sp.loadBalancerSourceRanges.length > 0)
+    out.push('loadBalancerSourceRanges is not implemented yet: LoadBalancer IPs accept every source');
+  if (sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
+    out.push('healthCheckNodePort is not served yet');
+  return out;
+}

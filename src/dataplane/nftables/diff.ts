@@ -1,0 +1,137 @@
+// Diffs (pure): what is programmed vs what is wanted -> operations queued on an NftTransaction, in an order the
+// kernel accepts within one batch: new sets and chains first; element deletions before the chains they point
+// to are flushed and deleted; rules after the chains and sets they reference exist; removed chains last.
+import type { NfFamily } from './netlink/constants';
+import type { ChainState, ElementState, TableState } from './objects';
+import { elementKey, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
+import type { NftTransaction } from './transaction';
+
+/** Queues everything needed to turn `current` (undefined: no table) into `desired`. */
+export function diffTable(tx: NftTransaction, current: TableState | undefined, desired: TableState): void {
+  const fam = desired.family;
+  const t = desired.name;
+  if (!current || needsRebuild(current, desired)) {
+    // A structural change (first run, a set's key type, a base chain's hook) rebuilds the table inside the
+    // same batch: still atomic, and conntrack keeps established connections' NAT bindings meanwhile.
+    if (current) tx.deleteTable(fam, t);
+    createTable(tx, desired);
+    return;
+  }
+
+  for (const [name, spec] of desired.sets) if (!current.sets.has(name)) tx.addSet(fam, t, spec);
+  for (const [name, chain] of desired.chains) if (!current.chains.has(name)) tx.addChain(fam, t, chain);
+
+  // Elements leaving (or changing data): delete before anything they point to goes away.
+  for (const [set, cur] of current.elements) {
+    const want = desired.elements.get(set);
+    if (!want) continue; // the whole set goes below
+    const gone: ElementState[] = [];
+    for (const [k, e] of cur) {
+      const w = want.get(k);
+      if (!w || !sameElement(e, w)) gone.push(e);
+    }
+    if (gone.length) tx.deleteElements(fam, t, set, gone);
+  }
+  for (const set of current.sets.keys()) if (!desired.sets.has(set)) tx.flushSet(fam, t, set);
+
+  // Chains whose rules differ: flush and refill; chains going away: flush now (drops their references).
+  for (const [name, chain] of desired.chains) {
+    const cur = current.chains.get(name);
+    if (cur && sameRules(cur.rules, chain.rules)) continue;
+    if (cur && cur.rules.length) tx.flushChain(fam, t, name);
+    for (const r of chain.rules) tx.addRule(fam, t, name, r);
+  }
+  for (const [name, cur] of current.chains) if (!desired.chains.has(name) && cur.rules.length) tx.flushChain(fam, t, name);
+
+  for (const [set, want] of desired.elements) {
+    const cur = current.elements.get(set);
+    const add: ElementState[] = [];
+    for (const [k, e] of want) {
+      const c = cur?.get(k);
+      if (!c || !sameElement(c, e)) add.push(e);
+    }
+    if (add.length) tx.addElements(fam, t, set, add);
+  }
+
+  for (const [name, cur] of current.chains) if (!desired.chains.has(name) && !cur.base) tx.deleteChain(fam, t, name);
+  for (const [name, cur] of current.chains) if (!desired.chains.has(name) && cur.base) tx.deleteChain(fam, t, name);
+  for (const set of current.sets.keys()) if (!desired.sets.has(set)) tx.deleteSet(fam, t, set);
+}
+
+function needsRebuild(current: TableState, desired: TableState): boolean {
+  for (const [name, spec] of desired.sets) {
+    const cur = current.sets.get(name);
+    if (cur && !sameSetSpec(cur, spec)) return true;
+  }
+  for (const [name, chain] of desired.chains) {
+    const cur = current.chains.get(name);
+    if (cur && !sameBase(cur.base, chain.base)) return true;
+  }
+  return false;
+}
+
+export function createTable(tx: NftTransaction, desired: TableState): void {
+  const fam = desired.family;
+  const t = desired.name;
+  tx.addTable(fam, t);
+  for (const spec of desired.sets.values()) tx.addSet(fam, t, spec);
+  // Regular chains before base chains: a base chain starts seeing packets at commit, all at once anyway,
+  // but this keeps every jump target defined before the rule that names it.
+  const chains = [...desired.chains.values()];
+  for (const c of chains) tx.addChain(fam, t, c);
+  for (const [set, elems] of desired.elements) if (elems.size) tx.addElements(fam, t, set, [...elems.values()]);
+  for (const c of chains) for (const r of c.rules) tx.addRule(fam, t, c.name, r);
+}
+
+/** A change to one chain from a partial sync. */
+export interface ChainChange {
+  before?: ChainState;
+  after?: ChainState;
+}
+
+/** A change to one element of one set from a partial sync (before/after are the effective elements). */
+export interface ElementChange {
+  set: string;
+  before?: ElementState;
+  after?: ElementState;
+}
+
+/** Queues a partial sync's changes to one family's table (same ordering rules as diffTable). */
+export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, chains: ChainChange[], elements: ElementChange[], ownerOf: (chain: string) => string | undefined): void {
+  for (const c of chains) if (c.after && !c.before) {
+    tx.owner = ownerOf(c.after.name);
+    tx.addChain(fam, table, c.after);
+  }
+  const deletes = new Map<string, ElementState[]>();
+  const adds = new Map<string, ElementState[]>();
+  for (const e of elements) {
+    if (e.before && e.after && sameElement(e.before, e.after)) continue;
+    if (e.before) push(deletes, e.set, e.before);
+    if (e.after) push(adds, e.set, e.after);
+  }
+  tx.owner = undefined;
+  for (const [set, list] of deletes) tx.deleteElements(fam, table, set, list);
+  for (const c of chains) {
+    if (!c.after) continue;
+    if (c.before && sameRules(c.before.rules, c.after.rules)) continue;
+    tx.owner = ownerOf(c.after.name);
+    if (c.before && c.before.rules.length) tx.flushChain(fam, table, c.after.name);
+    for (const r of c.after.rules) tx.addRule(fam, table, c.after.name, r);
+  }
+  tx.owner = undefined;
+  for (const [set, list] of adds) tx.addElements(fam, table, set, list);
+  for (const c of chains) if (c.before && !c.after) {
+    tx.owner = ownerOf(c.before.name);
+    if (c.before.rules.length) tx.flushChain(fam, table, c.before.name);
+    tx.deleteChain(fam, table, c.before.name);
+  }
+  tx.owner = undefined;
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const l = m.get(k);
+  if (l) l.push(v);
+  else m.set(k, [v]);
+}
+
+export { elementKey };

@@ -1,0 +1,57 @@
+// The small interface every dataplane (nftables now; IPVS and eBPF later) implements. The sync layer above it
+// knows only this.
+import type { ModelProblem, ServicePort, ServicePortKey } from '../model/types';
+
+export interface SyncResult {
+  /** A full sync (everything compared with what the kernel holds) or a partial one (changed Service ports only). */
+  full: boolean;
+  /** Kernel operations sent in the one transaction (0: nothing differed, nothing sent). */
+  operations: number;
+  /** Operations by kind, e.g. { "add rule": 12, "add element(s)": 2 }. */
+  summary: Record<string, number>;
+  bytes: number;
+  /** Time inside the kernel's batch processing (sendmsg), and the whole sync. */
+  kernelMicros: number;
+  totalMicros: number;
+  servicePorts: number;
+  /** Problems found while programming (e.g. two Services claiming the same address:port). */
+  problems: ModelProblem[];
+}
+
+export interface StatusEndpoint {
+  address: string;
+  port: number;
+}
+
+export interface StatusRow {
+  family: 4 | 6;
+  protocol: string;
+  /** Address the Service answers on; "*" for NodePorts (every NodePort address of the node). */
+  address: string;
+  port: number;
+  kind: 'ClusterIP' | 'External' | 'NodePort';
+  /** "namespace/name:port" when it can be told from the kernel objects. */
+  service: string;
+  /** Empty with reject=true: the Service port has no endpoints and is refused. */
+  endpoints: StatusEndpoint[];
+  reject: boolean;
+}
+
+export interface StatusReport {
+  mode: string;
+  present: boolean;
+  rows: StatusRow[];
+}
+
+export interface Dataplane {
+  readonly mode: string;
+  /** Programs exactly this set of Service ports, comparing with what the kernel holds (adoption, repair). */
+  syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult>;
+  /** Programs only these changes (undefined: the Service port is gone). Falls back to full when required. */
+  syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult>;
+  /** Removes everything this dataplane programmed, and nothing else. */
+  cleanup(): Promise<boolean>;
+  /** What is programmed, read back from the kernel. */
+  status(): Promise<StatusReport>;
+  close(): void;
+}
