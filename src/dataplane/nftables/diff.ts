@@ -120,10 +120,15 @@ export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, c
   }
   tx.owner = undefined;
   for (const [set, list] of adds) tx.addElements(fam, table, set, list);
-  for (const c of chains) if (c.before && !c.after) {
-    tx.owner = ownerOf(c.before.name);
-    if (c.before.rules.length) tx.flushChain(fam, table, c.before.name);
-    tx.deleteChain(fam, table, c.before.name);
+  // Removed chains: flush them all before deleting any, since one may jump to another (ext- goes to svc-).
+  const removed = chains.filter((c) => c.before && !c.after).map((c) => c.before!);
+  for (const c of removed) if (c.rules.length) {
+    tx.owner = ownerOf(c.name);
+    tx.flushChain(fam, table, c.name);
+  }
+  for (const c of removed) {
+    tx.owner = ownerOf(c.name);
+    tx.deleteChain(fam, table, c.name);
   }
   tx.owner = undefined;
 }

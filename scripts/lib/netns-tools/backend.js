@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+'use strict';
+// Test/demo backend server (plain Node, no dependencies). Runs inside a backend network namespace:
+//
+//   node backend.js NAME PORT[,PORT...]
+//
+// For each port it listens on TCP and UDP, dual-stack ('::' with ipv6Only false; falls back to 0.0.0.0 when the
+// namespace has no IPv6).
+//   TCP: on connection writes "NAME <remoteAddress>\n". If the client's first line is "HOLD" the connection stays
+//        open and every further line is answered with "NAME\n" (for connection-keeping tests). Otherwise the server
+//        ends the connection: at once when the client sends anything else or closes, at the latest after a short
+//        grace period (BACKEND_HOLD_GRACE_MS, default 300 ms) that leaves a HOLD client time to say so.
+//   UDP: replies to each datagram with "NAME <remoteAddress>".
+// remoteAddress is the peer address as the backend sees it, IPv4-mapped IPv6 addresses shown as plain IPv4.
+// Prints "ready" on stdout once every socket listens. With BACKEND_EXIT_ON_STDIN_EOF=1 it exits when its stdin
+// closes (the sandbox uses that so no server outlives the process that started it).
+
+const net = require('node:net');
+const dgram = require('node:dgram');
+
+function usage(msg) {
+  process.stderr.write(`backend: ${msg}\nusage: node backend.js NAME PORT[,PORT...]\n`);
+  process.exit(2);
+}
+
+const [name, portList] = process.argv.slice(2);
+if (!name || !portList) usage('missing arguments');
+if (/\s/.test(name)) usage('NAME must not contain white space');
+const ports = portList.split(',').map((p) => {
+  const n = Number(p);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) usage(`bad port ${JSON.stringify(p)}`);
+  return n;
+});
+const graceMs = Number(process.env.BACKEND_HOLD_GRACE_MS ?? '300');
+
+function plainAddress(addr) {
+  if (typeof addr !== 'string') return 'unknown';
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  return m ? m[1] : addr;
+}
+
+function handleTcp(sock) {
+  sock.setNoDelay(true);
+  sock.on('error', () => {
+    /* peers reset connections all the time (latency probes do on purpose) */
+  });
+  const remote = plainAddress(sock.remoteAddress);
+  sock.write(`${name} ${remote}\n`);
+  let holding = false;
+  let first = true;
+  let buf = '';
+  const grace = setTimeout(() => sock.end(), graceMs);
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, '');
+      buf = buf.slice(nl + 1);
+      if (first) {
+        first = false;
+        clearTimeout(grace);
+        if (line === 'HOLD') {
+          holding = true;
+          continue;
+        }
+        sock.end();
+        return;
+      }
+      if (holding) sock.write(`${name}\n`);
+    }
+    if (buf.length > 4096) sock.destroy();
+  });
+  sock.on('close', () => clearTimeout(grace));
+}
+
+function listenTcp(port) {
+  return new Promise((resolve, reject) => {
+    const attempt = (host, fallback) => {
+      const srv = net.createServer(handleTcp);
+      srv.once('error', (err) => {
+        if (fallback && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) attempt(fallback, undefined);
+        else reject(err);
+      });
+      srv.listen({ host, port, ipv6Only: false, backlog: 1024 }, () => resolve(srv));
+    };
+    attempt('::', '0.0.0.0');
+  });
+}
+
+function listenUdp(port) {
+  return new Promise((resolve, reject) => {
+    const attempt = (type, host, fallback) => {
+      const sock = dgram.createSocket({ type, ipv6Only: false, reuseAddr: false });
+      sock.once('error', (err) => {
+        sock.close();
+        if (fallback && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) attempt('udp4', '0.0.0.0', undefined);
+        else reject(err);
+      });
+      sock.on('message', (_msg, rinfo) => {
+        sock.send(`${name} ${plainAddress(rinfo.address)}`, rinfo.port, rinfo.address, () => {});
+      });
+      sock.bind(port, host, () => {
+        sock.removeAllListeners('error');
+        sock.on('error', () => {});
+        resolve(sock);
+      });
+    };
+    attempt('udp6', '::', true);
+  });
+}
+
+async function main() {
+  await Promise.all(ports.flatMap((p) => [listenTcp(p), listenUdp(p)]));
+  process.stdout.write('ready\n');
+}
+
+if (process.env.BACKEND_EXIT_ON_STDIN_EOF === '1') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => process.exit(0));
+
+main().catch((err) => {
+  process.stderr.write(`backend ${name}: ${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+});
