@@ -19,7 +19,9 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm ci only when the lock file changed since the last install.
+# npm ci only when the lock file changed since the last install. (package.json pins rollup through "overrides":
+# this machine's npm registry lacks some platform packages of newer rollup releases, and npm ci refuses a lock
+# file without every optional platform package.)
 stamp=node_modules/.svcplane-lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: npm ci" >&2
