@@ -4,6 +4,7 @@
 // object at fault.
 #include <napi.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -139,9 +140,11 @@ class CommitWorker : public PromiseWorker {
         outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
         return;
       }
+      auto t0 = std::chrono::steady_clock::now();
       records_ = ParseRecords(data_, len_);
       if (records_.empty()) return;
       EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)));
+      encodeMicros_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
       outcome_ = SendBatch(*sock_, batch, &records_);
     } catch (const NetlinkError& e) {
       Fail(e.what(), e.errnum);
@@ -182,7 +185,8 @@ class CommitWorker : public PromiseWorker {
     r.Set("messages", Napi::Number::New(env, outcome_.messages));
     r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
     r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
-    r.Set("totalMicros", Napi::Number::New(env, static_cast<double>(outcome_.totalMicros)));
+    r.Set("totalMicros", Napi::Number::New(env, static_cast<double>(outcome_.totalMicros + encodeMicros_)));
+    r.Set("encodeMicros", Napi::Number::New(env, static_cast<double>(encodeMicros_)));
     deferred_.Resolve(r);
   }
 
@@ -195,6 +199,7 @@ class CommitWorker : public PromiseWorker {
   EncodedBatch preEncoded_;
   std::vector<Record> records_;
   CommitOutcome outcome_;
+  int64_t encodeMicros_ = 0;
 };
 
 class DumpWorker : public PromiseWorker {

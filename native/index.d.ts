@@ -8,6 +8,8 @@ export interface CommitResult {
   bytes: number;
   /** Time inside sendmsg(): nf_tables validates and commits the batch synchronously there. */
   kernelMicros: number;
+  /** Parsing the records and encoding them with libnftnl (worker thread), before sending. */
+  encodeMicros?: number;
   totalMicros: number;
 }
 

@@ -13,6 +13,8 @@ export interface SyncResult {
   /** Time inside the kernel's batch processing (sendmsg), and the whole sync. */
   kernelMicros: number;
   totalMicros: number;
+  /** Where the time went: building the wanted state, reading the kernel, diffing, encoding (libnftnl). */
+  phases?: Record<string, number>;
   servicePorts: number;
   /** Problems found while programming (e.g. two Services claiming the same address:port). */
   problems: ModelProblem[];

@@ -116,7 +116,8 @@ function checkEndpoint(e: unknown, family: IPFamily): SliceEndpoint | string {
   for (const k of ['ready', 'serving', 'terminating'] as const) {
     if (c[k] !== undefined && c[k] !== null && typeof c[k] !== 'boolean') return `conditions.${k} ${show(c[k])} is not a boolean`;
   }
-  // discovery/v1: a nil ready "should be interpreted as ready"; a nil serving defers to ready; nil terminating is false.
+  // A nil ready is true and a nil terminating false (discovery/v1). A nil serving defers to ready (the API's original
+  // wording); today's API text and kube-proxy read it as true, which differs only for ready=false with serving unset.
   const ready = typeof c.ready === 'boolean' ? c.ready : true;
   const serving = typeof c.serving === 'boolean' ? c.serving : ready;
   const terminating = c.terminating === true;

@@ -269,6 +269,9 @@ function portsOf(spec: Record<string, unknown>, type: string, warn: Warn): PortS
     if (sameName) return bad.push(`${where}: duplicate port name ${show(r.portName)} (as spec.ports[${sameName.index}])`);
     const same = good.find((g) => g.port === r.port && g.protocol === r.protocol);
     if (same) return bad.push(`${where}: duplicate port ${r.port}/${r.protocol} (as spec.ports[${same.index}])`);
+    // The API server rejects this too: two ports on one node port and protocol would be one dataplane key.
+    const sameNode = r.nodePort === 0 ? undefined : good.find((g) => g.nodePort === r.nodePort && g.protocol === r.protocol);
+    if (sameNode) return bad.push(`${where}: duplicate nodePort ${r.nodePort}/${r.protocol} (as spec.ports[${sameNode.index}])`);
     if (r.ignoredNodePort) notes.push(`${where}: nodePort ${r.ignoredNodePort} on a ClusterIP Service; nodePort ignored`);
     good.push({ portName: r.portName, protocol: r.protocol, port: r.port, nodePort: r.nodePort, index });
   });

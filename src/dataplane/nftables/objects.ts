@@ -39,7 +39,7 @@ export interface TableState {
   name: string;
   chains: Map<string, ChainState>;
   sets: Map<string, SetSpec>;
-  /** set name -> element key (hex) -> element */
+  /** set name -> elementKey() -> element */
   elements: Map<string, Map<string, ElementState>>;
 }
 
@@ -47,8 +47,9 @@ export function emptyTable(family: NfFamily, name: string): TableState {
   return { family, name, chains: new Map(), sets: new Map(), elements: new Map() };
 }
 
+/** Identity of an element within its set: its key bytes as a (latin1) string, cheap to build and compare. */
 export function elementKey(e: ElementState): string {
-  return e.key.toString('hex');
+  return e.key.toString('latin1');
 }
 
 export function sameElement(a: ElementState, b: ElementState): boolean {

@@ -49,6 +49,8 @@ export class NftablesProxier implements Dataplane {
       for (const [nf, frag] of frags) this.own(families.get(nf)!, key, frag, problems);
     }
 
+    const tBuilt = process.hrtime.bigint();
+    let dumpNs = 0n;
     const tx = new NftTransaction();
     for (const fam of FAMILIES) {
       const st = families.get(fam.nf)!;
@@ -58,14 +60,25 @@ export class NftablesProxier implements Dataplane {
         if (frag) for (const c of frag.chains) desired.chains.set(c.name, c);
       }
       for (const [set, elems] of desired.elements) for (const e of st.ledger.elements(set)) elems.set(elementKey(e), e);
+      const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
+      dumpNs += process.hrtime.bigint() - td;
       diffTable(tx, current, desired);
     }
+    const tDiffed = process.hrtime.bigint();
     const res = await this.client.run(tx);
     this.fragments = fragments;
     this.families = families;
     this.needFull = false;
-    return this.result(true, tx, res, t0, problems);
+    const out = this.result(true, tx, res, t0, problems);
+    out.phases = {
+      buildMicros: Number((tBuilt - t0) / 1000n),
+      dumpMicros: Number(dumpNs / 1000n),
+      diffMicros: Number((tDiffed - tBuilt - dumpNs) / 1000n),
+      encodeMicros: res.encodeMicros ?? 0,
+      kernelMicros: res.kernelMicros,
+    };
+    return out;
   }
 
   async syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {

@@ -4,14 +4,18 @@
 // Rule shapes were chosen by measurement (shared notes, kernel 6.18): every per-Service object is a plain chain
 // with plain rules, and every lookup goes through one named set/map per table whose elements are the
 // per-Service part. Anonymous sets and per-Service named sets make a full sync grow quadratically in the
-// kernel; chains, rules and map elements do not. So:
-//   services:        ip daddr . meta l4proto . th dport vmap @service-ips        -> goto svc-<port> / ext-<port>
-//                    fib daddr type local ... meta l4proto . th dport vmap @service-nodeports -> goto ext-<port>
-//   svc-<port>:      [masquerade mark] then a cascade picking one endpoint uniformly at random:
+// kernel; chains, rules and map elements do not. And a Service costs nothing it does not need: no per-Service
+// masquerade rule, no per-Service "external" chain, no per-endpoint chain. So:
+//   services:        [ip saddr != <cluster CIDR>] ip daddr . meta l4proto . th dport @service-ips  -> mark for masquerade
+//                    ip daddr . meta l4proto . th dport vmap @service-ips                        -> goto svc-<port>
+//                    ip daddr . meta l4proto . th dport @external-ips -> mark;  ... vmap @external-ips -> goto svc-<port>
+//                    fib daddr type local ... meta l4proto . th dport @service-nodeports -> mark; ... vmap -> goto svc-<port>
+//                    (a membership test guards each mark, so only Service traffic is ever marked; nat chains only
+//                    see a connection's first packet, so the second lookup costs nothing on established flows)
+//   svc-<port>:      a cascade picking one endpoint uniformly at random:
 //                    numgen random mod N == 0 dnat ep0; numgen random mod N-1 == 0 dnat ep1; ...; dnat ep(N-1)
-//                    (P(ep_k) = prod_{j<k} (1 - 1/(N-j)) * 1/(N-k) = 1/N). O(endpoints) per packet of that
+//                    (P(ep_k) = prod_{j<k} (1 - 1/(N-j)) * 1/(N-k) = 1/N). O(endpoints) per new connection of that
 //                    Service, O(1) in the number of Services.
-//   ext-<port>:      mark for masquerade, goto svc-<port>
 //   hairpin:         one set of (endpoint . endpoint) pairs, matched in postrouting, instead of a per-endpoint
 //                    `ip saddr <ep>` rule (which would need a chain per endpoint).
 //   no endpoints:    the port is in @no-endpoint-services / @no-endpoint-nodeports -> reject (TCP reset, ICMP
@@ -73,6 +77,7 @@ export const CHAINS = {
 
 export const SETS = {
   serviceIPs: 'service-ips',
+  externalIPs: 'external-ips',
   serviceNodePorts: 'service-nodeports',
   noEndpointServices: 'no-endpoint-services',
   noEndpointNodePorts: 'no-endpoint-nodeports',
@@ -100,6 +105,12 @@ function cidrsOf(list: string[], family: IPFamily): CIDR[] {
   return list.map((c) => parseCIDR(c)).filter((c): c is CIDR => c !== undefined && c.family === family);
 }
 
+function prefixMask(prefixLength: number, len: number): Buffer {
+  const mask = Buffer.alloc(len);
+  for (let i = 0; i < prefixLength; i++) mask[i >> 3] |= 0x80 >> (i & 7);
+  return mask;
+}
+
 // ---- rule fragments -----------------------------------------------------------------------------------------
 
 const PROTO_NUMBER: Record<Protocol, number> = IPPROTO;
@@ -117,10 +128,12 @@ function daddrProtoPort(r: RuleBuilder, f: FamilyShape): RuleBuilder {
     .payload(NFT_REG32_00 + words + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
 }
 
-/** The destination is a node address NodePorts answer on (see NftablesConfig.nodePortAddresses). */
-function nodePortDestinations(f: FamilyShape, cfg: NftablesConfig): RuleBuilder[] {
+/**
+ * Rules matching destinations NodePorts answer on (see NftablesConfig.nodePortAddresses): one per CIDR, or one
+ * for "every local address but loopback". `finish` appends the rest of each rule and returns its body.
+ */
+function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuilder) => Buffer): Buffer[] {
   const local = () => new RuleBuilder().fib(NFT_REG_1, NFT_FIB_RESULT_ADDRTYPE, NFTA_FIB_F_DADDR).cmp(NFT_REG_1, 'eq', hostU32(RTN_LOCAL));
-  const cidrs = cidrsOf(cfg.nodePortAddresses, f.ip);
   if (cfg.nodePortAddresses.length === 0) {
     // Every local address but loopback: kube-proxy's nftables mode does not serve NodePorts on localhost.
     const r = local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen);
@@ -129,14 +142,11 @@ function nodePortDestinations(f: FamilyShape, cfg: NftablesConfig): RuleBuilder[
     } else {
       r.cmp(NFT_REG_1, 'neq', ipToBytes('::1'));
     }
-    return [r];
+    return [finish(r)];
   }
-  return cidrs.map((c) => {
-    const mask = Buffer.alloc(f.addrLen);
-    for (let i = 0; i < c.prefixLength; i++) mask[i >> 3] |= 0x80 >> (i & 7);
-    return local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
-      .bitwise(NFT_REG_1, NFT_REG_1, mask, Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network);
-  });
+  return cidrsOf(cfg.nodePortAddresses, f.ip).map((c) =>
+    finish(local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
+      .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network)));
 }
 
 function protoPortLookup(r: RuleBuilder, set: string): Buffer {
@@ -167,14 +177,37 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
   chain(CHAINS.filterForward, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_FORWARD, priority: -110 });
   chain(CHAINS.filterOutputPostDnat, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -90 });
 
-  const nodePortRules = (set: string) => nodePortDestinations(f, cfg).map((r) => protoPortLookup(r, set));
+  const nodePortVmap = (set: string) => nodePortRules(f, cfg, (r) => protoPortLookup(r, set));
+  // Mark-then-dispatch pairs: the first rule of each pair only marks (when its lookup matches), the second
+  // dispatches to the Service chain.
+  const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
+  const clusterIPMark: Buffer[] = [];
+  const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
+  if (cfg.masqueradeAll) {
+    clusterIPMark.push(markIf(daddrProtoPort(new RuleBuilder(), f), SETS.serviceIPs));
+  } else if (clusterCIDRs.length > 0) {
+    // Off-cluster sources (not from a pod CIDR) are masqueraded so replies come back through this node.
+    const r = new RuleBuilder();
+    for (const c of clusterCIDRs) {
+      r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
+    }
+    clusterIPMark.push(markIf(daddrProtoPort(r, f), SETS.serviceIPs));
+  }
+  const nodePortMark = nodePortRules(f, cfg, (r) =>
+    markIf(r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2), SETS.serviceNodePorts));
   chain(CHAINS.services, [
+    ...clusterIPMark,
     daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00, 0).body(),
-    ...nodePortRules(SETS.serviceNodePorts),
+    // External traffic (externalIPs, LoadBalancer IPs, NodePorts) is always masqueraded (externalTrafficPolicy Cluster).
+    markIf(daddrProtoPort(new RuleBuilder(), f), SETS.externalIPs),
+    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.externalIPs, NFT_REG32_00, 0).body(),
+    ...nodePortMark,
+    ...nodePortVmap(SETS.serviceNodePorts),
   ]);
   chain(CHAINS.endpointsCheck, [
     daddrProtoPort(new RuleBuilder(), f).lookup(SETS.noEndpointServices, NFT_REG32_00, 0).body(),
-    ...nodePortRules(SETS.noEndpointNodePorts),
+    ...nodePortVmap(SETS.noEndpointNodePorts),
   ]);
   chain(CHAINS.clusterIPsCheck, [
     new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
@@ -211,6 +244,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
   const protoPort = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
   for (const s of [
     vmap(SETS.serviceIPs, addrProtoPort, f.addrLen + 8),
+    vmap(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
     vmap(SETS.serviceNodePorts, protoPort, 8),
     vmap(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
     vmap(SETS.noEndpointNodePorts, protoPort, 8),
@@ -244,12 +278,22 @@ export function serviceChainName(sp: ServicePort): string {
   return `svc-${portSuffix(sp)}`;
 }
 
-export function externalChainName(sp: ServicePort): string {
-  return `ext-${portSuffix(sp)}`;
+
+// Endpoint and Service addresses repeat across Services and syncs: parse each once.
+const ipCache = new Map<string, Buffer>();
+function ipBytes(ip: string): Buffer {
+  let b = ipCache.get(ip);
+  if (!b) {
+    if (ipCache.size > 1_000_000) ipCache.clear();
+    ipCache.set(ip, (b = ipToBytes(ip)));
+  }
+  return b;
 }
 
+const U32_ZERO = hostU32(0);
+
 function addrProtoPortKey(ip: string, proto: number, port: number): Buffer {
-  const addr = ipToBytes(ip);
+  const addr = ipBytes(ip);
   const key = Buffer.alloc(addr.length + 8);
   addr.copy(key, 0);
   key[addr.length] = proto;
@@ -274,7 +318,7 @@ function ofFamily(ips: string[], family: IPFamily): string[] {
  * The fragment of one Service port for one family, or undefined when the Service has no address of that
  * family (a single-stack Service only lives in its own family's table, NodePorts included).
  */
-export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesConfig): Fragment | undefined {
+export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, _cfg: NftablesConfig): Fragment | undefined {
   const f = familyShape(ipFamily);
   const clusterIPs = ofFamily(sp.clusterIPs, ipFamily);
   if (clusterIPs.length === 0) return undefined;
@@ -282,7 +326,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   const proto = PROTO_NUMBER[sp.protocol];
   const endpoints = sp.endpoints.filter((e) => e.family === ipFamily);
   const frag: Fragment = { chains: [], elements: [] };
-  for (const ip of clusterIPs) frag.elements.push({ set: SETS.clusterIPs, element: { key: ipToBytes(ip) } });
+  for (const ip of clusterIPs) frag.elements.push({ set: SETS.clusterIPs, element: { key: ipBytes(ip) } });
 
   if (endpoints.length === 0) {
     const reject = goto(CHAINS.reject);
@@ -294,45 +338,23 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
 
   const svcChain = serviceChainName(sp);
   const rules: Buffer[] = [];
-  const cidrs = cidrsOf(cfg.clusterCIDRs, ipFamily);
-  if (cfg.masqueradeAll) {
-    rules.push(markForMasquerade(new RuleBuilder(), cfg).body());
-  } else if (cidrs.length > 0) {
-    // Off-cluster sources (not from a pod CIDR) are masqueraded so replies come back through this node.
-    const r = new RuleBuilder();
-    for (const c of cidrs) {
-      const mask = Buffer.alloc(f.addrLen);
-      for (let i = 0; i < c.prefixLength; i++) mask[i >> 3] |= 0x80 >> (i & 7);
-      r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-        .bitwise(NFT_REG_1, NFT_REG_1, mask, Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
-    }
-    rules.push(markForMasquerade(r, cfg).body());
-  }
   const n = endpoints.length;
   endpoints.forEach((ep, k) => {
     const r = new RuleBuilder();
-    if (k < n - 1) r.numgenRandom(NFT_REG_1, n - k).cmp(NFT_REG_1, 'eq', hostU32(0));
-    r.immediateData(NFT_REG_1, ipToBytes(ep.address)).immediateData(NFT_REG_2, be16(ep.port))
+    if (k < n - 1) r.numgenRandom(NFT_REG_1, n - k).cmp(NFT_REG_1, 'eq', U32_ZERO);
+    const epBytes = ipBytes(ep.address);
+    r.immediateData(NFT_REG_1, epBytes).immediateData(NFT_REG_2, be16(ep.port))
       .nat(NFT_NAT_DNAT, f.nf, NFT_REG_1, NFT_REG_2, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
     rules.push(r.body());
-    const epBytes = ipToBytes(ep.address);
     frag.elements.push({ set: SETS.hairpin, element: { key: Buffer.concat([epBytes, epBytes]) } });
   });
   frag.chains.push({ name: svcChain, rules });
+  const target = goto(svcChain);
   for (const ip of clusterIPs)
-    frag.elements.push({ set: SETS.serviceIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...goto(svcChain) } });
-
-  if (externalIPs.length > 0 || sp.nodePort) {
-    // Traffic from outside the cluster: always masqueraded (externalTrafficPolicy Cluster).
-    const extChain = externalChainName(sp);
-    frag.chains.push({
-      name: extChain,
-      rules: [markForMasquerade(new RuleBuilder(), cfg).body(), new RuleBuilder().verdict({ kind: 'goto', chain: svcChain }).body()],
-    });
-    for (const ip of externalIPs)
-      frag.elements.push({ set: SETS.serviceIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...goto(extChain) } });
-    if (sp.nodePort) frag.elements.push({ set: SETS.serviceNodePorts, element: { key: protoPortKey(proto, sp.nodePort), ...goto(extChain) } });
-  }
+    frag.elements.push({ set: SETS.serviceIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...target } });
+  for (const ip of externalIPs)
+    frag.elements.push({ set: SETS.externalIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...target } });
+  if (sp.nodePort) frag.elements.push({ set: SETS.serviceNodePorts, element: { key: protoPortKey(proto, sp.nodePort), ...target } });
   return frag;
 }
 

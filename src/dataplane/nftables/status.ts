@@ -62,7 +62,7 @@ export function statusRows(t: TableState): StatusRow[] {
       const port = e.key.readUInt16BE(addrLen + 4);
       const chain = e.chain ?? '';
       const r = reject ? { service: '', endpoints: [] } : resolve(chain);
-      const kind = chain.startsWith('ext-') ? 'External' : 'ClusterIP';
+      const kind = set === SETS.externalIPs ? 'External' : 'ClusterIP';
       rows.push({ family, protocol, address, port, kind, service: r.service, endpoints: r.endpoints, reject });
     }
   };
@@ -76,6 +76,7 @@ export function statusRows(t: TableState): StatusRow[] {
     }
   };
   addrRows(SETS.serviceIPs, false);
+  addrRows(SETS.externalIPs, false);
   addrRows(SETS.noEndpointServices, true);
   portRows(SETS.serviceNodePorts, false);
   portRows(SETS.noEndpointNodePorts, true);

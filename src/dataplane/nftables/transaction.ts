@@ -11,13 +11,17 @@ import type { ChainState, ElementState, SetSpec } from './objects';
 const ELEMENT_CHUNK_BYTES = 32 * 1024;
 
 export interface OperationInfo {
-  description: string;
+  /** "add rule", "delete chain", "flush set", ... */
+  verb: string;
+  /** The chain, set or table it acts on. */
+  target: string;
   owner?: string;
 }
 
 export class NftTransaction {
   private readonly stream = new RecordStreamWriter();
   private readonly ops: OperationInfo[] = [];
+  private readonly counts: Record<string, number> = {};
   private setId = 1;
   /** Owner attached to the operations queued from now on. */
   owner: string | undefined;
@@ -30,36 +34,32 @@ export class NftTransaction {
     return this.ops[index];
   }
 
-  /** Counts of queued operations by description verb ("add rule" ...), for logs and metrics. */
+  /** Counts of queued operations by verb ("add rule" ...), for logs and metrics. */
   summary(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const op of this.ops) {
-      const verb = op.description.split(' ').slice(0, 2).join(' ');
-      out[verb] = (out[verb] ?? 0) + 1;
-    }
-    return out;
+    return { ...this.counts };
   }
 
   records(): Buffer {
     return this.stream.finish();
   }
 
-  private begin(action: RecordAction, kind: RecordKind, family: NfFamily, flags: number, description: string): AttrWriter {
+  private begin(action: RecordAction, kind: RecordKind, family: NfFamily, flags: number, verb: string, target: string): AttrWriter {
     this.stream.begin(action, kind, family, flags);
-    this.ops.push({ description, owner: this.owner });
+    this.ops.push({ verb, target, owner: this.owner });
+    this.counts[verb] = (this.counts[verb] ?? 0) + 1;
     return new AttrWriter(this.stream.w);
   }
 
   addTable(family: NfFamily, table: string): void {
-    this.begin(RecordAction.New, RecordKind.Table, family, NLM_F_CREATE, `add table ${table}`).str(TABLE.NAME, table).end();
+    this.begin(RecordAction.New, RecordKind.Table, family, NLM_F_CREATE, 'add table', table).str(TABLE.NAME, table).end();
   }
 
   deleteTable(family: NfFamily, table: string): void {
-    this.begin(RecordAction.Del, RecordKind.Table, family, 0, `delete table ${table}`).str(TABLE.NAME, table).end();
+    this.begin(RecordAction.Del, RecordKind.Table, family, 0, 'delete table', table).str(TABLE.NAME, table).end();
   }
 
   addChain(family: NfFamily, table: string, chain: Pick<ChainState, 'name' | 'base'>): void {
-    const a = this.begin(RecordAction.New, RecordKind.Chain, family, NLM_F_CREATE, `add chain ${chain.name}`)
+    const a = this.begin(RecordAction.New, RecordKind.Chain, family, NLM_F_CREATE, 'add chain', chain.name)
       .str(CHAIN.NAME, chain.name)
       .str(CHAIN.TABLE, table);
     if (chain.base) {
@@ -70,25 +70,25 @@ export class NftTransaction {
   }
 
   deleteChain(family: NfFamily, table: string, name: string): void {
-    this.begin(RecordAction.Del, RecordKind.Chain, family, 0, `delete chain ${name}`)
+    this.begin(RecordAction.Del, RecordKind.Chain, family, 0, 'delete chain', name)
       .str(CHAIN.NAME, name).str(CHAIN.TABLE, table).end();
   }
 
   /** Deletes every rule of a chain (DELRULE naming the chain and no handle). */
   flushChain(family: NfFamily, table: string, name: string): void {
-    this.begin(RecordAction.Del, RecordKind.Rule, family, 0, `flush chain ${name}`)
+    this.begin(RecordAction.Del, RecordKind.Rule, family, 0, 'flush chain', name)
       .str(RULE.TABLE, table).str(RULE.CHAIN, name).end();
     this.stream.w.u16(0);
   }
 
   addRule(family: NfFamily, table: string, chain: string, body: Buffer): void {
-    this.begin(RecordAction.New, RecordKind.Rule, family, NLM_F_CREATE | NLM_F_APPEND, `add rule ${chain}`)
+    this.begin(RecordAction.New, RecordKind.Rule, family, NLM_F_CREATE | NLM_F_APPEND, 'add rule', chain)
       .str(RULE.TABLE, table).str(RULE.CHAIN, chain).end();
     this.stream.w.bytes(body);
   }
 
   addSet(family: NfFamily, table: string, set: SetSpec): void {
-    const a = this.begin(RecordAction.New, RecordKind.Set, family, NLM_F_CREATE, `add set ${set.name}`)
+    const a = this.begin(RecordAction.New, RecordKind.Set, family, NLM_F_CREATE, 'add set', set.name)
       .str(SET.TABLE, table).str(SET.NAME, set.name).u32(SET.FLAGS, set.flags)
       .u32(SET.KEY_TYPE, set.keyType).u32(SET.KEY_LEN, set.keyLen);
     if (set.dataType !== undefined) a.u32(SET.DATA_TYPE, set.dataType);
@@ -98,11 +98,11 @@ export class NftTransaction {
   }
 
   deleteSet(family: NfFamily, table: string, name: string): void {
-    this.begin(RecordAction.Del, RecordKind.Set, family, 0, `delete set ${name}`).str(SET.TABLE, table).str(SET.NAME, name).end();
+    this.begin(RecordAction.Del, RecordKind.Set, family, 0, 'delete set', name).str(SET.TABLE, table).str(SET.NAME, name).end();
   }
 
   flushSet(family: NfFamily, table: string, name: string): void {
-    this.begin(RecordAction.Del, RecordKind.SetElem, family, 0, `flush set ${name}`).str(SET.TABLE, table).str(SET.NAME, name).end();
+    this.begin(RecordAction.Del, RecordKind.SetElem, family, 0, 'flush set', name).str(SET.TABLE, table).str(SET.NAME, name).end();
     this.stream.w.u32(0);
   }
 
@@ -130,8 +130,8 @@ export class NftTransaction {
         bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0);
         j++;
       }
-      const verb = action === RecordAction.New ? 'add' : 'delete';
-      this.begin(action, RecordKind.SetElem, family, flags, `${verb} element(s) ${set}`)
+      const verb = action === RecordAction.New ? 'add elements' : 'delete elements';
+      this.begin(action, RecordKind.SetElem, family, flags, verb, set)
         .str(SET.TABLE, table).str(SET.NAME, set).end();
       this.stream.w.u32(j - i);
       for (let k = i; k < j; k++) {

@@ -46,12 +46,24 @@ export class ByteWriter {
     b.copy(this.buf, this.len);
     this.len += b.length;
   }
+  /** Writes s as UTF-8 plus a NUL; returns the bytes written. */
+  utf8z(s: string): number {
+    this.ensure(s.length * 3 + 1);
+    const n = this.buf.write(s, this.len, 'utf8');
+    this.buf[this.len + n] = 0;
+    this.len += n + 1;
+    return n + 1;
+  }
   /** Overwrites a u32 written earlier (for counts known only at the end). */
   patchU32(at: number, v: number): void {
     this.buf.writeUInt32LE(v >>> 0, at);
   }
   patchU16(at: number, v: number): void {
     this.buf.writeUInt16LE(v, at);
+  }
+  /** The bytes from `start` to the end, as a view (no copy) of the current backing buffer. */
+  slice(start: number): Buffer {
+    return this.buf.subarray(start, this.len);
   }
   /** A copy of what was written (the writer may be reused after reset()). */
   take(): Buffer {
@@ -91,10 +103,12 @@ export class AttrWriter {
     this.w.u32(v);
     return this;
   }
+  /** A C string (NUL-terminated), written in place: no intermediate Buffer. */
   str(type: number, s: string): this {
-    const b = Buffer.from(s + '\0', 'utf8');
-    this.head(type, b.length);
-    this.w.bytes(b);
+    const lenAt = this.w.length + 2;
+    this.head(type, 0);
+    const n = this.w.utf8z(s);
+    this.w.patchU32(lenAt, n);
     return this;
   }
   bytes(type: number, b: Buffer): this {

@@ -1,0 +1,39 @@
+// Bench Services (bench/peers/shape.ts) as svcplane's model, so svcplane and the peers program the same thing.
+import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
+import type { BenchService } from '../peers/shape';
+import { portNameOf } from '../peers/shape';
+
+export function toServicePort(b: BenchService): ServicePort {
+  const portName = portNameOf(b);
+  const endpoints: Endpoint[] = b.endpoints.map((e) => ({
+    address: e.ip, family: 4, port: e.port, ready: true, serving: true, terminating: false,
+  }));
+  return {
+    key: `${b.namespace}/${b.name}:${portName}`,
+    namespace: b.namespace,
+    name: b.name,
+    portName,
+    protocol: b.protocol,
+    port: b.port,
+    nodePort: b.nodePort ?? 0,
+    clusterIPs: [b.clusterIP],
+    externalIPs: [],
+    loadBalancerIPs: [],
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    sessionAffinity: { type: 'None' },
+    healthCheckNodePort: 0,
+    loadBalancerSourceRanges: [],
+    endpoints,
+    allEndpoints: endpoints,
+  };
+}
+
+export function toModel(services: BenchService[]): Map<ServicePortKey, ServicePort> {
+  const m = new Map<ServicePortKey, ServicePort>();
+  for (const b of services) {
+    const sp = toServicePort(b);
+    m.set(sp.key, sp);
+  }
+  return m;
+}
