@@ -21,6 +21,12 @@
 //   sink, like traffic a real node sends to its default gateway. So "no rule" shows as ETIMEDOUT at the client,
 //   never as an accidental ICMP error from the test topology.
 // * IPv6 duplicate address detection is off everywhere (accept_dad=0 and nodad), so IPv6 works at once.
+// * ICMP rate limiting is off in every namespace, so each rejected packet gets its ICMP error (the kernel default
+//   of ~1/s per peer after a burst of 6 turns rejects of a burst of connections into timeouts).
+// * br_netfilter: net.bridge.bridge-nf-call-ip{,6}tables=1 in the node (option brNetfilter), so packets bridged
+//   between two backends go through the node's netfilter hooks, as Kubernetes requires of a bridge pod network.
+// * A TCP connection rejected with an ICMP error may only fail after the SYN retransmission (~1 s): see the note
+//   in netns-tools/client.js.
 // * Each backend namespace runs netns-tools/backend.js (TCP+UDP on every port of options.ports), started with
 //   `ip netns exec`; createSandbox() returns once the client can reach every backend on every port, protocol and
 //   family directly.
@@ -48,6 +54,11 @@ export interface SandboxOptions {
   ports?: number[];
   /** How long to wait for the backends to answer (default 15000 ms). */
   readyTimeoutMs?: number;
+  /**
+   * net.bridge.bridge-nf-call-ip{,6}tables in the node netns (default true, as Kubernetes requires with a bridge
+   * pod network): bridged backend-to-backend packets go through the node's netfilter hooks.
+   */
+  brNetfilter?: boolean;
 }
 
 export interface ExecOptions {
@@ -302,9 +313,16 @@ function killPid(pid: number): void {
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // a zombie (killed, not yet reaped) is dead for our purposes
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
   }
 }
 
@@ -418,6 +436,8 @@ class SandboxImpl implements Sandbox {
   readonly createdNs: string[] = [];
   readonly children = new Set<ChildProcess>();
   private destroying: Promise<void> | null = null;
+  brNetfilter = true;
+  brNetfilterExplicit = false;
 
   constructor(prefix: string, nBackends: number, ipv6: boolean, ports: number[]) {
     const v6 = (s: string): string => (ipv6 ? s : '');
@@ -521,7 +541,15 @@ class SandboxImpl implements Sandbox {
       this.createdNs.push(ns);
     }
     // 2. sysctls first, so that interfaces created afterwards inherit the "default" values
-    const common = v6 ? ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'] : [];
+    // No ICMP rate limiting anywhere: rejects (ICMP port unreachable from the node's rules, from a backend's closed
+    // port) must show up deterministically, even for many connections in a burst.
+    const common = [
+      'net.ipv4.icmp_ratelimit=0',
+      'net.ipv4.icmp_ratemask=0',
+      'net.ipv4.icmp_msgs_per_sec=1000000',
+      'net.ipv4.icmp_msgs_burst=1000000',
+      ...(v6 ? ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.icmp.ratelimit=0'] : []),
+    ];
     const node = [
       'net.ipv4.ip_forward=1',
       'net.ipv4.conf.all.rp_filter=0',
@@ -529,11 +557,22 @@ class SandboxImpl implements Sandbox {
       ...(v6 ? ['net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.forwarding=1'] : []),
     ];
     await Promise.all(
-      this.allNs().map((ns) => {
-        const settings = ns === this.nodeNs ? [...common, ...node] : common;
-        return settings.length ? must('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', ...settings]) : undefined;
-      }),
+      this.allNs().map((ns) =>
+        must('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', ...common, ...(ns === this.nodeNs ? node : [])]),
+      ),
     );
+    // br_netfilter (built into this kernel; a module elsewhere): packets bridged between two backends traverse the
+    // node's IP hooks, as Kubernetes requires of bridge-based pod networks, so that a DNATed pod-to-pod reply gets
+    // un-NATed. Keys absent (module not loaded): only an explicit brNetfilter: true is an error.
+    const brVal = this.brNetfilter ? '1' : '0';
+    const br = await run('ip', [
+      'netns', 'exec', this.nodeNs, 'sysctl', '-q', '-w',
+      `net.bridge.bridge-nf-call-iptables=${brVal}`,
+      ...(v6 ? [`net.bridge.bridge-nf-call-ip6tables=${brVal}`] : []),
+    ]);
+    if (br.code !== 0 && this.brNetfilter && this.brNetfilterExplicit) {
+      throw new Error(`brNetfilter: cannot set net.bridge.bridge-nf-call-*: ${br.stderr.trim()} (modprobe br_netfilter?)`);
+    }
     // 3. node: links (peers created directly in the other namespaces) and addresses
     const nodeLines = [
       'link set lo up',
@@ -714,6 +753,8 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
     while (clash(prefix));
   }
   const sb = new SandboxImpl(prefix, nBackends, opts.ipv6 ?? true, ports);
+  sb.brNetfilter = opts.brNetfilter ?? true;
+  sb.brNetfilterExplicit = opts.brNetfilter !== undefined;
   liveSandboxes.add(sb);
   try {
     await sb.setUp(opts.readyTimeoutMs ?? 15_000);

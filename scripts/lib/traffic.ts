@@ -12,7 +12,10 @@ export interface ClientOptions {
   port: number;
   /** Exchanges (connections / datagrams); default 1. */
   count?: number;
-  /** Per exchange, ms; default 2000. */
+  /**
+   * Per exchange, ms; default 2000. A TCP reject by ICMP (rather than RST) may only show after the SYN
+   * retransmission, ~1 s (see netns-tools/client.js): keep it above ~1200 ms when checking for ECONNREFUSED.
+   */
   timeoutMs?: number;
   /** Exchanges in flight at once; client.js default min(count, 8). */
   concurrency?: number;

@@ -90,7 +90,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   const loaded = await loadManifests(dir);
   const model = buildProxyModel(loaded.services, loaded.slices);
   const problems = [...loaded.problems, ...model.problems];
-  for (const p of problems) log.warn(`skipped: ${p.object}: ${p.message}`, { object: p.object });
+  for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
   for (const sp of model.servicePorts.values())
     for (const f of unhonouredFeatures(sp)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
   const dp = openDataplane(flags, config);

@@ -116,10 +116,11 @@ function checkEndpoint(e: unknown, family: IPFamily): SliceEndpoint | string {
   for (const k of ['ready', 'serving', 'terminating'] as const) {
     if (c[k] !== undefined && c[k] !== null && typeof c[k] !== 'boolean') return `conditions.${k} ${show(c[k])} is not a boolean`;
   }
-  // A nil ready is true and a nil terminating false (discovery/v1). A nil serving defers to ready (the API's original
-  // wording); today's API text and kube-proxy read it as true, which differs only for ready=false with serving unset.
+  // A nil ready is true and a nil terminating false (discovery/v1). A nil serving is read as true, as kube-proxy's
+  // endpointslicecache.go and today's API text do (the API once said it defers to ready; they differ only for
+  // ready=false with serving unset, where kube-proxy keeps the endpoint as a terminating fallback).
   const ready = typeof c.ready === 'boolean' ? c.ready : true;
-  const serving = typeof c.serving === 'boolean' ? c.serving : ready;
+  const serving = typeof c.serving === 'boolean' ? c.serving : true;
   const terminating = c.terminating === true;
   const out: SliceEndpoint = { address: bytesToIp(ip.bytes), bytes: ip.bytes, family, ready, serving, terminating };
   if (typeof e.nodeName === 'string' && e.nodeName !== '') out.nodeName = e.nodeName;

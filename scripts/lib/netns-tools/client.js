@@ -16,6 +16,11 @@
 //       EREPLYTIMEOUT  TCP: connected, but no greeting line within T ms of the start
 //       ECLOSED        TCP: connection closed before a full greeting line
 //       EBADREPLY      reply not of the form "NAME REMOTE"
+//     Timing note: inside one machine the kernel can process the reaction to a SYN (an ICMP error sent back by a
+//     reject rule) before connect() has released the socket lock; Linux then keeps that ICMP only as a soft error
+//     (TcpExtLockDroppedIcmps) and ECONNREFUSED arrives with the SYN retransmission about 1 s later. In the sandbox
+//     this happens for IPv6 nearly always. A TCP RST and UDP ICMP errors are reported at once. So checks for a
+//     TCP reject by ICMP need a timeout above ~1.2 s (the default 2000 ms is fine).
 //
 //   node client.js --latency --target ADDR:PORT [--count N] [--warmup W] [--timeout-ms T] [--bind LOCALADDR]
 //     N sequential TCP connects (after W unmeasured ones, default 0); each sample is the time from connect() to
