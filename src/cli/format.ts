@@ -17,7 +17,7 @@ export function formatStatus(st: StatusReport): string {
 }
 
 function formatRow(r: StatusRow): string[] {
-  const head = `${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family).padEnd(42)} ${r.kind.padEnd(10)} ${r.reject ? '(no endpoints: rejected)' : r.service}`;
+  const head = `${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family).padEnd(42)} ${r.kind.padEnd(10)} ${r.service}${r.reject ? ' (no endpoints: rejected)' : ''}`;
   return [head, ...r.endpoints.map((e) => `  -> ${hostPort(e.address, e.port, r.family)}`)];
 }
 

@@ -32,6 +32,8 @@ export interface ElementState {
   verdict?: number;
   chain?: string;
   data?: Buffer;
+  /** Shown by `nft list` and read back by status: which Service port the element belongs to. Not compared. */
+  comment?: string;
 }
 
 export interface TableState {

@@ -12,14 +12,14 @@ import { ElementLedger } from './ledger';
 import type { NfFamily } from './netlink/constants';
 import type { ChainState, TableState } from './objects';
 import { elementKey } from './objects';
-import { FAMILIES, type Fragment, type NftablesConfig, fragmentsOf, skeleton } from './ruleset';
+import { FAMILIES, type Fragment, type NftablesConfig, STATIC_PICK_COUNTS, countsOfPickChains, dispatchChains, familyShape, fragmentsOf, skeleton } from './ruleset';
 import { statusRows } from './status';
 import { NftTransaction } from './transaction';
 
 interface FamilyState {
   ledger: ElementLedger;
-  /** chain name -> owning Service port (for error messages). */
-  chainOwner: Map<string, ServicePortKey>;
+  /** Shared chains (pick-N) -> the Service ports using them: a chain stays while any uses it. */
+  chainUsers: Map<string, { chain: ChainState; users: Set<ServicePortKey> }>;
 }
 
 export class NftablesProxier implements Dataplane {
@@ -42,7 +42,7 @@ export class NftablesProxier implements Dataplane {
     const problems: ModelProblem[] = [];
     const fragments = new Map<ServicePortKey, Map<NfFamily, Fragment>>();
     const families = new Map<NfFamily, FamilyState>();
-    for (const fam of FAMILIES) families.set(fam.nf, { ledger: new ElementLedger(), chainOwner: new Map() });
+    for (const fam of FAMILIES) families.set(fam.nf, { ledger: new ElementLedger(), chainUsers: new Map() });
     for (const [key, sp] of servicePorts) {
       const frags = fragmentsOf(sp, this.config);
       fragments.set(key, frags);
@@ -60,6 +60,7 @@ export class NftablesProxier implements Dataplane {
         if (frag) for (const c of frag.chains) desired.chains.set(c.name, c);
       }
       for (const [set, elems] of desired.elements) for (const e of st.ledger.elements(set)) elems.set(elementKey(e), e);
+      for (const c of this.dispatchChains(fam.ip, st)) desired.chains.set(c.name, c);
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
@@ -97,8 +98,8 @@ export class NftablesProxier implements Dataplane {
     this.needFull = true; // until the batch is acknowledged: our ledger is updated before the commit
     for (const fam of FAMILIES) {
       const st = this.families.get(fam.nf)!;
-      const chains: ChainChange[] = [];
-      const touched = new Map<string, { set: string; key: string }>();
+      const touchedElements = new Map<string, { set: string; key: string }>();
+      const touchedChains = new Set<string>();
       const olds: Array<[ServicePortKey, Fragment]> = [];
       const news: Array<[ServicePortKey, Fragment]> = [];
       for (const [key, frags] of newFragments) {
@@ -106,27 +107,29 @@ export class NftablesProxier implements Dataplane {
         const after = frags?.get(fam.nf);
         if (before) olds.push([key, before]);
         if (after) news.push([key, after]);
-        const byName = new Map<string, ChainChange>();
-        for (const c of before?.chains ?? []) byName.set(c.name, { before: c });
-        for (const c of after?.chains ?? []) byName.set(c.name, { ...byName.get(c.name), after: c });
-        chains.push(...byName.values());
-        for (const f of [before, after]) for (const e of f?.elements ?? []) {
-          const k = elementKey(e.element);
-          touched.set(`${e.set}\0${k}`, { set: e.set, key: k });
+        for (const f of [before, after]) {
+          for (const c of f?.chains ?? []) touchedChains.add(c.name);
+          for (const e of f?.elements ?? []) {
+            const k = elementKey(e.element);
+            touchedElements.set(`${e.set}\0${k}`, { set: e.set, key: k });
+          }
         }
       }
-      const beforeEff = new Map([...touched].map(([id, t]) => [id, st.ledger.effective(t.set, t.key)]));
+      const beforeEff = new Map([...touchedElements].map(([id, t]) => [id, st.ledger.effective(t.set, t.key)]));
+      const beforeChains = new Map([...touchedChains].map((n) => [n, st.chainUsers.get(n)?.chain]));
+      const beforeDispatch = this.dispatchChains(fam.ip, st);
       for (const [key, frag] of olds) this.disown(st, key, frag);
       for (const [key, frag] of news) this.own(st, key, frag, problems);
-      const elements: ElementChange[] = [...touched].map(([id, t]) => ({
+      const elements: ElementChange[] = [...touchedElements].map(([id, t]) => ({
         set: t.set,
         before: beforeEff.get(id),
         after: st.ledger.effective(t.set, t.key),
       }));
-      applyChanges(tx, fam.nf, this.config.tableName, chains, elements, (chain) => {
-        const owner = st.chainOwner.get(chain) ?? this.ownerOfRemoved(chain, olds);
-        return owner ? `Service ${owner}` : undefined;
-      });
+      const chains: ChainChange[] = [...touchedChains].map((n) => ({ before: beforeChains.get(n), after: st.chainUsers.get(n)?.chain }));
+      // The dispatch chain changes only when an endpoint count comes into use or goes out of use.
+      const afterDispatch = this.dispatchChains(fam.ip, st);
+      beforeDispatch.forEach((c, i) => chains.push({ before: c, after: afterDispatch[i] }));
+      applyChanges(tx, fam.nf, this.config.tableName, chains, elements, () => undefined);
     }
     const res = await this.client.run(tx);
     for (const [key, frags] of newFragments) {
@@ -166,8 +169,19 @@ export class NftablesProxier implements Dataplane {
     return this.needFull;
   }
 
+  /** Dispatch chains: the static counts plus the pick chains Service ports with more endpoints brought in. */
+  private dispatchChains(ip: 4 | 6, st: FamilyState): ChainState[] {
+    const dynamic = countsOfPickChains(st.chainUsers.keys());
+    const statics = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
+    return dispatchChains(familyShape(ip), this.config, [...statics, ...dynamic.counts], [...statics, ...dynamic.nodePortCounts]);
+  }
+
   private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[]): void {
-    for (const c of frag.chains) st.chainOwner.set(c.name, key);
+    for (const c of frag.chains) {
+      const u = st.chainUsers.get(c.name);
+      if (u) u.users.add(key);
+      else st.chainUsers.set(c.name, { chain: c, users: new Set([key]) });
+    }
     for (const e of frag.elements) {
       const conflict = st.ledger.add(e.set, key, e.element);
       if (conflict) {
@@ -179,13 +193,11 @@ export class NftablesProxier implements Dataplane {
   }
 
   private disown(st: FamilyState, key: ServicePortKey, frag: Fragment): void {
-    for (const c of frag.chains) if (st.chainOwner.get(c.name) === key) st.chainOwner.delete(c.name);
+    for (const c of frag.chains) {
+      const u = st.chainUsers.get(c.name);
+      if (u && u.users.delete(key) && u.users.size === 0) st.chainUsers.delete(c.name);
+    }
     for (const e of frag.elements) st.ledger.remove(e.set, key, e.element);
-  }
-
-  private ownerOfRemoved(chain: string, olds: Array<[ServicePortKey, Fragment]>): string | undefined {
-    for (const [key, frag] of olds) if (frag.chains.some((c: ChainState) => c.name === chain)) return key;
-    return undefined;
   }
 
   private result(full: boolean, tx: NftTransaction, res: { bytes: number; kernelMicros: number }, t0: bigint, problems: ModelProblem[]): SyncResult {

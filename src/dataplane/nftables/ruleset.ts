@@ -1,39 +1,49 @@
 // Model -> nftables objects (pure). Two tables named `svcplane`, one per family (ip, ip6), like kube-proxy's
 // `kube-proxy` tables; base chains at the priorities kube-proxy's nftables mode made the convention.
 //
-// Rule shapes were chosen by measurement (shared notes, kernel 6.18): every per-Service object is a plain chain
-// with plain rules, and every lookup goes through one named set/map per table whose elements are the
-// per-Service part. Anonymous sets and per-Service named sets make a full sync grow quadratically in the
-// kernel; chains, rules and map elements do not. And a Service costs nothing it does not need: no per-Service
-// masquerade rule, no per-Service "external" chain, no per-endpoint chain. So:
-//   services:        [ip saddr != <cluster CIDR>] ip daddr . meta l4proto . th dport @service-ips  -> mark for masquerade
-//                    ip daddr . meta l4proto . th dport vmap @service-ips                        -> goto svc-<port>
-//                    ip daddr . meta l4proto . th dport @external-ips -> mark;  ... vmap @external-ips -> goto svc-<port>
-//                    fib daddr type local ... meta l4proto . th dport @service-nodeports -> mark; ... vmap -> goto svc-<port>
-//                    (a membership test guards each mark, so only Service traffic is ever marked; nat chains only
-//                    see a connection's first packet, so the second lookup costs nothing on established flows)
-//   svc-<port>:      a cascade picking one endpoint uniformly at random:
-//                    numgen random mod N == 0 dnat ep0; numgen random mod N-1 == 0 dnat ep1; ...; dnat ep(N-1)
-//                    (P(ep_k) = prod_{j<k} (1 - 1/(N-j)) * 1/(N-k) = 1/N). O(endpoints) per new connection of that
-//                    Service, O(1) in the number of Services.
-//   hairpin:         one set of (endpoint . endpoint) pairs, matched in postrouting, instead of a per-endpoint
-//                    `ip saddr <ep>` rule (which would need a chain per endpoint).
-//   no endpoints:    the port is in @no-endpoint-services / @no-endpoint-nodeports -> reject (TCP reset, ICMP
-//                    port unreachable), checked at prerouting/output priority -110 (before DNAT) for new
-//                    connections, as kube-proxy does.
+// Every per-Service object is a set or map ELEMENT; there is no per-Service chain or rule. Two kernel facts,
+// measured on 6.18 (bench/ and ../shared/notes), decided this:
+//  1. Full sync: rules and chains cost ~10-20 us each to commit, elements a few; per-Service named or anonymous
+//     sets grow quadratically. Elements of a few shared maps are the cheapest thing the kernel can hold.
+//  2. Incremental sync: adding a rule that holds any expression with a `validate` hook (nat, immediate verdicts,
+//     lookups, meta set), or a verdict-map element that jumps, makes the kernel re-validate the whole table at
+//     commit, walking every chain reachable from the base chains: ~8 ms at 10k per-Service chains, whatever
+//     changed. Data-map and set elements never trigger it. With no per-Service chains the walk covers a handful
+//     of chains, so a change costs the same at 1k and 30k Services.
+// So endpoint choice is data, not rules:
+//   services:   [ip saddr != <cluster CIDR>] ip daddr . meta l4proto . th dport @service-ips -> mark for masquerade
+//               the same for @external-ips and NodePorts (always marked);
+//               ip daddr . meta l4proto . th dport @service-ips goto dispatch-ips (and NodePorts -> dispatch-nodeports)
+//   dispatch-ips: for N = 1, 2, ...:  ip daddr . meta l4proto . th dport map @service-ips == N  goto pick-N
+//               A Service port with N endpoints walks N rules: O(its endpoints), O(1) in the number of Services.
+//               (A vmap keyed by the looked-up count would be one lookup, but nft 1.0.x aborts listing such a
+//               rule, and operators must be able to `nft list ruleset`.)
+//   pick-N and its dispatch rule exist from the start for N <= STATIC_PICK_COUNTS: adding a rule that binds a
+//   map makes the kernel walk every element of that map (nf_tables_bind_set), ~3.6 ms at 30k Services, so
+//   these rules are never added in an incremental sync unless a Service port reaches more endpoints than that.
+//   pick-N:     numgen random mod N -> slot;  dnat to ip daddr . meta l4proto . th dport . slot map @service-endpoints
+//               (one chain per distinct endpoint count in use, shared by every Service with that count)
+//   A Service port with N endpoints is: one @service-ips element (-> N) and N @service-endpoints elements
+//   (slot k -> endpoint k). Each endpoint is chosen with probability 1/N; a new connection costs a few O(1)
+//   hash lookups, whatever the number of Services.
+//   hairpin:    one set of (endpoint . endpoint) pairs, matched in postrouting (a pod reaching itself through
+//               its Service must see the node as the source).
+//   no endpoints: the port is in the @no-endpoint-services / @no-endpoint-nodeports sets -> reject (TCP reset,
+//               ICMP port unreachable), checked at prerouting/output priority -110, before DNAT, for new
+//               connections, as kube-proxy does.
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
 import { CIDR, cidrContains, ipToBytes, parseCIDR } from '../../model/ip';
 import type { IPFamily, Protocol, ServicePort, ServicePortKey } from '../../model/types';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
-  NFTA_FIB_F_DADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_DATA_VERDICT, NFT_FIB_RESULT_ADDRTYPE, NFT_GOTO,
+  NFTA_FIB_F_DADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
   NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
-  NFT_REG32_00, NFT_REG_1, NFT_REG_2, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_MAP,
+  NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_MAP,
   NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_MAP_IPS,
   NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, NfFamily, RTN_LOCAL, TYPE_INET_PROTOCOL,
-  TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, concatType,
+  TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
 } from './netlink/constants';
-import { RuleBuilder, be16, hostU32 } from './netlink/expr';
+import { RuleBuilder, hostU32 } from './netlink/expr';
 import type { ChainState, ElementState, SetSpec, TableState } from './objects';
 import { elementKey, emptyTable } from './objects';
 
@@ -73,11 +83,19 @@ export const CHAINS = {
   endpointsCheck: 'endpoints-check',
   clusterIPsCheck: 'cluster-ips-check',
   reject: 'reject-chain',
+  dispatchIPs: 'dispatch-ips',
+  dispatchNodePorts: 'dispatch-nodeports',
 } as const;
+
+/** Endpoint counts whose pick chains and dispatch rules are always there (see the file comment). */
+export const STATIC_PICK_COUNTS = 32;
 
 export const SETS = {
   serviceIPs: 'service-ips',
   externalIPs: 'external-ips',
+  serviceEndpoints: 'service-endpoints',
+  nodePortEndpoints: 'nodeport-endpoints',
+
   serviceNodePorts: 'service-nodeports',
   noEndpointServices: 'no-endpoint-services',
   noEndpointNodePorts: 'no-endpoint-nodeports',
@@ -149,10 +167,6 @@ function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuil
       .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network)));
 }
 
-function protoPortLookup(r: RuleBuilder, set: string): Buffer {
-  return r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
-    .lookup(set, NFT_REG32_00, 0).body();
-}
 
 function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuilder {
   const bit = 1 << cfg.masqueradeBit;
@@ -177,9 +191,8 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
   chain(CHAINS.filterForward, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_FORWARD, priority: -110 });
   chain(CHAINS.filterOutputPostDnat, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -90 });
 
-  const nodePortVmap = (set: string) => nodePortRules(f, cfg, (r) => protoPortLookup(r, set));
-  // Mark-then-dispatch pairs: the first rule of each pair only marks (when its lookup matches), the second
-  // dispatches to the Service chain.
+  // Marks first (each guarded by a membership test, so only Service traffic is marked), then the dispatch
+  // chain, whose rules depend on which endpoint counts are in use (dispatchChain).
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
   const clusterIPMark: Buffer[] = [];
   const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
@@ -194,20 +207,26 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
     }
     clusterIPMark.push(markIf(daddrProtoPort(r, f), SETS.serviceIPs));
   }
-  const nodePortMark = nodePortRules(f, cfg, (r) =>
-    markIf(r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2), SETS.serviceNodePorts));
   chain(CHAINS.services, [
     ...clusterIPMark,
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00, 0).body(),
     // External traffic (externalIPs, LoadBalancer IPs, NodePorts) is always masqueraded (externalTrafficPolicy Cluster).
     markIf(daddrProtoPort(new RuleBuilder(), f), SETS.externalIPs),
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.externalIPs, NFT_REG32_00, 0).body(),
-    ...nodePortMark,
-    ...nodePortVmap(SETS.serviceNodePorts),
+    ...nodePortRules(f, cfg, (r) => markIf(protoPort(r), SETS.serviceNodePorts)),
+    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.dispatchIPs }).body(),
+    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.dispatchNodePorts }).body()),
   ]);
+  const statics = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
+  for (const n of statics) {
+    const a = pickChain(f, n, false);
+    const b = pickChain(f, n, true);
+    t.chains.set(a.name, a);
+    t.chains.set(b.name, b);
+  }
+  const d = dispatchChains(f, cfg, statics, statics);
+  for (const c of d) t.chains.set(c.name, c);
   chain(CHAINS.endpointsCheck, [
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.noEndpointServices, NFT_REG32_00, 0).body(),
-    ...nodePortVmap(SETS.noEndpointNodePorts),
+    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.noEndpointServices, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body(),
+    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.noEndpointNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body()),
   ]);
   chain(CHAINS.clusterIPsCheck, [
     new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
@@ -220,7 +239,6 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
   ]);
 
   const bit = 1 << cfg.masqueradeBit;
-  const words = f.addrLen / 4;
   chain(CHAINS.masquerading, [
     // Marked by a Service chain: clear the mark (it must not leak into routing decisions) and masquerade.
     new RuleBuilder().metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(bit), hostU32(0))
@@ -233,23 +251,27 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
     new RuleBuilder().ctGet(NFT_CT_STATUS, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(IPS_DST_NAT), hostU32(0))
       .cmp(NFT_REG_1, 'neq', hostU32(0))
       .payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-      .payload(NFT_REG32_00 + words, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
+      .payload(NFT_REG32_00 + f.addrLen / 4, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
       .lookup(SETS.hairpin, NFT_REG32_00)
       .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
   ]);
 
-  const vmap = (name: string, keyType: number, keyLen: number): SetSpec =>
-    ({ name, flags: NFT_SET_MAP, keyType, keyLen, dataType: NFT_DATA_VERDICT });
+  const map = (name: string, keyType: number, keyLen: number, dataType: number, dataLen?: number): SetSpec =>
+    ({ name, flags: NFT_SET_MAP, keyType, keyLen, dataType, dataLen });
+  const set = (name: string, keyType: number, keyLen: number): SetSpec => ({ name, flags: 0, keyType, keyLen });
   const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
-  const protoPort = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  const endpointType = concatType(f.addrType, TYPE_INET_SERVICE);
   for (const s of [
-    vmap(SETS.serviceIPs, addrProtoPort, f.addrLen + 8),
-    vmap(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
-    vmap(SETS.serviceNodePorts, protoPort, 8),
-    vmap(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
-    vmap(SETS.noEndpointNodePorts, protoPort, 8),
-    { name: SETS.clusterIPs, flags: 0, keyType: f.addrType, keyLen: f.addrLen },
-    { name: SETS.hairpin, flags: 0, keyType: concatType(f.addrType, f.addrType), keyLen: 2 * f.addrLen },
+    map(SETS.serviceIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
+    set(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
+    map(SETS.serviceNodePorts, protoPortType, 8, TYPE_MARK, 4),
+    map(SETS.serviceEndpoints, concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), f.addrLen + 12, endpointType, f.addrLen + 4),
+    map(SETS.nodePortEndpoints, concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), 12, endpointType, f.addrLen + 4),
+    set(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
+    set(SETS.noEndpointNodePorts, protoPortType, 8),
+    set(SETS.clusterIPs, f.addrType, f.addrLen),
+    set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
   ]) {
     t.sets.set(s.name, s);
     t.elements.set(s.name, new Map());
@@ -270,15 +292,6 @@ export interface Fragment {
   elements: FragmentElement[];
 }
 
-function portSuffix(sp: ServicePort): string {
-  return `${sp.namespace}/${sp.name}/${sp.protocol.toLowerCase()}/${sp.portName || sp.port}`;
-}
-
-export function serviceChainName(sp: ServicePort): string {
-  return `svc-${portSuffix(sp)}`;
-}
-
-
 // Endpoint and Service addresses repeat across Services and syncs: parse each once.
 const ipCache = new Map<string, Buffer>();
 function ipBytes(ip: string): Buffer {
@@ -290,25 +303,88 @@ function ipBytes(ip: string): Buffer {
   return b;
 }
 
-const U32_ZERO = hostU32(0);
+/** An endpoint count as map data: big-endian, so `nft list` prints it as the number it is (only compared). */
+function countData(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
 
-function addrProtoPortKey(ip: string, proto: number, port: number): Buffer {
+const protoPort = (r: RuleBuilder) => r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+
+/** The dispatch chains for these endpoint counts (each list ascending). */
+export function dispatchChains(f: FamilyShape, cfg: NftablesConfig, counts: number[], nodePortCounts: number[]): ChainState[] {
+  const ips = counts.map((n) => daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00, NFT_REG_1)
+    .cmp(NFT_REG_1, 'eq', countData(n)).verdict({ kind: 'goto', chain: pickChainName(n, false) }).body());
+  // NodePort destinations were checked in `services`: here only the count matters.
+  const nodePorts = nodePortCounts.map((n) => protoPort(new RuleBuilder()).lookup(SETS.serviceNodePorts, NFT_REG32_00, NFT_REG_1)
+    .cmp(NFT_REG_1, 'eq', countData(n)).verdict({ kind: 'goto', chain: pickChainName(n, true) }).body());
+  void cfg;
+  return [{ name: CHAINS.dispatchIPs, rules: ips }, { name: CHAINS.dispatchNodePorts, rules: nodePorts }];
+}
+
+/** Which counts the pick chains in a chain set stand for: pick-N and pick-nodeport-N. */
+export function countsOfPickChains(names: Iterable<string>): { counts: number[]; nodePortCounts: number[] } {
+  const counts: number[] = [];
+  const nodePortCounts: number[] = [];
+  for (const name of names) {
+    const m = /^pick-(nodeport-)?(\d+)$/.exec(name);
+    if (m) (m[1] ? nodePortCounts : counts).push(Number(m[2]));
+  }
+  const asc = (a: number, b: number) => a - b;
+  return { counts: counts.sort(asc), nodePortCounts: nodePortCounts.sort(asc) };
+}
+
+/** The shared chain picking one of `count` endpoints (nodePort: for @nodeport-endpoints). */
+export function pickChainName(count: number, nodePort: boolean): string {
+  return nodePort ? `pick-nodeport-${count}` : `pick-${count}`;
+}
+
+/**
+ * pick-N: choose slot = numgen random mod N, then DNAT to the endpoint in that slot of the Service port the packet
+ * is addressed to. Registers: the slot goes right after the lookup key's other fields, so the key is contiguous.
+ */
+export function pickChain(f: FamilyShape, count: number, nodePort: boolean): ChainState {
+  const words = f.addrLen / 4;
+  const r = new RuleBuilder();
+  const dataReg = NFT_REG32_00 + 8; // NFT_REG_3: endpoint address, then its port in the next 32-bit register
+  if (nodePort) {
+    r.numgenRandom(NFT_REG32_00 + 2, count)
+      .metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
+      .lookup(SETS.nodePortEndpoints, NFT_REG32_00, dataReg);
+  } else {
+    r.numgenRandom(NFT_REG32_00 + words + 2, count);
+    daddrProtoPort(r, f).lookup(SETS.serviceEndpoints, NFT_REG32_00, dataReg);
+  }
+  r.nat(NFT_NAT_DNAT, f.nf, dataReg, dataReg + words, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
+  return { name: pickChainName(count, nodePort), rules: [r.body()] };
+}
+
+function addrProtoPortKey(ip: string, proto: number, port: number, slot?: number): Buffer {
   const addr = ipBytes(ip);
-  const key = Buffer.alloc(addr.length + 8);
+  const key = Buffer.alloc(addr.length + (slot === undefined ? 8 : 12));
   addr.copy(key, 0);
   key[addr.length] = proto;
   key.writeUInt16BE(port, addr.length + 4);
+  if (slot !== undefined) key.writeUInt32LE(slot, addr.length + 8); // host order, as numgen writes it
   return key;
 }
 
-function protoPortKey(proto: number, port: number): Buffer {
-  const key = Buffer.alloc(8);
+function protoPortKey(proto: number, port: number, slot?: number): Buffer {
+  const key = Buffer.alloc(slot === undefined ? 8 : 12);
   key[0] = proto;
   key.writeUInt16BE(port, 4);
+  if (slot !== undefined) key.writeUInt32LE(slot, 8);
   return key;
 }
 
-const goto = (chain: string): Pick<ElementState, 'verdict' | 'chain'> => ({ verdict: NFT_GOTO, chain });
+function endpointData(ip: string, port: number): Buffer {
+  const addr = ipBytes(ip);
+  const d = Buffer.alloc(addr.length + 4);
+  addr.copy(d, 0);
+  d.writeUInt16BE(port, addr.length);
+  return d;
+}
 
 function ofFamily(ips: string[], family: IPFamily): string[] {
   return ips.filter((ip) => (ip.includes(':') ? 6 : 4) === family);
@@ -326,35 +402,40 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, _cfg: NftablesC
   const proto = PROTO_NUMBER[sp.protocol];
   const endpoints = sp.endpoints.filter((e) => e.family === ipFamily);
   const frag: Fragment = { chains: [], elements: [] };
+  const comment = sp.key;
   for (const ip of clusterIPs) frag.elements.push({ set: SETS.clusterIPs, element: { key: ipBytes(ip) } });
 
   if (endpoints.length === 0) {
-    const reject = goto(CHAINS.reject);
     for (const ip of [...clusterIPs, ...externalIPs])
-      frag.elements.push({ set: SETS.noEndpointServices, element: { key: addrProtoPortKey(ip, proto, sp.port), ...reject } });
-    if (sp.nodePort) frag.elements.push({ set: SETS.noEndpointNodePorts, element: { key: protoPortKey(proto, sp.nodePort), ...reject } });
+      frag.elements.push({ set: SETS.noEndpointServices, element: { key: addrProtoPortKey(ip, proto, sp.port), comment } });
+    if (sp.nodePort) frag.elements.push({ set: SETS.noEndpointNodePorts, element: { key: protoPortKey(proto, sp.nodePort), comment } });
     return frag;
   }
 
-  const svcChain = serviceChainName(sp);
-  const rules: Buffer[] = [];
   const n = endpoints.length;
-  endpoints.forEach((ep, k) => {
-    const r = new RuleBuilder();
-    if (k < n - 1) r.numgenRandom(NFT_REG_1, n - k).cmp(NFT_REG_1, 'eq', U32_ZERO);
-    const epBytes = ipBytes(ep.address);
-    r.immediateData(NFT_REG_1, epBytes).immediateData(NFT_REG_2, be16(ep.port))
-      .nat(NFT_NAT_DNAT, f.nf, NFT_REG_1, NFT_REG_2, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
-    rules.push(r.body());
-    frag.elements.push({ set: SETS.hairpin, element: { key: Buffer.concat([epBytes, epBytes]) } });
-  });
-  frag.chains.push({ name: svcChain, rules });
-  const target = goto(svcChain);
-  for (const ip of clusterIPs)
-    frag.elements.push({ set: SETS.serviceIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...target } });
-  for (const ip of externalIPs)
-    frag.elements.push({ set: SETS.externalIPs, element: { key: addrProtoPortKey(ip, proto, sp.port), ...target } });
-  if (sp.nodePort) frag.elements.push({ set: SETS.serviceNodePorts, element: { key: protoPortKey(proto, sp.nodePort), ...target } });
+  const count = countData(n);
+  const data = endpoints.map((ep) => endpointData(ep.address, ep.port));
+  for (const ep of endpoints) {
+    const b = ipBytes(ep.address);
+    frag.elements.push({ set: SETS.hairpin, element: { key: Buffer.concat([b, b]) } });
+  }
+  const addressed = (set: string, ips: string[]) => {
+    for (const ip of ips) {
+      frag.elements.push({ set, element: { key: addrProtoPortKey(ip, proto, sp.port), data: count, comment } });
+      for (let k = 0; k < n; k++)
+        frag.elements.push({ set: SETS.serviceEndpoints, element: { key: addrProtoPortKey(ip, proto, sp.port, k), data: data[k] } });
+    }
+  };
+  addressed(SETS.serviceIPs, clusterIPs);
+  addressed(SETS.serviceIPs, externalIPs);
+  for (const ip of externalIPs) frag.elements.push({ set: SETS.externalIPs, element: { key: addrProtoPortKey(ip, proto, sp.port) } });
+  if (n > STATIC_PICK_COUNTS) frag.chains.push(pickChain(f, n, false));
+  if (sp.nodePort) {
+    frag.elements.push({ set: SETS.serviceNodePorts, element: { key: protoPortKey(proto, sp.nodePort), data: count, comment } });
+    for (let k = 0; k < n; k++)
+      frag.elements.push({ set: SETS.nodePortEndpoints, element: { key: protoPortKey(proto, sp.nodePort, k), data: data[k] } });
+    if (n > STATIC_PICK_COUNTS) frag.chains.push(pickChain(f, n, true));
+  }
   return frag;
 }
 

@@ -1,7 +1,7 @@
 // Decodes a dumped table (record stream from the addon) into a TableState, canonicalising rules so they compare
 // byte-for-byte with rules the ruleset builds.
 import {
-  CHAIN, ELEM, NfFamily, RULE, RecordKind, SET, TABLE,
+  CHAIN, ELEM, NfFamily, RULE, RecordKind, SET, TABLE, UDATA_SET_ELEM_COMMENT,
 } from './netlink/constants';
 import { canonicalRuleBody } from './netlink/expr';
 import { attrI32, attrString, attrU32, decodeRecords } from './netlink/records';
@@ -11,6 +11,21 @@ export interface DecodedTable {
   state: TableState;
   /** Rule handles per chain, in order (for surgical deletes and for status). */
   handles: Map<string, bigint[]>;
+}
+
+/** The comment TLV in an element's user data, if any. */
+function commentOf(udata: Buffer): string | undefined {
+  for (let off = 0; off + 2 <= udata.length; ) {
+    const type = udata[off];
+    const len = udata[off + 1];
+    if (type === UDATA_SET_ELEM_COMMENT) {
+      const v = udata.subarray(off + 2, off + 2 + len);
+      const nul = v.indexOf(0);
+      return v.toString('utf8', 0, nul < 0 ? v.length : nul);
+    }
+    off += 2 + len;
+  }
+  return undefined;
 }
 
 export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | undefined {
@@ -61,6 +76,11 @@ export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | u
           if (chain !== undefined) e.chain = chain;
           const data = c.get(ELEM.DATA);
           if (data && verdict === undefined) e.data = Buffer.from(data);
+          const udata = c.get(ELEM.USERDATA);
+          if (udata) {
+            const comment = commentOf(udata);
+            if (comment !== undefined) e.comment = comment;
+          }
           elems.set(elementKey(e), e);
         }
         state.elements.set(name, elems);

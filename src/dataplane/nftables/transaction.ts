@@ -2,13 +2,19 @@
 // are written straight into the record stream as they are queued; each can carry an owner ("Service ns/name:port")
 // so a kernel error is reported against the Kubernetes object that caused it.
 import {
-  CHAIN, ELEM, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, RecordAction, RecordKind, NfFamily,
+  CHAIN, ELEM, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, UDATA_SET_ELEM_COMMENT, RecordAction, RecordKind, NfFamily,
 } from './netlink/constants';
 import { AttrWriter, RecordStreamWriter } from './netlink/records';
 import type { ChainState, ElementState, SetSpec } from './objects';
 
 // A set-element message's element list is one netlink attribute, whose length is a u16: keep each well below.
 const ELEMENT_CHUNK_BYTES = 32 * 1024;
+
+/** nft's element comment: a user-data TLV (type, length, NUL-terminated text), at most 127 bytes of text. */
+function commentUdata(comment: string): Buffer {
+  const text = Buffer.from(comment, 'utf8').subarray(0, 127);
+  return Buffer.concat([Buffer.from([UDATA_SET_ELEM_COMMENT, text.length + 1]), text, Buffer.from([0])]);
+}
 
 export interface OperationInfo {
   /** "add rule", "delete chain", "flush set", ... */
@@ -142,6 +148,7 @@ export class NftTransaction {
         if (e.verdict !== undefined) a.u32(ELEM.VERDICT, e.verdict);
         if (e.chain !== undefined) a.str(ELEM.CHAIN, e.chain);
         if (e.data !== undefined) a.bytes(ELEM.DATA, e.data);
+        if (e.comment !== undefined) a.bytes(ELEM.USERDATA, commentUdata(e.comment));
         a.end();
       }
       i = j;

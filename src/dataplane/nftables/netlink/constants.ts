@@ -39,7 +39,9 @@ export const SET = {
   TABLE: 0, NAME: 1, FLAGS: 2, KEY_TYPE: 3, KEY_LEN: 4, DATA_TYPE: 5, DATA_LEN: 6, FAMILY: 7, ID: 8, POLICY: 9,
   DESC_SIZE: 10, TIMEOUT: 11, GC_INTERVAL: 12, USERDATA: 13,
 } as const;
-export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5 } as const;
+export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5, USERDATA: 7 } as const;
+/** nft's user-data TLV type for an element comment (libnftnl udata.h NFTNL_UDATA_SET_ELEM_COMMENT). */
+export const UDATA_SET_ELEM_COMMENT = 0;
 
 // Expression attributes: NFTNL_EXPR_NAME is 0, every expression's own attributes start at NFTNL_EXPR_BASE (1).
 export const EXPR_NAME = 0;
@@ -109,6 +111,7 @@ export const TYPE_IPADDR = 7;
 export const TYPE_IP6ADDR = 8;
 export const TYPE_INET_PROTOCOL = 12;
 export const TYPE_INET_SERVICE = 13;
+export const TYPE_MARK = 19;
 export const TYPE_BITS = 6;
 export function concatType(...types: number[]): number {
   return types.reduce((acc, t) => acc * (1 << TYPE_BITS) + t, 0) >>> 0;

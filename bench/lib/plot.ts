@@ -1,0 +1,57 @@
+// A dependency-free SVG line plot: full-sync time against Service count, one line per tool, log-log axes.
+interface PlotCase {
+  services: number;
+  tools: Record<string, { seconds: number | null; timedOut?: boolean }>;
+}
+
+const COLORS: Record<string, string> = {
+  svcplane: '#d62728',
+  kernelFloor: '#ff9896',
+  kubeProxyNft: '#1f77b4',
+  iptablesLegacy: '#2ca02c',
+  iptablesNft: '#9467bd',
+};
+const LABELS: Record<string, string> = {
+  svcplane: 'svcplane (libnftnl, one batch)',
+  kernelFloor: 'kernel floor (svcplane batch, prebuilt bytes)',
+  kubeProxyNft: 'kube-proxy nftables mode (nft -f)',
+  iptablesLegacy: 'kube-proxy iptables mode (iptables-legacy-restore)',
+  iptablesNft: 'kube-proxy iptables mode (iptables-nft-restore)',
+};
+
+export function renderSyncPlot(cases: PlotCase[], title = 'Full sync time, Services x 2 endpoints (log-log)'): string {
+  const W = 760, H = 460, L = 70, R = 300, T = 40, B = 50;
+  const xs = cases.map((c) => c.services);
+  const ys = cases.flatMap((c) => Object.values(c.tools).map((t) => t.seconds ?? 120)).filter((v) => v > 0);
+  if (xs.length === 0 || ys.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="40">no data</text></svg>`;
+  const lx0 = Math.floor(Math.log10(Math.min(...xs))), lx1 = Math.ceil(Math.log10(Math.max(...xs)));
+  const ly0 = Math.floor(Math.log10(Math.min(...ys))), ly1 = Math.ceil(Math.log10(Math.max(...ys)));
+  const X = (v: number) => L + ((Math.log10(v) - lx0) / Math.max(1, lx1 - lx0)) * (W - L - R);
+  const Y = (v: number) => H - B - ((Math.log10(v) - ly0) / Math.max(1, ly1 - ly0)) * (H - T - B);
+  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${L}" y="22" font-size="14">${title}</text>`];
+  for (let e = ly0; e <= ly1; e++) {
+    const y = Y(10 ** e);
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${L - 8}" y="${y + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toPrecision(1)} s</text>`);
+  }
+  for (const v of xs) {
+    const x = X(v);
+    out.push(`<line x1="${x}" x2="${x}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x}" y="${H - B + 18}" text-anchor="middle">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
+  }
+  out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">Services</text>`);
+  const tools = Object.keys(COLORS).filter((k) => cases.some((c) => c.tools[k]));
+  tools.forEach((k, i) => {
+    const pts = cases.filter((c) => c.tools[k]?.seconds).map((c) => `${X(c.services)},${Y(c.tools[k].seconds!)}`);
+    if (pts.length) out.push(`<polyline fill="none" stroke="${COLORS[k]}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    for (const c of cases) {
+      const t = c.tools[k];
+      if (!t) continue;
+      if (t.seconds) out.push(`<circle cx="${X(c.services)}" cy="${Y(t.seconds)}" r="3" fill="${COLORS[k]}"/>`);
+      else if (t.timedOut) out.push(`<text x="${X(c.services)}" y="${Y(120)}" fill="${COLORS[k]}" text-anchor="middle">&gt;120 s</text>`);
+    }
+    const ly = T + 10 + i * 20;
+    out.push(`<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${ly}" y2="${ly}" stroke="${COLORS[k]}" stroke-width="2"/>`, `<text x="${W - R + 46}" y="${ly + 4}">${LABELS[k]}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}

@@ -1,0 +1,326 @@
+// `npm run bench:nftables`: svcplane's nftables dataplane against the real peers, in one run, on this machine.
+//   full sync      svcplane vs `nft -f` of kube-proxy's nftables-mode ruleset, iptables-legacy-restore and
+//                  iptables-nft-restore of its iptables-mode rules, and the kernel's floor (svcplane's own batch
+//                  sent as prebuilt netlink bytes); each case in a fresh network namespace.
+//   incremental    one endpoint added / one removed / one Service added, p50 and p99 over >= 50 repetitions.
+//   data plane     new-connection latency (connect -> accept through the DNAT) to the Service whose rules come
+//                  last, with 1 .. 30k Services programmed, for svcplane, kube-proxy iptables and kube-proxy nftables.
+// Results: bench/results/nftables.json and bench/results/nftables-sync.svg. Quote ratios: machines are shared.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NetlinkNftClient, type NftClient } from '../src/dataplane/nftables/client';
+import { NftablesProxier } from '../src/dataplane/nftables/proxier';
+import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
+import type { NftTransaction } from '../src/dataplane/nftables/transaction';
+import type { ServicePort } from '../src/model/types';
+import { native } from '../src/native';
+import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
+import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
+import { toModel, toServicePort } from './lib/model';
+import { renderSyncPlot } from './lib/plot';
+import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
+import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
+import { PEER_ARGV, execInNetns, runPeer, withFreshNetns, type PeerResult } from './peers/run';
+import { POD_CIDR, makeServices, type BenchService } from './peers/shape';
+
+const PEER_TIMEOUT_MS = 120_000;
+const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
+
+interface Args {
+  quick: boolean;
+  only: Set<string>;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, only: new Set(['full', 'incremental', 'dataplane']), out: path.join(RESULTS, 'nftables.json') };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--quick') a.quick = true;
+    else if (argv[i] === '--only') a.only = new Set(argv[++i].split(','));
+    else if (argv[i] === '--out') a.out = argv[++i];
+    else throw new Error(`unknown argument ${argv[i]} (use --quick, --only full,incremental,dataplane, --out FILE)`);
+  }
+  return a;
+}
+
+const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR] });
+const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+const secs = (us: number) => us / 1e6;
+
+/** An NftClient that keeps the transaction instead of sending it (the kernel floor needs the exact batch). */
+class CaptureClient implements NftClient {
+  records: Buffer | undefined;
+  async run(tx: NftTransaction) {
+    this.records = Buffer.from(tx.records());
+    return { operations: tx.size, messages: tx.size + 2, bytes: this.records.length, kernelMicros: 0, totalMicros: 0 };
+  }
+  async dumpTable() {
+    return undefined;
+  }
+  close() {}
+}
+
+// ---- full sync ------------------------------------------------------------------------------------------------
+
+interface ToolResult {
+  seconds: number | null;
+  timedOut?: boolean;
+  error?: string;
+  kernelSeconds?: number;
+  phases?: Record<string, number>;
+}
+
+async function svcplaneFull(services: BenchService[]): Promise<ToolResult> {
+  const model = toModel(services);
+  return withFreshNetns(async (ns) => {
+    const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
+    try {
+      const t0 = process.hrtime.bigint();
+      const r = await p.syncFull(model);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      return { seconds: wall, kernelSeconds: secs(r.kernelMicros), phases: r.phases };
+    } finally {
+      p.close();
+    }
+  });
+}
+
+async function kernelFloor(services: BenchService[]): Promise<ToolResult> {
+  const capture = new CaptureClient();
+  await new NftablesProxier(capture, config()).syncFull(toModel(services));
+  return withFreshNetns(async (ns) => {
+    const sock = new (native().NftSocket)({ netns: `/run/netns/${ns}` });
+    try {
+      const batch = sock.encode(capture.records!);
+      const t0 = process.hrtime.bigint();
+      const r = await sock.sendEncoded(batch);
+      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: secs(r.kernelMicros) };
+    } finally {
+      sock.close();
+    }
+  });
+}
+
+function peer(r: PeerResult): ToolResult {
+  if (r.timedOut) return { seconds: null, timedOut: true };
+  if (r.code !== 0) return { seconds: null, error: r.stderr.slice(-500) };
+  return { seconds: r.seconds };
+}
+
+async function nftPeer(services: BenchService[]): Promise<ToolResult> {
+  const input = kubeProxyNftablesRuleset(services);
+  return withFreshNetns(async (ns) => peer(await runPeer(PEER_ARGV.nft, input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' })));
+}
+
+async function iptablesPeer(kind: 'iptablesLegacy' | 'iptablesNft', services: BenchService[]): Promise<ToolResult> {
+  const input = kubeProxyIptablesRestore(services);
+  return withFreshNetns(async (ns) => {
+    const jumps = await runPeer(PEER_ARGV[kind], kubeProxyIptablesJumpRules(), { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+    if (jumps.code !== 0) return { seconds: null, error: `jump rules: ${jumps.stderr.slice(-300)}` };
+    return peer(await runPeer(PEER_ARGV[kind], input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' }));
+  });
+}
+
+interface FullCase {
+  services: number;
+  endpointsPerService: number;
+  tools: Record<string, ToolResult>;
+  /** peer seconds / svcplane seconds */
+  ratios: Record<string, number | null>;
+}
+
+async function fullCase(n: number, e: number): Promise<FullCase> {
+  const services = makeServices(n, e, { withNodePorts: true });
+  const tools: Record<string, ToolResult> = {};
+  log(`full ${n}x${e}: svcplane`);
+  tools.svcplane = await svcplaneFull(services);
+  log(`full ${n}x${e}: kernel floor`);
+  tools.kernelFloor = await kernelFloor(services);
+  log(`full ${n}x${e}: kube-proxy nft -f`);
+  tools.kubeProxyNft = await nftPeer(services);
+  log(`full ${n}x${e}: iptables-legacy-restore`);
+  tools.iptablesLegacy = await iptablesPeer('iptablesLegacy', services);
+  log(`full ${n}x${e}: iptables-nft-restore`);
+  tools.iptablesNft = await iptablesPeer('iptablesNft', services);
+  const base = tools.svcplane.seconds;
+  const ratios: Record<string, number | null> = {};
+  for (const [k, v] of Object.entries(tools)) if (k !== 'svcplane') ratios[k] = base && v.seconds ? v.seconds / base : null;
+  log(`full ${n}x${e}: ${Object.entries(tools).map(([k, v]) => `${k}=${v.seconds === null ? (v.timedOut ? '>120s' : 'error') : v.seconds.toFixed(3) + 's'}`).join(' ')}`);
+  return { services: n, endpointsPerService: e, tools, ratios };
+}
+
+// ---- incremental ----------------------------------------------------------------------------------------------
+
+interface Percentiles {
+  p50Ms: number;
+  p99Ms: number;
+  n: number;
+}
+
+function percentiles(samplesUs: number[]): Percentiles {
+  const s = [...samplesUs].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] / 1000;
+  return { p50Ms: at(0.5), p99Ms: at(0.99), n: s.length };
+}
+
+interface IncrementalCase {
+  services: number;
+  addEndpoint: Percentiles;
+  removeEndpoint: Percentiles;
+  addService: Percentiles;
+  operationsPerChange: Record<string, number>;
+}
+
+async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
+  const services = makeServices(n, 2, { withNodePorts: true });
+  const model = toModel(services);
+  const keys = [...model.keys()];
+  return withFreshNetns(async (ns) => {
+    const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
+    try {
+      await p.syncFull(model);
+      const time = async (sp: ServicePort) => {
+        const t0 = process.hrtime.bigint();
+        const r = await p.syncPartial(new Map([[sp.key, sp]]));
+        if (r.full) throw new Error('expected a partial sync');
+        return { us: Number(process.hrtime.bigint() - t0) / 1000, ops: r.operations };
+      };
+      const add: number[] = [];
+      const remove: number[] = [];
+      const addSvc: number[] = [];
+      const ops: Record<string, number> = {};
+      for (let i = 0; i < reps; i++) {
+        // Spread the changes over the cluster, so no one chain gets long.
+        const key = keys[(i * 7919) % keys.length];
+        const sp = model.get(key)!;
+        const grown: ServicePort = { ...sp, endpoints: [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.127.${(i % 250) + 1}` }] };
+        const a = await time(grown);
+        add.push(a.us);
+        ops.addEndpoint = a.ops;
+        const r = await time(sp);
+        remove.push(r.us);
+        ops.removeEndpoint = r.ops;
+        const extra = toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] });
+        const s = await time(extra);
+        addSvc.push(s.us);
+        ops.addService = s.ops;
+      }
+      return { services: n, addEndpoint: percentiles(add), removeEndpoint: percentiles(remove), addService: percentiles(addSvc), operationsPerChange: ops };
+    } finally {
+      p.close();
+    }
+  });
+}
+
+// ---- data plane -----------------------------------------------------------------------------------------------
+
+interface DataplaneCase {
+  services: number;
+  svcplane: LatencyResult | null;
+  kubeProxyIptables: LatencyResult | null;
+  kubeProxyNft: LatencyResult | null;
+  notes: string[];
+}
+
+async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<DataplaneCase> {
+  const target = { clusterIP: '198.18.100.50', port: 80, endpoints: [{ ip: sb.backends[0].v4, port: 8080 }] };
+  const services = makeServices(n, 2, { target });
+  const notes: string[] = [];
+  const measure = () => runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 200, timeoutMs: 2000 });
+
+  log(`dataplane ${n}: svcplane`);
+  const p = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
+  let ours: LatencyResult | null = null;
+  try {
+    await p.syncFull(toModel(services));
+    ours = await measure();
+    await p.cleanup();
+  } finally {
+    p.close();
+  }
+
+  log(`dataplane ${n}: kube-proxy iptables (legacy)`);
+  let ipt: LatencyResult | null = null;
+  const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+  const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+  if (jumps.code === 0 && load.code === 0) ipt = await measure();
+  else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
+  for (const t of ['nat', 'filter']) {
+    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
+    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
+  }
+
+  log(`dataplane ${n}: kube-proxy nftables`);
+  let knft: LatencyResult | null = null;
+  const r = await runPeer(PEER_ARGV.nft, kubeProxyNftablesRuleset(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+  if (r.code === 0) knft = await measure();
+  else notes.push(r.timedOut ? 'kube-proxy nft -f still loading after 120 s: not measured' : `nft -f failed: ${r.stderr.slice(-200)}`);
+  await execInNetns(sb.nodeNs, ['nft', 'delete', 'table', 'ip', 'kube-proxy']).catch(() => '');
+  log(`dataplane ${n}: p99 svcplane=${ours?.p99Us}us iptables=${ipt?.p99Us}us kube-proxy-nft=${knft?.p99Us}us`);
+  return { services: n, svcplane: ours, kubeProxyIptables: ipt, kubeProxyNft: knft, notes };
+}
+
+// ---- main -----------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces)');
+  const args = parseArgs(process.argv.slice(2));
+  const fullSizes: Array<[number, number]> = args.quick ? [[1000, 2], [5000, 2]] : [[1000, 2], [10000, 2], [30000, 2], [5000, 50], [44000, 1]];
+  const incrSizes = args.quick ? [1000, 5000] : [1000, 10000, 30000];
+  const dpSizes = args.quick ? [1, 1000] : [1, 1000, 10000, 30000];
+  const reps = args.quick ? 20 : 60;
+  const connects = args.quick ? 500 : 2000;
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    note: 'Times in seconds (full), milliseconds (incremental), microseconds (data plane). Shared, noisy machine: compare ratios within this run.',
+    full: [] as FullCase[],
+    incremental: [] as IncrementalCase[],
+    dataplane: [] as DataplaneCase[],
+    targets: {} as Record<string, unknown>,
+  };
+
+  if (args.only.has('full')) for (const [n, e] of fullSizes) result.full.push(await fullCase(n, e));
+  if (args.only.has('incremental')) for (const n of incrSizes) {
+    log(`incremental ${n}`);
+    result.incremental.push(await incrementalCase(n, reps));
+  }
+  if (args.only.has('dataplane')) {
+    const sb = await createSandbox({ backends: 1, ports: [8080] });
+    try {
+      for (const n of dpSizes) result.dataplane.push(await dataplaneCase(sb, n, connects));
+    } finally {
+      await sb.destroy();
+    }
+  }
+
+  // The issue's targets, evaluated on this run.
+  const full = (n: number, e: number) => result.full.find((c) => c.services === n && c.endpointsPerService === e);
+  const inc = (n: number) => result.incremental.find((c) => c.services === n);
+  const worstP99 = (c?: IncrementalCase) => (c ? Math.max(c.addEndpoint.p99Ms, c.removeEndpoint.p99Ms, c.addService.p99Ms) : null);
+  const dp1 = result.dataplane.find((d) => d.services === 1)?.svcplane?.p99Us;
+  const dp30k = result.dataplane.find((d) => d.services === 30000)?.svcplane?.p99Us;
+  result.targets = {
+    'full 10k x 2: kube-proxy nft -f / svcplane (target >= 50)': full(10000, 2)?.ratios.kubeProxyNft ?? null,
+    'full 10k x 2: iptables-legacy-restore / svcplane (target > 1)': full(10000, 2)?.ratios.iptablesLegacy ?? null,
+    'full 5k x 50 seconds (target < 2)': full(5000, 50)?.tools.svcplane.seconds ?? null,
+    'full 44k x 1 seconds (target < 2)': full(44000, 1)?.tools.svcplane.seconds ?? null,
+    'incremental p99 ms at 30k (target < 5)': worstP99(inc(30000)),
+    'incremental p99 30k / 1k (target <= 1.5)': worstP99(inc(30000)) && worstP99(inc(1000)) ? worstP99(inc(30000))! / worstP99(inc(1000))! : null,
+    'data plane p99 30k / 1 Service (target <= 1.10)': dp1 && dp30k ? dp30k / dp1 : null,
+  };
+
+  fs.mkdirSync(path.dirname(args.out), { recursive: true });
+  fs.writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
+  const svg = renderSyncPlot(result.full.filter((c) => c.endpointsPerService === 2));
+  fs.writeFileSync(args.out.replace(/\.json$/, '-sync.svg'), svg);
+  log(`wrote ${args.out}`);
+  console.log(JSON.stringify(result.targets, null, 2));
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench failed: ${e instanceof Error ? e.stack : String(e)}`);
+  process.exit(1);
+});
