@@ -133,9 +133,17 @@ export async function withFreshNetns<T>(fn: (ns: string) => Promise<T>): Promise
     result = await fn(ns);
   } catch (err) {
     // Delete anyway, but report fn's error rather than a deletion error.
-    await ipCmd(['netns', 'del', ns]).catch(() => undefined);
+    await teardown(ns).catch(() => undefined);
     throw err;
   }
-  await ipCmd(['netns', 'del', ns]);
+  await teardown(ns);
   return result;
+}
+
+// The kernel frees a deleted namespace's netfilter state asynchronously (in a kworker), which could overlap
+// the next timed run; flushing the nftables ruleset first (nft and iptables-nft tables; ~0.1 s even for
+// tens of thousands of chains) does most of that work synchronously. Best effort.
+async function teardown(ns: string): Promise<void> {
+  await ipCmd(['netns', 'exec', ns, 'nft', 'flush', 'ruleset']).catch(() => undefined);
+  await ipCmd(['netns', 'del', ns]);
 }
