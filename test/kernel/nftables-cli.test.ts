@@ -1,0 +1,99 @@
+// The CLI contract with the real kernel: bad input is skipped and named while the rest is programmed; SCTP is
+// programmed (checked at rule level: this kernel has no SCTP sockets); a kernel refusal exits 1 with a clear
+// message; --help documents every flag.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SVCPLANE, svcplane } from '../helpers/cli';
+import { inNetns, makeNetns, requireRoot } from '../helpers/root';
+
+const haveRoot = requireRoot('nftables CLI');
+
+function writeManifests(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-cli-'));
+  fs.chmodSync(dir, 0o755);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o644 });
+  return dir;
+}
+
+const GOOD = `
+apiVersion: v1
+kind: Service
+metadata: { name: good, namespace: t }
+spec:
+  clusterIP: 198.18.100.40
+  ports: [{ name: s, protocol: SCTP, port: 9999, targetPort: 9999 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: good-1, namespace: t, labels: { kubernetes.io/service-name: good } }
+addressType: IPv4
+ports: [{ name: s, protocol: SCTP, port: 9999 }]
+endpoints: [{ addresses: [198.18.2.11] }]
+`;
+const BAD = `
+apiVersion: v1
+kind: Service
+metadata: { name: bad-ip, namespace: t }
+spec:
+  clusterIP: 198.18.100.999
+  ports: [{ port: 80 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: bad-port, namespace: t }
+spec:
+  clusterIP: 198.18.100.41
+  ports: [{ port: 70000 }]
+---
+this: is: not: yaml
+`;
+
+describe.runIf(haveRoot)('svcplane CLI on the real kernel', () => {
+  let ns: ReturnType<typeof makeNetns>;
+  let dir: string;
+  beforeAll(() => {
+    ns = makeNetns('cli');
+    dir = writeManifests({ 'good.yaml': GOOD, 'bad.yaml': BAD });
+  });
+  afterAll(() => {
+    ns?.remove();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('skips each malformed object with one log line naming it and programs the rest (SCTP included)', () => {
+    const r = svcplane(['sync', '--once', '--manifests', dir, '--log-format', 'text'], { netns: ns.name });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/Service t\/bad-ip: .*198\.18\.100\.999/);
+    expect(r.stderr).toMatch(/Service t\/bad-port: .*70000/);
+    expect(r.stderr).toMatch(/bad\.yaml#3/);
+    expect(r.stdout).toContain('1 service port(s)');
+    const map = inNetns(ns.name, ['nft', 'list', 'map', 'ip', 'svcplane', 'service-ips']);
+    expect(map).toContain('198.18.100.40 . sctp . 9999');
+    const eps = inNetns(ns.name, ['nft', 'list', 'map', 'ip', 'svcplane', 'service-endpoints']);
+    expect(eps).toContain('198.18.2.11 . 9999');
+  });
+
+  it('exits 1 with a clear message when the kernel refuses (no CAP_NET_ADMIN)', () => {
+    // Still root (so files stay readable), but with CAP_NET_ADMIN dropped from the bounding set.
+    const r = spawnSync('ip', ['netns', 'exec', ns.name, 'setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin',
+      process.execPath, SVCPLANE, 'sync', '--once', '--manifests', dir], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/EPERM|Operation not permitted/);
+    expect(r.stderr).toContain('CAP_NET_ADMIN');
+  });
+
+  it('exits 2 on usage errors and documents every flag in --help', () => {
+    expect(svcplane(['sync', '--once', '--manifests', dir, '--cluster-cidr', 'nonsense'], { netns: ns.name }).code).toBe(2);
+    expect(svcplane(['sync', '--bogus']).code).toBe(2);
+    expect(svcplane(['frobnicate']).code).toBe(2);
+    const help = svcplane(['sync', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--once', '--mode', '--manifests', '--node-name', '--node-ip', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all', '--output'])
+      expect(help.stdout).toContain(flag);
+    expect(svcplane(['--help']).stdout).toMatch(/sync[\s\S]*status[\s\S]*cleanup/);
+    expect(svcplane(['status', '--help']).stdout).toContain('--output');
+  });
+});
