@@ -98,6 +98,7 @@ export interface ElementChange {
 
 /** Queues a partial sync's changes to one family's table (same ordering rules as diffTable). */
 export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, chains: ChainChange[], elements: ElementChange[], ownerOf: (chain: string) => string | undefined): void {
+  // ownerOf('') names the owner of element operations (grouped per set), when there is a single one.
   for (const c of chains) if (c.after && !c.before) {
     tx.owner = ownerOf(c.after.name);
     tx.addChain(fam, table, c.after);
@@ -105,11 +106,13 @@ export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, c
   const deletes = new Map<string, ElementState[]>();
   const adds = new Map<string, ElementState[]>();
   for (const e of elements) {
-    if (e.before && e.after && sameElement(e.before, e.after)) continue;
+    // Same data but another comment (a contested element changing hands): replace it, or status keeps naming
+    // the previous holder (the kernel keeps an existing element's user data on a re-add).
+    if (e.before && e.after && sameElement(e.before, e.after) && e.before.comment === e.after.comment) continue;
     if (e.before) push(deletes, e.set, e.before);
     if (e.after) push(adds, e.set, e.after);
   }
-  tx.owner = undefined;
+  tx.owner = ownerOf('');
   for (const [set, list] of deletes) tx.deleteElements(fam, table, set, list);
   for (const c of chains) {
     if (!c.after) continue;
@@ -118,9 +121,9 @@ export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, c
     if (c.before && c.before.rules.length) tx.flushChain(fam, table, c.after.name);
     for (const r of c.after.rules) tx.addRule(fam, table, c.after.name, r);
   }
-  tx.owner = undefined;
+  tx.owner = ownerOf('');
   for (const [set, list] of adds) tx.addElements(fam, table, set, list);
-  // Removed chains: flush them all before deleting any, since one may jump to another (ext- goes to svc-).
+  // Removed chains: flush them all before deleting any, since one may jump to another (dispatch chains go to pick chains).
   const removed = chains.filter((c) => c.before && !c.after).map((c) => c.before!);
   for (const c of removed) if (c.rules.length) {
     tx.owner = ownerOf(c.name);

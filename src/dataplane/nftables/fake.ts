@@ -27,6 +27,8 @@
 //               whose key exists is fine when its data is the same (EEXIST with NLM_F_EXCL), EEXIST otherwise;
 //               the element keeps its first comment (user data is not compared).
 //          DEL: no elements flushes the set; a missing element is ENOENT.
+//          Not the kernel's: a record whose element list would not fit one netlink attribute (u16 length) throws a
+//          plain Error; the kernel would silently commit only the elements that fit (measured on 6.18).
 import { constants as osConstants } from 'node:os';
 import type { CommitResult } from '../../native';
 import { NftTransactionError, type NftClient } from './client';
@@ -245,6 +247,32 @@ class Registers {
   }
 }
 
+const pad4 = (n: number) => (n + 3) & ~3;
+
+/**
+ * The bytes a SETELEM record's element list takes in the netlink message libnftnl builds
+ * (NFTA_SET_ELEM_LIST_ELEMENTS: a nest of one nest per element holding flags, key, data or verdict, user data).
+ */
+export function encodedElementListBytes(children: AttrMap[]): number {
+  let n = 4;
+  for (const c of children) {
+    n += 4;
+    if (c.has(ELEM.FLAGS)) n += 8;
+    const key = c.get(ELEM.KEY);
+    if (key) n += 8 + pad4(key.length);
+    const chain = c.get(ELEM.CHAIN);
+    const data = c.get(ELEM.DATA);
+    if (c.has(ELEM.VERDICT)) n += 16 + (chain ? 4 + pad4(chain.indexOf(0) < 0 ? chain.length + 1 : chain.indexOf(0) + 1) : 0);
+    else if (data) n += 8 + pad4(data.length);
+    const udata = c.get(ELEM.USERDATA);
+    if (udata) n += 4 + pad4(udata.length);
+  }
+  return n;
+}
+
+/** A netlink attribute's length is a u16: a longer nest wraps around and the kernel reads only part of it. */
+const NLA_MAX_BYTES = 0xffff;
+
 /** One batch being applied: the working copy of the tables, copied table by table on first touch. */
 class Batch {
   private readonly copied = new Set<string>();
@@ -288,6 +316,14 @@ class Batch {
 
   apply(r: DecodedRecord): void {
     const newObj = r.action === RecordAction.New;
+    if (r.kind === RecordKind.SetElem) {
+      const bytes = encodedElementListBytes(r.children);
+      // Not a kernel errno: the kernel never sees the whole list. It silently commits only the elements that fit
+      // in the wrapped-around length (measured on 6.18), so this is a bug of the sender, and the fake says so.
+      if (bytes > NLA_MAX_BYTES) {
+        throw new Error(`FakeNftClient: ${describeRecord(r)}: its element list encodes to ${bytes} bytes, more than a netlink attribute holds (${NLA_MAX_BYTES}); the kernel would silently drop elements`);
+      }
+    }
     switch (r.kind) {
       case RecordKind.Table:
         return newObj ? this.newTable(r) : this.delTable(r);

@@ -118,7 +118,8 @@ export class NftablesProxier implements Dataplane {
       const beforeEff = new Map([...touchedElements].map(([id, t]) => [id, st.ledger.effective(t.set, t.key)]));
       const beforeChains = new Map([...touchedChains].map((n) => [n, st.chainUsers.get(n)?.chain]));
       const beforeDispatch = this.dispatchChains(fam.ip, st);
-      for (const [key, frag] of olds) this.disown(st, key, frag);
+      const next = new Map(news);
+      for (const [key, frag] of olds) this.disown(st, key, frag, next.get(key));
       for (const [key, frag] of news) this.own(st, key, frag, problems);
       const elements: ElementChange[] = [...touchedElements].map(([id, t]) => ({
         set: t.set,
@@ -129,7 +130,10 @@ export class NftablesProxier implements Dataplane {
       // The dispatch chain changes only when an endpoint count comes into use or goes out of use.
       const afterDispatch = this.dispatchChains(fam.ip, st);
       beforeDispatch.forEach((c, i) => chains.push({ before: c, after: afterDispatch[i] }));
-      applyChanges(tx, fam.nf, this.config.tableName, chains, elements, () => undefined);
+      // Operations are grouped per set, not per Service; when one Service port changed (the usual partial sync),
+      // every operation is its own, so a kernel refusal names it.
+      const only = changes.size === 1 ? `Service ${[...changes.keys()][0]}` : undefined;
+      applyChanges(tx, fam.nf, this.config.tableName, chains, elements, () => only);
     }
     const res = await this.client.run(tx);
     for (const [key, frags] of newFragments) {
@@ -192,12 +196,19 @@ export class NftablesProxier implements Dataplane {
     }
   }
 
-  private disown(st: FamilyState, key: ServicePortKey, frag: Fragment): void {
+  /**
+   * Drops what `key` owned in `frag`, except what its next fragment still has: own() updates those in place, so
+   * a Service port keeps its place in line for a contested element when it changes.
+   */
+  private disown(st: FamilyState, key: ServicePortKey, frag: Fragment, next?: Fragment): void {
+    const keptChains = new Set(next?.chains.map((c) => c.name));
+    const kept = new Set(next?.elements.map((e) => `${e.set}\0${elementKey(e.element)}`));
     for (const c of frag.chains) {
+      if (keptChains.has(c.name)) continue;
       const u = st.chainUsers.get(c.name);
       if (u && u.users.delete(key) && u.users.size === 0) st.chainUsers.delete(c.name);
     }
-    for (const e of frag.elements) st.ledger.remove(e.set, key, e.element);
+    for (const e of frag.elements) if (!kept.has(`${e.set}\0${elementKey(e.element)}`)) st.ledger.remove(e.set, key, e.element);
   }
 
   private result(full: boolean, tx: NftTransaction, res: { bytes: number; kernelMicros: number }, t0: bigint, problems: ModelProblem[]): SyncResult {

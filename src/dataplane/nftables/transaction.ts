@@ -11,9 +11,16 @@ import type { ChainState, ElementState, SetSpec } from './objects';
 const ELEMENT_CHUNK_BYTES = 32 * 1024;
 
 /** nft's element comment: a user-data TLV (type, length, NUL-terminated text), at most 127 bytes of text. */
+const udataCache = new Map<string, Buffer>();
 function commentUdata(comment: string): Buffer {
-  const text = Buffer.from(comment, 'utf8').subarray(0, 127);
-  return Buffer.concat([Buffer.from([UDATA_SET_ELEM_COMMENT, text.length + 1]), text, Buffer.from([0])]);
+  let b = udataCache.get(comment);
+  if (!b) {
+    const text = Buffer.from(comment, 'utf8').subarray(0, 127);
+    b = Buffer.concat([Buffer.from([UDATA_SET_ELEM_COMMENT, text.length + 1]), text, Buffer.from([0])]);
+    if (udataCache.size > 200_000) udataCache.clear();
+    udataCache.set(comment, b);
+  }
+  return b;
 }
 
 export interface OperationInfo {
@@ -133,7 +140,8 @@ export class NftTransaction {
       let j = i;
       while (j < elements.length && (j === i || bytes < ELEMENT_CHUNK_BYTES)) {
         const e = elements[j];
-        bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0);
+        bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0) +
+          (e.comment !== undefined ? 8 + commentUdata(e.comment).length : 0);
         j++;
       }
       const verb = action === RecordAction.New ? 'add elements' : 'delete elements';
