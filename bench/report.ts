@@ -1,0 +1,41 @@
+// Prints bench/results/nftables.json as the Markdown tables README shows (node dist/bench/report.js [file]).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+interface Tool { seconds: number | null; timedOut?: boolean; error?: string; kernelSeconds?: number }
+interface FullCase { services: number; endpointsPerService: number; tools: Record<string, Tool>; ratios: Record<string, number | null> }
+interface Pct { p50Ms: number; p99Ms: number; n: number }
+interface IncCase { services: number; addEndpoint: Pct; removeEndpoint: Pct; addService: Pct }
+interface Lat { p50Us: number | null; p99Us: number | null; n: number }
+interface DpCase { services: number; svcplane: Lat | null; kubeProxyIptables: Lat | null; kubeProxyNft: Lat | null }
+interface Results { date: string; machine: Record<string, unknown>; full: FullCase[]; incremental: IncCase[]; dataplane: DpCase[]; targets: Record<string, number | null> }
+
+const file = process.argv[2] ?? path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results/nftables.json' : 'results/nftables.json');
+const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
+
+const t = (x: Tool | undefined) => (!x ? '' : x.seconds !== null ? `${x.seconds.toFixed(3)} s` : x.timedOut ? '> 120 s' : 'failed');
+const ratio = (base: Tool, x: Tool | undefined) => {
+  if (!x || !base.seconds) return '';
+  if (x.seconds === null) return x.timedOut ? `> ${(120 / base.seconds).toFixed(0)}×` : '';
+  return `${(x.seconds / base.seconds).toFixed(1)}×`;
+};
+const lines: string[] = [];
+lines.push(`Run of ${r.date.slice(0, 10)} on ${String(r.machine.cpus)} CPUs, kernel ${String(r.machine.kernel)}. Ratios are peer time / svcplane time in the same run.`, '');
+lines.push('| Services × endpoints | svcplane | kernel floor | kube-proxy `nft -f` | iptables-legacy-restore | iptables-nft-restore |', '|---|---|---|---|---|---|');
+for (const c of r.full) {
+  const s = c.tools.svcplane;
+  lines.push(`| ${c.services} × ${c.endpointsPerService} | ${t(s)} | ${t(c.tools.kernelFloor)} | ${t(c.tools.kubeProxyNft)} (${ratio(s, c.tools.kubeProxyNft)}) | ${t(c.tools.iptablesLegacy)} (${ratio(s, c.tools.iptablesLegacy)}) | ${t(c.tools.iptablesNft)} (${ratio(s, c.tools.iptablesNft)}) |`);
+}
+lines.push('', '| Incremental change (p50 / p99 ms) | add endpoint | remove endpoint | add Service |', '|---|---|---|---|');
+for (const c of r.incremental) {
+  const f = (p: Pct) => `${p.p50Ms.toFixed(2)} / ${p.p99Ms.toFixed(2)}`;
+  lines.push(`| ${c.services} Services | ${f(c.addEndpoint)} | ${f(c.removeEndpoint)} | ${f(c.addService)} |`);
+}
+lines.push('', '| New-connection latency through the DNAT, p50 / p99 µs | svcplane | kube-proxy iptables | kube-proxy nftables |', '|---|---|---|---|');
+for (const c of r.dataplane) {
+  const f = (l: Lat | null) => (l && l.p50Us !== null && l.p99Us !== null ? `${l.p50Us.toFixed(0)} / ${l.p99Us.toFixed(0)}` : 'not measured');
+  lines.push(`| ${c.services} Services | ${f(c.svcplane)} | ${f(c.kubeProxyIptables)} | ${f(c.kubeProxyNft)} |`);
+}
+lines.push('', '| Target | this run |', '|---|---|');
+for (const [k, v] of Object.entries(r.targets)) lines.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
+console.log(lines.join('\n'));
