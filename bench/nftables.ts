@@ -190,20 +190,23 @@ async function incrementalCase(n: number, reps: number): Promise<IncrementalCase
       const remove: number[] = [];
       const addSvc: number[] = [];
       const ops: Record<string, number> = {};
-      for (let i = 0; i < reps; i++) {
+      // The first rounds warm up the JIT and the kernel's set memory; they are not recorded.
+      const warmup = 10;
+      for (let i = 0; i < reps + warmup; i++) {
         // Spread the changes over the cluster, so no one chain gets long.
         const key = keys[(i * 7919) % keys.length];
         const sp = model.get(key)!;
         const grown: ServicePort = { ...sp, endpoints: [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.127.${(i % 250) + 1}` }] };
+        const record = i >= warmup;
         const a = await time(grown);
-        add.push(a.us);
+        if (record) add.push(a.us);
         ops.addEndpoint = a.ops;
         const r = await time(sp);
-        remove.push(r.us);
+        if (record) remove.push(r.us);
         ops.removeEndpoint = r.ops;
         const extra = toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] });
         const s = await time(extra);
-        addSvc.push(s.us);
+        if (record) addSvc.push(s.us);
         ops.addService = s.ops;
       }
       return { services: n, addEndpoint: percentiles(add), removeEndpoint: percentiles(remove), addService: percentiles(addSvc), operationsPerChange: ops };
@@ -227,7 +230,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const target = { clusterIP: '198.18.100.50', port: 80, endpoints: [{ ip: sb.backends[0].v4, port: 8080 }] };
   const services = makeServices(n, 2, { target });
   const notes: string[] = [];
-  const measure = () => runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 200, timeoutMs: 2000 });
+  const measure = () => runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 });
 
   log(`dataplane ${n}: svcplane`);
   const p = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
@@ -269,8 +272,8 @@ async function main(): Promise<void> {
   const fullSizes: Array<[number, number]> = args.quick ? [[1000, 2], [5000, 2]] : [[1000, 2], [10000, 2], [30000, 2], [5000, 50], [44000, 1]];
   const incrSizes = args.quick ? [1000, 5000] : [1000, 10000, 30000];
   const dpSizes = args.quick ? [1, 1000] : [1, 1000, 10000, 30000];
-  const reps = args.quick ? 20 : 60;
-  const connects = args.quick ? 500 : 2000;
+  const reps = args.quick ? 20 : 100;
+  const connects = args.quick ? 500 : 3000;
 
   const result = {
     date: new Date().toISOString(),

@@ -72,6 +72,13 @@ export class ElementLedger {
     for (const e of s.values()) yield e.element;
   }
 
+  /** Every effective element of a set with its elementKey(), so callers need not compute it again. */
+  *entries(set: string): IterableIterator<[string, ElementState]> {
+    const s = this.sets.get(set);
+    if (!s) return;
+    for (const [k, e] of s) yield [k, e.element];
+  }
+
   setNames(): string[] {
     return [...this.sets.keys()];
   }

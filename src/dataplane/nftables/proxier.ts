@@ -59,7 +59,7 @@ export class NftablesProxier implements Dataplane {
         const frag = frags.get(fam.nf);
         if (frag) for (const c of frag.chains) desired.chains.set(c.name, c);
       }
-      for (const [set, elems] of desired.elements) for (const e of st.ledger.elements(set)) elems.set(elementKey(e), e);
+      for (const [set, elems] of desired.elements) for (const [k, e] of st.ledger.entries(set)) elems.set(k, e);
       for (const c of this.dispatchChains(fam.ip, st)) desired.chains.set(c.name, c);
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);

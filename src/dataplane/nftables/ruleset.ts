@@ -124,7 +124,7 @@ function cidrsOf(list: string[], family: IPFamily): CIDR[] {
 }
 
 function prefixMask(prefixLength: number, len: number): Buffer {
-  const mask = Buffer.alloc(len);
+  const mask = zeroed(len);
   for (let i = 0; i < prefixLength; i++) mask[i >> 3] |= 0x80 >> (i & 7);
   return mask;
 }
@@ -156,7 +156,7 @@ function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuil
     // Every local address but loopback: kube-proxy's nftables mode does not serve NodePorts on localhost.
     const r = local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen);
     if (f.ip === 4) {
-      r.bitwise(NFT_REG_1, NFT_REG_1, Buffer.from([255, 0, 0, 0]), Buffer.alloc(4)).cmp(NFT_REG_1, 'neq', Buffer.from([127, 0, 0, 0]));
+      r.bitwise(NFT_REG_1, NFT_REG_1, Buffer.from([255, 0, 0, 0]), zeroed(4)).cmp(NFT_REG_1, 'neq', Buffer.from([127, 0, 0, 0]));
     } else {
       r.cmp(NFT_REG_1, 'neq', ipToBytes('::1'));
     }
@@ -164,7 +164,7 @@ function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuil
   }
   return cidrsOf(cfg.nodePortAddresses, f.ip).map((c) =>
     finish(local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
-      .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network)));
+      .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network)));
 }
 
 
@@ -203,7 +203,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
     const r = new RuleBuilder();
     for (const c of clusterCIDRs) {
       r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), Buffer.alloc(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
+        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
     }
     clusterIPMark.push(markIf(daddrProtoPort(r, f), SETS.serviceIPs));
   }
@@ -292,6 +292,14 @@ export interface Fragment {
   elements: FragmentElement[];
 }
 
+/**
+ * A zero-filled small buffer from Node's shared pool: Buffer.alloc gives every one its own ArrayBuffer, and
+ * a 44k-Service sync makes ~10^5 of them, which showed up as most of its garbage-collection time.
+ */
+function zeroed(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
+
 // Endpoint and Service addresses repeat across Services and syncs: parse each once.
 const ipCache = new Map<string, Buffer>();
 function ipBytes(ip: string): Buffer {
@@ -305,7 +313,7 @@ function ipBytes(ip: string): Buffer {
 
 /** An endpoint count as map data: big-endian, so `nft list` prints it as the number it is (only compared). */
 function countData(n: number): Buffer {
-  const b = Buffer.alloc(4);
+  const b = zeroed(4);
   b.writeUInt32BE(n, 0);
   return b;
 }
@@ -362,7 +370,7 @@ export function pickChain(f: FamilyShape, count: number, nodePort: boolean): Cha
 
 function addrProtoPortKey(ip: string, proto: number, port: number, slot?: number): Buffer {
   const addr = ipBytes(ip);
-  const key = Buffer.alloc(addr.length + (slot === undefined ? 8 : 12));
+  const key = zeroed(addr.length + (slot === undefined ? 8 : 12));
   addr.copy(key, 0);
   key[addr.length] = proto;
   key.writeUInt16BE(port, addr.length + 4);
@@ -371,7 +379,7 @@ function addrProtoPortKey(ip: string, proto: number, port: number, slot?: number
 }
 
 function protoPortKey(proto: number, port: number, slot?: number): Buffer {
-  const key = Buffer.alloc(slot === undefined ? 8 : 12);
+  const key = zeroed(slot === undefined ? 8 : 12);
   key[0] = proto;
   key.writeUInt16BE(port, 4);
   if (slot !== undefined) key.writeUInt32LE(slot, 8);
@@ -380,7 +388,7 @@ function protoPortKey(proto: number, port: number, slot?: number): Buffer {
 
 function endpointData(ip: string, port: number): Buffer {
   const addr = ipBytes(ip);
-  const d = Buffer.alloc(addr.length + 4);
+  const d = zeroed(addr.length + 4);
   addr.copy(d, 0);
   d.writeUInt16BE(port, addr.length);
   return d;
