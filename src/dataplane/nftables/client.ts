@@ -56,13 +56,9 @@ export class NetlinkNftClient implements NftClient {
   async dumpTable(family: NfFamily, table: string): Promise<TableState | undefined> {
     const r = await this.sock.dump(family, table);
     if (!r.exists) return undefined;
-    return decodeTable(family, r.records)?.state;
+    return decodeTable(family, r.records);
   }
 
-  /** The raw dump, for status and tests that look at rule handles. */
-  dumpRaw(family: NfFamily, table: string) {
-    return this.sock.dump(family, table);
-  }
 
   get socket() {
     return this.sock;

@@ -3,7 +3,7 @@
 // to are flushed and deleted; rules after the chains and sets they reference exist; removed chains last.
 import type { NfFamily } from './netlink/constants';
 import type { ChainState, ElementState, TableState } from './objects';
-import { elementKey, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
+import { sameBase, sameElement, sameRules, sameSetSpec } from './objects';
 import type { NftTransaction } from './transaction';
 
 /** Queues everything needed to turn `current` (undefined: no table) into `desired`. */
@@ -142,4 +142,3 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   else m.set(k, [v]);
 }
 
-export { elementKey };

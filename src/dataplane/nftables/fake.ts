@@ -35,9 +35,10 @@ import { NftTransactionError, type NftClient } from './client';
 import {
   BITWISE, CHAIN, CMP, CT, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-  NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, UDATA_SET_ELEM_COMMENT, type NfFamily,
+  NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
+import { decodeElementComment } from './netlink/udata';
 import { attrI32, attrString, attrU32, decodeRecords, type AttrMap, type DecodedRecord } from './netlink/records';
 import type { BaseChainSpec, ChainState, ElementState, SetSpec, TableState } from './objects';
 import { elementKey, sameElement } from './objects';
@@ -191,20 +192,6 @@ function required(m: AttrMap, type: number, what: string): string {
   return v;
 }
 
-/** An element comment: the NFTNL_UDATA_SET_ELEM_COMMENT TLV in its user data (as state.ts reads it). */
-function commentOf(udata: Buffer): string | undefined {
-  for (let off = 0; off + 2 <= udata.length; ) {
-    const type = udata[off];
-    const len = udata[off + 1];
-    if (type === UDATA_SET_ELEM_COMMENT) {
-      const v = udata.subarray(off + 2, off + 2 + len);
-      const nul = v.indexOf(0);
-      return v.toString('utf8', 0, nul < 0 ? v.length : nul);
-    }
-    off += 2 + len;
-  }
-  return undefined;
-}
 
 /** struct nft_regs: 20 32-bit words, the first four being the verdict register. */
 const REG_WORDS = 20;
@@ -626,7 +613,7 @@ class Batch {
       const flags = attrU32(c, ELEM.FLAGS);
       if (flags) e.flags = flags;
       const udata = c.get(ELEM.USERDATA);
-      const comment = udata ? commentOf(udata) : undefined;
+      const comment = udata ? decodeElementComment(udata) : undefined;
       if (comment !== undefined) e.comment = comment;
       const verdict = attrI32(c, ELEM.VERDICT);
       const data = c.get(ELEM.DATA);

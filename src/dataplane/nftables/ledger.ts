@@ -65,11 +65,9 @@ export class ElementLedger {
     e.element = next[1];
   }
 
-  /** Every effective element of a set (for building the full desired table). */
+  /** Every effective element of a set. */
   *elements(set: string): IterableIterator<ElementState> {
-    const s = this.sets.get(set);
-    if (!s) return;
-    for (const e of s.values()) yield e.element;
+    for (const [, e] of this.entries(set)) yield e;
   }
 
   /** Every effective element of a set with its elementKey(), so callers need not compute it again. */

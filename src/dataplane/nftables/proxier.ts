@@ -20,6 +20,8 @@ interface FamilyState {
   ledger: ElementLedger;
   /** Shared chains (pick-N) -> the Service ports using them: a chain stays while any uses it. */
   chainUsers: Map<string, { chain: ChainState; users: Set<ServicePortKey> }>;
+  /** The dispatch chains last built, and which dynamic pick chains they were built for. */
+  dispatch?: { signature: string; chains: ChainState[] };
 }
 
 export class NftablesProxier implements Dataplane {
@@ -173,11 +175,18 @@ export class NftablesProxier implements Dataplane {
     return this.needFull;
   }
 
-  /** Dispatch chains: the static counts plus the pick chains Service ports with more endpoints brought in. */
+  /**
+   * Dispatch chains: the static counts plus the pick chains Service ports with more endpoints brought in. They
+   * change only when such a pick chain comes or goes, so they are rebuilt only then (a partial sync asks twice).
+   */
   private dispatchChains(ip: 4 | 6, st: FamilyState): ChainState[] {
     const dynamic = countsOfPickChains(st.chainUsers.keys());
+    const signature = `${dynamic.counts.join(',')}/${dynamic.nodePortCounts.join(',')}`;
+    if (st.dispatch?.signature === signature) return st.dispatch.chains;
     const statics = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
-    return dispatchChains(familyShape(ip), this.config, [...statics, ...dynamic.counts], [...statics, ...dynamic.nodePortCounts]);
+    const chains = dispatchChains(familyShape(ip), this.config, [...statics, ...dynamic.counts], [...statics, ...dynamic.nodePortCounts]);
+    st.dispatch = { signature, chains };
+    return chains;
   }
 
   private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[]): void {

@@ -32,8 +32,8 @@
 //               ICMP port unreachable), checked at prerouting/output priority -110, before DNAT, for new
 //               connections, as kube-proxy does.
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
-import { CIDR, cidrContains, ipToBytes, parseCIDR } from '../../model/ip';
-import type { IPFamily, Protocol, ServicePort, ServicePortKey } from '../../model/types';
+import { CIDR, ipToBytes, parseCIDR } from '../../model/ip';
+import type { IPFamily, Protocol, ServicePort } from '../../model/types';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFTA_FIB_F_DADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
@@ -45,7 +45,7 @@ import {
 } from './netlink/constants';
 import { RuleBuilder, hostU32 } from './netlink/expr';
 import type { ChainState, ElementState, SetSpec, TableState } from './objects';
-import { elementKey, emptyTable } from './objects';
+import { emptyTable } from './objects';
 
 export const TABLE_NAME = 'svcplane';
 
@@ -447,13 +447,6 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, _cfg: NftablesC
   return frag;
 }
 
-/** Whether an address is one the node answers NodePorts on, for status output. */
-export function nodePortAddressAllowed(ip: string, cfg: NftablesConfig): boolean {
-  return cfg.nodePortAddresses.length === 0 || cfg.nodePortAddresses.some((c) => cidrContains(c, ip));
-}
-
-export type FragmentsByKey = Map<ServicePortKey, Map<NfFamily, Fragment>>;
-
 export function fragmentsOf(sp: ServicePort, cfg: NftablesConfig): Map<NfFamily, Fragment> {
   const out = new Map<NfFamily, Fragment>();
   for (const fam of FAMILIES) {
@@ -463,4 +456,3 @@ export function fragmentsOf(sp: ServicePort, cfg: NftablesConfig): Map<NfFamily,
   return out;
 }
 
-export { elementKey };

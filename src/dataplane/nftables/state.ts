@@ -1,39 +1,18 @@
 // Decodes a dumped table (record stream from the addon) into a TableState, canonicalising rules so they compare
 // byte-for-byte with rules the ruleset builds.
 import {
-  CHAIN, ELEM, NfFamily, RULE, RecordKind, SET, TABLE, UDATA_SET_ELEM_COMMENT,
+  CHAIN, ELEM, NfFamily, RULE, RecordKind, SET, TABLE,
 } from './netlink/constants';
 import { canonicalRuleBody } from './netlink/expr';
 import { attrI32, attrString, attrU32, decodeRecords } from './netlink/records';
+import { decodeElementComment } from './netlink/udata';
 import { ChainState, ElementState, TableState, elementKey, emptyTable } from './objects';
 
-export interface DecodedTable {
-  state: TableState;
-  /** Rule handles per chain, in order (for surgical deletes and for status). */
-  handles: Map<string, bigint[]>;
-}
-
-/** The comment TLV in an element's user data, if any. */
-function commentOf(udata: Buffer): string | undefined {
-  for (let off = 0; off + 2 <= udata.length; ) {
-    const type = udata[off];
-    const len = udata[off + 1];
-    if (type === UDATA_SET_ELEM_COMMENT) {
-      const v = udata.subarray(off + 2, off + 2 + len);
-      const nul = v.indexOf(0);
-      return v.toString('utf8', 0, nul < 0 ? v.length : nul);
-    }
-    off += 2 + len;
-  }
-  return undefined;
-}
-
-export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | undefined {
+export function decodeTable(family: NfFamily, records: Buffer): TableState | undefined {
   const decoded = decodeRecords(records);
   const tableRec = decoded.find((r) => r.kind === RecordKind.Table);
   if (!tableRec) return undefined;
   const state = emptyTable(family, attrString(tableRec.attrs, TABLE.NAME) ?? '');
-  const handles = new Map<string, bigint[]>();
   for (const r of decoded) {
     switch (r.kind) {
       case RecordKind.Chain: {
@@ -45,7 +24,6 @@ export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | u
           chain.base = { type: type as 'filter' | 'nat', hook, priority: attrI32(r.attrs, CHAIN.PRIO) ?? 0 };
         }
         state.chains.set(name, chain);
-        handles.set(name, []);
         break;
       }
       case RecordKind.Set: {
@@ -78,7 +56,7 @@ export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | u
           if (data && verdict === undefined) e.data = Buffer.from(data);
           const udata = c.get(ELEM.USERDATA);
           if (udata) {
-            const comment = commentOf(udata);
+            const comment = decodeElementComment(udata);
             if (comment !== undefined) e.comment = comment;
           }
           elems.set(elementKey(e), e);
@@ -91,13 +69,11 @@ export function decodeTable(family: NfFamily, records: Buffer): DecodedTable | u
         const chain = state.chains.get(chainName);
         if (!chain) break;
         chain.rules.push(canonicalRuleBody(r.children));
-        const h = r.attrs.get(RULE.HANDLE);
-        handles.get(chainName)?.push(h && h.length === 8 ? h.readBigUInt64LE(0) : 0n);
         break;
       }
       default:
         break;
     }
   }
-  return { state, handles };
+  return state;
 }

@@ -2,26 +2,15 @@
 // are written straight into the record stream as they are queued; each can carry an owner ("Service ns/name:port")
 // so a kernel error is reported against the Kubernetes object that caused it.
 import {
-  CHAIN, ELEM, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, UDATA_SET_ELEM_COMMENT, RecordAction, RecordKind, NfFamily,
+  CHAIN, ELEM, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, RecordAction, RecordKind, NfFamily,
 } from './netlink/constants';
 import { AttrWriter, RecordStreamWriter } from './netlink/records';
+import { encodeElementComment } from './netlink/udata';
 import type { ChainState, ElementState, SetSpec } from './objects';
 
 // A set-element message's element list is one netlink attribute, whose length is a u16: keep each well below.
 const ELEMENT_CHUNK_BYTES = 32 * 1024;
 
-/** nft's element comment: a user-data TLV (type, length, NUL-terminated text), at most 127 bytes of text. */
-const udataCache = new Map<string, Buffer>();
-function commentUdata(comment: string): Buffer {
-  let b = udataCache.get(comment);
-  if (!b) {
-    const text = Buffer.from(comment, 'utf8').subarray(0, 127);
-    b = Buffer.concat([Buffer.from([UDATA_SET_ELEM_COMMENT, text.length + 1]), text, Buffer.from([0])]);
-    if (udataCache.size > 200_000) udataCache.clear();
-    udataCache.set(comment, b);
-  }
-  return b;
-}
 
 export interface OperationInfo {
   /** "add rule", "delete chain", "flush set", ... */
@@ -141,7 +130,7 @@ export class NftTransaction {
       while (j < elements.length && (j === i || bytes < ELEMENT_CHUNK_BYTES)) {
         const e = elements[j];
         bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0) +
-          (e.comment !== undefined ? 8 + commentUdata(e.comment).length : 0);
+          (e.comment !== undefined ? 8 + encodeElementComment(e.comment).length : 0);
         j++;
       }
       const verb = action === RecordAction.New ? 'add elements' : 'delete elements';
@@ -156,7 +145,7 @@ export class NftTransaction {
         if (e.verdict !== undefined) a.u32(ELEM.VERDICT, e.verdict);
         if (e.chain !== undefined) a.str(ELEM.CHAIN, e.chain);
         if (e.data !== undefined) a.bytes(ELEM.DATA, e.data);
-        if (e.comment !== undefined) a.bytes(ELEM.USERDATA, commentUdata(e.comment));
+        if (e.comment !== undefined) a.bytes(ELEM.USERDATA, encodeElementComment(e.comment));
         a.end();
       }
       i = j;
