@@ -17,7 +17,7 @@ import type { ServicePort } from '../src/model/types';
 import { native } from '../src/native';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
-import { toModel, toServicePort } from './lib/model';
+import { BENCH_NODE, toModel, toServicePort } from './lib/model';
 import { renderSyncPlot } from './lib/plot';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
@@ -31,6 +31,10 @@ interface Args {
   quick: boolean;
   only: Set<string>;
   out: string;
+  /** Full-sync sizes to run instead of the default ones ("5000x50,10000x2"). */
+  sizes?: Array<[number, number]>;
+  /** Tools of the full-sync cases to run (default all); a partial run is for development, not for results/. */
+  tools?: Set<string>;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -39,12 +43,14 @@ function parseArgs(argv: string[]): Args {
     if (argv[i] === '--quick') a.quick = true;
     else if (argv[i] === '--only') a.only = new Set(argv[++i].split(','));
     else if (argv[i] === '--out') a.out = argv[++i];
-    else throw new Error(`unknown argument ${argv[i]} (use --quick, --only full,incremental,dataplane, --out FILE)`);
+    else if (argv[i] === '--sizes') a.sizes = argv[++i].split(',').map((x) => x.split('x').map(Number) as [number, number]);
+    else if (argv[i] === '--tools') a.tools = new Set(argv[++i].split(','));
+    else throw new Error(`unknown argument ${argv[i]} (use --quick, --only full,incremental,dataplane, --sizes 5000x50,..., --tools svcplane,kernelFloor,kubeProxyNft,iptablesLegacy,iptablesNft, --out FILE)`);
   }
   return a;
 }
 
-const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR] });
+const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const secs = (us: number) => us / 1e6;
 
@@ -130,20 +136,22 @@ interface FullCase {
   ratios: Record<string, number | null>;
 }
 
-async function fullCase(n: number, e: number): Promise<FullCase> {
+async function fullCase(n: number, e: number, only?: Set<string>): Promise<FullCase> {
   const services = makeServices(n, e, { withNodePorts: true });
   const tools: Record<string, ToolResult> = {};
-  log(`full ${n}x${e}: svcplane`);
-  tools.svcplane = await svcplaneFull(services);
-  log(`full ${n}x${e}: kernel floor`);
-  tools.kernelFloor = await kernelFloor(services);
-  log(`full ${n}x${e}: kube-proxy nft -f`);
-  tools.kubeProxyNft = await nftPeer(services);
-  log(`full ${n}x${e}: iptables-legacy-restore`);
-  tools.iptablesLegacy = await iptablesPeer('iptablesLegacy', services);
-  log(`full ${n}x${e}: iptables-nft-restore`);
-  tools.iptablesNft = await iptablesPeer('iptablesNft', services);
-  const base = tools.svcplane.seconds;
+  const runners: Array<[string, string, () => Promise<ToolResult>]> = [
+    ['svcplane', 'svcplane', () => svcplaneFull(services)],
+    ['kernelFloor', 'kernel floor', () => kernelFloor(services)],
+    ['kubeProxyNft', 'kube-proxy nft -f', () => nftPeer(services)],
+    ['iptablesLegacy', 'iptables-legacy-restore', () => iptablesPeer('iptablesLegacy', services)],
+    ['iptablesNft', 'iptables-nft-restore', () => iptablesPeer('iptablesNft', services)],
+  ];
+  for (const [key, label, run] of runners) {
+    if (only && !only.has(key)) continue;
+    log(`full ${n}x${e}: ${label}`);
+    tools[key] = await run();
+  }
+  const base = tools.svcplane?.seconds;
   const ratios: Record<string, number | null> = {};
   for (const [k, v] of Object.entries(tools)) if (k !== 'svcplane') ratios[k] = base && v.seconds ? v.seconds / base : null;
   log(`full ${n}x${e}: ${Object.entries(tools).map(([k, v]) => `${k}=${v.seconds === null ? (v.timedOut ? '>120s' : 'error') : v.seconds.toFixed(3) + 's'}`).join(' ')}`);
@@ -269,7 +277,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces)');
   const args = parseArgs(process.argv.slice(2));
-  const fullSizes: Array<[number, number]> = args.quick ? [[1000, 2], [5000, 2]] : [[1000, 2], [10000, 2], [30000, 2], [5000, 50], [44000, 1]];
+  const fullSizes: Array<[number, number]> = args.sizes ? args.sizes : args.quick ? [[1000, 2], [5000, 2]] : [[1000, 2], [10000, 2], [30000, 2], [5000, 50], [44000, 1]];
   const incrSizes = args.quick ? [1000, 5000] : [1000, 10000, 30000];
   const dpSizes = args.quick ? [1, 1000] : [1, 1000, 10000, 30000];
   const reps = args.quick ? 20 : 100;
@@ -285,7 +293,7 @@ async function main(): Promise<void> {
     targets: {} as Record<string, unknown>,
   };
 
-  if (args.only.has('full')) for (const [n, e] of fullSizes) result.full.push(await fullCase(n, e));
+  if (args.only.has('full')) for (const [n, e] of fullSizes) result.full.push(await fullCase(n, e, args.tools));
   if (args.only.has('incremental')) for (const n of incrSizes) {
     log(`incremental ${n}`);
     result.incremental.push(await incrementalCase(n, reps));
@@ -308,8 +316,8 @@ async function main(): Promise<void> {
   result.targets = {
     'full 10k x 2: kube-proxy nft -f / svcplane (target >= 50)': full(10000, 2)?.ratios.kubeProxyNft ?? null,
     'full 10k x 2: iptables-legacy-restore / svcplane (target > 1)': full(10000, 2)?.ratios.iptablesLegacy ?? null,
-    'full 5k x 50 seconds (target < 2)': full(5000, 50)?.tools.svcplane.seconds ?? null,
-    'full 44k x 1 seconds (target < 2)': full(44000, 1)?.tools.svcplane.seconds ?? null,
+    'full 5k x 50 seconds (target < 2)': full(5000, 50)?.tools.svcplane?.seconds ?? null,
+    'full 44k x 1 seconds (target < 2)': full(44000, 1)?.tools.svcplane?.seconds ?? null,
     'incremental p99 ms at 30k (target < 5)': worstP99(inc(30000)),
     'incremental p99 30k / 1k (target <= 1.5)': worstP99(inc(30000)) && worstP99(inc(1000)) ? worstP99(inc(30000))! / worstP99(inc(1000))! : null,
     'data plane p99 30k / 1 Service (target <= 1.10)': dp1 && dp30k ? dp30k / dp1 : null,

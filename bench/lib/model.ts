@@ -3,10 +3,19 @@ import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/type
 import type { BenchService } from '../peers/shape';
 import { portNameOf } from '../peers/shape';
 
+/**
+ * The node a bench endpoint runs on: one /24 of the pod range per node (the default node podCIDR size), so the
+ * 32k-address endpoint pool spreads over ~127 nodes. svcplane runs as BENCH_NODE, as a real node agent would.
+ */
+export function benchNodeOf(ip: string): string {
+  return `node-${ip.split('.')[2]}`;
+}
+export const BENCH_NODE = 'node-2';
+
 export function toServicePort(b: BenchService): ServicePort {
   const portName = portNameOf(b);
   const endpoints: Endpoint[] = b.endpoints.map((e) => ({
-    address: e.ip, family: 4, port: e.port, ready: true, serving: true, terminating: false,
+    address: e.ip, family: 4, port: e.port, ready: true, serving: true, terminating: false, nodeName: benchNodeOf(e.ip),
   }));
   return {
     key: `${b.namespace}/${b.name}:${portName}`,

@@ -21,7 +21,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },
   MODE,
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
-  { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname); used for topology-aware routing' },
+  { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name, as EndpointSlices name it; hairpin masquerade is then kept only for this node\'s endpoints (without it, every endpoint is treated as possibly local)' },
   { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
@@ -79,7 +79,10 @@ function nftablesConfig(flags: ParsedFlags) {
     } else if (!parseCIDR(a)) throw new UsageError(`--nodeport-addresses: "${a}" is not a CIDR or "primary"`);
     else nodePortAddresses.push(a);
   }
-  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all') });
+  // No hostname default here: manifests written by hand often name made-up nodes, and a wrong node name would
+  // silently drop hairpin masquerade for pods that do live here. The agent (`run`) defaults it as kube-proxy does.
+  const nodeName = str(flags, 'node-name') || undefined;
+  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName });
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {

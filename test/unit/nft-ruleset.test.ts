@@ -6,7 +6,7 @@ import type { CommitResult } from '../../src/native';
 import { NftTransactionError } from '../../src/dataplane/nftables/client';
 import { applyChanges, diffTable } from '../../src/dataplane/nftables/diff';
 import { FakeNftClient, describeRecord, formatTable } from '../../src/dataplane/nftables/fake';
-import { ElementLedger } from '../../src/dataplane/nftables/ledger';
+import { Ledger } from '../../src/dataplane/nftables/ledger';
 import {
   EXPR_NAME, IMM, IPPROTO, LOOKUP, NAT, NFPROTO_IPV4, NFPROTO_IPV6, NFT_DATA_VERDICT, NFT_GOTO, NFT_NAT_DNAT,
   NFT_SET_MAP, NUMGEN, NF_INET_PRE_ROUTING, type NfFamily,
@@ -14,9 +14,9 @@ import {
 import { RuleBuilder, parseRuleBody } from '../../src/dataplane/nftables/netlink/expr';
 import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
-import { elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
+import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_PICK_COUNTS, TABLE_NAME, defaultConfig, pickChainName } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_PICK_COUNTS, TABLE_NAME, defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';
@@ -188,25 +188,28 @@ describe('NftablesProxier on FakeNftClient', () => {
     expect(elem(t, SETS.serviceIPs, addrKey('198.18.0.2', 80))).toBeUndefined();
     expect(t.elements.get(SETS.noEndpointServices)?.size).toBe(1);
 
-    // pick-2 DNATs to the endpoint in slot (numgen random mod 2) of the address the packet is for.
-    const pick = t.chains.get(pickChainName(2, false))!;
-    expect(pick.rules).toHaveLength(1);
-    const exprs = parseRuleBody(pick.rules[0]);
-    expect(exprs.map((e) => attrString(e, EXPR_NAME))).toEqual(['numgen', 'payload', 'meta', 'payload', 'lookup', 'nat']);
-    expect(attrU32(exprs[0], NUMGEN.MODULUS)).toBe(2);
-    expect(attrString(exprs[4], LOOKUP.SET)).toBe(SETS.serviceEndpoints);
-    expect(attrU32(exprs[5], NAT.TYPE)).toBe(NFT_NAT_DNAT);
-    // dispatch-ips sends a count of 2 there.
-    const gotos = t.chains.get(CHAINS.dispatchIPs)!.rules
+    // pick-ips has one rule per endpoint count; the one for 2 checks the count, then DNATs to the endpoint in
+    // slot (numgen random mod 2) of the address the packet is for.
+    const pickRules = t.chains.get(CHAINS.pickIPs)!.rules.map((r) => parseRuleBody(r));
+    expect(pickRules.map((exprs) => attrU32(exprs.find((e) => attrString(e, EXPR_NAME) === 'numgen')!, NUMGEN.MODULUS)))
+      .toEqual(Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1));
+    const exprs = pickRules[1];
+    expect(exprs.map((e) => attrString(e, EXPR_NAME))).toEqual(['payload', 'meta', 'payload', 'lookup', 'cmp', 'numgen', 'lookup', 'nat']);
+    expect(attrString(exprs[3], LOOKUP.SET)).toBe(SETS.serviceIPs);
+    expect(attrU32(exprs[5], NUMGEN.MODULUS)).toBe(2);
+    expect(attrString(exprs[6], LOOKUP.SET)).toBe(SETS.serviceEndpoints);
+    expect(attrU32(exprs[7], NAT.TYPE)).toBe(NFT_NAT_DNAT);
+    // services sends every Service address there.
+    const gotos = t.chains.get(CHAINS.services)!.rules
       .map((r) => parseRuleBody(r).filter((e) => attrString(e, EXPR_NAME) === 'immediate').map((e) => attrString(e, IMM.CHAIN))[0]);
-    expect(gotos).toContain(pickChainName(2, false));
+    expect(gotos).toContain(CHAINS.pickIPs);
 
     // The dump (sorted text) says the same, for a reader.
     const dump = fake.dump();
     expect(dump).toContain(`table ip ${TABLE_NAME}\n`);
     expect(dump).toContain(`table ip6 ${TABLE_NAME}\n`);
     expect(dump).toContain(`    ${addrKey('198.18.0.1', 80).toString('hex')} : 0x00000002 comment "default/a:http"\n`);
-    expect(dump).toContain(`  chain ${pickChainName(2, false)}\n    numgen(dreg=`);
+    expect(dump).toContain(`  chain ${CHAINS.pickIPs}\n    payload(dreg=`);
     // a and b are IPv4-only: the ip6 table holds the skeleton and nothing of theirs.
     const t6 = await table(fake, V6);
     for (const set of [SETS.serviceIPs, SETS.serviceEndpoints, SETS.hairpin, SETS.clusterIPs, SETS.noEndpointServices]) {
@@ -284,22 +287,43 @@ describe('NftablesProxier on FakeNftClient', () => {
     expect(fake.dump()).toBe(await fullSyncDump([]));
   });
 
-  it(`a Service port with more than ${STATIC_PICK_COUNTS} endpoints brings its own pick chain, which goes when no port needs it`, async () => {
+  it('with a node name, hairpin pairs exist only for endpoints on this node (and those whose node is unknown)', async () => {
+    const local = { ...ep('10.1.0.31'), nodeName: 'node-a' };
+    const remote = { ...ep('10.1.0.32'), nodeName: 'node-b' };
+    const unknown = ep('10.1.0.33');
+    const s = svc('hp', { clusterIPs: ['198.18.0.31'], endpoints: [local, remote, unknown] });
+    const hairpinKeys = async (nodeName?: string): Promise<string[]> => {
+      const fake = new FakeNftClient();
+      await new NftablesProxier(fake, { ...cfg, nodeName }).syncFull(ports(s));
+      const t = await table(fake);
+      // Every endpoint is still a DNAT target, whatever its node.
+      expect(withPrefix(t, SETS.serviceEndpoints, addrKey('198.18.0.31', 80))).toHaveLength(3);
+      return [...t.elements.get(SETS.hairpin)!.values()].map((e) => e.key.toString('hex')).sort();
+    };
+    expect(await hairpinKeys('node-a')).toEqual([pair('10.1.0.31'), pair('10.1.0.33')].map((b) => b.toString('hex')).sort());
+    // Without a node name svcplane cannot tell which endpoints are local, so it keeps a pair for each.
+    expect(await hairpinKeys(undefined)).toHaveLength(3);
+  });
+
+  it(`a Service port with more than ${STATIC_PICK_COUNTS} endpoints brings its own pick rule, which goes when no port needs it`, async () => {
     const n = STATIC_PICK_COUNTS + 1;
     const big = svc('big', { clusterIPs: ['198.18.0.30'], endpoints: Array.from({ length: n }, (_, i) => ep(`10.1.1.${i + 1}`)) });
     const small = { ...big, endpoints: big.endpoints.slice(0, 3), allEndpoints: big.endpoints.slice(0, 3) };
+    const moduli = (t: TableState) => t.chains.get(CHAINS.pickIPs)!.rules
+      .map((r) => attrU32(parseRuleBody(r).find((e) => attrString(e, EXPR_NAME) === 'numgen')!, NUMGEN.MODULUS));
     const fake = new FakeNftClient();
     const p = new NftablesProxier(fake, cfg);
     await p.syncFull(ports(a));
-    expect((await table(fake)).chains.has(pickChainName(n, false))).toBe(false);
+    expect(moduli(await table(fake))).not.toContain(n);
     await p.syncPartial(ports(big));
     let t = await table(fake);
-    expect(t.chains.has(pickChainName(n, false))).toBe(true);
+    expect(moduli(t)).toContain(n);
     expect(withPrefix(t, SETS.serviceEndpoints, addrKey('198.18.0.30', 80))).toHaveLength(n);
+    expect((await p.status()).rows.find((r) => r.address === '198.18.0.30')?.endpoints).toHaveLength(n);
     expect(fake.dump()).toBe(await fullSyncDump([a, big]));
     await p.syncPartial(ports(small));
     t = await table(fake);
-    expect(t.chains.has(pickChainName(n, false))).toBe(false);
+    expect(moduli(t)).not.toContain(n);
     expect(fake.dump()).toBe(await fullSyncDump([a, small]));
   });
 
@@ -477,42 +501,43 @@ describe('NftablesProxier on FakeNftClient', () => {
 
 // ---- the ledger ---------------------------------------------------------------------------------------------
 
-describe('ElementLedger', () => {
-  const k = (n: number): Buffer => Buffer.from([10, 0, 0, n]);
-
-  it('keeps an element while any owner wants it', () => {
-    const l = new ElementLedger();
-    expect(l.add('s', 'x', { key: k(1) })).toBeUndefined();
-    expect(l.add('s', 'y', { key: k(1) })).toBeUndefined();
-    l.remove('s', 'x', { key: k(1) });
-    expect(l.effective('s', elementKey({ key: k(1) }))).toEqual({ key: k(1) });
-    l.remove('s', 'y', { key: k(1) });
-    expect(l.effective('s', elementKey({ key: k(1) }))).toBeUndefined();
-    expect([...l.elements('s')]).toEqual([]);
+describe('Ledger', () => {
+  it('keeps an entry while any owner wants it', () => {
+    const l = new Ledger<string>(() => true);
+    expect(l.add('k1', 'x', 'a')).toBeUndefined();
+    expect(l.add('k1', 'y', 'a')).toBeUndefined();
+    l.remove('k1', 'x');
+    expect(l.effective('k1')).toBe('a');
+    expect(l.holder('k1')).toBe('y');
+    l.remove('k1', 'y');
+    expect(l.effective('k1')).toBeUndefined();
+    expect([...l.entries()]).toEqual([]);
   });
 
-  it('reports a second owner wanting other data; the first keeps it, the next in line takes over', () => {
-    const l = new ElementLedger();
-    const key = elementKey({ key: k(2) });
-    l.add('m', 'first', { key: k(2), data: count(1) });
-    expect(l.add('m', 'second', { key: k(2), data: count(2) })).toEqual({ set: 'm', key, owner: 'second', holder: 'first' });
-    expect(l.add('m', 'third', { key: k(2), data: count(3) })).toMatchObject({ owner: 'third', holder: 'first' });
-    expect(l.effective('m', key)?.data).toEqual(count(1));
-    l.remove('m', 'first', { key: k(2) });
-    expect(l.effective('m', key)?.data).toEqual(count(2));
-    l.remove('m', 'third', { key: k(2) });
-    l.remove('m', 'second', { key: k(2) });
-    expect(l.effective('m', key)).toBeUndefined();
+  it('reports a second owner the first disagrees with; the first keeps it, the next in line takes over', () => {
+    const l = new Ledger<number>((a, b) => a === b);
+    l.add('k2', 'first', 1);
+    expect(l.add('k2', 'second', 2)).toEqual({ id: 'k2', owner: 'second', holder: 'first' });
+    expect(l.add('k2', 'third', 3)).toMatchObject({ owner: 'third', holder: 'first' });
+    expect(l.add('k2', 'fourth', 1)).toBeUndefined();
+    expect(l.effective('k2')).toBe(1);
+    l.remove('k2', 'first');
+    expect(l.effective('k2')).toBe(2);
+    l.remove('k2', 'third');
+    l.remove('k2', 'second');
+    expect(l.effective('k2')).toBe(1);
+    l.remove('k2', 'fourth');
+    expect(l.effective('k2')).toBeUndefined();
   });
 
-  it('replaces an owner\'s own element, and ignores removals by non-owners', () => {
-    const l = new ElementLedger();
-    l.add('m', 'x', { key: k(3), data: count(1) });
-    l.add('m', 'x', { key: k(3), data: count(5) });
-    l.remove('m', 'nobody', { key: k(3) });
-    l.remove('other-set', 'x', { key: k(3) });
-    expect([...l.elements('m')]).toEqual([{ key: k(3), data: count(5) }]);
-    expect(l.setNames()).toEqual(['m']);
+  it('replaces an owner\'s own value in place, and ignores removals by non-owners', () => {
+    const l = new Ledger<number>(() => false);
+    l.add('k3', 'x', 1);
+    l.add('k3', 'x', 5);
+    l.remove('k3', 'nobody');
+    l.remove('other', 'x');
+    expect([...l.entries()]).toEqual([['k3', 5]]);
+    expect(l.size).toBe(1);
   });
 });
 
@@ -551,16 +576,16 @@ describe('diffTable and applyChanges', () => {
     const fake = new FakeNftClient();
     if (from) {
       const tx = new NftTransaction();
-      diffTable(tx, undefined, from);
+      diffTable(tx, undefined, desiredOf(from));
       await fake.run(tx);
     }
     const tx = new NftTransaction();
-    diffTable(tx, await fake.dumpTable(V4, T), to);
+    diffTable(tx, await fake.dumpTable(V4, T), desiredOf(to));
     const res = await fake.run(tx);
     expect(formatTable((await fake.dumpTable(V4, T))!)).toBe(formatTable(to));
     // And then there is nothing left to do.
     const again = new NftTransaction();
-    diffTable(again, await fake.dumpTable(V4, T), to);
+    diffTable(again, await fake.dumpTable(V4, T), desiredOf(to));
     expect(again.size).toBe(0);
     return { fake, operations: res.operations };
   }
@@ -592,7 +617,7 @@ describe('diffTable and applyChanges', () => {
     const fake = new FakeNftClient();
     const from = state([1, 2]);
     const setup = new NftTransaction();
-    diffTable(setup, undefined, from);
+    diffTable(setup, undefined, desiredOf(from));
     await fake.run(setup);
     const svc1 = from.chains.get('svc-1')!;
     const svc7 = { name: 'svc-7', rules: [jump('common')] };

@@ -2,12 +2,12 @@
 // kernel accepts within one batch: new sets and chains first; element deletions before the chains they point
 // to are flushed and deleted; rules after the chains and sets they reference exist; removed chains last.
 import type { NfFamily } from './netlink/constants';
-import type { ChainState, ElementState, TableState } from './objects';
-import { sameBase, sameElement, sameRules, sameSetSpec } from './objects';
+import type { ChainState, DesiredTable, ElementState, TableState } from './objects';
+import { elementKey, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
 import type { NftTransaction } from './transaction';
 
 /** Queues everything needed to turn `current` (undefined: no table) into `desired`. */
-export function diffTable(tx: NftTransaction, current: TableState | undefined, desired: TableState): void {
+export function diffTable(tx: NftTransaction, current: TableState | undefined, desired: DesiredTable): void {
   const fam = desired.family;
   const t = desired.name;
   if (!current || needsRebuild(current, desired)) {
@@ -21,17 +21,32 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
   for (const [name, spec] of desired.sets) if (!current.sets.has(name)) tx.addSet(fam, t, spec);
   for (const [name, chain] of desired.chains) if (!current.chains.has(name)) tx.addChain(fam, t, chain);
 
-  // Elements leaving (or changing data): delete before anything they point to goes away.
-  for (const [set, cur] of current.elements) {
-    const want = desired.elements.get(set);
-    if (!want) continue; // the whole set goes below
-    const gone: ElementState[] = [];
-    for (const [k, e] of cur) {
-      const w = want.get(k);
-      if (!w || !sameElement(e, w)) gone.push(e);
+  // Elements: what to add (missing or with other data) and what to delete (unwanted or with other data).
+  const adds = new Map<string, ElementState[]>();
+  const gones = new Map<string, ElementState[]>();
+  for (const [set, want] of desired.elements) {
+    const cur = current.elements.get(set);
+    if (!cur || cur.size === 0) {
+      if (want.length) adds.set(set, want);
+      continue;
     }
-    if (gone.length) tx.deleteElements(fam, t, set, gone);
+    const seen = new Set<string>();
+    const add: ElementState[] = [];
+    const gone: ElementState[] = [];
+    for (const e of want) {
+      const k = elementKey(e);
+      seen.add(k);
+      const c = cur.get(k);
+      if (c && sameElement(c, e)) continue;
+      if (c) gone.push(c);
+      add.push(e);
+    }
+    for (const [k, c] of cur) if (!seen.has(k)) gone.push(c);
+    if (add.length) adds.set(set, add);
+    if (gone.length) gones.set(set, gone);
   }
+  // Leaving (or changing data): delete before anything they point to goes away.
+  for (const [set, gone] of gones) tx.deleteElements(fam, t, set, gone);
   for (const set of current.sets.keys()) if (!desired.sets.has(set)) tx.flushSet(fam, t, set);
 
   // Chains whose rules differ: flush and refill; chains going away: flush now (drops their references).
@@ -43,22 +58,14 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
   }
   for (const [name, cur] of current.chains) if (!desired.chains.has(name) && cur.rules.length) tx.flushChain(fam, t, name);
 
-  for (const [set, want] of desired.elements) {
-    const cur = current.elements.get(set);
-    const add: ElementState[] = [];
-    for (const [k, e] of want) {
-      const c = cur?.get(k);
-      if (!c || !sameElement(c, e)) add.push(e);
-    }
-    if (add.length) tx.addElements(fam, t, set, add);
-  }
+  for (const [set, add] of adds) tx.addElements(fam, t, set, add);
 
   for (const [name, cur] of current.chains) if (!desired.chains.has(name) && !cur.base) tx.deleteChain(fam, t, name);
   for (const [name, cur] of current.chains) if (!desired.chains.has(name) && cur.base) tx.deleteChain(fam, t, name);
   for (const set of current.sets.keys()) if (!desired.sets.has(set)) tx.deleteSet(fam, t, set);
 }
 
-function needsRebuild(current: TableState, desired: TableState): boolean {
+function needsRebuild(current: TableState, desired: DesiredTable): boolean {
   for (const [name, spec] of desired.sets) {
     const cur = current.sets.get(name);
     if (cur && !sameSetSpec(cur, spec)) return true;
@@ -70,7 +77,7 @@ function needsRebuild(current: TableState, desired: TableState): boolean {
   return false;
 }
 
-export function createTable(tx: NftTransaction, desired: TableState): void {
+export function createTable(tx: NftTransaction, desired: DesiredTable): void {
   const fam = desired.family;
   const t = desired.name;
   tx.addTable(fam, t);
@@ -79,8 +86,10 @@ export function createTable(tx: NftTransaction, desired: TableState): void {
   // but this keeps every jump target defined before the rule that names it.
   const chains = [...desired.chains.values()];
   for (const c of chains) tx.addChain(fam, t, c);
-  for (const [set, elems] of desired.elements) if (elems.size) tx.addElements(fam, t, set, [...elems.values()]);
+  // Rules before elements: a rule binding a map (lookup with a data register) walks the map's elements
+  // (nf_tables_bind_set); bound while the maps are still empty, it walks nothing.
   for (const c of chains) for (const r of c.rules) tx.addRule(fam, t, c.name, r);
+  for (const [set, elems] of desired.elements) if (elems.length) tx.addElements(fam, t, set, elems);
 }
 
 /** A change to one chain from a partial sync. */
@@ -123,7 +132,7 @@ export function applyChanges(tx: NftTransaction, fam: NfFamily, table: string, c
   }
   tx.owner = ownerOf('');
   for (const [set, list] of adds) tx.addElements(fam, table, set, list);
-  // Removed chains: flush them all before deleting any, since one may jump to another (dispatch chains go to pick chains).
+  // Removed chains: flush them all before deleting any, since one may jump to another.
   const removed = chains.filter((c) => c.before && !c.after).map((c) => c.before!);
   for (const c of removed) if (c.rules.length) {
     tx.owner = ownerOf(c.name);

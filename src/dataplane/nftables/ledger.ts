@@ -1,83 +1,77 @@
-// Who wants which set element. Several Service ports can want the same element (two Services with endpoints on
-// the same pod want the same hairpin pair; cluster-ips holds a ClusterIP once for all its ports), so an element
-// stays programmed while any owner wants it. Two owners wanting the same key with different data (two
-// Services claiming the same externalIP:port) is a conflict: the first owner keeps it, the other is reported.
-import type { ElementState } from './objects';
-import { elementKey, sameElement } from './objects';
+// Who wants what. Several Service ports can want the same thing: the same hairpin pair (two Services with
+// endpoints on the same pod), the same ClusterIP in cluster-ips (one per port of a Service), or, by mistake, the
+// same address:port (two Services claiming one externalIP:port). An entry stays while any owner wants it; the
+// first owner's value is the effective one, the next in arrival order takes over when it goes; a second owner
+// wanting a value `same` does not accept is a conflict, reported to the caller.
+//
+// Keys are small strings built from what the caller already has (address text, protocol, port), never from
+// encoded bytes: a 250k-endpoint sync does one Map operation per claim or shared element, not per map element.
 
-// Most elements have exactly one owner: keep that one inline and allocate a Map only for the rest (a Map per
-// element was a large share of a 30k-Service sync's garbage).
-interface Entry {
-  owner: string; // the first owner: its element is the effective one
-  element: ElementState;
-  others?: Map<string, ElementState>; // later owners, in arrival order
+// Most entries have exactly one owner: keep that one inline and allocate a Map only for the rest.
+interface Entry<V> {
+  owner: string; // the first owner: its value is the effective one
+  value: V;
+  others?: Map<string, V>; // later owners, in arrival order
 }
 
 export interface Conflict {
-  set: string;
-  key: string;
+  id: string;
   owner: string;
   holder: string;
 }
 
-export class ElementLedger {
-  private readonly sets = new Map<string, Map<string, Entry>>();
+export class Ledger<V> {
+  private readonly map = new Map<string, Entry<V>>();
 
-  effective(set: string, key: string): ElementState | undefined {
-    return this.sets.get(set)?.get(key)?.element;
+  /** `same(a, b)`: whether two owners wanting a and b agree (no conflict). */
+  constructor(private readonly same: (a: V, b: V) => boolean) {}
+
+  get size(): number {
+    return this.map.size;
   }
 
-  add(set: string, owner: string, element: ElementState): Conflict | undefined {
-    let s = this.sets.get(set);
-    if (!s) this.sets.set(set, (s = new Map()));
-    const key = elementKey(element);
-    const e = s.get(key);
+  effective(id: string): V | undefined {
+    return this.map.get(id)?.value;
+  }
+
+  holder(id: string): string | undefined {
+    return this.map.get(id)?.owner;
+  }
+
+  /** Adds (or, for an existing owner, replaces in place, keeping its place in line) `owner`'s value for `id`. */
+  add(id: string, owner: string, value: V): Conflict | undefined {
+    const e = this.map.get(id);
     if (!e) {
-      s.set(key, { owner, element });
+      this.map.set(id, { owner, value });
       return undefined;
     }
     if (e.owner === owner) {
-      e.element = element;
+      e.value = value;
       return undefined;
     }
-    (e.others ??= new Map()).set(owner, element);
-    if (!sameElement(e.element, element)) return { set, key, owner, holder: e.owner };
-    return undefined;
+    (e.others ??= new Map()).set(owner, value);
+    return this.same(e.value, value) ? undefined : { id, owner, holder: e.owner };
   }
 
-  remove(set: string, owner: string, element: ElementState): void {
-    const s = this.sets.get(set);
-    const key = elementKey(element);
-    const e = s?.get(key);
-    if (!s || !e) return;
+  remove(id: string, owner: string): void {
+    const e = this.map.get(id);
+    if (!e) return;
     if (e.owner !== owner) {
       e.others?.delete(owner);
       return;
     }
-    // The next owner in arrival order takes over (its element becomes the effective one).
-    const next = e.others?.entries().next().value as [string, ElementState] | undefined;
+    const next = e.others?.entries().next().value as [string, V] | undefined;
     if (!next) {
-      s.delete(key);
+      this.map.delete(id);
       return;
     }
     e.others!.delete(next[0]);
     e.owner = next[0];
-    e.element = next[1];
+    e.value = next[1];
   }
 
-  /** Every effective element of a set. */
-  *elements(set: string): IterableIterator<ElementState> {
-    for (const [, e] of this.entries(set)) yield e;
-  }
-
-  /** Every effective element of a set with its elementKey(), so callers need not compute it again. */
-  *entries(set: string): IterableIterator<[string, ElementState]> {
-    const s = this.sets.get(set);
-    if (!s) return;
-    for (const [k, e] of s) yield [k, e.element];
-  }
-
-  setNames(): string[] {
-    return [...this.sets.keys()];
+  /** Every effective value with its id. */
+  *entries(): IterableIterator<[string, V]> {
+    for (const [id, e] of this.map) yield [id, e.value];
   }
 }

@@ -45,6 +45,18 @@ export interface TableState {
   elements: Map<string, Map<string, ElementState>>;
 }
 
+/**
+ * What a sync wants: a TableState whose sets' elements are lists. A cold start programs them as they are; only
+ * against a programmed table are they keyed, so a 500k-element sync builds no map it does not need.
+ */
+export interface DesiredTable extends Omit<TableState, 'elements'> {
+  elements: Map<string, ElementState[]>;
+}
+
+export function desiredOf(t: TableState): DesiredTable {
+  return { ...t, elements: new Map([...t.elements].map(([set, m]) => [set, [...m.values()]])) };
+}
+
 export function emptyTable(family: NfFamily, name: string): TableState {
   return { family, name, chains: new Map(), sets: new Map(), elements: new Map() };
 }

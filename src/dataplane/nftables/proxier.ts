@@ -1,6 +1,7 @@
 // The nftables dataplane: one transaction per sync. A full sync reads what the kernel holds (so a restart adopts
 // the existing tables instead of flushing them, and anything changed behind our back is repaired) and sends
-// only the difference. A partial sync touches only the changed Service ports' chains and elements: its cost
+// only the difference. A partial sync touches only the changed Service ports' elements (and a pick rule when an endpoint count beyond
+// the static ones comes or goes): its cost
 // does not depend on how many Services exist. A failed sync forces the next one to be full (kube-proxy's rule).
 import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
@@ -8,20 +9,23 @@ import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/type
 import type { Dataplane, StatusReport, SyncResult } from '../types';
 import type { NftClient } from './client';
 import { applyChanges, diffTable, type ChainChange, type ElementChange } from './diff';
-import { ElementLedger } from './ledger';
+import { Ledger } from './ledger';
 import type { NfFamily } from './netlink/constants';
 import type { ChainState, TableState } from './objects';
 import { elementKey } from './objects';
-import { FAMILIES, type Fragment, type NftablesConfig, STATIC_PICK_COUNTS, countsOfPickChains, dispatchChains, familyShape, fragmentsOf, skeleton } from './ruleset';
+import { FAMILIES, type Claim, type Fragment, type FragmentElement, type NftablesConfig, type SharedElement, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, skeleton } from './ruleset';
 import { statusRows } from './status';
 import { NftTransaction } from './transaction';
 
 interface FamilyState {
-  ledger: ElementLedger;
-  /** Shared chains (pick-N) -> the Service ports using them: a chain stays while any uses it. */
-  chainUsers: Map<string, { chain: ChainState; users: Set<ServicePortKey> }>;
-  /** The dispatch chains last built, and which dynamic pick chains they were built for. */
-  dispatch?: { signature: string; chains: ChainState[] };
+  /** address:port claims -> the Service ports claiming them (the first one holds it). */
+  claims: Ledger<Claim>;
+  /** cluster-ips and hairpin elements -> the Service ports wanting them. */
+  shared: Ledger<SharedElement>;
+  /** Pick rules beyond the static ones (pickRuleId) -> the Service ports needing them: a rule stays while any does. */
+  pickUsers: Map<string, Set<ServicePortKey>>;
+  /** The pick chains last built, and for which dynamic pick rules. */
+  picks?: { signature: string; chains: ChainState[] };
 }
 
 export class NftablesProxier implements Dataplane {
@@ -44,7 +48,7 @@ export class NftablesProxier implements Dataplane {
     const problems: ModelProblem[] = [];
     const fragments = new Map<ServicePortKey, Map<NfFamily, Fragment>>();
     const families = new Map<NfFamily, FamilyState>();
-    for (const fam of FAMILIES) families.set(fam.nf, { ledger: new ElementLedger(), chainUsers: new Map() });
+    for (const fam of FAMILIES) families.set(fam.nf, newFamilyState());
     for (const [key, sp] of servicePorts) {
       const frags = fragmentsOf(sp, this.config);
       fragments.set(key, frags);
@@ -57,12 +61,9 @@ export class NftablesProxier implements Dataplane {
     for (const fam of FAMILIES) {
       const st = families.get(fam.nf)!;
       const desired = skeleton(fam.ip, this.config);
-      for (const frags of fragments.values()) {
-        const frag = frags.get(fam.nf);
-        if (frag) for (const c of frag.chains) desired.chains.set(c.name, c);
-      }
-      for (const [set, elems] of desired.elements) for (const [k, e] of st.ledger.entries(set)) elems.set(k, e);
-      for (const c of this.dispatchChains(fam.ip, st)) desired.chains.set(c.name, c);
+      for (const [, claim] of st.claims.entries()) for (const e of claim.elements) desired.elements.get(e.set)!.push(e);
+      for (const [, e] of st.shared.entries()) desired.elements.get(e.set)!.push(e);
+      for (const c of this.pickChains(fam.ip, st)) desired.chains.set(c.name, c);
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
@@ -100,8 +101,8 @@ export class NftablesProxier implements Dataplane {
     this.needFull = true; // until the batch is acknowledged: our ledger is updated before the commit
     for (const fam of FAMILIES) {
       const st = this.families.get(fam.nf)!;
-      const touchedElements = new Map<string, { set: string; key: string }>();
-      const touchedChains = new Set<string>();
+      const touchedClaims = new Set<string>();
+      const touchedShared = new Set<string>();
       const olds: Array<[ServicePortKey, Fragment]> = [];
       const news: Array<[ServicePortKey, Fragment]> = [];
       for (const [key, frags] of newFragments) {
@@ -110,28 +111,26 @@ export class NftablesProxier implements Dataplane {
         if (before) olds.push([key, before]);
         if (after) news.push([key, after]);
         for (const f of [before, after]) {
-          for (const c of f?.chains ?? []) touchedChains.add(c.name);
-          for (const e of f?.elements ?? []) {
-            const k = elementKey(e.element);
-            touchedElements.set(`${e.set}\0${k}`, { set: e.set, key: k });
-          }
+          for (const c of f?.claims ?? []) touchedClaims.add(c.id);
+          for (const e of f?.shared ?? []) touchedShared.add(e.id);
         }
       }
-      const beforeEff = new Map([...touchedElements].map(([id, t]) => [id, st.ledger.effective(t.set, t.key)]));
-      const beforeChains = new Map([...touchedChains].map((n) => [n, st.chainUsers.get(n)?.chain]));
-      const beforeDispatch = this.dispatchChains(fam.ip, st);
+      const claimsBefore = [...touchedClaims].map((id) => st.claims.effective(id));
+      const sharedBefore = [...touchedShared].map((id) => st.shared.effective(id));
+      const beforePicks = this.pickChains(fam.ip, st);
       const next = new Map(news);
       for (const [key, frag] of olds) this.disown(st, key, frag, next.get(key));
       for (const [key, frag] of news) this.own(st, key, frag, problems);
-      const elements: ElementChange[] = [...touchedElements].map(([id, t]) => ({
-        set: t.set,
-        before: beforeEff.get(id),
-        after: st.ledger.effective(t.set, t.key),
-      }));
-      const chains: ChainChange[] = [...touchedChains].map((n) => ({ before: beforeChains.get(n), after: st.chainUsers.get(n)?.chain }));
-      // The dispatch chain changes only when an endpoint count comes into use or goes out of use.
-      const afterDispatch = this.dispatchChains(fam.ip, st);
-      beforeDispatch.forEach((c, i) => chains.push({ before: c, after: afterDispatch[i] }));
+      const elements: ElementChange[] = [];
+      [...touchedClaims].forEach((id, i) => claimChanges(claimsBefore[i], st.claims.effective(id), elements));
+      [...touchedShared].forEach((id, i) => {
+        const before = sharedBefore[i];
+        const after = st.shared.effective(id);
+        if (before || after) elements.push({ set: (before ?? after)!.set, before, after });
+      });
+      // The pick chains change only when an endpoint count above the static ones comes into use or goes out of use.
+      const afterPicks = this.pickChains(fam.ip, st);
+      const chains: ChainChange[] = beforePicks.map((c, i) => ({ before: c, after: afterPicks[i] }));
       // Operations are grouped per set, not per Service; when one Service port changed (the usual partial sync),
       // every operation is its own, so a kernel refusal names it.
       const only = changes.size === 1 ? `Service ${[...changes.keys()][0]}` : undefined;
@@ -176,32 +175,32 @@ export class NftablesProxier implements Dataplane {
   }
 
   /**
-   * Dispatch chains: the static counts plus the pick chains Service ports with more endpoints brought in. They
-   * change only when such a pick chain comes or goes, so they are rebuilt only then (a partial sync asks twice).
+   * Pick chains: rules for the static counts plus those Service ports with more endpoints need. They change only
+   * when such a count comes or goes, so they are rebuilt only then (a partial sync asks twice).
    */
-  private dispatchChains(ip: 4 | 6, st: FamilyState): ChainState[] {
-    const dynamic = countsOfPickChains(st.chainUsers.keys());
+  private pickChains(ip: 4 | 6, st: FamilyState): ChainState[] {
+    const dynamic = dynamicCounts(st.pickUsers.keys());
     const signature = `${dynamic.counts.join(',')}/${dynamic.nodePortCounts.join(',')}`;
-    if (st.dispatch?.signature === signature) return st.dispatch.chains;
-    const statics = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
-    const chains = dispatchChains(familyShape(ip), this.config, [...statics, ...dynamic.counts], [...statics, ...dynamic.nodePortCounts]);
-    st.dispatch = { signature, chains };
+    if (st.picks?.signature === signature) return st.picks.chains;
+    const chains = pickChains(familyShape(ip), dynamic.counts, dynamic.nodePortCounts);
+    st.picks = { signature, chains };
     return chains;
   }
 
   private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[]): void {
-    for (const c of frag.chains) {
-      const u = st.chainUsers.get(c.name);
-      if (u) u.users.add(key);
-      else st.chainUsers.set(c.name, { chain: c, users: new Set([key]) });
-    }
-    for (const e of frag.elements) {
-      const conflict = st.ledger.add(e.set, key, e.element);
+    for (const c of frag.claims) {
+      const conflict = st.claims.add(c.id, key, c);
       if (conflict) {
-        const p = { object: `Service ${key}`, message: `${e.set} entry already used by Service ${conflict.holder}; this one is not programmed there` };
-        problems.push(p);
-        this.log.warn('conflicting Service address', { service: key, holder: conflict.holder, set: e.set });
+        const what = describeClaim(c.id);
+        problems.push({ object: `Service ${key}`, message: `${what} is already used by Service ${conflict.holder}; this one is not programmed there` });
+        this.log.warn('conflicting Service address', { service: key, holder: conflict.holder, address: what });
       }
+    }
+    for (const e of frag.shared) st.shared.add(e.id, key, e);
+    for (const id of frag.picks) {
+      const users = st.pickUsers.get(id);
+      if (users) users.add(key);
+      else st.pickUsers.set(id, new Set([key]));
     }
   }
 
@@ -210,14 +209,16 @@ export class NftablesProxier implements Dataplane {
    * a Service port keeps its place in line for a contested element when it changes.
    */
   private disown(st: FamilyState, key: ServicePortKey, frag: Fragment, next?: Fragment): void {
-    const keptChains = new Set(next?.chains.map((c) => c.name));
-    const kept = new Set(next?.elements.map((e) => `${e.set}\0${elementKey(e.element)}`));
-    for (const c of frag.chains) {
-      if (keptChains.has(c.name)) continue;
-      const u = st.chainUsers.get(c.name);
-      if (u && u.users.delete(key) && u.users.size === 0) st.chainUsers.delete(c.name);
+    const keptPicks = new Set(next?.picks);
+    const keptClaims = new Set(next?.claims.map((c) => c.id));
+    const keptShared = new Set(next?.shared.map((e) => e.id));
+    for (const id of frag.picks) {
+      if (keptPicks.has(id)) continue;
+      const users = st.pickUsers.get(id);
+      if (users && users.delete(key) && users.size === 0) st.pickUsers.delete(id);
     }
-    for (const e of frag.elements) if (!kept.has(`${e.set}\0${elementKey(e.element)}`)) st.ledger.remove(e.set, key, e.element);
+    for (const c of frag.claims) if (!keptClaims.has(c.id)) st.claims.remove(c.id, key);
+    for (const e of frag.shared) if (!keptShared.has(e.id)) st.shared.remove(e.id, key);
   }
 
   private result(full: boolean, tx: NftTransaction, res: { bytes: number; kernelMicros: number }, t0: bigint, problems: ModelProblem[]): SyncResult {
@@ -232,4 +233,23 @@ export class NftablesProxier implements Dataplane {
       problems,
     };
   }
+}
+
+function newFamilyState(): FamilyState {
+  // Two Service ports claiming one address:port always conflict; wanting the same shared element never does.
+  return { claims: new Ledger<Claim>(() => false), shared: new Ledger<SharedElement>(() => true), pickUsers: new Map() };
+}
+
+/** The element changes from one claim's effective elements to another's (either may be absent). */
+function claimChanges(before: Claim | undefined, after: Claim | undefined, out: ElementChange[]): void {
+  if (before === after) return;
+  const old = new Map<string, FragmentElement>();
+  for (const e of before?.elements ?? []) old.set(`${e.set}\0${elementKey(e)}`, e);
+  for (const e of after?.elements ?? []) {
+    const id = `${e.set}\0${elementKey(e)}`;
+    const b = old.get(id);
+    old.delete(id);
+    out.push({ set: e.set, before: b, after: e });
+  }
+  for (const e of old.values()) out.push({ set: e.set, before: e });
 }

@@ -13,16 +13,20 @@
 // So endpoint choice is data, not rules:
 //   services:   [ip saddr != <cluster CIDR>] ip daddr . meta l4proto . th dport @service-ips -> mark for masquerade
 //               the same for @external-ips and NodePorts (always marked);
-//               ip daddr . meta l4proto . th dport @service-ips goto dispatch-ips (and NodePorts -> dispatch-nodeports)
-//   dispatch-ips: for N = 1, 2, ...:  ip daddr . meta l4proto . th dport map @service-ips == N  goto pick-N
+//               ip daddr . meta l4proto . th dport @service-ips goto pick-ips (and NodePorts -> pick-nodeports)
+//   pick-ips:   one rule per endpoint count N in use:
+//                 ip daddr . meta l4proto . th dport map @service-ips == N,
+//                 numgen random mod N -> slot,
+//                 dnat to ip daddr . meta l4proto . th dport . slot map @service-endpoints
 //               A Service port with N endpoints walks N rules: O(its endpoints), O(1) in the number of Services.
 //               (A vmap keyed by the looked-up count would be one lookup, but nft 1.0.x aborts listing such a
-//               rule, and operators must be able to `nft list ruleset`.)
-//   pick-N and its dispatch rule exist from the start for N <= STATIC_PICK_COUNTS: adding a rule that binds a
-//   map makes the kernel walk every element of that map (nf_tables_bind_set), ~3.6 ms at 30k Services, so
-//   these rules are never added in an incremental sync unless a Service port reaches more endpoints than that.
-//   pick-N:     numgen random mod N -> slot;  dnat to ip daddr . meta l4proto . th dport . slot map @service-endpoints
-//               (one chain per distinct endpoint count in use, shared by every Service with that count)
+//               rule, and operators must be able to `nft list ruleset`. Registers do not carry a value from one
+//               rule to the next, so each rule repeats the count lookup.)
+//   All pick rules live in ONE chain per key kind because a rule that binds a map (a lookup with a data
+//   register) makes nf_tables_bind_set walk every element of that map, unless the map is already bound from
+//   the same chain: with 32 pick chains a 5k x 50 full sync spent 2 s of kernel time walking @service-endpoints.
+//   Rules for N <= STATIC_PICK_COUNTS exist from the start, so a partial sync is elements only unless a Service
+//   port reaches more endpoints than that (then its count's rule joins the chain, with no walk: same chain).
 //   A Service port with N endpoints is: one @service-ips element (-> N) and N @service-endpoints elements
 //   (slot k -> endpoint k). Each endpoint is chosen with probability 1/N; a new connection costs a few O(1)
 //   hash lookups, whatever the number of Services.
@@ -44,7 +48,7 @@ import {
   TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
 } from './netlink/constants';
 import { RuleBuilder, hostU32 } from './netlink/expr';
-import type { ChainState, ElementState, SetSpec, TableState } from './objects';
+import type { ChainState, DesiredTable, ElementState, SetSpec } from './objects';
 import { emptyTable } from './objects';
 
 export const TABLE_NAME = 'svcplane';
@@ -59,6 +63,8 @@ export interface NftablesConfig {
   nodePortAddresses: string[];
   /** The packet mark bit used to ask for masquerade (kube-proxy: 14, mark 0x4000). */
   masqueradeBit: number;
+  /** This node's name (Node object, --hostname-override): hairpin pairs are only needed for its own endpoints. */
+  nodeName?: string;
 }
 
 export function defaultConfig(overrides: Partial<NftablesConfig> = {}): NftablesConfig {
@@ -83,11 +89,11 @@ export const CHAINS = {
   endpointsCheck: 'endpoints-check',
   clusterIPsCheck: 'cluster-ips-check',
   reject: 'reject-chain',
-  dispatchIPs: 'dispatch-ips',
-  dispatchNodePorts: 'dispatch-nodeports',
+  pickIPs: 'pick-ips',
+  pickNodePorts: 'pick-nodeports',
 } as const;
 
-/** Endpoint counts whose pick chains and dispatch rules are always there (see the file comment). */
+/** Endpoint counts whose pick rules are always there (see the file comment). */
 export const STATIC_PICK_COUNTS = 32;
 
 export const SETS = {
@@ -176,9 +182,9 @@ function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuilder {
 
 // ---- the skeleton: everything that does not depend on Services ---------------------------------------------
 
-export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
+export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable {
   const f = familyShape(ipFamily);
-  const t = emptyTable(f.nf, cfg.tableName);
+  const t: DesiredTable = { ...emptyTable(f.nf, cfg.tableName), elements: new Map() };
   const chain = (name: string, rules: Buffer[], base?: ChainState['base']) => t.chains.set(name, { name, rules, base });
   const jump = (target: string) => new RuleBuilder().verdict({ kind: 'jump', chain: target }).body();
 
@@ -191,8 +197,8 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
   chain(CHAINS.filterForward, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_FORWARD, priority: -110 });
   chain(CHAINS.filterOutputPostDnat, [newJump(CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -90 });
 
-  // Marks first (each guarded by a membership test, so only Service traffic is marked), then the dispatch
-  // chain, whose rules depend on which endpoint counts are in use (dispatchChain).
+  // Marks first (each guarded by a membership test, so only Service traffic is marked), then the pick chains,
+  // whose rules depend on which endpoint counts are in use (pickChains).
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
   const clusterIPMark: Buffer[] = [];
   const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
@@ -212,18 +218,10 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
     // External traffic (externalIPs, LoadBalancer IPs, NodePorts) is always masqueraded (externalTrafficPolicy Cluster).
     markIf(daddrProtoPort(new RuleBuilder(), f), SETS.externalIPs),
     ...nodePortRules(f, cfg, (r) => markIf(protoPort(r), SETS.serviceNodePorts)),
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.dispatchIPs }).body(),
-    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.dispatchNodePorts }).body()),
+    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.pickIPs }).body(),
+    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.pickNodePorts }).body()),
   ]);
-  const statics = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
-  for (const n of statics) {
-    const a = pickChain(f, n, false);
-    const b = pickChain(f, n, true);
-    t.chains.set(a.name, a);
-    t.chains.set(b.name, b);
-  }
-  const d = dispatchChains(f, cfg, statics, statics);
-  for (const c of d) t.chains.set(c.name, c);
+  for (const c of pickChains(f, STATIC_COUNTS, STATIC_COUNTS)) t.chains.set(c.name, c);
   chain(CHAINS.endpointsCheck, [
     daddrProtoPort(new RuleBuilder(), f).lookup(SETS.noEndpointServices, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body(),
     ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.noEndpointNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body()),
@@ -274,23 +272,52 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): TableState {
     set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
   ]) {
     t.sets.set(s.name, s);
-    t.elements.set(s.name, new Map());
+    t.elements.set(s.name, []);
   }
   return t;
 }
 
 // ---- per Service port ---------------------------------------------------------------------------------------
 
-export interface FragmentElement {
+/** An element with the set it goes in (one object per element: a 250k-endpoint sync makes 500k of them). */
+export interface FragmentElement extends ElementState {
   set: string;
-  element: ElementState;
+}
+
+/**
+ * One address:port/protocol (or NodePort/protocol) a Service port claims, with every element it programs for it
+ * (the count or no-endpoint entry and the endpoint slots). Claims are the unit of ownership: one Service port
+ * holds an address:port, a second one claiming it is a conflict (see ledger.ts).
+ */
+export interface Claim {
+  /** "<address>|<proto>|<port>" or "nodeport|<proto>|<port>" */
+  id: string;
+  elements: FragmentElement[];
+}
+
+/** An element several Service ports may want (a ClusterIP in cluster-ips, a hairpin pair). */
+export interface SharedElement extends FragmentElement {
+  /** "<set>|<address>" */
+  id: string;
 }
 
 /** What one Service port contributes to one family's table. */
 export interface Fragment {
-  chains: ChainState[];
-  elements: FragmentElement[];
+  claims: Claim[];
+  shared: SharedElement[];
+  /** Pick rules it needs beyond the static ones (pickRuleId): a rule stays while any Service port needs it. */
+  picks: string[];
 }
+
+/** "198.18.0.1:80/TCP", "NodePort 30080/TCP": a claim id for people. */
+export function describeClaim(id: string): string {
+  const [addr, proto, port] = id.split('|');
+  const name = PROTO_NAME[Number(proto)] ?? proto;
+  if (addr === 'nodeport') return `NodePort ${port}/${name}`;
+  return addr.includes(':') ? `[${addr}]:${port}/${name}` : `${addr}:${port}/${name}`;
+}
+
+const PROTO_NAME: Record<number, string> = Object.fromEntries(Object.entries(IPPROTO).map(([k, v]) => [v, k]));
 
 /**
  * A zero-filled small buffer from Node's shared pool: Buffer.alloc gives every one its own ArrayBuffer, and
@@ -300,13 +327,25 @@ function zeroed(n: number): Buffer {
   return Buffer.allocUnsafe(n).fill(0);
 }
 
-// Endpoint and Service addresses repeat across Services and syncs: parse each once.
+// Endpoint and Service addresses repeat across Services and syncs: parse each once. The buffers are never
+// written after they are made, so elements share them.
 const ipCache = new Map<string, Buffer>();
 function ipBytes(ip: string): Buffer {
   let b = ipCache.get(ip);
   if (!b) {
     if (ipCache.size > 1_000_000) ipCache.clear();
     ipCache.set(ip, (b = ipToBytes(ip)));
+  }
+  return b;
+}
+
+const pairCache = new Map<string, Buffer>();
+function pairBytes(ip: string): Buffer {
+  let b = pairCache.get(ip);
+  if (!b) {
+    if (pairCache.size > 1_000_000) pairCache.clear();
+    const a = ipBytes(ip);
+    pairCache.set(ip, (b = Buffer.concat([a, a])));
   }
   return b;
 }
@@ -320,103 +359,161 @@ function countData(n: number): Buffer {
 
 const protoPort = (r: RuleBuilder) => r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
 
-/** The dispatch chains for these endpoint counts (each list ascending). */
-export function dispatchChains(f: FamilyShape, cfg: NftablesConfig, counts: number[], nodePortCounts: number[]): ChainState[] {
-  const ips = counts.map((n) => daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00, NFT_REG_1)
-    .cmp(NFT_REG_1, 'eq', countData(n)).verdict({ kind: 'goto', chain: pickChainName(n, false) }).body());
-  // NodePort destinations were checked in `services`: here only the count matters.
-  const nodePorts = nodePortCounts.map((n) => protoPort(new RuleBuilder()).lookup(SETS.serviceNodePorts, NFT_REG32_00, NFT_REG_1)
-    .cmp(NFT_REG_1, 'eq', countData(n)).verdict({ kind: 'goto', chain: pickChainName(n, true) }).body());
-  void cfg;
-  return [{ name: CHAINS.dispatchIPs, rules: ips }, { name: CHAINS.dispatchNodePorts, rules: nodePorts }];
+const STATIC_COUNTS: readonly number[] = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
+
+/** Names a pick rule a Service port needs: its key kind and endpoint count. */
+export function pickRuleId(nodePort: boolean, count: number): string {
+  return `${nodePort ? 'nodeport' : 'ip'}:${count}`;
 }
 
-/** Which counts the pick chains in a chain set stand for: pick-N and pick-nodeport-N. */
-export function countsOfPickChains(names: Iterable<string>): { counts: number[]; nodePortCounts: number[] } {
+/** The endpoint counts named by pick rule ids (pickRuleId), beyond the static ones, each list ascending. */
+export function dynamicCounts(ids: Iterable<string>): { counts: number[]; nodePortCounts: number[] } {
   const counts: number[] = [];
   const nodePortCounts: number[] = [];
-  for (const name of names) {
-    const m = /^pick-(nodeport-)?(\d+)$/.exec(name);
-    if (m) (m[1] ? nodePortCounts : counts).push(Number(m[2]));
+  for (const id of ids) {
+    const [kind, n] = id.split(':');
+    (kind === 'nodeport' ? nodePortCounts : counts).push(Number(n));
   }
   const asc = (a: number, b: number) => a - b;
   return { counts: counts.sort(asc), nodePortCounts: nodePortCounts.sort(asc) };
 }
 
-/** The shared chain picking one of `count` endpoints (nodePort: for @nodeport-endpoints). */
-export function pickChainName(count: number, nodePort: boolean): string {
-  return nodePort ? `pick-nodeport-${count}` : `pick-${count}`;
+/** pick-ips and pick-nodeports with rules for the static counts plus these (ascending, all above the static). */
+export function pickChains(f: FamilyShape, extraCounts: readonly number[], extraNodePortCounts: readonly number[]): ChainState[] {
+  const all = (extra: readonly number[]) => [...new Set([...STATIC_COUNTS, ...extra])].sort((a, b) => a - b);
+  return [
+    { name: CHAINS.pickIPs, rules: all(extraCounts).map((n) => pickRule(f, n, false)) },
+    { name: CHAINS.pickNodePorts, rules: all(extraNodePortCounts).map((n) => pickRule(f, n, true)) },
+  ];
+}
+
+// Registers of a pick rule. The key (address . proto . port . slot) starts at NFT_REG32_00 and is contiguous;
+// the endpoint (address, then port) lands in NFT_REG_3 (NFT_REG32_08..12); the count in NFT_REG32_14, clear of
+// both for either family.
+const COUNT_REG = NFT_REG32_00 + 14;
+const ENDPOINT_REG = NFT_REG32_00 + 8;
+
+/**
+ * The pick rule for Service ports with `count` endpoints: if the port's count is `count`, slot = numgen random
+ * mod count, then DNAT to the endpoint in that slot of the Service port the packet is addressed to.
+ */
+export function pickRule(f: FamilyShape, count: number, nodePort: boolean): Buffer {
+  const words = f.addrLen / 4;
+  const r = new RuleBuilder();
+  if (nodePort) {
+    protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
+      .numgenRandom(NFT_REG32_00 + 2, count)
+      .lookup(SETS.nodePortEndpoints, NFT_REG32_00, ENDPOINT_REG);
+  } else {
+    daddrProtoPort(r, f).lookup(SETS.serviceIPs, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
+      .numgenRandom(NFT_REG32_00 + words + 2, count)
+      .lookup(SETS.serviceEndpoints, NFT_REG32_00, ENDPOINT_REG);
+  }
+  return r.nat(NFT_NAT_DNAT, f.nf, ENDPOINT_REG, ENDPOINT_REG + words, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED).body();
 }
 
 /**
- * pick-N: choose slot = numgen random mod N, then DNAT to the endpoint in that slot of the Service port the packet
- * is addressed to. Registers: the slot goes right after the lookup key's other fields, so the key is contiguous.
+ * Writes an address's bytes at `off`; returns their length. IPv4 text is parsed in place: at 250k endpoints this
+ * is faster than any cache lookup. (Addresses reaching the ruleset were validated by the model.)
  */
-export function pickChain(f: FamilyShape, count: number, nodePort: boolean): ChainState {
-  const words = f.addrLen / 4;
-  const r = new RuleBuilder();
-  const dataReg = NFT_REG32_00 + 8; // NFT_REG_3: endpoint address, then its port in the next 32-bit register
-  if (nodePort) {
-    r.numgenRandom(NFT_REG32_00 + 2, count)
-      .metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
-      .lookup(SETS.nodePortEndpoints, NFT_REG32_00, dataReg);
-  } else {
-    r.numgenRandom(NFT_REG32_00 + words + 2, count);
-    daddrProtoPort(r, f).lookup(SETS.serviceEndpoints, NFT_REG32_00, dataReg);
+function writeIP(buf: Buffer, off: number, ip: string): number {
+  if (ip.includes(':')) {
+    buf.set(ipBytes(ip), off);
+    return 16;
   }
-  r.nat(NFT_NAT_DNAT, f.nf, dataReg, dataReg + words, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
-  return { name: pickChainName(count, nodePort), rules: [r.body()] };
+  let v = 0;
+  let o = off;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46 /* . */) {
+      buf[o++] = v;
+      v = 0;
+    } else {
+      v = v * 10 + c - 48;
+    }
+  }
+  buf[o] = v;
+  return 4;
 }
 
-function addrProtoPortKey(ip: string, proto: number, port: number, slot?: number): Buffer {
-  const addr = ipBytes(ip);
-  const key = zeroed(addr.length + (slot === undefined ? 8 : 12));
-  addr.copy(key, 0);
-  key[addr.length] = proto;
-  key.writeUInt16BE(port, addr.length + 4);
-  if (slot !== undefined) key.writeUInt32LE(slot, addr.length + 8); // host order, as numgen writes it
+const addrLenOf = (ip: string) => (ip.includes(':') ? 16 : 4);
+
+function addrProtoPortKey(ip: string, proto: number, port: number): Buffer {
+  const len = addrLenOf(ip);
+  const key = zeroed(len + 8);
+  writeIP(key, 0, ip);
+  key[len] = proto;
+  key.writeUInt16BE(port, len + 4);
   return key;
 }
 
-function protoPortKey(proto: number, port: number, slot?: number): Buffer {
-  const key = zeroed(slot === undefined ? 8 : 12);
+/** `base . slot` for slots 0..n-1 (slot in host order, as numgen writes it), as views of one allocation. */
+function slotKeys(base: Buffer, n: number): Buffer[] {
+  const len = base.length + 4;
+  const all = Buffer.allocUnsafe(len * n);
+  const out: Buffer[] = new Array(n);
+  for (let k = 0; k < n; k++) {
+    const off = k * len;
+    all.set(base, off);
+    all.writeUInt32LE(k, off + base.length);
+    out[k] = all.subarray(off, off + len);
+  }
+  return out;
+}
+
+function protoPortKey(proto: number, port: number): Buffer {
+  const key = zeroed(8);
   key[0] = proto;
   key.writeUInt16BE(port, 4);
-  if (slot !== undefined) key.writeUInt32LE(slot, 8);
   return key;
 }
 
 function endpointData(ip: string, port: number): Buffer {
-  const addr = ipBytes(ip);
-  const d = zeroed(addr.length + 4);
-  addr.copy(d, 0);
-  d.writeUInt16BE(port, addr.length);
+  const len = addrLenOf(ip);
+  const d = zeroed(len + 4);
+  writeIP(d, 0, ip);
+  d.writeUInt16BE(port, len);
   return d;
 }
 
-function ofFamily(ips: string[], family: IPFamily): string[] {
-  return ips.filter((ip) => (ip.includes(':') ? 6 : 4) === family);
+function ofFamily(ips: string[], family: IPFamily, exclude: readonly string[] = []): string[] {
+  return [...new Set(ips.filter((ip) => (ip.includes(':') ? 6 : 4) === family && !exclude.includes(ip)))];
+}
+
+/**
+ * Whether an endpoint needs a hairpin pair: only a pod on this node can reach itself through this node's rules
+ * (a pod elsewhere is proxied by its own node), so with the node's name known, endpoints of other nodes are left
+ * out: a 250k-endpoint cluster then needs ~100 pairs per node, not 250k. Endpoints without a nodeName (external
+ * backends in hand-made EndpointSlices) are kept.
+ */
+function needsHairpin(nodeName: string | undefined, endpointNode: string | undefined): boolean {
+  return !nodeName || !endpointNode || endpointNode === nodeName;
 }
 
 /**
  * The fragment of one Service port for one family, or undefined when the Service has no address of that
  * family (a single-stack Service only lives in its own family's table, NodePorts included).
  */
-export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, _cfg: NftablesConfig): Fragment | undefined {
-  const f = familyShape(ipFamily);
+export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesConfig): Fragment | undefined {
   const clusterIPs = ofFamily(sp.clusterIPs, ipFamily);
   if (clusterIPs.length === 0) return undefined;
-  const externalIPs = [...ofFamily(sp.externalIPs, ipFamily), ...ofFamily(sp.loadBalancerIPs, ipFamily)];
+  // An external address equal to a ClusterIP adds nothing: the ClusterIP's claim already serves it.
+  const externalIPs = ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ipFamily, clusterIPs);
   const proto = PROTO_NUMBER[sp.protocol];
   const endpoints = sp.endpoints.filter((e) => e.family === ipFamily);
-  const frag: Fragment = { chains: [], elements: [] };
+  const frag: Fragment = { claims: [], shared: [], picks: [] };
   const comment = sp.key;
-  for (const ip of clusterIPs) frag.elements.push({ set: SETS.clusterIPs, element: { key: ipBytes(ip) } });
+  const claimId = (ip: string) => `${ip}|${proto}|${sp.port}`;
+  const nodePortId = `nodeport|${proto}|${sp.nodePort}`;
+  for (const ip of clusterIPs) frag.shared.push({ id: `${SETS.clusterIPs}|${ip}`, set: SETS.clusterIPs, key: ipBytes(ip) });
 
   if (endpoints.length === 0) {
-    for (const ip of [...clusterIPs, ...externalIPs])
-      frag.elements.push({ set: SETS.noEndpointServices, element: { key: addrProtoPortKey(ip, proto, sp.port), comment } });
-    if (sp.nodePort) frag.elements.push({ set: SETS.noEndpointNodePorts, element: { key: protoPortKey(proto, sp.nodePort), comment } });
+    for (const ip of [...clusterIPs, ...externalIPs]) {
+      frag.claims.push({ id: claimId(ip), elements: [{ set: SETS.noEndpointServices, key: addrProtoPortKey(ip, proto, sp.port), comment }] });
+    }
+    if (sp.nodePort) {
+      frag.claims.push({ id: nodePortId, elements: [{ set: SETS.noEndpointNodePorts, key: protoPortKey(proto, sp.nodePort), comment }] });
+    }
     return frag;
   }
 
@@ -424,25 +521,26 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, _cfg: NftablesC
   const count = countData(n);
   const data = endpoints.map((ep) => endpointData(ep.address, ep.port));
   for (const ep of endpoints) {
-    const b = ipBytes(ep.address);
-    frag.elements.push({ set: SETS.hairpin, element: { key: Buffer.concat([b, b]) } });
+    if (needsHairpin(cfg.nodeName, ep.nodeName)) frag.shared.push({ id: `${SETS.hairpin}|${ep.address}`, set: SETS.hairpin, key: pairBytes(ep.address) });
   }
-  const addressed = (set: string, ips: string[]) => {
-    for (const ip of ips) {
-      frag.elements.push({ set, element: { key: addrProtoPortKey(ip, proto, sp.port), data: count, comment } });
-      for (let k = 0; k < n; k++)
-        frag.elements.push({ set: SETS.serviceEndpoints, element: { key: addrProtoPortKey(ip, proto, sp.port, k), data: data[k] } });
-    }
+  const addressed = (ip: string, external: boolean) => {
+    const key = addrProtoPortKey(ip, proto, sp.port);
+    const elements: FragmentElement[] = [{ set: SETS.serviceIPs, key, data: count, comment }];
+    if (external) elements.push({ set: SETS.externalIPs, key });
+    const slots = slotKeys(key, n);
+    for (let k = 0; k < n; k++) elements.push({ set: SETS.serviceEndpoints, key: slots[k], data: data[k] });
+    frag.claims.push({ id: claimId(ip), elements });
   };
-  addressed(SETS.serviceIPs, clusterIPs);
-  addressed(SETS.serviceIPs, externalIPs);
-  for (const ip of externalIPs) frag.elements.push({ set: SETS.externalIPs, element: { key: addrProtoPortKey(ip, proto, sp.port) } });
-  if (n > STATIC_PICK_COUNTS) frag.chains.push(pickChain(f, n, false));
+  for (const ip of clusterIPs) addressed(ip, false);
+  for (const ip of externalIPs) addressed(ip, true);
+  if (n > STATIC_PICK_COUNTS) frag.picks.push(pickRuleId(false, n));
   if (sp.nodePort) {
-    frag.elements.push({ set: SETS.serviceNodePorts, element: { key: protoPortKey(proto, sp.nodePort), data: count, comment } });
-    for (let k = 0; k < n; k++)
-      frag.elements.push({ set: SETS.nodePortEndpoints, element: { key: protoPortKey(proto, sp.nodePort, k), data: data[k] } });
-    if (n > STATIC_PICK_COUNTS) frag.chains.push(pickChain(f, n, true));
+    const key = protoPortKey(proto, sp.nodePort);
+    const elements: FragmentElement[] = [{ set: SETS.serviceNodePorts, key, data: count, comment }];
+    const slots = slotKeys(key, n);
+    for (let k = 0; k < n; k++) elements.push({ set: SETS.nodePortEndpoints, key: slots[k], data: data[k] });
+    frag.claims.push({ id: nodePortId, elements });
+    if (n > STATIC_PICK_COUNTS) frag.picks.push(pickRuleId(true, n));
   }
   return frag;
 }
@@ -455,4 +553,3 @@ export function fragmentsOf(sp: ServicePort, cfg: NftablesConfig): Map<NfFamily,
   }
   return out;
 }
-

@@ -2,9 +2,11 @@
 // only (the maps the packet path looks up), so status shows what the kernel really does, not what we meant.
 import { bytesToIp } from '../../model/ip';
 import type { StatusEndpoint, StatusRow } from '../types';
-import { NFPROTO_IPV4 } from './netlink/constants';
+import { EXPR_NAME, NFPROTO_IPV4, NUMGEN } from './netlink/constants';
+import { parseRuleBody } from './netlink/expr';
+import { attrString, attrU32 } from './netlink/records';
 import type { ElementState, TableState } from './objects';
-import { SETS, pickChainName } from './ruleset';
+import { CHAINS, SETS } from './ruleset';
 
 const PROTO_NAME: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
@@ -30,8 +32,12 @@ export function statusRows(t: TableState): StatusRow[] {
     }
     return out;
   };
-  // A count is only served if its pick chain exists (dispatch sends it there).
-  const served = (count: number, nodePort: boolean) => t.chains.has(pickChainName(count, nodePort));
+  // A count is only served if its pick chain has a rule for it (the rule's numgen modulus is the count).
+  const pickCounts = (chain: string) => new Set((t.chains.get(chain)?.rules ?? []).flatMap((body) =>
+    parseRuleBody(body).filter((e) => attrString(e, EXPR_NAME) === 'numgen').map((e) => attrU32(e, NUMGEN.MODULUS))));
+  const ipCounts = pickCounts(CHAINS.pickIPs);
+  const nodePortCounts = pickCounts(CHAINS.pickNodePorts);
+  const served = (count: number, nodePort: boolean) => (nodePort ? nodePortCounts : ipCounts).has(count);
 
   const addrRows = (set: string, kind: 'ClusterIP' | 'External') => {
     // externalIPs and LoadBalancer IPs share @service-ips; @external-ips tells them apart.

@@ -123,6 +123,16 @@ export class NftTransaction {
   }
 
   private elements(action: RecordAction, flags: number, family: NfFamily, table: string, set: string, elements: ElementState[]): void {
+    // Element comments repeat (every element of a Service port carries its name): encode each once.
+    let lastComment: string | undefined;
+    let lastUdata: Buffer = Buffer.alloc(0);
+    const udata = (c: string): Buffer => {
+      if (c !== lastComment) {
+        lastComment = c;
+        lastUdata = encodeElementComment(c);
+      }
+      return lastUdata;
+    };
     let i = 0;
     while (i < elements.length) {
       let bytes = 0;
@@ -130,7 +140,7 @@ export class NftTransaction {
       while (j < elements.length && (j === i || bytes < ELEMENT_CHUNK_BYTES)) {
         const e = elements[j];
         bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0) +
-          (e.comment !== undefined ? 8 + encodeElementComment(e.comment).length : 0);
+          (e.comment !== undefined ? 8 + udata(e.comment).length : 0);
         j++;
       }
       const verb = action === RecordAction.New ? 'add elements' : 'delete elements';
@@ -145,7 +155,7 @@ export class NftTransaction {
         if (e.verdict !== undefined) a.u32(ELEM.VERDICT, e.verdict);
         if (e.chain !== undefined) a.str(ELEM.CHAIN, e.chain);
         if (e.data !== undefined) a.bytes(ELEM.DATA, e.data);
-        if (e.comment !== undefined) a.bytes(ELEM.USERDATA, encodeElementComment(e.comment));
+        if (e.comment !== undefined) a.bytes(ELEM.USERDATA, udata(e.comment));
         a.end();
       }
       i = j;

@@ -43,7 +43,8 @@ export class ByteWriter {
   }
   bytes(b: Buffer): void {
     this.ensure(b.length);
-    b.copy(this.buf, this.len);
+    // Most are keys of a few bytes: TypedArray#set is several times cheaper than Buffer#copy for those.
+    this.buf.set(b, this.len);
     this.len += b.length;
   }
   /** Writes s as UTF-8 plus a NUL; returns the bytes written. */
