@@ -8,8 +8,13 @@ import { portNameOf } from '../peers/shape';
  * 32k-address endpoint pool spreads over ~127 nodes. svcplane runs as BENCH_NODE, as a real node agent would.
  */
 export function benchNodeOf(ip: string): string {
-  return `node-${ip.split('.')[2]}`;
+  const octet = ip.split('.')[2];
+  // Interned, as node names decoded from an API response are: one string per node, not one per endpoint.
+  let name = nodeNames.get(octet);
+  if (!name) nodeNames.set(octet, (name = `node-${octet}`));
+  return name;
 }
+const nodeNames = new Map<string, string>();
 export const BENCH_NODE = 'node-2';
 
 export function toServicePort(b: BenchService): ServicePort {

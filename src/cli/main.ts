@@ -1,4 +1,10 @@
 // svcplane's one entry point. Exit codes: 0 done, 1 the kernel (or the system) refused, 2 usage or input error.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { stringify as stringifyYAML } from 'yaml';
+import { Agent } from '../agent';
+import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
+import { KubeConfigTransport, loadKubeConfig } from '../k8s/transport';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
 import { defaultConfig } from '../dataplane/nftables/ruleset';
@@ -28,10 +34,32 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
   OUTPUT, NETNS, LOG, HELP,
 ];
+// kube-proxy's own flag names (cmd/kube-proxy/app/options.go), so a kube-proxy command line carries over.
+const RUN_FLAGS: FlagSpec[] = [
+  { name: 'config', type: 'string', value: 'FILE', help: 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file, e.g. kube-proxy\'s ConfigMap; flags override it' },
+  { name: 'kubeconfig', type: 'string', value: 'FILE', help: 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster config)' },
+  { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables or ipvs (iptables and "" run nftables; default nftables)' },
+  { name: 'hostname-override', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname)' },
+  { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), one per family: traffic from outside them to a ClusterIP is masqueraded' },
+  { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the Node\'s primary IPs)' },
+  { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
+  { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'default IPVS scheduler (ipvs mode)' },
+  { name: 'healthz-bind-address', type: 'string', value: 'IP:PORT', help: '/healthz and /livez address ("" disables; default 0.0.0.0:10256)' },
+  { name: 'metrics-bind-address', type: 'string', value: 'IP:PORT', help: '/metrics address ("" disables; default 127.0.0.1:10249)' },
+  { name: 'iptables-sync-period', type: 'string', value: 'DURATION', help: 'full resync period, e.g. 30s (nftables mode, as in kube-proxy)' },
+  { name: 'iptables-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs, e.g. 1s (nftables mode)' },
+  { name: 'ipvs-sync-period', type: 'string', value: 'DURATION', help: 'full resync period (ipvs mode)' },
+  { name: 'ipvs-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs (ipvs mode)' },
+  { name: 'config-sync-period', type: 'string', value: 'DURATION', help: 'accepted for compatibility (svcplane\'s state is event-driven)' },
+  { name: 'write-config-to', type: 'string', value: 'FILE', help: 'write the effective configuration as a KubeProxyConfiguration to FILE and exit' },
+  { name: 'cleanup', type: 'boolean', help: 'remove everything svcplane programmed and exit' },
+  NETNS, LOG, HELP,
+];
 const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 
 const COMMANDS: Record<string, { summary: string; flags: FlagSpec[] }> = {
+  run: { summary: 'the node agent: watch the cluster and keep the dataplane in sync (replaces kube-proxy)', flags: RUN_FLAGS },
   sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
   status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
   cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
@@ -135,6 +163,60 @@ async function cmdCleanup(flags: ParsedFlags): Promise<number> {
   }
 }
 
+async function cmdRun(flags: ParsedFlags): Promise<number> {
+  let file: Record<string, unknown> | undefined;
+  const warnings: string[] = [];
+  const configPath = str(flags, 'config');
+  if (configPath) {
+    const loaded = decodeKubeProxyConfiguration(await fs.promises.readFile(configPath, 'utf8'), configPath);
+    file = loaded.doc;
+    warnings.push(...loaded.warnings.map((w) => `${configPath}: ${w}`));
+  }
+  const cfg = resolveAgentConfig(file, {
+    proxyMode: str(flags, 'proxy-mode'), hostnameOverride: str(flags, 'hostname-override'),
+    clusterCIDR: flags['cluster-cidr'] === undefined ? undefined : list(flags, 'cluster-cidr'),
+    nodePortAddresses: flags['nodeport-addresses'] === undefined ? undefined : list(flags, 'nodeport-addresses'),
+    masqueradeAll: flags['masquerade-all'] === undefined ? undefined : bool(flags, 'masquerade-all'),
+    ipvsScheduler: str(flags, 'ipvs-scheduler'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),
+    iptablesSyncPeriod: str(flags, 'iptables-sync-period'), iptablesMinSyncPeriod: str(flags, 'iptables-min-sync-period'),
+    ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
+    configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),
+  });
+  const log = createLogger({ format: (str(flags, 'log-format') as 'json' | 'text' | undefined) ?? cfg.logFormat });
+  for (const w of warnings) log.warn(w);
+  const rawMode = str(flags, 'proxy-mode') ?? (file?.mode as string | undefined) ?? '';
+  if (rawMode === '' || rawMode === 'iptables') log.info(`mode "${rawMode}" runs svcplane's nftables dataplane (svcplane has no iptables mode)`);
+
+  const writeTo = str(flags, 'write-config-to');
+  if (writeTo) {
+    await fs.promises.writeFile(writeTo, stringifyYAML(toKubeProxyConfiguration(cfg)));
+    log.info('wrote the effective configuration', { file: writeTo });
+    return 0;
+  }
+  const netns = str(flags, 'netns');
+  if (bool(flags, 'cleanup')) {
+    const dp = openDataplane({ ...flags, mode: cfg.mode });
+    try {
+      log.info(await dp.cleanup() ? 'removed svcplane\'s tables' : 'nothing to remove', { mode: dp.mode });
+      return 0;
+    } finally {
+      dp.close();
+    }
+  }
+  const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
+  const api = new KubeConfigTransport(loadKubeConfig(cfg.kubeconfig || undefined));
+  const agent = new Agent({ config: cfg, nodeName, api, log, netns });
+  await agent.start();
+  // SIGTERM/SIGINT: stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info('stopping: the dataplane stays programmed', { signal });
+  await agent.stop();
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -165,11 +247,12 @@ export async function main(argv: string[]): Promise<number> {
   const logFormat = str(flags, 'log-format') as 'json' | 'text' | undefined;
   const log = createLogger({ format: logFormat });
   try {
+    if (command === 'run') return await cmdRun(flags);
     if (command === 'sync') return await cmdSync(flags, log);
     if (command === 'status') return await cmdStatus(flags);
     return await cmdCleanup(flags);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof ConfigError) {
       process.stderr.write(`svcplane ${command}: ${e.message}\n`);
       return 2;
     }

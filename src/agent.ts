@@ -1,0 +1,134 @@
+// `svcplane run`: the node agent. Watches Services, EndpointSlices and this Node; syncs the dataplane through the
+// SyncLoop; serves health and metrics. Stopping (SIGTERM) stops the watches and leaves the dataplane programmed,
+// so traffic keeps flowing until the next agent adopts it.
+import { NetlinkNftClient } from './dataplane/nftables/client';
+import { NftablesProxier } from './dataplane/nftables/proxier';
+import { defaultConfig } from './dataplane/nftables/ruleset';
+import type { Dataplane } from './dataplane/types';
+import type { AgentConfig } from './config/kubeProxyConfig';
+import { Reflector, type WatchObject } from './k8s/reflector';
+import { nodeInfoOf, type NodeInfo } from './k8s/node';
+import type { ApiTransport } from './k8s/transport';
+import type { Logger } from './log';
+import type { KubeEndpointSlice, KubeService } from './model/types';
+import { ProxyHealth } from './server/health';
+import { startHealthServer, startMetricsServer, type RunningServer } from './server/http';
+import { ProxyMetrics } from './server/metrics';
+import { realClock, type Clock } from './sync/clock';
+import { SyncLoop } from './sync/syncLoop';
+
+/**
+ * kube-proxy's informer label selector: Services (and their slices) that name another proxy through
+ * service.kubernetes.io/service-proxy-name are not ours, and headless ones have nothing to proxy.
+ */
+export const PROXY_LABEL_SELECTOR = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  nodeName: string;
+  api: ApiTransport;
+  log: Logger;
+  /** Program this network namespace (a /run/netns file) instead of the agent's own. */
+  netns?: string;
+  clock?: Clock;
+  /** Reflector tuning (tests shorten backoffs). */
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+export class Agent {
+  readonly metrics = new ProxyMetrics({ processMetrics: true });
+  readonly health: ProxyHealth;
+  loop: SyncLoop | undefined;
+  dataplane: Dataplane | undefined;
+  node: NodeInfo | undefined;
+  private readonly reflectors: Reflector[] = [];
+  private readonly servers: RunningServer[] = [];
+  private nodeSeen: (() => void) | undefined;
+  healthAddress = '';
+  metricsAddress = '';
+
+  constructor(private readonly o: AgentOptions) {
+    this.health = new ProxyHealth(o.clock ?? realClock, 2 * o.config.syncPeriodMs);
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this.o;
+    if (config.mode !== 'nftables') throw new Error(`mode ${config.mode} is not available yet (the IPVS dataplane is issue 4); use nftables`);
+    if (config.healthzBindAddress) {
+      const s = await startHealthServer(config.healthzBindAddress, this.health, this.metrics);
+      this.servers.push(s);
+      this.healthAddress = s.address;
+    }
+    if (config.metricsBindAddress) {
+      const s = await startMetricsServer(config.metricsBindAddress, this.metrics, config.mode);
+      this.servers.push(s);
+      this.metricsAddress = s.address;
+    }
+    log.info('starting', { mode: config.mode, node: this.o.nodeName, apiServer: this.o.api.server, healthz: this.healthAddress, metrics: this.metricsAddress, minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs });
+
+    // This Node first: its addresses decide where NodePorts listen when nodePortAddresses is "primary".
+    const nodeReady = new Promise<void>((r) => (this.nodeSeen = r));
+    this.watch('/api/v1/nodes', 'nodes', { fieldSelector: `metadata.name=${this.o.nodeName}` }, {
+      listed: (items) => this.onNode(items[0]),
+      event: (type, obj) => this.onNode(type === 'DELETED' ? undefined : obj),
+    });
+    let nodePortAddresses = config.nodePortAddresses;
+    if (nodePortAddresses.length === 1 && nodePortAddresses[0] === 'primary') {
+      log.info('waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName });
+      await nodeReady;
+      nodePortAddresses = this.node!.primaryIPs.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
+      log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
+    }
+
+    this.dataplane = new NftablesProxier(
+      new NetlinkNftClient(this.o.netns ? { netns: this.o.netns } : {}),
+      defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName }),
+      log,
+    );
+    const loop = new SyncLoop({
+      dataplane: this.dataplane, clock: this.o.clock ?? realClock, log, metrics: this.metrics, health: this.health,
+      minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, nodeName: this.o.nodeName,
+    });
+    this.loop = loop;
+    this.watch('/api/v1/services', 'services', { labelSelector: PROXY_LABEL_SELECTOR }, {
+      listed: (items) => loop.onServicesListed(items as KubeService[]),
+      event: (type, obj) => loop.onService(type, obj as KubeService),
+    });
+    this.watch('/apis/discovery.k8s.io/v1/endpointslices', 'endpointslices', { labelSelector: PROXY_LABEL_SELECTOR }, {
+      listed: (items) => loop.onSlicesListed(items as KubeEndpointSlice[]),
+      event: (type, obj) => loop.onSlice(type, obj as KubeEndpointSlice),
+    });
+  }
+
+  private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listed(items: WatchObject[]): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
+    const r = new Reflector(this.o.api, { path, resource, ...sel, backoff: this.o.backoff }, {
+      ...h,
+      restarted: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
+    }, this.o.log);
+    this.reflectors.push(r);
+    r.start();
+  }
+
+  private onNode(obj: WatchObject | undefined): void {
+    const prev = this.node;
+    this.node = obj ? nodeInfoOf(obj) : undefined;
+    this.health.setNode(this.node);
+    if (!this.node) {
+      this.o.log.warn('this Node is not in the API (or was deleted): /healthz reports 503', { node: this.o.nodeName });
+      return;
+    }
+    if (this.node.primaryIPs.length) this.nodeSeen?.();
+    if (prev && prev.primaryIPs.join() !== this.node.primaryIPs.join() && this.o.config.nodePortAddresses[0] === 'primary') {
+      // kube-proxy exits on a node IP change so it restarts with the new ones; svcplane says so and keeps serving.
+      this.o.log.warn('this Node\'s primary addresses changed; restart svcplane to move NodePorts to them', { before: prev.primaryIPs, after: this.node.primaryIPs });
+    }
+  }
+
+  /** Stops watching and serving; the dataplane stays as programmed. */
+  async stop(): Promise<void> {
+    await Promise.all(this.reflectors.map((r) => r.stop()));
+    await this.loop?.stop();
+    await Promise.all(this.servers.map((s) => s.close()));
+    this.dataplane?.close();
+  }
+}

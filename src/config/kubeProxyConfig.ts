@@ -1,0 +1,364 @@
+// kube-proxy's own configuration file (KubeProxyConfiguration, kubeproxy.config.k8s.io/v1alpha1), read so that an
+// existing kube-proxy ConfigMap works unchanged, then overridden by flags spelled as kube-proxy spells them.
+//
+// Where svcplane follows kube-proxy (staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go, pkg/proxy/apis/config/
+// {v1alpha1/defaults.go,validation/validation.go}, cmd/kube-proxy/app/options.go):
+// * defaults, including "0 means unset" for syncPeriod (but not minSyncPeriod: see below);
+// * which sync periods apply: ipvs.* in ipvs mode, nftables.* in nftables mode, iptables.* otherwise, and the
+//   --iptables-*sync-period flags set them whenever the mode is not ipvs;
+// * unknown fields are reported (with their path) and ignored, as kube-proxy's lenient fallback decoding does;
+//   invalid values stop the agent, each reported with its path (the v1alpha1 JSON path, as newest kube-proxy does).
+// Where svcplane differs, on purpose:
+// * Flags override the file field by field (the issue's contract); kube-proxy ignores most flags once --config is
+//   given. Nothing an operator writes is silently dropped either way.
+// * mode "" and "iptables" run the nftables dataplane: svcplane has no iptables mode, and nftables is the
+//   iptables mode's successor with the same Service semantics. This is logged at start.
+// * syncPeriod is also the period of the full resync that repairs what changed behind svcplane's back (kube-proxy's
+//   nftables mode resyncs hourly and uses syncPeriod only as the retry delay and health timeout).
+import { parse as parseYAML } from 'yaml';
+import { parseCIDR, parseIP } from '../model/ip';
+import { formatGoDuration, parseGoDuration } from './duration';
+
+export const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
+export const KIND = 'KubeProxyConfiguration';
+
+export type ProxyMode = 'nftables' | 'ipvs';
+
+/** What the agent runs with, after the file, the flags and the defaults. */
+export interface AgentConfig {
+  mode: ProxyMode;
+  /** Pod CIDRs (one per family at most): local-traffic detection for masquerade. */
+  clusterCIDRs: string[];
+  /** CIDRs, or exactly ["primary"] (the Node's primary addresses). Empty: every local address. */
+  nodePortAddresses: string[];
+  masqueradeAll: boolean;
+  syncPeriodMs: number;
+  minSyncPeriodMs: number;
+  /** Default IPVS scheduler (ipvs mode). */
+  ipvsScheduler: string;
+  /** host:port, "" disables. */
+  healthzBindAddress: string;
+  metricsBindAddress: string;
+  /** The node's name; "" means the hostname. */
+  hostnameOverride: string;
+  /** How often informers would resync (accepted for compatibility: svcplane's caches are event-driven). */
+  configSyncPeriodMs: number;
+  /** clientConnection.kubeconfig */
+  kubeconfig: string;
+  /** logging.format, when set: "json" or "text". */
+  logFormat?: 'json' | 'text';
+}
+
+export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** Flags that override the file (undefined: not given). Durations are Go duration strings, as on kube-proxy's CLI. */
+export interface ConfigFlags {
+  proxyMode?: string;
+  hostnameOverride?: string;
+  clusterCIDR?: string[];
+  nodePortAddresses?: string[];
+  masqueradeAll?: boolean;
+  ipvsScheduler?: string;
+  healthzBindAddress?: string;
+  metricsBindAddress?: string;
+  iptablesSyncPeriod?: string;
+  iptablesMinSyncPeriod?: string;
+  ipvsSyncPeriod?: string;
+  ipvsMinSyncPeriod?: string;
+  configSyncPeriod?: string;
+  kubeconfig?: string;
+}
+
+// ---- the v1alpha1 schema, for unknown-field detection --------------------------------------------------------
+
+type Schema = { [field: string]: Schema | 'leaf' | 'map' };
+const SYNC = { syncPeriod: 'leaf', minSyncPeriod: 'leaf' } as const;
+const SCHEMA: Schema = {
+  apiVersion: 'leaf', kind: 'leaf', featureGates: 'map',
+  clientConnection: { kubeconfig: 'leaf', acceptContentTypes: 'leaf', contentType: 'leaf', qps: 'leaf', burst: 'leaf' },
+  logging: 'map', hostnameOverride: 'leaf', bindAddress: 'leaf', healthzBindAddress: 'leaf', metricsBindAddress: 'leaf',
+  bindAddressHardFail: 'leaf', enableProfiling: 'leaf', showHiddenMetricsForVersion: 'leaf', mode: 'leaf',
+  iptables: { masqueradeBit: 'leaf', masqueradeAll: 'leaf', localhostNodePorts: 'leaf', snatNodeInternalIP: 'leaf', ...SYNC },
+  ipvs: { ...SYNC, scheduler: 'leaf', excludeCIDRs: 'leaf', strictARP: 'leaf', tcpTimeout: 'leaf', tcpFinTimeout: 'leaf', udpTimeout: 'leaf' },
+  nftables: { masqueradeBit: 'leaf', masqueradeAll: 'leaf', ...SYNC },
+  winkernel: { networkName: 'leaf', sourceVip: 'leaf', enableDSR: 'leaf', rootHnsEndpointName: 'leaf', forwardHealthCheckVip: 'leaf' },
+  detectLocalMode: 'leaf', detectLocal: { bridgeInterface: 'leaf', interfaceNamePrefix: 'leaf' }, clusterCIDR: 'leaf',
+  nodePortAddresses: 'leaf', oomScoreAdj: 'leaf',
+  conntrack: { maxPerCore: 'leaf', min: 'leaf', tcpEstablishedTimeout: 'leaf', tcpCloseWaitTimeout: 'leaf', tcpBeLiberal: 'leaf', udpTimeout: 'leaf', udpStreamTimeout: 'leaf' },
+  configSyncPeriod: 'leaf', portRange: 'leaf', windowsRunAsService: 'leaf',
+};
+
+/** Set fields svcplane accepts but does not act on, and why (logged at start, so nothing is silently dropped). */
+const NOT_ACTED_ON: Record<string, string> = {
+  conntrack: 'svcplane does not tune conntrack sysctls; set them on the node',
+  oomScoreAdj: 'set the OOM score in the DaemonSet (svcplane does not change its own)',
+  'iptables.masqueradeBit': 'svcplane masquerades without a packet mark',
+  'nftables.masqueradeBit': 'svcplane masquerades without a packet mark',
+  'iptables.localhostNodePorts': 'NodePorts are not served on 127.0.0.1 (as kube-proxy\'s nftables mode)',
+  'ipvs.excludeCIDRs': 'svcplane only ever touches the virtual services it created',
+  'ipvs.strictARP': 'svcplane binds Service addresses on its own interface; set arp_ignore/arp_announce on the node if you need them',
+  'ipvs.tcpTimeout': 'IPVS timeouts are left at the system values',
+  'ipvs.tcpFinTimeout': 'IPVS timeouts are left at the system values',
+  'ipvs.udpTimeout': 'IPVS timeouts are left at the system values',
+  winkernel: 'Windows only',
+  windowsRunAsService: 'Windows only',
+  enableProfiling: 'no profiling endpoints',
+  bindAddressHardFail: 'svcplane always fails hard when it cannot bind its servers',
+  featureGates: 'svcplane has no feature gates',
+  portRange: 'unused by kube-proxy too',
+  clientConnection: 'only clientConnection.kubeconfig is used',
+  bindAddress: 'the node\'s addresses come from its Node object',
+};
+
+// ---- loading ---------------------------------------------------------------------------------------------------
+
+export interface LoadedFile {
+  /** The decoded document (validated only for shape: apiVersion, kind, an object). */
+  doc: Record<string, unknown>;
+  /** Unknown fields, each as "path: unknown field, ignored". */
+  warnings: string[];
+}
+
+/** Decodes a KubeProxyConfiguration (YAML or JSON). Bad YAML or another apiVersion/kind is fatal, as in kube-proxy. */
+export function decodeKubeProxyConfiguration(text: string, source: string): LoadedFile {
+  let doc: unknown;
+  try {
+    doc = parseYAML(text, { uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError([`${source}: not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
+  }
+  if (!isObject(doc)) throw new ConfigError([`${source}: not a KubeProxyConfiguration object`]);
+  if (doc.apiVersion !== API_VERSION || doc.kind !== KIND) {
+    throw new ConfigError([`${source}: apiVersion/kind is ${JSON.stringify(doc.apiVersion)}/${JSON.stringify(doc.kind)}, want ${API_VERSION}/${KIND}`]);
+  }
+  const warnings: string[] = [];
+  unknownFields(doc, SCHEMA, '', warnings);
+  for (const [path, why] of Object.entries(NOT_ACTED_ON)) {
+    const v = at(doc, path);
+    if (v !== undefined && v !== null && !isEmpty(v)) warnings.push(`${path}: set, but not acted on: ${why}`);
+  }
+  return { doc, warnings };
+}
+
+function unknownFields(obj: Record<string, unknown>, schema: Schema, prefix: string, out: string[]): void {
+  for (const [k, v] of Object.entries(obj)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    const s = schema[k];
+    if (s === undefined) out.push(`${path}: unknown field, ignored (field names are case-sensitive)`);
+    else if (s !== 'leaf' && s !== 'map' && isObject(v)) unknownFields(v, s, path, out);
+  }
+}
+
+/**
+ * The agent's configuration: defaults, then the file (if any), then flags. Throws ConfigError listing every
+ * invalid value with its path.
+ */
+export function resolveAgentConfig(file: Record<string, unknown> | undefined, flags: ConfigFlags = {}): AgentConfig {
+  const doc = file ?? {};
+  const problems: string[] = [];
+  const bad = (path: string, value: unknown, why: string) => problems.push(`${path}: Invalid value: ${JSON.stringify(value)}: ${why}`);
+
+  // mode
+  const rawMode = flags.proxyMode ?? at(doc, 'mode') ?? '';
+  let mode: ProxyMode = 'nftables';
+  let modePath = 'iptables';
+  if (rawMode === 'ipvs') {
+    mode = 'ipvs';
+    modePath = 'ipvs';
+  } else if (rawMode === 'nftables') modePath = 'nftables';
+  else if (rawMode !== '' && rawMode !== 'iptables') bad(flags.proxyMode !== undefined ? '--proxy-mode' : 'mode', rawMode, 'must be iptables, ipvs, nftables or blank (iptables and blank run svcplane\'s nftables dataplane)');
+
+  // sync periods: the mode's section; 0 or absent means the default (except ipvs.minSyncPeriod).
+  const syncFlag = mode === 'ipvs' ? flags.ipvsSyncPeriod : flags.iptablesSyncPeriod;
+  const minFlag = mode === 'ipvs' ? flags.ipvsMinSyncPeriod : flags.iptablesMinSyncPeriod;
+  const syncPeriodMs = duration(problems, syncFlag !== undefined ? flagName(mode, 'sync-period') : `${modePath}.syncPeriod`, syncFlag ?? at(doc, `${modePath}.syncPeriod`), 30_000, true);
+  // minSyncPeriod: an explicit 0 means 0 (sync on every change), in every mode. kube-proxy's v1alpha1 defaulting
+  // turns an iptables/nftables 0 into 1s; svcplane honours what the operator wrote (only an absent field is 1s).
+  const minSyncPeriodMs = duration(problems, minFlag !== undefined ? flagName(mode, 'min-sync-period') : `${modePath}.minSyncPeriod`, minFlag ?? at(doc, `${modePath}.minSyncPeriod`), mode === 'ipvs' ? 0 : 1000, false);
+  if (syncPeriodMs !== undefined && syncPeriodMs <= 0) bad(`${modePath}.syncPeriod`, formatGoDuration(syncPeriodMs), 'must be greater than 0');
+  if (minSyncPeriodMs !== undefined && minSyncPeriodMs < 0) bad(`${modePath}.minSyncPeriod`, formatGoDuration(minSyncPeriodMs), 'must be greater than or equal to 0');
+  if (syncPeriodMs !== undefined && minSyncPeriodMs !== undefined && syncPeriodMs > 0 && minSyncPeriodMs > syncPeriodMs) {
+    bad(`${modePath}.syncPeriod`, formatGoDuration(minSyncPeriodMs), `must be greater than or equal to ${modePath}.minSyncPeriod`);
+  }
+  const configSyncPeriodMs = duration(problems, flags.configSyncPeriod !== undefined ? '--config-sync-period' : 'configSyncPeriod', flags.configSyncPeriod ?? at(doc, 'configSyncPeriod'), 15 * 60_000, true);
+  if (configSyncPeriodMs !== undefined && configSyncPeriodMs <= 0) bad('configSyncPeriod', formatGoDuration(configSyncPeriodMs), 'must be greater than 0');
+
+  // masqueradeAll: nftables.masqueradeAll in nftables mode, iptables.masqueradeAll otherwise (kube-proxy's conversion).
+  const masqPath = mode === 'nftables' && rawMode === 'nftables' ? 'nftables.masqueradeAll' : 'iptables.masqueradeAll';
+  const masqueradeAll = flags.masqueradeAll ?? bool(problems, masqPath, at(doc, masqPath), false);
+
+  // clusterCIDR: one CIDR or a comma-separated dual-stack pair.
+  const clusterCIDRs = flags.clusterCIDR ?? splitList(at(doc, 'clusterCIDR'));
+  const cidrPath = flags.clusterCIDR ? '--cluster-cidr' : 'clusterCIDR';
+  if (!flags.clusterCIDR && at(doc, 'clusterCIDR') !== undefined && typeof at(doc, 'clusterCIDR') !== 'string') bad(cidrPath, at(doc, 'clusterCIDR'), 'must be a string');
+  if (clusterCIDRs.length > 2) bad(cidrPath, clusterCIDRs.join(','), 'must be a either a single CIDR or dual-stack pair of CIDRs');
+  const families = new Set<number>();
+  clusterCIDRs.forEach((c, i) => {
+    const p = parseCIDR(c);
+    if (!p) return bad(`${cidrPath}[${i}]`, c, 'must be a valid CIDR');
+    if (families.has(p.family)) bad(cidrPath, clusterCIDRs.join(','), 'must be a either a single CIDR or dual-stack pair of CIDRs');
+    families.add(p.family);
+  });
+
+  const detectLocalMode = at(doc, 'detectLocalMode') ?? '';
+  if (detectLocalMode !== '' && detectLocalMode !== 'ClusterCIDR') {
+    bad('detectLocalMode', detectLocalMode, ['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(String(detectLocalMode))
+      ? 'not supported by svcplane yet (it detects local traffic by clusterCIDR only); use ClusterCIDR'
+      : 'supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""');
+  }
+
+  // nodePortAddresses: CIDRs, or "primary" alone.
+  const npPath = flags.nodePortAddresses ? '--nodeport-addresses' : 'nodePortAddresses';
+  const rawNP = flags.nodePortAddresses ?? at(doc, 'nodePortAddresses') ?? [];
+  const nodePortAddresses: string[] = [];
+  if (!Array.isArray(rawNP)) bad(npPath, rawNP, 'must be a list');
+  else rawNP.forEach((a: unknown, i: number) => {
+    if (a === 'primary') {
+      if (rawNP.length > 1) bad(`${npPath}[${i}]`, a, 'can\'t use both \'primary\' and CIDRs');
+      nodePortAddresses.push('primary');
+    } else if (typeof a !== 'string' || !parseCIDR(a)) bad(`${npPath}[${i}]`, a, 'must be a valid CIDR');
+    else nodePortAddresses.push(a);
+  });
+
+  const ipvsScheduler = flags.ipvsScheduler ?? str(problems, 'ipvs.scheduler', at(doc, 'ipvs.scheduler')) ?? '';
+  if (ipvsScheduler !== '' && !IPVS_SCHEDULERS.includes(ipvsScheduler)) bad(flags.ipvsScheduler !== undefined ? '--ipvs-scheduler' : 'ipvs.scheduler', ipvsScheduler, `must be one of ${IPVS_SCHEDULERS.join(', ')}`);
+
+  const healthzBindAddress = bindAddress(problems, flags.healthzBindAddress !== undefined ? '--healthz-bind-address' : 'healthzBindAddress', flags.healthzBindAddress ?? at(doc, 'healthzBindAddress'), '0.0.0.0:10256', 10256);
+  const metricsBindAddress = bindAddress(problems, flags.metricsBindAddress !== undefined ? '--metrics-bind-address' : 'metricsBindAddress', flags.metricsBindAddress ?? at(doc, 'metricsBindAddress'), '127.0.0.1:10249', 10249);
+
+  let hostnameOverride = flags.hostnameOverride ?? str(problems, 'hostnameOverride', at(doc, 'hostnameOverride')) ?? '';
+  if (flags.hostnameOverride !== undefined && flags.hostnameOverride.trim() === '') bad('--hostname-override', flags.hostnameOverride, 'must not be empty');
+  hostnameOverride = hostnameOverride.trim().toLowerCase();
+
+  const kubeconfig = flags.kubeconfig ?? str(problems, 'clientConnection.kubeconfig', at(doc, 'clientConnection.kubeconfig')) ?? '';
+  const fmt = at(doc, 'logging.format');
+  let logFormat: 'json' | 'text' | undefined;
+  if (fmt !== undefined && fmt !== '') {
+    if (fmt === 'json' || fmt === 'text') logFormat = fmt;
+    else bad('logging.format', fmt, 'Unsupported log format (json or text)');
+  }
+
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    mode, clusterCIDRs, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
+    ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
+    configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat,
+  };
+}
+
+/** The effective configuration as a KubeProxyConfiguration document (--write-config-to). */
+export function toKubeProxyConfiguration(c: AgentConfig): Record<string, unknown> {
+  const sync = { syncPeriod: formatGoDuration(c.syncPeriodMs), minSyncPeriod: formatGoDuration(c.minSyncPeriodMs) };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    mode: c.mode,
+    clientConnection: { kubeconfig: c.kubeconfig },
+    hostnameOverride: c.hostnameOverride,
+    clusterCIDR: c.clusterCIDRs.join(','),
+    detectLocalMode: 'ClusterCIDR',
+    nodePortAddresses: c.nodePortAddresses.length ? c.nodePortAddresses : null,
+    healthzBindAddress: c.healthzBindAddress,
+    metricsBindAddress: c.metricsBindAddress,
+    configSyncPeriod: formatGoDuration(c.configSyncPeriodMs),
+    nftables: c.mode === 'nftables' ? { masqueradeAll: c.masqueradeAll, ...sync } : {},
+    ipvs: c.mode === 'ipvs' ? { scheduler: c.ipvsScheduler, ...sync } : { scheduler: c.ipvsScheduler },
+    iptables: c.mode === 'ipvs' ? { masqueradeAll: c.masqueradeAll } : {},
+    ...(c.logFormat ? { logging: { format: c.logFormat } } : {}),
+  };
+}
+
+// ---- helpers -----------------------------------------------------------------------------------------------------
+
+function flagName(mode: ProxyMode, what: string): string {
+  return `--${mode === 'ipvs' ? 'ipvs' : 'iptables'}-${what}`;
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function isEmpty(v: unknown): boolean {
+  return (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0) || v === '' || v === false;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function at(doc: Record<string, unknown>, path: string): any {
+  let cur: unknown = doc;
+  for (const k of path.split('.')) {
+    if (!isObject(cur)) return undefined;
+    cur = cur[k];
+  }
+  return cur;
+}
+
+function duration(problems: string[], path: string, v: unknown, def: number, zeroIsUnset: boolean): number | undefined {
+  if (v === undefined || v === null || v === '') return def;
+  if (typeof v !== 'string') {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a duration string such as "30s" or "1m0s"`);
+    return undefined;
+  }
+  const ms = parseGoDuration(v);
+  if (ms === undefined) {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: not a duration (examples: "30s", "1m0s", "250ms")`);
+    return undefined;
+  }
+  return ms === 0 && zeroIsUnset ? def : ms;
+}
+
+function bool(problems: string[], path: string, v: unknown, def: boolean): boolean {
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'boolean') {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be true or false`);
+    return def;
+  }
+  return v;
+}
+
+function str(problems: string[], path: string, v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a string`);
+    return undefined;
+  }
+  return v;
+}
+
+function splitList(v: unknown): string[] {
+  return typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** host:port with an IP host; a bare IP gets the default port (kube-proxy's AppendPortIfNeeded); "" disables. */
+function bindAddress(problems: string[], path: string, v: unknown, def: string, defPort: number): string {
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'string') {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be IP:port`);
+    return def;
+  }
+  if (v === '') return '';
+  let text = v;
+  if (parseIP(text.replace(/^\[|\]$/g, ''))) text = text.includes(':') && !text.startsWith('[') ? `[${text}]:${defPort}` : `${text}:${defPort}`;
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (!m) {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be IP:port`);
+    return def;
+  }
+  const host = m[1] ?? m[2];
+  const port = Number(m[3]);
+  if (!parseIP(host)) problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a valid IP`);
+  if (!(port >= 1 && port <= 65535)) problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a valid port`);
+  return text;
+}
+
+/** Splits "host:port" (IPv6 in brackets) for listen(). */
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`not host:port: ${addr}`);
+  return { host: m[1] ?? m[2], port: Number(m[3]) };
+}

@@ -1,0 +1,236 @@
+// List, then watch from the list's resourceVersion: client-go's reflector (tools/cache/reflector.go), without its
+// object cache. Why not @kubernetes/client-node's makeInformer (1.4): it keeps every object as the API sent it
+// (at 30k Services plus their slices, more heap than the agent's whole budget), lists without pagination, never
+// asks for bookmarks, and stops for good on any error other than 410. Here:
+// * the list is paginated (limit 500) and each page handed over as it comes; the caller keeps parsed state only;
+// * the watch asks for bookmarks and a server-side timeout (5-10 min, randomised so a fleet of agents does not
+//   re-watch in step) and has a client-side inactivity timeout, so a half-open connection is noticed;
+// * a stream that ends cleanly is re-watched at once from the last resourceVersion; ERROR 410 (Expired/Gone), on
+//   the stream or as the HTTP status, means that resourceVersion is compacted: relist;
+// * any other failure (refused, reset, 5xx, timeouts) backs off 0.8 s doubling to 30 s with jitter (client-go's
+//   numbers), then re-watches from the last resourceVersion, relisting only if that has expired meanwhile. The
+//   backoff resets once a watch has delivered something.
+// Nothing here touches the dataplane: an API server gone for any length of time leaves it as it is.
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from '../log';
+import { ApiError, type ApiTransport } from './transport';
+
+export interface WatchObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface ReflectorHandlers {
+  /** A complete list (at start, or after 410): replaces everything known of this resource. */
+  listed(items: WatchObject[]): void;
+  event(type: WatchEventType, obj: WatchObject): void;
+  /** A restart of the watch, and why (for metrics). */
+  restarted?(reason: 'closed' | 'expired' | 'error'): void;
+}
+
+export interface ReflectorOptions {
+  /** e.g. /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices, /api/v1/nodes */
+  path: string;
+  /** Name for logs and metrics ("services"). */
+  resource: string;
+  fieldSelector?: string;
+  labelSelector?: string;
+  pageSize?: number;
+  /** Server-side watch timeout range, seconds. */
+  watchTimeoutSeconds?: [number, number];
+  /** No byte for this long (ms, default 3 min) ends the watch as failed: bookmarks arrive about every minute. */
+  inactivityMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+
+class Expired extends Error {}
+
+export class Reflector {
+  private readonly abort = new AbortController();
+  private running: Promise<void> | undefined;
+  private rv = '';
+  private failures = 0;
+  private listedOnce = false;
+  lists = 0;
+  watches = 0;
+
+  constructor(
+    private readonly api: ApiTransport,
+    private readonly o: ReflectorOptions,
+    private readonly h: ReflectorHandlers,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.running;
+  }
+
+  get hasListed(): boolean {
+    return this.listedOnce;
+  }
+
+  private get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.signal.aborted) {
+      try {
+        if (!this.rv) await this.list();
+        const delivered = await this.watch();
+        this.h.restarted?.('closed');
+        if (delivered) this.failures = 0;
+        this.log.debug('watch ended; resuming', { resource: this.o.resource, resourceVersion: this.rv });
+      } catch (e) {
+        if (this.signal.aborted) break;
+        if (e instanceof Expired || (e instanceof ApiError && e.statusCode === 410)) {
+          this.log.info('resourceVersion expired; relisting', { resource: this.o.resource, resourceVersion: this.rv });
+          this.rv = '';
+          this.h.restarted?.('expired');
+          continue;
+        }
+        this.failures++;
+        const base = Math.min(this.o.backoff?.maxMs ?? 30_000, (this.o.backoff?.initialMs ?? 800) * 2 ** (this.failures - 1));
+        const wait = base * (1 + Math.random());
+        // The first failure of a streak is a warning; the rest repeat at debug so an outage does not flood the log.
+        (this.failures === 1 ? this.log.warn : this.log.debug)('watch failed; retrying (the dataplane stays as programmed)', {
+          resource: this.o.resource, error: (e as Error).message, retryInMs: Math.round(wait), failures: this.failures,
+        });
+        this.h.restarted?.('error');
+        await sleep(wait, this.signal);
+      }
+    }
+  }
+
+  private query(extra: Record<string, string>): string {
+    const q = new URLSearchParams();
+    if (this.o.fieldSelector) q.set('fieldSelector', this.o.fieldSelector);
+    if (this.o.labelSelector) q.set('labelSelector', this.o.labelSelector);
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    return `${this.o.path}?${q}`;
+  }
+
+  private async list(): Promise<void> {
+    const items: WatchObject[] = [];
+    let cont = '';
+    let rv = '';
+    do {
+      const page = (await this.api.getJSON(this.query({ limit: String(this.o.pageSize ?? 500), ...(cont ? { continue: cont } : {}) }), this.signal)) as {
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: WatchObject[];
+      };
+      if (!Array.isArray(page.items)) throw new Error(`list ${this.o.path}: no items in the response`);
+      for (const it of page.items) items.push(it);
+      rv = page.metadata?.resourceVersion ?? '';
+      cont = page.metadata?.continue ?? '';
+    } while (cont);
+    if (!rv) throw new Error(`list ${this.o.path}: no resourceVersion in the response`);
+    this.lists++;
+    this.rv = rv;
+    this.listedOnce = true;
+    this.log.debug('listed', { resource: this.o.resource, items: items.length, resourceVersion: rv });
+    this.h.listed(items);
+  }
+
+  /** One watch, to its end. True if it delivered anything (events or bookmarks). Throws on failure or 410. */
+  private async watch(): Promise<boolean> {
+    const [lo, hi] = this.o.watchTimeoutSeconds ?? [300, 600];
+    const timeoutSeconds = Math.floor(lo + Math.random() * (hi - lo));
+    const ac = new AbortController();
+    const onStop = () => ac.abort();
+    this.signal.addEventListener('abort', onStop);
+    this.watches++;
+    try {
+      const res = await this.api.stream(this.query({ watch: 'true', resourceVersion: this.rv, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) }), ac.signal);
+      return await this.consume(res, ac, this.o.inactivityMs ?? 180_000);
+    } finally {
+      this.signal.removeEventListener('abort', onStop);
+      ac.abort();
+    }
+  }
+
+  private consume(res: IncomingMessage, ac: AbortController, inactivityMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      let buf = '';
+      let delivered = false;
+      let failed: Error | undefined;
+      let idle: NodeJS.Timeout | undefined;
+      const armIdle = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => {
+          failed = new Error(`watch ${this.o.path}: nothing received for ${Math.round(inactivityMs / 1000)} s`);
+          res.destroy(failed);
+        }, inactivityMs);
+      };
+      armIdle();
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        armIdle();
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line || failed) continue;
+          try {
+            if (this.handleLine(line)) delivered = true;
+          } catch (e) {
+            failed = e as Error;
+            res.destroy();
+          }
+        }
+      });
+      const finish = (err?: Error) => {
+        clearTimeout(idle);
+        if (failed) return reject(failed);
+        if (err) return reject(ac.signal.aborted && this.signal.aborted ? new Error('stopped') : err);
+        resolve(delivered);
+      };
+      res.on('end', () => finish());
+      res.on('error', (e) => finish(e));
+      res.on('close', () => finish(res.complete ? undefined : new Error(`watch ${this.o.path}: connection closed mid-stream`)));
+    });
+  }
+
+  /** Applies one event line; true if it was an event or a bookmark. Throws Expired on ERROR 410. */
+  private handleLine(line: string): boolean {
+    const ev = JSON.parse(line) as { type?: string; object?: WatchObject & { code?: number; reason?: string; message?: string } };
+    const obj = ev.object;
+    if (ev.type === 'ERROR') {
+      if (obj?.code === 410) throw new Expired(obj.message ?? 'expired');
+      throw new ApiError(`watch ${this.o.path}: ERROR ${obj?.code ?? '?'} ${obj?.reason ?? ''}: ${obj?.message ?? ''}`, obj?.code ?? 0, obj?.reason);
+    }
+    const rv = obj?.metadata?.resourceVersion;
+    if (ev.type === 'BOOKMARK') {
+      if (rv) this.rv = rv;
+      return true;
+    }
+    if (ev.type !== 'ADDED' && ev.type !== 'MODIFIED' && ev.type !== 'DELETED') {
+      this.log.warn('unknown watch event type; ignored', { resource: this.o.resource, type: ev.type });
+      return false;
+    }
+    if (!obj) return false;
+    this.h.event(ev.type, obj);
+    if (rv) this.rv = rv;
+    return true;
+  }
+}

@@ -1,0 +1,236 @@
+// The agent's sync loop: cluster events -> ClusterState + ChangeTracker -> (bounded-frequency runner) -> one
+// dataplane transaction per sync. kube-proxy's proxier life cycle (pkg/proxy/nftables/proxier.go):
+// * nothing is programmed until both Services and EndpointSlices have been listed once (no half-empty ruleset
+//   after a restart: the first sync is full and adopts what the kernel holds);
+// * a partial sync carries only the changed Service ports; a full one the whole desired state, at least every
+//   syncPeriod (which also repairs anything changed behind svcplane's back);
+// * a failed sync is retried with exponential backoff (1 s doubling, capped at syncPeriod) and the next sync is
+//   full (the dataplane forces it: its trackers were already consumed);
+// * metrics and health are recorded in `finally`, whatever happened.
+import type { Dataplane, SyncResult } from '../dataplane/types';
+import { unhonouredFeatures } from '../dataplane/limits';
+import type { Logger } from '../log';
+import type { KubeEndpointSlice, KubeService, ModelProblem, ServiceKey, ServicePort, ServicePortKey } from '../model/types';
+import type { ProxyHealth } from '../server/health';
+import type { ProxyMetrics } from '../server/metrics';
+import type { Clock } from './clock';
+import { ClusterState, type SliceChange } from './clusterState';
+import { BoundedFrequencyRunner } from './runner';
+import { ChangeTracker } from './tracker';
+
+export interface SyncLoopOptions {
+  dataplane: Dataplane;
+  clock: Clock;
+  log: Logger;
+  metrics: ProxyMetrics;
+  health: ProxyHealth;
+  minSyncPeriodMs: number;
+  syncPeriodMs: number;
+  /** This node's name: a Local traffic policy Service with endpoints elsewhere only counts for the metric. */
+  nodeName?: string;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export class SyncLoop {
+  readonly state = new ClusterState();
+  readonly tracker: ChangeTracker;
+  private readonly runner: BoundedFrequencyRunner;
+  private servicesSynced = false;
+  private slicesSynced = false;
+  private started = false;
+  private lastFullAt = -Infinity;
+  private failures = 0;
+  private readonly noLocal = { internal: new Set<ServicePortKey>(), external: new Set<ServicePortKey>() };
+  /** Resolves after every sync (tests and benchmarks wait on it). */
+  private readonly listeners = new Set<(r: SyncOutcome) => void>();
+  syncCount = 0;
+
+  constructor(private readonly o: SyncLoopOptions) {
+    this.tracker = new ChangeTracker(o.clock.wallNow());
+    this.runner = new BoundedFrequencyRunner(() => this.sync(), {
+      minIntervalMs: o.minSyncPeriodMs,
+      maxIntervalMs: o.syncPeriodMs,
+      burstRuns: 2, // kube-proxy's burstSyncs
+      clock: o.clock,
+    });
+  }
+
+  // ---- events ------------------------------------------------------------------------------------------------
+
+  onService(type: WatchEventType, svc: KubeService): void {
+    if (type === 'DELETED') {
+      const key = this.state.deleteService(svc);
+      if (key) this.serviceChanged([key]);
+      return;
+    }
+    const r = this.state.upsertService(svc);
+    if (r.problem) this.report([r.problem]);
+    if (r.key) this.serviceChanged([r.key]);
+  }
+
+  onSlice(type: WatchEventType, slice: KubeEndpointSlice): void {
+    const r: SliceChange & { problem?: ModelProblem } = type === 'DELETED' ? this.state.deleteSlice(slice) : this.state.upsertSlice(slice);
+    if (r.problem) this.report([r.problem]);
+    // kube-proxy measures programming latency for slice updates, not deletions.
+    if (r.services.length) this.endpointsChanged(r.services, type === 'DELETED' ? undefined : r.triggerTime);
+  }
+
+  /** A complete list (start, or relist after 410): replaces what was known. */
+  onServicesListed(list: KubeService[]): void {
+    const r = this.state.replaceServices(list);
+    this.report(r.problems);
+    this.servicesSynced = true;
+    if (r.keys.length) this.serviceChanged(r.keys);
+    this.maybeStart();
+  }
+
+  onSlicesListed(list: KubeEndpointSlice[]): void {
+    const r = this.state.replaceSlices(list);
+    this.report(r.problems);
+    this.slicesSynced = true;
+    if (r.keys.length) this.endpointsChanged(r.keys, undefined);
+    this.maybeStart();
+  }
+
+  private serviceChanged(keys: ServiceKey[]): void {
+    this.tracker.serviceChanged(keys);
+    this.o.metrics.serviceChangesTotal.inc(keys.length);
+    this.o.metrics.serviceChangesPending.set(this.tracker.pendingCount);
+    this.queue();
+  }
+
+  private endpointsChanged(keys: ServiceKey[], triggerTime: number | undefined): void {
+    this.tracker.endpointsChanged(keys, triggerTime);
+    this.o.metrics.endpointChangesTotal.inc(keys.length);
+    this.o.metrics.endpointChangesPending.set(this.tracker.pendingCount);
+    this.queue();
+  }
+
+  /** kube-proxy's Sync(): note the queued update (health), then ask the runner. */
+  private queue(): void {
+    if (!this.started) return;
+    this.o.health.queuedUpdate();
+    this.o.metrics.lastQueuedTimestamp.set(this.o.clock.wallNow() / 1000);
+    this.runner.run();
+  }
+
+  private maybeStart(): void {
+    if (this.started || !this.servicesSynced || !this.slicesSynced) return;
+    this.started = true;
+    this.o.log.info('initial lists complete: starting to sync', { services: this.state.serviceCount, endpointSlices: this.state.sliceCount });
+    // As kube-proxy's SyncLoop: count as updated once at start, in case no sync ever succeeds.
+    this.o.health.updated();
+    this.runner.start();
+    this.queue();
+  }
+
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  /** Waits for the next sync to end (whatever its outcome). */
+  nextSync(): Promise<SyncOutcome> {
+    return new Promise((resolve) => {
+      const f = (r: SyncOutcome) => {
+        this.listeners.delete(f);
+        resolve(r);
+      };
+      this.listeners.add(f);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.runner.stop();
+  }
+
+  // ---- one sync -----------------------------------------------------------------------------------------------
+
+  private async sync(): Promise<void> {
+    const t0 = this.o.clock.now();
+    const full = t0 - this.lastFullAt >= this.o.syncPeriodMs;
+    const pending = this.tracker.collect(this.state);
+    this.o.metrics.serviceChangesPending.set(0);
+    this.o.metrics.endpointChangesPending.set(0);
+    this.report(pending.problems);
+    for (const [key, sp] of pending.changes) this.noteLocal(key, sp);
+    const outcome: SyncOutcome = { ok: false, full, changes: pending.changes.size };
+    let result: SyncResult | undefined;
+    try {
+      if (!full && pending.changes.size === 0) {
+        outcome.ok = true;
+        this.o.health.updated();
+        return;
+      }
+      for (const sp of pending.changes.values()) if (sp) for (const f of unhonouredFeatures(sp)) this.o.log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+      result = full ? await this.o.dataplane.syncFull(this.tracker.all()) : await this.o.dataplane.syncPartial(pending.changes);
+      outcome.ok = true;
+      outcome.full = result.full;
+      outcome.result = result;
+      if (result.full) this.lastFullAt = t0;
+      this.failures = 0;
+      this.report(result.problems);
+      const now = this.o.clock.wallNow();
+      for (const t of pending.triggerTimes) this.o.metrics.programmingDuration.observe(Math.max(0, now - t) / 1000);
+      this.o.health.updated();
+      this.o.metrics.lastSyncTimestamp.set(now / 1000);
+      this.o.metrics.programmedServicePorts.set({ mode: this.o.dataplane.mode }, this.tracker.servicePortCount);
+      this.o.log.info('synced', {
+        full: result.full, servicePorts: this.tracker.servicePortCount, changed: pending.changes.size,
+        operations: result.operations, bytes: result.bytes, kernelMs: round(result.kernelMicros / 1000), ms: round(this.o.clock.now() - t0),
+      });
+    } catch (e) {
+      const err = e as Error;
+      this.failures++;
+      const retryMs = Math.min(this.o.syncPeriodMs, 1000 * 2 ** (this.failures - 1));
+      outcome.error = err.message;
+      this.o.metrics.syncFailures.inc({ mode: this.o.dataplane.mode });
+      if (this.o.dataplane.mode === 'nftables') this.o.metrics.nftablesSyncFailures.inc();
+      this.o.log.error('sync failed; the next sync is full', { error: err.message, retryInMs: retryMs, failures: this.failures });
+      // The dataplane already forces its next sync to be full; make the loop agree so it sends the whole state.
+      this.lastFullAt = -Infinity;
+      this.runner.retryAfter(retryMs);
+    } finally {
+      const secs = (this.o.clock.now() - t0) / 1000;
+      if (result) {
+        this.o.metrics.syncDuration.observe(secs);
+        (result.full ? this.o.metrics.fullSyncDuration : this.o.metrics.partialSyncDuration).observe(secs);
+        const kind = result.full ? 'full' : 'partial';
+        this.o.metrics.transactionOperations.observe({ kind }, result.operations);
+        this.o.metrics.transactionBytes.observe(result.bytes);
+        this.o.metrics.kernelApplyDuration.observe({ kind }, result.kernelMicros / 1e6);
+      }
+      this.o.metrics.noLocalEndpoints.set({ traffic_policy: 'internal' }, this.noLocal.internal.size);
+      this.o.metrics.noLocalEndpoints.set({ traffic_policy: 'external' }, this.noLocal.external.size);
+      this.syncCount++;
+      for (const l of [...this.listeners]) l(outcome);
+    }
+  }
+
+  /** kubeproxy_sync_proxy_rules_no_local_endpoints_total: Local-policy ports with endpoints, none on this node. */
+  private noteLocal(key: ServicePortKey, sp: ServicePort | undefined): void {
+    const none = (eps: ServicePort['endpoints']) => eps.length > 0 && !eps.some((e) => e.nodeName === this.o.nodeName);
+    const external = !!sp && sp.externalTrafficPolicy === 'Local' && (sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0);
+    if (sp && sp.internalTrafficPolicy === 'Local' && none(sp.endpoints)) this.noLocal.internal.add(key);
+    else this.noLocal.internal.delete(key);
+    if (sp && external && none(sp.endpoints)) this.noLocal.external.add(key);
+    else this.noLocal.external.delete(key);
+  }
+
+  private report(problems: ModelProblem[]): void {
+    for (const p of problems) this.o.log.warn(`${p.object}: ${p.message}`, { object: p.object });
+    if (problems.length) this.o.metrics.problemsTotal.inc(problems.length);
+  }
+}
+
+export interface SyncOutcome {
+  ok: boolean;
+  full: boolean;
+  changes: number;
+  result?: SyncResult;
+  error?: string;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

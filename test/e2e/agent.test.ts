@@ -1,0 +1,271 @@
+// End to end: the API-server double serves Services, EndpointSlices and the Node; the real `svcplane run`
+// (bin/svcplane.js, as a DaemonSet would start it) watches it and programs a sandbox node namespace; real TCP/UDP
+// traffic from a client namespace shows what is programmed. Faults the watch must survive are made by the double:
+// dropped watches, 410 Expired, the API server gone for 30 s. The agent runs in the host namespace (where the double
+// listens on 127.0.0.1) and programs the node namespace through --netns.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { countsFor, runClient, runHold } from '../../scripts/lib/traffic';
+import { ApiServerDouble, type KubeObject } from '../apiserver/double';
+import { SVCPLANE } from '../helpers/cli';
+import { requireRoot } from '../helpers/root';
+
+const haveRoot = requireRoot('agent end-to-end');
+const NODE = 'node-a';
+const CLUSTER_IP = '198.18.100.10';
+const NODE_PORT = 30080;
+
+interface LogLine {
+  level: string;
+  msg: string;
+  [k: string]: unknown;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** The running agent: its process, its log lines, and helpers to wait on them. */
+class AgentProcess {
+  readonly lines: LogLine[] = [];
+  readonly exited: Promise<number | null>;
+  private readonly proc: ChildProcess;
+  private waiters: Array<() => void> = [];
+
+  constructor(args: string[]) {
+    this.proc = spawn(process.execPath, [SVCPLANE, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.lines.push({ level: 'raw', msg: line });
+        }
+        for (const w of this.waiters) w();
+      }
+    });
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code)));
+  }
+
+  syncs(): LogLine[] {
+    return this.lines.filter((l) => l.msg === 'synced');
+  }
+
+  /** Waits for a log line matching `pred` after index `from`. */
+  async waitFor(pred: (l: LogLine) => boolean, from = 0, timeoutMs = 60_000): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.lines.slice(from).find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`no matching log line in ${timeoutMs} ms; log:\n${this.lines.map((l) => JSON.stringify(l)).join('\n')}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 200);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+      this.waiters = [];
+    }
+  }
+
+  /** Waits for the next successful sync after the current log position. */
+  nextSync(timeoutMs = 60_000): Promise<LogLine> {
+    return this.waitFor((l) => l.msg === 'synced', this.lines.length, timeoutMs);
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.proc.kill(signal);
+  }
+}
+
+describe.runIf(haveRoot)('svcplane run against the API-server double, real traffic', () => {
+  let sb: Sandbox;
+  let api: ApiServerDouble;
+  let agent: AgentProcess;
+  let kubeconfig: string;
+  let healthz: string;
+  let metrics: string;
+  let agentArgs: string[];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-e2e-'));
+  let sliceGeneration = 0;
+
+  const service = (): KubeObject => ({
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: {
+      type: 'NodePort', clusterIP: CLUSTER_IP, clusterIPs: [CLUSTER_IP], ipFamilies: ['IPv4'],
+      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: NODE_PORT }, { name: 'dns', protocol: 'UDP', port: 53, targetPort: 8080 }],
+    },
+  });
+  /** The Service's one slice with these backends ready, stamped with a trigger time of now. */
+  const slice = (backends: number[]): KubeObject => ({
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    metadata: {
+      name: 'web-abc12', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' },
+      annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString() },
+      generation: ++sliceGeneration,
+    },
+    addressType: 'IPv4',
+    endpoints: backends.map((i) => ({ addresses: [sb.backends[i].v4], conditions: { ready: true, serving: true, terminating: false }, nodeName: NODE })),
+    ports: [{ name: 'http', protocol: 'TCP', port: 8080 }, { name: 'dns', protocol: 'UDP', port: 8080 }],
+  });
+  const node = (): KubeObject => ({
+    apiVersion: 'v1', kind: 'Node',
+    metadata: { name: NODE, labels: { 'topology.kubernetes.io/zone': 'zone-a' } },
+    status: { addresses: [{ type: 'InternalIP', address: sb.nodeIPs.v4 }, { type: 'Hostname', address: NODE }] },
+  });
+
+  /** Which backends answer 60 TCP connections to the ClusterIP. */
+  const reached = async (): Promise<string[]> => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: CLUSTER_IP, port: 80, count: 60 });
+    expect(r.errors).toEqual({});
+    const names = ['be0', 'be1', 'be2'];
+    return names.filter((_, i) => countsFor(r, names)[i] > 0);
+  };
+
+  /** Changes the slice and waits for the sync that carries it. */
+  const scaleTo = async (backends: number[]) => {
+    const from = agent.lines.length;
+    api.apply(slice(backends));
+    return agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
+  };
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    api = new ApiServerDouble({ bookmarkIntervalMs: 2000 });
+    await api.start();
+    api.apply(node());
+    api.apply(service());
+    api.apply(slice([0, 1]));
+    // Something the agent must not take: a Service that names another proxy.
+    api.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'other', namespace: 'default', labels: { 'service.kubernetes.io/service-proxy-name': 'someone-else' } }, spec: { clusterIP: '198.18.100.20', ports: [{ port: 80 }] } });
+    kubeconfig = path.join(tmp, 'kubeconfig');
+    fs.writeFileSync(kubeconfig, api.kubeconfig());
+    healthz = `127.0.0.1:${await freePort()}`;
+    metrics = `127.0.0.1:${await freePort()}`;
+    fs.writeFileSync(path.join(tmp, 'kube-proxy.yaml'), [
+      'apiVersion: kubeproxy.config.k8s.io/v1alpha1', 'kind: KubeProxyConfiguration', 'mode: nftables',
+      `clusterCIDR: ${sb.podCIDR.v4}`, 'nftables:', '  minSyncPeriod: 0s', '  syncPeriod: 30s', `healthzBindAddress: ${healthz}`, `metricsBindAddress: ${metrics}`, '',
+    ].join('\n'));
+    agentArgs = ['--config', path.join(tmp, 'kube-proxy.yaml'), '--kubeconfig', kubeconfig, '--hostname-override', NODE, '--netns', sb.nodeNsPath, '--log-format', 'json'];
+    agent = new AgentProcess(agentArgs);
+    await agent.waitFor((l) => l.msg === 'synced');
+  }, 180_000);
+
+  afterAll(async () => {
+    agent?.kill('SIGKILL');
+    await api?.stop();
+    await sb?.destroy();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('programs the watched Services: ClusterIP and NodePort reach the ready endpoints, and only the Services it owns', async () => {
+    expect(await reached()).toEqual(['be0', 'be1']);
+    const np = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: NODE_PORT, count: 30 });
+    expect(np.errors).toEqual({});
+    const udp = await runClient(sb, sb.clientNs, { proto: 'udp', addr: CLUSTER_IP, port: 53, count: 30 });
+    expect(udp.errors).toEqual({});
+    // The Service labelled for another proxy is not programmed: its ClusterIP is not answered.
+    const other = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.20', port: 80, count: 1, timeoutMs: 1500 });
+    expect(other.ok).toBe(0);
+    const status = await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset']);
+    expect(status.stdout).not.toContain('default/other');
+    expect(agent.syncs()[0]).toMatchObject({ full: true });
+  });
+
+  it('reflects an EndpointSlice scaled up and down, each through a partial sync', async () => {
+    expect(await scaleTo([0, 1, 2])).toMatchObject({ full: false, changed: 2 }); // both ports of web
+    expect(await reached()).toEqual(['be0', 'be1', 'be2']);
+    expect(await scaleTo([2])).toMatchObject({ full: false });
+    expect(await reached()).toEqual(['be2']);
+  });
+
+  it('serves /healthz, /livez and /metrics with kube-proxy\'s names; programming latency is measured', async () => {
+    const h = await fetch(`http://${healthz}/healthz`);
+    expect(h.status).toBe(200);
+    expect(h.headers.get('content-type')).toBe('application/json');
+    expect(await h.json()).toMatchObject({ nodeEligible: true, healthy: true });
+    expect((await fetch(`http://${healthz}/livez`)).status).toBe(200);
+    const text = await (await fetch(`http://${metrics}/metrics`)).text();
+    for (const name of [
+      'kubeproxy_sync_proxy_rules_duration_seconds_bucket', 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+      'kubeproxy_sync_proxy_rules_endpoint_changes_total', 'kubeproxy_sync_proxy_rules_service_changes_total',
+      'kubeproxy_proxy_healthz_total{code="200"}', 'svcplane_sync_transaction_operations_bucket', 'svcplane_programmed_service_ports{mode="nftables"} 2',
+    ]) expect(text).toContain(name);
+    // Two slice updates with a trigger time after the agent started.
+    const count = Number(/kubeproxy_network_programming_duration_seconds_count (\d+)/.exec(text)?.[1]);
+    expect(count).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a dropped watch loses nothing: it resumes from its resourceVersion', async () => {
+    const lists = api.requests.filter((r) => r.query.watch === undefined && r.path.endsWith('/endpointslices')).length;
+    api.dropWatches();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await scaleTo([0, 2])).toMatchObject({ full: false });
+    expect(await reached()).toEqual(['be0', 'be2']);
+    // Resumed, not relisted.
+    expect(api.requests.filter((r) => r.query.watch === undefined && r.path.endsWith('/endpointslices')).length).toBe(lists);
+  });
+
+  it('410 Expired relists, and what changed meanwhile is applied', async () => {
+    const lists = api.requests.filter((r) => r.query.watch === undefined && r.path.endsWith('/endpointslices')).length;
+    api.expireWatches();
+    expect(await scaleTo([1])).toBeDefined();
+    expect(await reached()).toEqual(['be1']);
+    expect(api.requests.filter((r) => r.query.watch === undefined && r.path.endsWith('/endpointslices')).length).toBeGreaterThan(lists);
+  });
+
+  it('the API server gone for 30 s: the dataplane keeps serving, and changes made meanwhile arrive after', async () => {
+    await api.pause();
+    // Changes happen while the agent cannot see them (and history is compacted, as a long outage would).
+    api.apply(slice([0, 1, 2]));
+    api.compact();
+    const t0 = Date.now();
+    while (Date.now() - t0 < 30_000) {
+      expect(await reached()).toEqual(['be1']);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+    const from = agent.lines.length;
+    await api.resume();
+    await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from, 90_000);
+    expect(await reached()).toEqual(['be0', 'be1', 'be2']);
+    expect(agent.lines.slice(from).some((l) => l.level === 'error')).toBe(false);
+  }, 180_000);
+
+  it('SIGTERM leaves the dataplane programmed and exits 0; a restarted agent changes nothing and open connections survive', async () => {
+    const before = (await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout;
+    const hold = runHold(sb, sb.clientNs, { addr: CLUSTER_IP, port: 80, holdMs: 6000, intervalMs: 100 });
+    await new Promise((r) => setTimeout(r, 500));
+    agent.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    expect(agent.lines.some((l) => l.msg.startsWith('stopping'))).toBe(true);
+    // Nobody is running: traffic still flows.
+    expect(await reached()).toEqual(['be0', 'be1', 'be2']);
+    agent = new AgentProcess(agentArgs);
+    const first = await agent.waitFor((l) => l.msg === 'synced');
+    expect(first).toMatchObject({ full: true, operations: 0 });
+    const held = await hold;
+    expect(held.errors).toEqual({});
+    expect(held.switched).toBe(0);
+    expect(held.replies).toBeGreaterThan(20);
+    expect((await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout).toBe(before);
+  }, 120_000);
+});

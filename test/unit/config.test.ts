@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { formatGoDuration, parseGoDuration } from '../../src/config/duration';
+import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../../src/config/kubeProxyConfig';
+
+const HEAD = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n';
+
+function problemsOf(f: () => unknown): string[] {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+describe('Go durations', () => {
+  it('parses and formats as Go does', () => {
+    expect(parseGoDuration('30s')).toBe(30_000);
+    expect(parseGoDuration('1m0s')).toBe(60_000);
+    expect(parseGoDuration('1h2m3.5s')).toBe(3_723_500);
+    expect(parseGoDuration('250ms')).toBe(250);
+    expect(parseGoDuration('0')).toBe(0);
+    expect(parseGoDuration('-1s')).toBe(-1000);
+    for (const bad of ['30', '1d', 's', '', '1m s']) expect(parseGoDuration(bad)).toBeUndefined();
+    expect(formatGoDuration(30_000)).toBe('30s');
+    expect(formatGoDuration(60_000)).toBe('1m0s');
+    expect(formatGoDuration(15 * 60_000)).toBe('15m0s');
+    expect(formatGoDuration(3_723_500)).toBe('1h2m3.5s');
+    expect(formatGoDuration(250)).toBe('250ms');
+    expect(formatGoDuration(0)).toBe('0s');
+  });
+});
+
+describe('KubeProxyConfiguration', () => {
+  it('kube-proxy defaults with no file: nftables, 30s/1s, the usual bind addresses', () => {
+    expect(resolveAgentConfig(undefined)).toEqual({
+      mode: 'nftables', clusterCIDRs: [], nodePortAddresses: [], masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1000,
+      ipvsScheduler: 'rr', healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
+      configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined,
+    });
+  });
+
+  it('reads a kind-style kube-proxy ConfigMap unchanged, taking the mode\'s own section', () => {
+    const { doc, warnings } = decodeKubeProxyConfiguration(`${HEAD}
+bindAddress: 0.0.0.0
+clientConnection:
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+clusterCIDR: 10.244.0.0/16,fd00:10:244::/56
+configSyncPeriod: 15m0s
+conntrack:
+  maxPerCore: 32768
+  min: 131072
+  tcpCloseWaitTimeout: 1h0m0s
+  tcpEstablishedTimeout: 24h0m0s
+detectLocalMode: ClusterCIDR
+enableProfiling: false
+healthzBindAddress: 0.0.0.0:10256
+hostnameOverride: ""
+iptables:
+  masqueradeAll: false
+  minSyncPeriod: 1s
+  syncPeriod: 30s
+ipvs:
+  minSyncPeriod: 0s
+  scheduler: ""
+  syncPeriod: 30s
+metricsBindAddress: 0.0.0.0:10249
+mode: nftables
+nftables:
+  masqueradeAll: true
+  minSyncPeriod: 2s
+  syncPeriod: 45s
+nodePortAddresses: null
+oomScoreAdj: -999
+`, 'kube-proxy.yaml');
+    const c = resolveAgentConfig(doc);
+    expect(c).toMatchObject({
+      mode: 'nftables', clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'], masqueradeAll: true, syncPeriodMs: 45_000,
+      minSyncPeriodMs: 2000, metricsBindAddress: '0.0.0.0:10249', kubeconfig: '/var/lib/kube-proxy/kubeconfig.conf',
+    });
+    // What svcplane does not act on is said, once each, not dropped silently.
+    expect(warnings.some((w) => w.startsWith('conntrack: set, but not acted on'))).toBe(true);
+    expect(warnings.some((w) => w.startsWith('oomScoreAdj: set, but not acted on'))).toBe(true);
+    expect(warnings.filter((w) => w.includes('unknown field'))).toEqual([]);
+  });
+
+  it('reports unknown fields with their path and goes on (kube-proxy\'s lenient decoding)', () => {
+    const { doc, warnings } = decodeKubeProxyConfiguration(`${HEAD}mode: ipvs\nipvs:\n  schedular: sh\n  syncPeriod: 10s\nmasqueradeALL: true\n`, 'f');
+    expect(warnings).toEqual([
+      'ipvs.schedular: unknown field, ignored (field names are case-sensitive)',
+      'masqueradeALL: unknown field, ignored (field names are case-sensitive)',
+    ]);
+    // ipvs mode: ipvs.minSyncPeriod defaults to 0 (it really may be 0 there).
+    expect(resolveAgentConfig(doc)).toMatchObject({ mode: 'ipvs', syncPeriodMs: 10_000, minSyncPeriodMs: 0, ipvsScheduler: 'rr' });
+  });
+
+  it('refuses invalid values, naming each with its path', () => {
+    const { doc } = decodeKubeProxyConfiguration(`${HEAD}mode: userspace
+nftables:
+  syncPeriod: 5s
+  minSyncPeriod: 10s
+iptables:
+  syncPeriod: "-1s"
+clusterCIDR: 10.0.0.0/8,10.1.0.0/16
+nodePortAddresses: [primary, 10.0.0.0/8]
+healthzBindAddress: "localhost:10256"
+metricsBindAddress: "127.0.0.1:99999"
+ipvs:
+  scheduler: fastest
+configSyncPeriod: 15
+`, 'f');
+    expect(problemsOf(() => resolveAgentConfig(doc))).toEqual([
+      'mode: Invalid value: "userspace": must be iptables, ipvs, nftables or blank (iptables and blank run svcplane\'s nftables dataplane)',
+      'iptables.syncPeriod: Invalid value: "-1s": must be greater than 0',
+      'configSyncPeriod: Invalid value: 15: must be a duration string such as "30s" or "1m0s"',
+      'clusterCIDR: Invalid value: "10.0.0.0/8,10.1.0.0/16": must be a either a single CIDR or dual-stack pair of CIDRs',
+      'nodePortAddresses[0]: Invalid value: "primary": can\'t use both \'primary\' and CIDRs',
+      'ipvs.scheduler: Invalid value: "fastest": must be one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh',
+      'healthzBindAddress: Invalid value: "localhost:10256": must be a valid IP',
+      'metricsBindAddress: Invalid value: "127.0.0.1:99999": must be a valid port',
+    ]);
+    const { doc: d2 } = decodeKubeProxyConfiguration(`${HEAD}mode: nftables\nnftables:\n  syncPeriod: 5s\n  minSyncPeriod: 10s\n`, 'f');
+    expect(problemsOf(() => resolveAgentConfig(d2))).toEqual(['nftables.syncPeriod: Invalid value: "10s": must be greater than or equal to nftables.minSyncPeriod']);
+    expect(problemsOf(() => decodeKubeProxyConfiguration('apiVersion: v1\nkind: ConfigMap\n', 'cm.yaml'))).toEqual([
+      'cm.yaml: apiVersion/kind is "v1"/"ConfigMap", want kubeproxy.config.k8s.io/v1alpha1/KubeProxyConfiguration',
+    ]);
+    expect(problemsOf(() => decodeKubeProxyConfiguration(`${HEAD}mode: [`, 'x.yaml'))[0]).toMatch(/^x\.yaml: not valid YAML/);
+  });
+
+  it('flags override the file field by field; --iptables-*-sync-period set nftables mode\'s periods, as in kube-proxy', () => {
+    const { doc } = decodeKubeProxyConfiguration(`${HEAD}mode: nftables\nclusterCIDR: 10.244.0.0/16\nnftables:\n  syncPeriod: 45s\n`, 'f');
+    const c = resolveAgentConfig(doc, { iptablesMinSyncPeriod: '0s', iptablesSyncPeriod: '1m', hostnameOverride: ' Node-A ', healthzBindAddress: '127.0.0.1', metricsBindAddress: '' });
+    // An explicit 0 is 0 (kube-proxy's defaulting would make it 1s; svcplane does what was written).
+    expect(c).toMatchObject({ syncPeriodMs: 60_000, minSyncPeriodMs: 0, clusterCIDRs: ['10.244.0.0/16'], hostnameOverride: 'node-a', healthzBindAddress: '127.0.0.1:10256', metricsBindAddress: '' });
+    expect(resolveAgentConfig(doc, { proxyMode: 'ipvs', ipvsMinSyncPeriod: '0s' })).toMatchObject({ mode: 'ipvs', minSyncPeriodMs: 0, syncPeriodMs: 30_000 });
+    expect(problemsOf(() => resolveAgentConfig(doc, { iptablesSyncPeriod: 'soon' }))).toEqual([
+      '--iptables-sync-period: Invalid value: "soon": not a duration (examples: "30s", "1m0s", "250ms")',
+    ]);
+  });
+
+  it('writes the effective configuration back as a KubeProxyConfiguration that reads the same', () => {
+    const c = resolveAgentConfig(undefined, { proxyMode: 'nftables', clusterCIDR: ['10.244.0.0/16'], masqueradeAll: true, iptablesMinSyncPeriod: '250ms' });
+    const doc = toKubeProxyConfiguration(c);
+    const again = resolveAgentConfig(decodeKubeProxyConfiguration(JSON.stringify(doc), 'w').doc);
+    expect(again).toEqual(c);
+  });
+});
