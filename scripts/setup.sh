@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Build-time: libmnl/libnftnl headers for the addon. Test/bench peers and verifiers: nft, iptables, ip,
 # conntrack. The product itself never runs any of these tools.
-APT_PACKAGES=(build-essential python3 pkg-config libmnl-dev libnftnl-dev nftables iptables iproute2 conntrack)
+APT_PACKAGES=(build-essential python3 pkg-config libmnl-dev libnftnl-dev nftables iptables iproute2 conntrack util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

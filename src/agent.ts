@@ -64,7 +64,7 @@ export class Agent {
       this.servers.push(s);
       this.metricsAddress = s.address;
     }
-    log.info('starting', { mode: config.mode, node: this.o.nodeName, apiServer: this.o.api.server, healthz: this.healthAddress, metrics: this.metricsAddress, minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs });
+    log.info('starting', { mode: config.mode, node: this.o.nodeName, apiServer: this.o.api.server, credentials: this.o.api.source, healthz: this.healthAddress, metrics: this.metricsAddress, minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs });
 
     // This Node first: its addresses decide where NodePorts listen when nodePortAddresses is "primary".
     const nodeReady = new Promise<void>((r) => (this.nodeSeen = r));

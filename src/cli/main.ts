@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import { stringify as stringifyYAML } from 'yaml';
 import { Agent } from '../agent';
 import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
-import { KubeConfigTransport, loadKubeConfig } from '../k8s/transport';
+import { KubeConfigError } from '../k8s/kubeconfig';
+import { openTransport } from '../k8s/transport';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
 import { defaultConfig } from '../dataplane/nftables/ruleset';
@@ -204,7 +205,7 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
     }
   }
   const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
-  const api = new KubeConfigTransport(loadKubeConfig(cfg.kubeconfig || undefined));
+  const api = await openTransport(cfg.kubeconfig || undefined);
   const agent = new Agent({ config: cfg, nodeName, api, log, netns });
   await agent.start();
   // SIGTERM/SIGINT: stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
@@ -252,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'status') return await cmdStatus(flags);
     return await cmdCleanup(flags);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ConfigError) {
+    if (e instanceof UsageError || e instanceof ConfigError || e instanceof KubeConfigError) {
       process.stderr.write(`svcplane ${command}: ${e.message}\n`);
       return 2;
     }

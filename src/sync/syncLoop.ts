@@ -171,13 +171,16 @@ export class SyncLoop {
       this.failures = 0;
       this.report(result.problems);
       const now = this.o.clock.wallNow();
-      for (const t of pending.triggerTimes) this.o.metrics.programmingDuration.observe(Math.max(0, now - t) / 1000);
+      const latencies = pending.triggerTimes.map((t) => Math.max(0, now - t));
+      for (const ms of latencies) this.o.metrics.programmingDuration.observe(ms / 1000);
       this.o.health.updated();
       this.o.metrics.lastSyncTimestamp.set(now / 1000);
       this.o.metrics.programmedServicePorts.set({ mode: this.o.dataplane.mode }, this.tracker.servicePortCount);
       this.o.log.info('synced', {
         full: result.full, servicePorts: this.tracker.servicePortCount, changed: pending.changes.size,
         operations: result.operations, bytes: result.bytes, kernelMs: round(result.kernelMicros / 1000), ms: round(this.o.clock.now() - t0),
+        // Network programming latency of the EndpointSlice changes this sync carried (trigger time -> kernel ack).
+        ...(latencies.length ? { programmingLatencyMs: latencies.length <= 20 ? latencies : { count: latencies.length, max: Math.max(...latencies) } } : {}),
       });
     } catch (e) {
       const err = e as Error;

@@ -1,0 +1,50 @@
+// `svcplane run` as an operator meets it before anything is programmed: help, configuration errors, and
+// --write-config-to. (The running agent is tested end to end in test/e2e/agent.test.ts.)
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { svcplane } from '../helpers/cli';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-run-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('svcplane run (before it runs)', () => {
+  it('documents kube-proxy\'s flags', () => {
+    const r = svcplane(['run', '--help']);
+    expect(r.code).toBe(0);
+    for (const f of ['--config', '--kubeconfig', '--proxy-mode', '--hostname-override', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all',
+      '--ipvs-scheduler', '--healthz-bind-address', '--metrics-bind-address', '--iptables-sync-period', '--iptables-min-sync-period',
+      '--ipvs-sync-period', '--ipvs-min-sync-period', '--write-config-to', '--cleanup']) expect(r.stdout).toContain(f);
+  });
+
+  it('refuses an invalid configuration with every problem and its path, exit 2, before touching anything', () => {
+    const cfg = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: userspace\nclusterCIDR: 10.0.0.0/33\n');
+    const r = svcplane(['run', '--config', cfg, '--iptables-sync-period', 'often']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('mode: Invalid value: "userspace"');
+    expect(r.stderr).toContain('clusterCIDR[0]: Invalid value: "10.0.0.0/33": must be a valid CIDR');
+    expect(r.stderr).toContain('--iptables-sync-period: Invalid value: "often"');
+  });
+
+  it('--write-config-to writes the effective configuration (file overridden by flags) and exits', () => {
+    const cfg = path.join(dir, 'in.yaml');
+    const out = path.join(dir, 'out.yaml');
+    fs.writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nclusterCIDR: 10.244.0.0/16\nnftables:\n  syncPeriod: 45s\nconntrack:\n  maxPerCore: 1\nbogus: 1\n');
+    const r = svcplane(['run', '--config', cfg, '--masquerade-all', '--iptables-min-sync-period', '250ms', '--write-config-to', out, '--log-format', 'json']);
+    expect(r.code).toBe(0);
+    const doc = parse(fs.readFileSync(out, 'utf8'));
+    expect(doc).toMatchObject({ kind: 'KubeProxyConfiguration', mode: 'nftables', clusterCIDR: '10.244.0.0/16', nftables: { masqueradeAll: true, syncPeriod: '45s', minSyncPeriod: '250ms' } });
+    // Unknown and unused fields are said, not dropped silently.
+    const warnings = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'warn').map((l) => l.msg);
+    expect(warnings).toEqual([`${cfg}: bogus: unknown field, ignored (field names are case-sensitive)`, `${cfg}: conntrack: set, but not acted on: svcplane does not tune conntrack sysctls; set them on the node`]);
+  });
+
+  it('says clearly when there is no way to reach an API server', () => {
+    const r = svcplane(['run', '--kubeconfig', path.join(dir, 'missing'), '--healthz-bind-address', '', '--metrics-bind-address', '']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/missing/);
+  });
+});
