@@ -7,7 +7,9 @@
         "native/netlink_socket.cc",
         "native/nft_records.cc",
         "native/nft_commit.cc",
-        "native/nft_dump.cc"
+        "native/nft_dump.cc",
+        "native/nl_transact.cc",
+        "native/nl_wrap.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "cflags!": ["-fno-exceptions"],

@@ -9,26 +9,15 @@
 #include <mutex>
 #include <set>
 
+#include "napi_util.h"
 #include "netlink_socket.h"
+#include "nl_wrap.h"
 #include "nft_commit.h"
 #include "nft_dump.h"
 #include "nft_records.h"
 
 namespace svcplane {
 namespace {
-
-Napi::Error MakeError(Napi::Env env, const std::string& message, int errnum) {
-  Napi::Error e = Napi::Error::New(env, message);
-  if (errnum) {
-    e.Set("code", Napi::String::New(env, ErrnoName(errnum)));
-    e.Set("errno", Napi::Number::New(env, errnum));
-  }
-  return e;
-}
-
-// Sockets still open when the environment is torn down are closed by the cleanup hook.
-std::mutex gOpenMu;
-std::set<std::shared_ptr<NetlinkSocket>*> gOpen;
 
 class NftSocket : public Napi::ObjectWrap<NftSocket> {
  public:
@@ -53,20 +42,10 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
       MakeError(info.Env(), e.what(), e.errnum).ThrowAsJavaScriptException();
       return;
     }
-    std::lock_guard<std::mutex> lock(gOpenMu);
-    gOpen.insert(&sock_);
+    RegisterSocket(&sock_);
   }
 
-  ~NftSocket() override {
-    std::lock_guard<std::mutex> lock(gOpenMu);
-    gOpen.erase(&sock_);
-  }
-
-  static void CloseAll() {
-    std::lock_guard<std::mutex> lock(gOpenMu);
-    for (auto* s : gOpen)
-      if (*s) (*s)->Close();
-  }
+  ~NftSocket() override { UnregisterSocket(&sock_); }
 
  private:
   std::shared_ptr<NetlinkSocket> Live(Napi::Env env) {
@@ -88,36 +67,6 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   }
 
   std::shared_ptr<NetlinkSocket> sock_;
-};
-
-// Base for workers that settle a promise; subclasses fill a result in Execute and build JS values in Settle.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Fail(const std::string& message, int errnum) {
-    failMessage_ = message;
-    failErrno_ = errnum;
-    failed_ = true;
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failed_) {
-      deferred_.Reject(MakeError(env, failMessage_, failErrno_).Value());
-      return;
-    }
-    Settle(env);
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-  virtual void Settle(Napi::Env env) = 0;
-
-  Napi::Promise::Deferred deferred_;
-  bool failed_ = false;
-  std::string failMessage_;
-  int failErrno_ = 0;
 };
 
 class CommitWorker : public PromiseWorker {
@@ -339,7 +288,8 @@ Napi::Value NftSocket::Generation(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NftSocket", NftSocket::Init(env));
-  env.AddCleanupHook([]() { NftSocket::CloseAll(); });
+  exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
+  env.AddCleanupHook([]() { CloseAllSockets(); });
   return exports;
 }
 

@@ -56,3 +56,34 @@ export declare class NftSocket {
   generation(): Promise<number>;
   close(): void;
 }
+
+export interface NetlinkRequestResult {
+  /** 0, or the positive errno the kernel answered this request with. */
+  errno: number;
+  code?: string;
+  /** The extended-ack message, when the kernel gave one. */
+  kernelMessage?: string;
+  /** Data messages answering the request (dump parts, echoes), each a whole netlink message. */
+  replies: Buffer[];
+}
+
+export interface TransactResult {
+  results: NetlinkRequestResult[];
+  /** sendmsg calls (requests go out many per call). */
+  sends: number;
+  bytes: number;
+  /** Time in send/receive. */
+  kernelMicros: number;
+}
+
+/**
+ * A netlink socket for pipelined request/ack exchanges. Requests are whole netlink messages built in TypeScript
+ * (src/netlink); nlmsg_seq and nlmsg_pid are assigned here and every reply is matched to its request.
+ */
+export declare class NetlinkTransceiver {
+  constructor(options: { bus: 'generic' | 'route' | 'netfilter'; netns?: string });
+  /** Rejects only when the exchange itself fails (send/receive); a refused request is reported in its result. */
+  transact(requests: Buffer[]): Promise<TransactResult>;
+  portId(): number;
+  close(): void;
+}

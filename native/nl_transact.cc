@@ -1,0 +1,122 @@
+#include "nl_transact.h"
+
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace svcplane {
+
+namespace {
+
+// A page: enough messages to amortise the syscalls, small enough that the replies of one page (acks are 36
+// bytes with NETLINK_CAP_ACK; dump replies are drained as they come) never overrun the receive buffer.
+constexpr size_t kPageBytes = 256 * 1024;
+constexpr size_t kPageMessages = 2048;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string ExtAckMessage(const nlmsghdr* nlh) {
+  // NLMSG_ERROR payload: struct nlmsgerr, then (with NETLINK_CAP_ACK) no echoed request, then TLVs when the
+  // kernel sets NLM_F_ACK_TLVS.
+  if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return "";
+  const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+  size_t off = sizeof(nlmsghdr) + sizeof(nlmsgerr);
+  if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(nlh);
+  while (off + sizeof(nlattr) <= nlh->nlmsg_len) {
+    const auto* a = reinterpret_cast<const nlattr*>(base + off);
+    if (a->nla_len < sizeof(nlattr) || off + a->nla_len > nlh->nlmsg_len) break;
+    if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG) {
+      const char* s = reinterpret_cast<const char*>(a) + sizeof(nlattr);
+      return std::string(s, strnlen(s, a->nla_len - sizeof(nlattr)));
+    }
+    off += NLA_ALIGN(a->nla_len);
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats) {
+  std::lock_guard<std::mutex> lock(sock.mutex());
+  if (!sock.get()) throw NetlinkError(EBADF, "netlink socket is closed");
+  std::vector<NlResult> results(requests.size());
+  if (requests.empty()) return results;
+  const uint32_t first = sock.NextSeq(static_cast<uint32_t>(requests.size()));
+  const uint32_t portid = sock.portid();
+  for (size_t i = 0; i < requests.size(); i++) {
+    auto& r = requests[i];
+    if (r.size() < sizeof(nlmsghdr)) throw NetlinkError(EINVAL, "request " + std::to_string(i) + " is shorter than a netlink header");
+    auto* nlh = reinterpret_cast<nlmsghdr*>(r.data());
+    if (nlh->nlmsg_len != r.size()) throw NetlinkError(EINVAL, "request " + std::to_string(i) + ": nlmsg_len does not match its size");
+    nlh->nlmsg_seq = first + static_cast<uint32_t>(i);
+    nlh->nlmsg_pid = 0;
+  }
+  sock.EnsureSendBuffer(kPageBytes);
+  std::vector<uint8_t> page;
+  std::vector<uint8_t> buf(1 << 20);
+  size_t next = 0;
+  while (next < requests.size()) {
+    // Build a page.
+    size_t start = next;
+    page.clear();
+    while (next < requests.size() && (next == start || (page.size() + requests[next].size() <= kPageBytes && next - start < kPageMessages))) {
+      page.insert(page.end(), requests[next].begin(), requests[next].end());
+      next++;
+    }
+    int64_t t0 = NowMicros();
+    ssize_t sent;
+    do sent = send(sock.fd(), page.data(), page.size(), 0);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) throw NetlinkError(errno, "netlink send: " + ErrnoText(errno));
+    stats.sends++;
+    stats.bytes += page.size();
+    // Drain until every request of the page is finished.
+    size_t pending = next - start;
+    while (pending > 0) {
+      ssize_t n;
+      do n = recv(sock.fd(), buf.data(), buf.size(), 0);
+      while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        // ENOBUFS: the kernel dropped replies; which requests took effect is unknown, so the caller must re-read.
+        throw NetlinkError(errno, "netlink receive: " + ErrnoText(errno));
+      }
+      int left = static_cast<int>(n);
+      for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, left);
+           nlh = mnl_nlmsg_next(nlh, &left)) {
+        if (nlh->nlmsg_pid != portid && nlh->nlmsg_pid != 0) continue;  // not a reply to us
+        uint32_t idx = nlh->nlmsg_seq - first;
+        if (nlh->nlmsg_seq < first || idx < start || idx >= next) continue;  // stale (an earlier, failed exchange)
+        NlResult& res = results[idx];
+        if (nlh->nlmsg_type == NLMSG_ERROR) {
+          const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+          res.err = -e->error;
+          res.kernelMessage = ExtAckMessage(nlh);
+          pending--;
+        } else if (nlh->nlmsg_type == NLMSG_DONE) {
+          // A dump's end; its payload is an int, negative when the dump failed part-way.
+          if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
+            int e = *static_cast<const int*>(mnl_nlmsg_get_payload(nlh));
+            if (e < 0) res.err = -e;
+          }
+          pending--;
+        } else {
+          const uint8_t* p = reinterpret_cast<const uint8_t*>(nlh);
+          res.replies.emplace_back(p, p + nlh->nlmsg_len);
+          // A reply without NLM_F_MULTI to a request that did not ask for an ack is final.
+          const auto* req = reinterpret_cast<const nlmsghdr*>(requests[idx].data());
+          if (!(nlh->nlmsg_flags & NLM_F_MULTI) && !(req->nlmsg_flags & NLM_F_ACK)) pending--;
+        }
+      }
+    }
+    stats.kernelMicros += NowMicros() - t0;
+  }
+  return results;
+}
+
+}  // namespace svcplane

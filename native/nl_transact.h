@@ -1,0 +1,36 @@
+// Pipelined request/acknowledge exchanges on a plain netlink socket (generic netlink for IPVS, rtnetlink for the
+// Service-address interface, later ctnetlink). The messages are built and parsed in TypeScript
+// (src/netlink/*: mirror-image encode/decode functions); this side only numbers, sends, receives and matches.
+//
+// Each request is a complete netlink message; its nlmsg_seq and nlmsg_pid are overwritten here. Requests go out in
+// pages (many messages per sendmsg: the kernel processes an skb's messages one after another, acking each that
+// asked with NLM_F_ACK); every reply is matched to its request by sequence number and checked for our port id. A
+// request is finished by its ack (NLMSG_ERROR, error 0 or -errno, with the extended-ack message if any) or, for a
+// dump, by NLMSG_DONE. Replies carrying data (dumps, echoes) are kept with their request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netlink_socket.h"
+
+namespace svcplane {
+
+struct NlResult {
+  int err = 0;                            // 0, or a positive errno
+  std::string kernelMessage;              // NLMSGERR_ATTR_MSG, when the kernel gave one
+  std::vector<std::vector<uint8_t>> replies;  // data messages (not the final ack/DONE)
+};
+
+struct NlTransactStats {
+  uint32_t sends = 0;
+  uint64_t bytes = 0;
+  int64_t kernelMicros = 0;  // time in sendmsg + recv
+};
+
+// Throws NetlinkError only for failures of the exchange itself (send/recv errors, lost replies); a request the
+// kernel refuses is reported in its NlResult.
+std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats);
+
+}  // namespace svcplane

@@ -1,0 +1,161 @@
+#include "nl_wrap.h"
+
+#include <linux/netlink.h>
+
+#include <mutex>
+#include <set>
+
+#include "napi_util.h"
+#include "nl_transact.h"
+
+namespace svcplane {
+
+namespace {
+std::mutex gOpenMu;
+std::set<std::shared_ptr<NetlinkSocket>*> gOpen;
+}  // namespace
+
+void RegisterSocket(std::shared_ptr<NetlinkSocket>* s) {
+  std::lock_guard<std::mutex> lock(gOpenMu);
+  gOpen.insert(s);
+}
+
+void UnregisterSocket(std::shared_ptr<NetlinkSocket>* s) {
+  std::lock_guard<std::mutex> lock(gOpenMu);
+  gOpen.erase(s);
+}
+
+void CloseAllSockets() {
+  std::lock_guard<std::mutex> lock(gOpenMu);
+  for (auto* s : gOpen)
+    if (*s) (*s)->Close();
+}
+
+namespace {
+
+class TransactWorker : public PromiseWorker {
+ public:
+  TransactWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, std::vector<std::vector<uint8_t>> requests)
+      : PromiseWorker(env), sock_(std::move(sock)), requests_(std::move(requests)) {}
+
+ protected:
+  void Execute() override {
+    try {
+      results_ = NlTransact(*sock_, requests_, stats_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    }
+  }
+
+  void Settle(Napi::Env env) override {
+    Napi::Array list = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); i++) {
+      NlResult& r = results_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("errno", Napi::Number::New(env, r.err));
+      if (r.err) o.Set("code", Napi::String::New(env, ErrnoName(r.err)));
+      if (!r.kernelMessage.empty()) o.Set("kernelMessage", Napi::String::New(env, r.kernelMessage));
+      Napi::Array replies = Napi::Array::New(env, r.replies.size());
+      for (size_t j = 0; j < r.replies.size(); j++) {
+        auto* owned = new std::vector<uint8_t>(std::move(r.replies[j]));
+        replies.Set(static_cast<uint32_t>(j), Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(),
+                                                                          [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned));
+      }
+      o.Set("replies", replies);
+      list.Set(static_cast<uint32_t>(i), o);
+    }
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("results", list);
+    res.Set("sends", Napi::Number::New(env, stats_.sends));
+    res.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
+    res.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(stats_.kernelMicros)));
+    deferred_.Resolve(res);
+  }
+
+ private:
+  std::shared_ptr<NetlinkSocket> sock_;
+  std::vector<std::vector<uint8_t>> requests_;
+  std::vector<NlResult> results_;
+  NlTransactStats stats_;
+};
+
+class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NetlinkTransceiver",
+                       {InstanceMethod("transact", &NetlinkTransceiver::Transact), InstanceMethod("portId", &NetlinkTransceiver::PortId),
+                        InstanceMethod("close", &NetlinkTransceiver::Close)});
+  }
+
+  explicit NetlinkTransceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetlinkTransceiver>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "new NetlinkTransceiver({ bus: 'generic' | 'route' | 'netfilter', netns? })").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string bus = o.Get("bus").IsString() ? o.Get("bus").As<Napi::String>().Utf8Value() : "";
+    int proto = bus == "generic" ? NETLINK_GENERIC : bus == "route" ? NETLINK_ROUTE : bus == "netfilter" ? NETLINK_NETFILTER : -1;
+    if (proto < 0) {
+      Napi::TypeError::New(env, "bus must be 'generic', 'route' or 'netfilter'").ThrowAsJavaScriptException();
+      return;
+    }
+    std::string netns = o.Get("netns").IsString() ? o.Get("netns").As<Napi::String>().Utf8Value() : "";
+    try {
+      sock_ = std::make_shared<NetlinkSocket>(proto, netns);
+    } catch (const NetlinkError& e) {
+      MakeError(env, e.what(), e.errnum).ThrowAsJavaScriptException();
+      return;
+    }
+    RegisterSocket(&sock_);
+  }
+
+  ~NetlinkTransceiver() override { UnregisterSocket(&sock_); }
+
+ private:
+  // transact(requests: Buffer[]) -> Promise<{ results: { errno, code?, kernelMessage?, replies: Buffer[] }[], ... }>
+  Napi::Value Transact(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) {
+      Napi::TypeError::New(env, "transact(requests: Buffer[])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!sock_ || !sock_->get()) {
+      MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<std::vector<uint8_t>> requests;
+    requests.reserve(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr.Get(i);
+      if (!v.IsBuffer()) {
+        Napi::TypeError::New(env, "transact: request " + std::to_string(i) + " is not a Buffer").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      auto b = v.As<Napi::Buffer<uint8_t>>();
+      requests.emplace_back(b.Data(), b.Data() + b.Length());  // copied: JS may reuse its buffers meanwhile
+    }
+    auto* w = new TransactWorker(env, sock_, std::move(requests));
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value PortId(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), sock_ ? sock_->portid() : 0);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (sock_) sock_->Close();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<NetlinkSocket> sock_;
+};
+
+}  // namespace
+
+Napi::Function InitNetlinkTransceiver(Napi::Env env) { return NetlinkTransceiver::Init(env); }
+
+}  // namespace svcplane
