@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // test/vm/guest runs inside the qemu guest (test/vm/ipvs.test.ts boots it), not here.
+    exclude: ['**/node_modules/**', 'test/vm/guest/**'],
     testTimeout: 120_000,
     hookTimeout: 180_000,
     pool: 'forks',

@@ -65,7 +65,14 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
     // Build a page.
     size_t start = next;
     page.clear();
-    while (next < requests.size() && (next == start || (page.size() + requests[next].size() <= kPageBytes && next - start < kPageMessages))) {
+    // A netlink socket runs one dump at a time (a second dump request meanwhile gets EBUSY): a dump request goes
+    // alone in its page and is drained to NLMSG_DONE before anything else is sent; other requests are batched.
+    auto isDump = [&](size_t i) {
+      return (reinterpret_cast<const nlmsghdr*>(requests[i].data())->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+    };
+    while (next < requests.size()) {
+      if (next > start && (isDump(next) || isDump(start))) break;
+      if (next > start && (page.size() + requests[next].size() > kPageBytes || next - start >= kPageMessages)) break;
       page.insert(page.end(), requests[next].begin(), requests[next].end());
       next++;
     }

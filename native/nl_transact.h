@@ -6,7 +6,8 @@
 // pages (many messages per sendmsg: the kernel processes an skb's messages one after another, acking each that
 // asked with NLM_F_ACK); every reply is matched to its request by sequence number and checked for our port id. A
 // request is finished by its ack (NLMSG_ERROR, error 0 or -errno, with the extended-ack message if any) or, for a
-// dump, by NLMSG_DONE. Replies carrying data (dumps, echoes) are kept with their request.
+// dump, by NLMSG_DONE. Replies carrying data (dumps, echoes) are kept with their request. Dumps go one at a time
+// (a socket runs a single dump; a second one meanwhile is refused with EBUSY), each alone in its page.
 #pragma once
 
 #include <cstdint>

@@ -69,7 +69,10 @@ export class Agent {
     // This Node first: its addresses decide where NodePorts listen when nodePortAddresses is "primary".
     const nodeReady = new Promise<void>((r) => (this.nodeSeen = r));
     this.watch('/api/v1/nodes', 'nodes', { fieldSelector: `metadata.name=${this.o.nodeName}` }, {
-      listed: (items) => this.onNode(items[0]),
+      listPage: (items, first) => {
+        if (first || items.length) this.onNode(items[0]);
+      },
+      listDone: () => undefined,
       event: (type, obj) => this.onNode(type === 'DELETED' ? undefined : obj),
     });
     let nodePortAddresses = config.nodePortAddresses;
@@ -91,16 +94,18 @@ export class Agent {
     });
     this.loop = loop;
     this.watch('/api/v1/services', 'services', { labelSelector: PROXY_LABEL_SELECTOR }, {
-      listed: (items) => loop.onServicesListed(items as KubeService[]),
+      listPage: (items, first) => loop.onServicesPage(items as KubeService[], first),
+      listDone: () => loop.onServicesListDone(),
       event: (type, obj) => loop.onService(type, obj as KubeService),
     });
     this.watch('/apis/discovery.k8s.io/v1/endpointslices', 'endpointslices', { labelSelector: PROXY_LABEL_SELECTOR }, {
-      listed: (items) => loop.onSlicesListed(items as KubeEndpointSlice[]),
+      listPage: (items, first) => loop.onSlicesPage(items as KubeEndpointSlice[], first),
+      listDone: () => loop.onSlicesListDone(),
       event: (type, obj) => loop.onSlice(type, obj as KubeEndpointSlice),
     });
   }
 
-  private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listed(items: WatchObject[]): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
+  private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listPage(items: WatchObject[], first: boolean): void; listDone(): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
     const r = new Reflector(this.o.api, { path, resource, ...sel, backoff: this.o.backoff }, {
       ...h,
       restarted: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),

@@ -10,6 +10,19 @@ export function formatStatus(st: StatusReport): string {
   const lines: string[] = [];
   const services = new Set(st.rows.filter((r) => !r.reject).map((r) => r.service)).size;
   lines.push(`svcplane ${st.mode}: ${st.rows.length} service address(es), ${services} service port(s) with endpoints`);
+  if (st.mode === 'ipvs') {
+    // ipvsadm -Ln's columns, so an IPVS operator reads it at a glance.
+    lines.push('Prot LocalAddress:Port Scheduler Flags');
+    lines.push('  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn');
+    for (const r of st.rows) {
+      const flags = r.persistentSeconds ? ` persistent ${r.persistentSeconds}` : '';
+      lines.push(`${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family)} ${r.scheduler ?? ''}${flags}${r.service ? `  (${r.service})` : ''}`);
+      for (const e of r.endpoints) {
+        lines.push(`  -> ${hostPort(e.address, e.port, r.family).padEnd(28)} Masq    ${String(e.weight ?? '').padEnd(6)} ${String(e.activeConns ?? '').padEnd(10)} ${e.inactiveConns ?? ''}`);
+      }
+    }
+    return lines.join('\n');
+  }
   lines.push('Prot LocalAddress:Port                          Kind       Service');
   lines.push('  -> RemoteAddress:Port');
   for (const r of st.rows) lines.push(...formatRow(r));
@@ -24,7 +37,7 @@ function formatRow(r: StatusRow): string[] {
 export function formatSyncSummary(mode: string, files: number, res: SyncResult, problems: number): string {
   const kb = (res.bytes / 1024).toFixed(1);
   const ms = (us: number) => (us / 1000).toFixed(1);
-  const ops = res.operations === 0 ? 'nothing to change' : `${res.operations} operations (${kb} KiB) in one transaction`;
+  const ops = res.operations === 0 ? 'nothing to change' : `${res.operations} operations (${kb} KiB)${mode === 'nftables' ? ' in one transaction' : ''}`;
   return [
     `svcplane ${mode}: ${res.full ? 'full' : 'partial'} sync of ${res.servicePorts} service port(s) from ${files} file(s): ${ops}`,
     `  kernel ${ms(res.kernelMicros)} ms, total ${ms(res.totalMicros)} ms${problems ? `; ${problems} object(s) skipped or not programmed (see log)` : ''}`,

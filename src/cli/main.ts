@@ -6,6 +6,9 @@ import { Agent } from '../agent';
 import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
 import { KubeConfigError } from '../k8s/kubeconfig';
 import { openTransport } from '../k8s/transport';
+import { IpvsClient } from '../dataplane/ipvs/client';
+import { SCHEDULERS } from '../dataplane/ipvs/desired';
+import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
 import { defaultConfig } from '../dataplane/nftables/ruleset';
@@ -18,7 +21,8 @@ import { loadManifests } from '../source/manifests';
 import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
 import { formatStatus, formatSyncSummary } from './format';
 
-const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables (ipvs: coming with the IPVS issue)', default: 'nftables', choices: ['nftables', 'ipvs'] };
+const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables or ipvs', default: 'nftables', choices: ['nftables', 'ipvs'] };
+const IPVS_SCHEDULER: FlagSpec = { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'ipvs mode: default scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh); per Service: annotation svcplane.io/ipvs-scheduler', default: 'rr' };
 const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
 const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
 const HELP: FlagSpec = { name: 'help', type: 'boolean', help: 'show this help' };
@@ -33,7 +37,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
-  OUTPUT, NETNS, LOG, HELP,
+  IPVS_SCHEDULER, OUTPUT, NETNS, LOG, HELP,
 ];
 // kube-proxy's own flag names (cmd/kube-proxy/app/options.go), so a kube-proxy command line carries over.
 const RUN_FLAGS: FlagSpec[] = [
@@ -90,8 +94,12 @@ function out(s: string): void {
 
 function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane {
   const mode = str(flags, 'mode');
-  if (mode !== 'nftables') throw new UsageError(`--mode ${mode} is not available yet (the IPVS dataplane is issue 4)`);
   const netns = str(flags, 'netns');
+  if (mode === 'ipvs') {
+    const scheduler = str(flags, 'ipvs-scheduler') ?? 'rr';
+    if (!SCHEDULERS.includes(scheduler)) throw new UsageError(`--ipvs-scheduler must be one of ${SCHEDULERS.join(', ')}, not "${scheduler}"`);
+    return new IpvsProxier(new IpvsClient(netns ? { netns } : {}), defaultIpvsConfig({ scheduler, nodePortAddresses: config.nodePortAddresses }));
+  }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
 }
 

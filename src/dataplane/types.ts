@@ -23,6 +23,10 @@ export interface SyncResult {
 export interface StatusEndpoint {
   address: string;
   port: number;
+  /** IPVS: the real server's weight (0 while it drains) and its connection counters. */
+  weight?: number;
+  activeConns?: number;
+  inactiveConns?: number;
 }
 
 export interface StatusRow {
@@ -37,6 +41,9 @@ export interface StatusRow {
   /** Empty with reject=true: the Service port has no endpoints and is refused. */
   endpoints: StatusEndpoint[];
   reject: boolean;
+  /** IPVS: the virtual service's scheduler, and its persistence timeout when sessionAffinity is ClientIP. */
+  scheduler?: string;
+  persistentSeconds?: number;
 }
 
 export interface StatusReport {

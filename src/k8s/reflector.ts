@@ -3,6 +3,7 @@
 // (at 30k Services plus their slices, more heap than the agent's whole budget), lists without pagination, never
 // asks for bookmarks, and stops for good on any error other than 410. Here:
 // * the list is paginated (limit 500) and each page handed over as it comes; the caller keeps parsed state only;
+//   a list that fails part-way has applied only up-to-date objects, and is retried whole;
 // * the watch asks for bookmarks and a server-side timeout (5-10 min, randomised so a fleet of agents does not
 //   re-watch in step) and has a client-side inactivity timeout, so a half-open connection is noticed;
 // * a stream that ends cleanly is re-watched at once from the last resourceVersion; ERROR 410 (Expired/Gone), on
@@ -23,8 +24,12 @@ export interface WatchObject {
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 export interface ReflectorHandlers {
-  /** A complete list (at start, or after 410): replaces everything known of this resource. */
-  listed(items: WatchObject[]): void;
+  /**
+   * A complete list (at start, or after 410), handed over page by page so no whole list of API objects is ever
+   * held: `listPage` for each page, then `listDone`. Together they replace everything known of this resource.
+   */
+  listPage(items: WatchObject[], first: boolean): void;
+  listDone(): void;
   event(type: WatchEventType, obj: WatchObject): void;
   /** A restart of the watch, and why (for metrics). */
   restarted?(reason: 'closed' | 'expired' | 'error'): void;
@@ -130,16 +135,19 @@ export class Reflector {
   }
 
   private async list(): Promise<void> {
-    const items: WatchObject[] = [];
     let cont = '';
     let rv = '';
+    let count = 0;
+    let first = true;
     do {
       const page = (await this.api.getJSON(this.query({ limit: String(this.o.pageSize ?? 500), ...(cont ? { continue: cont } : {}) }), this.signal)) as {
         metadata?: { resourceVersion?: string; continue?: string };
         items?: WatchObject[];
       };
       if (!Array.isArray(page.items)) throw new Error(`list ${this.o.path}: no items in the response`);
-      for (const it of page.items) items.push(it);
+      this.h.listPage(page.items, first);
+      first = false;
+      count += page.items.length;
       rv = page.metadata?.resourceVersion ?? '';
       cont = page.metadata?.continue ?? '';
     } while (cont);
@@ -147,8 +155,8 @@ export class Reflector {
     this.lists++;
     this.rv = rv;
     this.listedOnce = true;
-    this.log.debug('listed', { resource: this.o.resource, items: items.length, resourceVersion: rv });
-    this.h.listed(items);
+    this.log.debug('listed', { resource: this.o.resource, items: count, resourceVersion: rv });
+    this.h.listDone();
   }
 
   /** One watch, to its end. True if it delivered anything (events or bookmarks). Throws on failure or 410. */

@@ -2,9 +2,9 @@
 // a Service or one of its slices changes; buildProxyModel does the whole set (startup, manifests).
 
 import type { KubeEndpointSlice, KubeService, ModelProblem, ProxyModel, ServiceKey, ServicePort, ServicePortKey } from './types';
-import { isDNSLabel, isRecord, namespaceOf, objectRef, show } from './guards';
+import { flat, isDNSLabel, isRecord, namespaceOf, objectRef, show } from './guards';
 import { SERVICE_NAME_LABEL, endpointsOfParsed, parseEndpointSlice, type ParsedSlice } from './endpoints';
-import { serviceKeyOf, servicePortsOf } from './service';
+import { serviceKeyOf, servicePortsOf, withEndpoints } from './service';
 
 /** "ns/name" of the Service a slice belongs to (its kubernetes.io/service-name label, same namespace). */
 export function sliceServiceKey(slice: KubeEndpointSlice): ServiceKey | undefined {
@@ -12,7 +12,7 @@ export function sliceServiceKey(slice: KubeEndpointSlice): ServiceKey | undefine
   const labels = isRecord(meta) ? meta.labels : undefined;
   const name = isRecord(labels) ? labels[SERVICE_NAME_LABEL] : undefined;
   const ns = namespaceOf(meta);
-  return isDNSLabel(name) && ns !== undefined ? `${ns}/${name}` : undefined;
+  return isDNSLabel(name) && ns !== undefined ? flat(ns, '/', name) : undefined;
 }
 
 /**
@@ -35,7 +35,7 @@ export function buildServicePorts(svc: KubeService, slicesOfService: KubeEndpoin
   }
   const ports = spec.ports.map((p) => {
     const { all, chosen } = endpointsOfParsed(parsed, p);
-    return { ...p, endpoints: chosen, allEndpoints: all };
+    return withEndpoints(p, chosen, all);
   });
   return { ports, problems };
 }

@@ -7,7 +7,7 @@
 
 import type { Endpoint, IPFamily, KubeEndpointSlice, ModelProblem, Protocol } from './types';
 import { isDNSLabel, isDNSSubdomain, isPort, isRecord, isUnset, namespaceOf, objectRef, protocolOf, show } from './guards';
-import { bytesToIp, compareIPBytes, parseIP } from './ip';
+import { bytesToIp, compareIPBytes, ipToBytes, parseIP } from './ip';
 
 /** The label tying an EndpointSlice to its Service (discovery.k8s.io/v1 LabelServiceName). */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -21,7 +21,6 @@ export interface SlicePort {
 /** An endpoint of a valid slice, before a port is attached. */
 export interface SliceEndpoint {
   address: string;
-  bytes: Buffer;
   family: IPFamily;
   ready: boolean;
   serving: boolean;
@@ -122,7 +121,8 @@ function checkEndpoint(e: unknown, family: IPFamily): SliceEndpoint | string {
   const ready = typeof c.ready === 'boolean' ? c.ready : true;
   const serving = typeof c.serving === 'boolean' ? c.serving : true;
   const terminating = c.terminating === true;
-  const out: SliceEndpoint = { address: bytesToIp(ip.bytes), bytes: ip.bytes, family, ready, serving, terminating };
+  // No address bytes kept: the agent holds every slice parsed, and a Buffer per endpoint is most of its weight.
+  const out: SliceEndpoint = { address: bytesToIp(ip.bytes), family, ready, serving, terminating };
   if (typeof e.nodeName === 'string' && e.nodeName !== '') out.nodeName = e.nodeName;
   if (typeof e.zone === 'string' && e.zone !== '') out.zone = e.zone;
   return out;
@@ -150,7 +150,7 @@ export function endpointsOfParsed(slices: ParsedSlice[], port: { portName: strin
       if (!prev || rank(e) > rank(prev.e)) byKey.set(key, { e, port: sp.port });
     }
   }
-  const sorted = [...byKey.values()].sort((a, b) => compareIPBytes(a.e.bytes, b.e.bytes) || a.port - b.port);
+  const sorted = [...byKey.values()].map((v) => ({ ...v, bytes: ipToBytes(v.e.address) })).sort((a, b) => compareIPBytes(a.bytes, b.bytes) || a.port - b.port);
   const all = sorted.map(({ e, port: p }) => toEndpoint(e, p));
   // CategorizeEndpoints: ready endpoints; if there are none, the serving terminating ones (so connections drain to
   // pods still able to serve during a rollout). kube-proxy runs one proxier per IP family, so the fallback is
@@ -161,6 +161,8 @@ export function endpointsOfParsed(slices: ParsedSlice[], port: { portName: strin
     const ready = of.filter((e) => e.ready);
     chosen.push(...(ready.length > 0 ? ready : of.filter((e) => e.serving && e.terminating)));
   }
+  // Usually every endpoint is chosen: share the one array (the agent keeps both for every Service port).
+  if (chosen.length === all.length && chosen.every((e, i) => e === all[i])) return { all, chosen: all };
   return { all, chosen };
 }
 

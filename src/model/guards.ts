@@ -53,7 +53,7 @@ export function objectRef(kind: string, meta: unknown): string {
   const ns = m.namespace === undefined || m.namespace === null || m.namespace === '' ? 'default' : m.namespace;
   const name = m.name === undefined || m.name === null || m.name === '' ? '<no name>' : m.name;
   const part = (v: unknown): string => (typeof v === 'string' ? v : show(v));
-  return `${kind} ${part(ns)}/${part(name)}`;
+  return flat(kind, ' ', part(ns), '/', part(name));
 }
 
 /** A Service or EndpointSlice port protocol: absent means TCP (the API server's default). Undefined if invalid. */
@@ -65,4 +65,13 @@ export function protocolOf(x: unknown): 'TCP' | 'UDP' | 'SCTP' | undefined {
 /** Absent, null and "" all mean "not set" in Kubernetes' JSON. */
 export function isUnset(x: unknown): x is undefined | null | '' {
   return x === undefined || x === null || x === '';
+}
+
+/**
+ * Concatenation into a flat string. Keys and names the agent keeps for every Service and slice are built with
+ * this: a template literal makes a cons string (a 32-byte wrapper per join, kept alive with the string), which at
+ * 30k Services is megabytes of wrappers.
+ */
+export function flat(...parts: Array<string | number>): string {
+  return parts.join('');
 }

@@ -119,7 +119,8 @@ export function ipToBytes(ip: string): Buffer {
 
 /** Canonical text of 4 (IPv4) or 16 (IPv6) bytes; throws on any other length. */
 export function bytesToIp(buf: Uint8Array): string {
-  if (buf.length === 4) return `${buf[0]}.${buf[1]}.${buf[2]}.${buf[3]}`;
+  // join() makes a flat string; a template literal would keep a chain of cons strings alive with every stored address.
+  if (buf.length === 4) return [buf[0], buf[1], buf[2], buf[3]].join('.');
   if (buf.length !== 16) throw new Error(`an IP address is 4 or 16 bytes, not ${buf.length}`);
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((buf[i] << 8) | buf[i + 1]);
@@ -141,7 +142,7 @@ export function bytesToIp(buf: Uint8Array): string {
   }
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return [hex.slice(0, bestStart).join(':'), hex.slice(bestStart + bestLen).join(':')].join('::');
 }
 
 /** Orders IPs: IPv4 before IPv6, then by bytes. */

@@ -49,6 +49,8 @@ export interface ServicePort {
   sessionAffinity: { type: 'None' } | { type: 'ClientIP'; timeoutSeconds: number };
   healthCheckNodePort: number;
   loadBalancerSourceRanges: string[];
+  /** The svcplane.io/ipvs-scheduler annotation as written (the IPVS dataplane validates it). */
+  ipvsScheduler?: string;
   /** Endpoints after kube-proxy's choice: ready ones; if none, serving-terminating ones. Sorted by address, port. */
   endpoints: Endpoint[];
   /** Every endpoint the slices listed for this port (before the choice above), for status/explain. */

@@ -4,9 +4,9 @@
 // memory budget, and the parsed form is all a sync needs. Pure: events in, the keys of affected Services out.
 import type { KubeEndpointSlice, KubeService, ModelProblem, ServiceKey, ServicePort } from '../model/types';
 import { SERVICE_NAME_LABEL, endpointsOfParsed, parseEndpointSlice, type ParsedSlice } from '../model/endpoints';
-import { serviceKeyOf, servicePortsOf, type ServicePortsResult } from '../model/service';
+import { serviceKeyOf, servicePortsOf, withEndpoints, type ServicePortsResult } from '../model/service';
 import { sliceServiceKey } from '../model/build';
-import { isRecord, namespaceOf, objectRef } from '../model/guards';
+import { flat, isRecord, namespaceOf, objectRef } from '../model/guards';
 
 /** The EndpointSlice controller's record of when the change behind a slice update happened (RFC 3339). */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
@@ -29,6 +29,9 @@ export interface SliceChange {
   /** Wall-clock ms of the annotation, when present and valid. */
   triggerTime?: number;
 }
+
+/** Most objects have no problems: one shared empty list, not one per object. */
+const NO_PROBLEMS: ModelProblem[] = Object.freeze([]) as unknown as ModelProblem[];
 
 export class ClusterState {
   private readonly services = new Map<ServiceKey, ServiceEntry>();
@@ -55,7 +58,9 @@ export class ClusterState {
     const prev = this.services.get(key);
     // The same resourceVersion is the same object (a relist re-delivers everything): nothing to redo.
     if (prev && rv !== undefined && prev.resourceVersion === rv) return {};
-    this.services.set(key, { resourceVersion: rv, spec: servicePortsOf(svc) });
+    const spec = servicePortsOf(svc);
+    if (spec.problems.length === 0) spec.problems = NO_PROBLEMS;
+    this.services.set(key, { resourceVersion: rv, spec });
     return { key };
   }
 
@@ -78,7 +83,7 @@ export class ClusterState {
     // FQDN slices are not for proxies (parseEndpointSlice returns neither slice nor problem for them).
     const r = parseEndpointSlice(slice);
     if (prev && prev.service !== service) this.unlink(prev.service, ref);
-    this.slices.set(ref, { resourceVersion: rv, service, parsed: r.slice, problems: r.problems });
+    this.slices.set(ref, { resourceVersion: rv, service, parsed: r.slice, problems: r.problems.length ? r.problems : NO_PROBLEMS });
     let set = this.slicesByService.get(service);
     if (!set) this.slicesByService.set(service, (set = new Set()));
     set.add(ref);
@@ -100,9 +105,23 @@ export class ClusterState {
    * the watch was down are deleted. Returns every affected key.
    */
   replaceServices(list: KubeService[]): { keys: ServiceKey[]; problems: ModelProblem[] } {
+    const present = new Set<ServiceKey>();
+    const r = this.upsertServices(list, present);
+    return { keys: [...r.keys, ...this.deleteServicesExcept(present)], problems: r.problems };
+  }
+
+  replaceSlices(list: KubeEndpointSlice[]): { keys: ServiceKey[]; problems: ModelProblem[] } {
+    const present = new Set<string>();
+    const r = this.upsertSlices(list, present);
+    return { keys: [...new Set([...r.keys, ...this.deleteSlicesExcept(present)])], problems: r.problems };
+  }
+
+  // A relist arrives page by page (the agent never holds a whole list of API objects: at 30k Services that would
+  // be most of its memory): upsert each page, noting what is present, then delete what the list did not hold.
+
+  upsertServices(list: KubeService[], present: Set<ServiceKey>): { keys: ServiceKey[]; problems: ModelProblem[] } {
     const keys: ServiceKey[] = [];
     const problems: ModelProblem[] = [];
-    const present = new Set<ServiceKey>();
     for (const svc of list) {
       const r = this.upsertService(svc);
       if (r.problem) problems.push(r.problem);
@@ -110,17 +129,21 @@ export class ClusterState {
       if (key !== undefined) present.add(key);
       if (r.key) keys.push(r.key);
     }
+    return { keys, problems };
+  }
+
+  deleteServicesExcept(present: Set<ServiceKey>): ServiceKey[] {
+    const keys: ServiceKey[] = [];
     for (const key of [...this.services.keys()]) if (!present.has(key)) {
       this.services.delete(key);
       keys.push(key);
     }
-    return { keys, problems };
+    return keys;
   }
 
-  replaceSlices(list: KubeEndpointSlice[]): { keys: ServiceKey[]; problems: ModelProblem[] } {
+  upsertSlices(list: KubeEndpointSlice[], present: Set<string>): { keys: ServiceKey[]; problems: ModelProblem[] } {
     const keys = new Set<ServiceKey>();
     const problems: ModelProblem[] = [];
-    const present = new Set<string>();
     for (const slice of list) {
       const r = this.upsertSlice(slice);
       if (r.problem) problems.push(r.problem);
@@ -128,12 +151,17 @@ export class ClusterState {
       if (ref !== undefined) present.add(ref);
       for (const k of r.services) keys.add(k);
     }
+    return { keys: [...keys], problems };
+  }
+
+  deleteSlicesExcept(present: Set<string>): ServiceKey[] {
+    const keys = new Set<ServiceKey>();
     for (const [ref, e] of [...this.slices]) if (!present.has(ref)) {
       this.slices.delete(ref);
       this.unlink(e.service, ref);
       keys.add(e.service);
     }
-    return { keys: [...keys], problems };
+    return [...keys];
   }
 
   /** The Service's ports with their endpoints now, and the problems of the Service and its slices. */
@@ -150,7 +178,7 @@ export class ClusterState {
     }
     const ports = entry.spec.ports.map((p) => {
       const { all, chosen } = endpointsOfParsed(parsed, p);
-      return { ...p, endpoints: chosen, allEndpoints: all };
+      return withEndpoints(p, chosen, all);
     });
     return { ports, problems };
   }
@@ -166,7 +194,7 @@ function sliceRef(slice: KubeEndpointSlice): string | undefined {
   const meta = isRecord(slice) ? slice.metadata : undefined;
   const ns = namespaceOf(meta);
   const name = isRecord(meta) ? meta.name : undefined;
-  return ns !== undefined && typeof name === 'string' && name !== '' ? `${ns}/${name}` : undefined;
+  return ns !== undefined && typeof name === 'string' && name !== '' ? flat(ns, '/', name) : undefined;
 }
 
 function triggerTimeOf(slice: KubeEndpointSlice): number | undefined {

@@ -76,20 +76,48 @@ export class SyncLoop {
     if (r.services.length) this.endpointsChanged(r.services, type === 'DELETED' ? undefined : r.triggerTime);
   }
 
-  /** A complete list (start, or relist after 410): replaces what was known. */
+  /** A complete list (start, or relist after 410) in one piece: replaces what was known. */
   onServicesListed(list: KubeService[]): void {
-    const r = this.state.replaceServices(list);
-    this.report(r.problems);
-    this.servicesSynced = true;
-    if (r.keys.length) this.serviceChanged(r.keys);
-    this.maybeStart();
+    this.onServicesPage(list, true);
+    this.onServicesListDone();
   }
 
   onSlicesListed(list: KubeEndpointSlice[]): void {
-    const r = this.state.replaceSlices(list);
+    this.onSlicesPage(list, true);
+    this.onSlicesListDone();
+  }
+
+  // The same, page by page (what the reflector does): pages upsert, the end deletes what no page held.
+  private servicesPresent = new Set<ServiceKey>();
+  private slicesPresent = new Set<string>();
+
+  onServicesPage(list: KubeService[], first: boolean): void {
+    if (first) this.servicesPresent = new Set();
+    const r = this.state.upsertServices(list, this.servicesPresent);
     this.report(r.problems);
-    this.slicesSynced = true;
+    if (r.keys.length) this.serviceChanged(r.keys);
+  }
+
+  onServicesListDone(): void {
+    const gone = this.state.deleteServicesExcept(this.servicesPresent);
+    this.servicesPresent = new Set();
+    this.servicesSynced = true;
+    if (gone.length) this.serviceChanged(gone);
+    this.maybeStart();
+  }
+
+  onSlicesPage(list: KubeEndpointSlice[], first: boolean): void {
+    if (first) this.slicesPresent = new Set();
+    const r = this.state.upsertSlices(list, this.slicesPresent);
+    this.report(r.problems);
     if (r.keys.length) this.endpointsChanged(r.keys, undefined);
+  }
+
+  onSlicesListDone(): void {
+    const gone = this.state.deleteSlicesExcept(this.slicesPresent);
+    this.slicesPresent = new Set();
+    this.slicesSynced = true;
+    if (gone.length) this.endpointsChanged(gone, undefined);
     this.maybeStart();
   }
 

@@ -35,8 +35,13 @@ describe('Reflector against the API-server double', () => {
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const transport = await openTransport(path.join(dir, 'kubeconfig'));
     const seen = { lists: [] as string[][], events: [] as string[], restarts: [] as string[] };
+    let current: string[] = [];
     const r = new Reflector(transport, { path: '/api/v1/services', resource: 'services', pageSize: opts.pageSize, backoff: { initialMs: 50, maxMs: 200 } }, {
-      listed: (items: WatchObject[]) => seen.lists.push(items.map((i) => i.metadata!.name!)),
+      listPage: (items: WatchObject[], first: boolean) => {
+        if (first) current = [];
+        current.push(...items.map((i) => i.metadata!.name!));
+      },
+      listDone: () => seen.lists.push(current),
       event: (type, obj) => seen.events.push(`${type} ${obj.metadata!.name}`),
       restarted: (reason) => seen.restarts.push(reason),
     }, silentLogger);

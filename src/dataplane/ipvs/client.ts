@@ -91,8 +91,13 @@ export class IpvsClient {
   }
 
   async addresses(index: number): Promise<rtnl.AddrInfo[]> {
+    return (await this.allAddresses()).filter((a) => a.index === index);
+  }
+
+  /** Every address of every link in the namespace. */
+  async allAddresses(): Promise<rtnl.AddrInfo[]> {
     const r = await this.one(this.route, { request: rtnl.dumpAddrsRequest(), describe: 'list addresses' });
-    return r.replies.map(rtnl.decodeAddr).filter((a): a is rtnl.AddrInfo => !!a && a.index === index);
+    return r.replies.map(rtnl.decodeAddr).filter((a): a is rtnl.AddrInfo => !!a);
   }
 
   close(): void {

@@ -7,11 +7,12 @@
 // Keys are small strings built from what the caller already has (address text, protocol, port), never from
 // encoded bytes: a 250k-endpoint sync does one Map operation per claim or shared element, not per map element.
 
-// Most entries have exactly one owner: keep that one inline and allocate a Map only for the rest.
+// Most entries have exactly one owner: keep that one inline and the rest in a small array (a Map costs ~450 bytes
+// even for one entry, and tens of thousands of hairpin pairs have two owners).
 interface Entry<V> {
   owner: string; // the first owner: its value is the effective one
   value: V;
-  others?: Map<string, V>; // later owners, in arrival order
+  others?: Array<[string, V]>; // later owners, in arrival order
 }
 
 export interface Conflict {
@@ -49,7 +50,10 @@ export class Ledger<V> {
       e.value = value;
       return undefined;
     }
-    (e.others ??= new Map()).set(owner, value);
+    const others = (e.others ??= []);
+    const i = others.findIndex(([o]) => o === owner);
+    if (i >= 0) others[i][1] = value;
+    else others.push([owner, value]);
     return this.same(e.value, value) ? undefined : { id, owner, holder: e.owner };
   }
 
@@ -57,15 +61,17 @@ export class Ledger<V> {
     const e = this.map.get(id);
     if (!e) return;
     if (e.owner !== owner) {
-      e.others?.delete(owner);
+      const i = e.others?.findIndex(([o]) => o === owner) ?? -1;
+      if (i >= 0) e.others!.splice(i, 1);
+      if (e.others?.length === 0) e.others = undefined;
       return;
     }
-    const next = e.others?.entries().next().value as [string, V] | undefined;
+    const next = e.others?.shift();
     if (!next) {
       this.map.delete(id);
       return;
     }
-    e.others!.delete(next[0]);
+    if (e.others!.length === 0) e.others = undefined;
     e.owner = next[0];
     e.value = next[1];
   }

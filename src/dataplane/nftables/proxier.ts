@@ -11,27 +11,34 @@ import type { NftClient } from './client';
 import { applyChanges, diffTable, type ChainChange, type ElementChange } from './diff';
 import { Ledger } from './ledger';
 import type { NfFamily } from './netlink/constants';
-import type { ChainState, TableState } from './objects';
+import type { ChainState, DesiredTable, TableState } from './objects';
 import { elementKey } from './objects';
-import { FAMILIES, type Claim, type Fragment, type FragmentElement, type NftablesConfig, type SharedElement, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, skeleton } from './ruleset';
+import { FAMILIES, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
 import { statusRows } from './status';
 import { NftTransaction } from './transaction';
 
+/**
+ * What a family's table holds, as owners only. Ledgers remember who holds each claim and shared element, never the
+ * elements themselves: those are recomputed from the holder's Service port when a partial sync needs them (a
+ * handful per change), so the agent keeps no per-element Buffer alive between syncs (memory at 30k Services).
+ */
 interface FamilyState {
   /** address:port claims -> the Service ports claiming them (the first one holds it). */
-  claims: Ledger<Claim>;
-  /** cluster-ips and hairpin elements -> the Service ports wanting them. */
-  shared: Ledger<SharedElement>;
+  claims: Ledger<number>;
+  /** cluster-ips and hairpin elements (sharedElementOf(id)) -> the Service ports wanting them. */
+  shared: Ledger<number>;
   /** Pick rules beyond the static ones (pickRuleId) -> the Service ports needing them: a rule stays while any does. */
   pickUsers: Map<string, Set<ServicePortKey>>;
   /** The pick chains last built, and for which dynamic pick rules. */
   picks?: { signature: string; chains: ChainState[] };
 }
 
+type Fragments = Map<NfFamily, Fragment>;
+
 export class NftablesProxier implements Dataplane {
   readonly mode = 'nftables';
+  /** The Service ports the table holds (or, after a failure, should hold: the next sync is then full). */
   private servicePorts = new Map<ServicePortKey, ServicePort>();
-  private fragments = new Map<ServicePortKey, Map<NfFamily, Fragment>>();
   private families = new Map<NfFamily, FamilyState>();
   private needFull = true;
 
@@ -46,13 +53,18 @@ export class NftablesProxier implements Dataplane {
     this.needFull = true;
     this.servicePorts = new Map(servicePorts);
     const problems: ModelProblem[] = [];
-    const fragments = new Map<ServicePortKey, Map<NfFamily, Fragment>>();
     const families = new Map<NfFamily, FamilyState>();
-    for (const fam of FAMILIES) families.set(fam.nf, newFamilyState());
+    const desired = new Map<NfFamily, DesiredTable>();
+    for (const fam of FAMILIES) {
+      families.set(fam.nf, newFamilyState());
+      desired.set(fam.nf, skeleton(fam.ip, this.config));
+    }
     for (const [key, sp] of servicePorts) {
-      const frags = fragmentsOf(sp, this.config);
-      fragments.set(key, frags);
-      for (const [nf, frag] of frags) this.own(families.get(nf)!, key, frag, problems);
+      for (const [nf, frag] of fragmentsOf(sp, this.config)) {
+        const elements = desired.get(nf)!.elements;
+        // The first to own an id holds it: its elements are the ones programmed.
+        this.own(families.get(nf)!, key, frag, problems, (e) => elements.get(e.set)!.push(e));
+      }
     }
 
     const tBuilt = process.hrtime.bigint();
@@ -60,18 +72,15 @@ export class NftablesProxier implements Dataplane {
     const tx = new NftTransaction();
     for (const fam of FAMILIES) {
       const st = families.get(fam.nf)!;
-      const desired = skeleton(fam.ip, this.config);
-      for (const [, claim] of st.claims.entries()) for (const e of claim.elements) desired.elements.get(e.set)!.push(e);
-      for (const [, e] of st.shared.entries()) desired.elements.get(e.set)!.push(e);
-      for (const c of this.pickChains(fam.ip, st)) desired.chains.set(c.name, c);
+      const want = desired.get(fam.nf)!;
+      for (const c of this.pickChains(fam.ip, st)) want.chains.set(c.name, c);
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
-      diffTable(tx, current, desired);
+      diffTable(tx, current, want);
     }
     const tDiffed = process.hrtime.bigint();
     const res = await this.client.run(tx);
-    this.fragments = fragments;
     this.families = families;
     this.needFull = false;
     const out = this.result(true, tx, res, t0, problems);
@@ -86,6 +95,9 @@ export class NftablesProxier implements Dataplane {
   }
 
   async syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {
+    // The Service ports as the table holds them, before this change (their fragments are recomputed from them).
+    const before = new Map<ServicePortKey, ServicePort | undefined>();
+    for (const key of changes.keys()) before.set(key, this.servicePorts.get(key));
     for (const [key, sp] of changes) {
       if (sp) this.servicePorts.set(key, sp);
       else this.servicePorts.delete(key);
@@ -94,9 +106,28 @@ export class NftablesProxier implements Dataplane {
     const t0 = process.hrtime.bigint();
     const problems: ModelProblem[] = [];
     const tx = new NftTransaction();
-    // Computed first, applied to our state only once the kernel has accepted the batch.
-    const newFragments = new Map<ServicePortKey, Map<NfFamily, Fragment> | undefined>();
-    for (const [key, sp] of changes) newFragments.set(key, sp ? fragmentsOf(sp, this.config) : undefined);
+    const oldFragments = new Map<ServicePortKey, Fragments | undefined>();
+    const newFragments = new Map<ServicePortKey, Fragments | undefined>();
+    for (const [key, sp] of changes) {
+      const was = before.get(key);
+      oldFragments.set(key, was ? fragmentsOf(was, this.config) : undefined);
+      newFragments.set(key, sp ? fragmentsOf(sp, this.config) : undefined);
+    }
+    // Fragments of Service ports this sync does not change, recomputed when they hold (or come to hold) a claim a
+    // changed port touches.
+    const unchanged = new Map<ServicePortKey, Fragments>();
+    const fragmentsOfHolder = (holder: ServicePortKey, phase: 'before' | 'after'): Fragments | undefined => {
+      if (changes.has(holder)) return (phase === 'before' ? oldFragments : newFragments).get(holder);
+      let f = unchanged.get(holder);
+      if (!f) {
+        const sp = this.servicePorts.get(holder);
+        if (!sp) return undefined;
+        unchanged.set(holder, (f = fragmentsOf(sp, this.config)));
+      }
+      return f;
+    };
+    const claimOf = (holder: ServicePortKey | undefined, id: string, nf: NfFamily, phase: 'before' | 'after'): Claim | undefined =>
+      holder === undefined ? undefined : fragmentsOfHolder(holder, phase)?.get(nf)?.claims.find((c) => c.id === id);
 
     this.needFull = true; // until the batch is acknowledged: our ledger is updated before the commit
     for (const fam of FAMILIES) {
@@ -105,28 +136,30 @@ export class NftablesProxier implements Dataplane {
       const touchedShared = new Set<string>();
       const olds: Array<[ServicePortKey, Fragment]> = [];
       const news: Array<[ServicePortKey, Fragment]> = [];
-      for (const [key, frags] of newFragments) {
-        const before = this.fragments.get(key)?.get(fam.nf);
-        const after = frags?.get(fam.nf);
-        if (before) olds.push([key, before]);
-        if (after) news.push([key, after]);
-        for (const f of [before, after]) {
+      for (const key of changes.keys()) {
+        const b = oldFragments.get(key)?.get(fam.nf);
+        const a = newFragments.get(key)?.get(fam.nf);
+        if (b) olds.push([key, b]);
+        if (a) news.push([key, a]);
+        for (const f of [b, a]) {
           for (const c of f?.claims ?? []) touchedClaims.add(c.id);
           for (const e of f?.shared ?? []) touchedShared.add(e.id);
         }
       }
-      const claimsBefore = [...touchedClaims].map((id) => st.claims.effective(id));
-      const sharedBefore = [...touchedShared].map((id) => st.shared.effective(id));
+      const claimsBefore = [...touchedClaims].map((id) => claimOf(st.claims.holder(id), id, fam.nf, 'before'));
+      const sharedBefore = [...touchedShared].map((id) => st.shared.holder(id) !== undefined);
       const beforePicks = this.pickChains(fam.ip, st);
       const next = new Map(news);
       for (const [key, frag] of olds) this.disown(st, key, frag, next.get(key));
       for (const [key, frag] of news) this.own(st, key, frag, problems);
       const elements: ElementChange[] = [];
-      [...touchedClaims].forEach((id, i) => claimChanges(claimsBefore[i], st.claims.effective(id), elements));
+      [...touchedClaims].forEach((id, i) => claimChanges(claimsBefore[i], claimOf(st.claims.holder(id), id, fam.nf, 'after'), elements));
       [...touchedShared].forEach((id, i) => {
-        const before = sharedBefore[i];
-        const after = st.shared.effective(id);
-        if (before || after) elements.push({ set: (before ?? after)!.set, before, after });
+        const had = sharedBefore[i];
+        const has = st.shared.holder(id) !== undefined;
+        if (had === has) return;
+        const e = sharedElementOf(id);
+        elements.push({ set: e.set, before: had ? e : undefined, after: has ? e : undefined });
       });
       // The pick chains change only when an endpoint count above the static ones comes into use or goes out of use.
       const afterPicks = this.pickChains(fam.ip, st);
@@ -137,10 +170,6 @@ export class NftablesProxier implements Dataplane {
       applyChanges(tx, fam.nf, this.config.tableName, chains, elements, () => only);
     }
     const res = await this.client.run(tx);
-    for (const [key, frags] of newFragments) {
-      if (frags) this.fragments.set(key, frags);
-      else this.fragments.delete(key);
-    }
     this.needFull = false;
     return this.result(false, tx, res, t0, problems);
   }
@@ -151,7 +180,7 @@ export class NftablesProxier implements Dataplane {
       if (await this.client.dumpTable(fam.nf, this.config.tableName)) tx.deleteTable(fam.nf, this.config.tableName);
     }
     await this.client.run(tx);
-    this.fragments.clear();
+    this.families.clear();
     this.needFull = true;
     return tx.size > 0;
   }
@@ -187,16 +216,21 @@ export class NftablesProxier implements Dataplane {
     return chains;
   }
 
-  private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[]): void {
+  /** Records `key` as an owner of its fragment's ids; `held` gets the elements of every id it is the first to own. */
+  private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[], held?: (e: FragmentElement) => void): void {
     for (const c of frag.claims) {
-      const conflict = st.claims.add(c.id, key, c);
+      if (held && st.claims.holder(c.id) === undefined) for (const e of c.elements) held(e);
+      const conflict = st.claims.add(c.id, key, 1);
       if (conflict) {
         const what = describeClaim(c.id);
         problems.push({ object: `Service ${key}`, message: `${what} is already used by Service ${conflict.holder}; this one is not programmed there` });
         this.log.warn('conflicting Service address', { service: key, holder: conflict.holder, address: what });
       }
     }
-    for (const e of frag.shared) st.shared.add(e.id, key, e);
+    for (const e of frag.shared) {
+      if (held && st.shared.holder(e.id) === undefined) held(e);
+      st.shared.add(e.id, key, 1);
+    }
     for (const id of frag.picks) {
       const users = st.pickUsers.get(id);
       if (users) users.add(key);
@@ -237,7 +271,7 @@ export class NftablesProxier implements Dataplane {
 
 function newFamilyState(): FamilyState {
   // Two Service ports claiming one address:port always conflict; wanting the same shared element never does.
-  return { claims: new Ledger<Claim>(() => false), shared: new Ledger<SharedElement>(() => true), pickUsers: new Map() };
+  return { claims: new Ledger<number>(() => false), shared: new Ledger<number>(() => true), pickUsers: new Map() };
 }
 
 /** The element changes from one claim's effective elements to another's (either may be absent). */

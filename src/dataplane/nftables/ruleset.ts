@@ -327,27 +327,23 @@ function zeroed(n: number): Buffer {
   return Buffer.allocUnsafe(n).fill(0);
 }
 
-// Endpoint and Service addresses repeat across Services and syncs: parse each once. The buffers are never
-// written after they are made, so elements share them.
-const ipCache = new Map<string, Buffer>();
+// No caches of address bytes: the agent keeps no per-address Buffer alive between syncs (memory at 30k Services),
+// and parsing is cheaper than a lookup for IPv4 (writeIP).
 function ipBytes(ip: string): Buffer {
-  let b = ipCache.get(ip);
-  if (!b) {
-    if (ipCache.size > 1_000_000) ipCache.clear();
-    ipCache.set(ip, (b = ipToBytes(ip)));
-  }
-  return b;
+  return ipToBytes(ip);
 }
 
-const pairCache = new Map<string, Buffer>();
 function pairBytes(ip: string): Buffer {
-  let b = pairCache.get(ip);
-  if (!b) {
-    if (pairCache.size > 1_000_000) pairCache.clear();
-    const a = ipBytes(ip);
-    pairCache.set(ip, (b = Buffer.concat([a, a])));
-  }
-  return b;
+  const a = ipToBytes(ip);
+  return Buffer.concat([a, a]);
+}
+
+/** The element a shared id ("<set>|<address>", as fragmentFor makes them) stands for. */
+export function sharedElementOf(id: string): FragmentElement {
+  const bar = id.indexOf('|');
+  const set = id.slice(0, bar);
+  const ip = id.slice(bar + 1);
+  return { set, key: set === SETS.hairpin ? pairBytes(ip) : ipBytes(ip) };
 }
 
 /** An endpoint count as map data: big-endian, so `nft list` prints it as the number it is (only compared). */
@@ -503,9 +499,10 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   const endpoints = sp.endpoints.filter((e) => e.family === ipFamily);
   const frag: Fragment = { claims: [], shared: [], picks: [] };
   const comment = sp.key;
-  const claimId = (ip: string) => `${ip}|${proto}|${sp.port}`;
-  const nodePortId = `nodeport|${proto}|${sp.nodePort}`;
-  for (const ip of clusterIPs) frag.shared.push({ id: `${SETS.clusterIPs}|${ip}`, set: SETS.clusterIPs, key: ipBytes(ip) });
+  // Ids are kept in the ledgers between syncs: flat strings (join), not cons strings.
+  const claimId = (ip: string) => [ip, proto, sp.port].join('|');
+  const nodePortId = ['nodeport', proto, sp.nodePort].join('|');
+  for (const ip of clusterIPs) frag.shared.push({ id: [SETS.clusterIPs, ip].join('|'), set: SETS.clusterIPs, key: ipBytes(ip) });
 
   if (endpoints.length === 0) {
     for (const ip of [...clusterIPs, ...externalIPs]) {
@@ -521,7 +518,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   const count = countData(n);
   const data = endpoints.map((ep) => endpointData(ep.address, ep.port));
   for (const ep of endpoints) {
-    if (needsHairpin(cfg.nodeName, ep.nodeName)) frag.shared.push({ id: `${SETS.hairpin}|${ep.address}`, set: SETS.hairpin, key: pairBytes(ep.address) });
+    if (needsHairpin(cfg.nodeName, ep.nodeName)) frag.shared.push({ id: [SETS.hairpin, ep.address].join('|'), set: SETS.hairpin, key: pairBytes(ep.address) });
   }
   const addressed = (ip: string, external: boolean) => {
     const key = addrProtoPortKey(ip, proto, sp.port);

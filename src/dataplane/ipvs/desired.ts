@@ -1,0 +1,92 @@
+// Service ports -> what IPVS and the Service-address interface should hold, pure. kube-proxy's IPVS mode
+// (pkg/proxy/ipvs/proxier.go) is the model: a virtual service per ClusterIP, external IP, LoadBalancer IP and
+// per node address for NodePorts; real servers are the endpoints (masquerading); ClusterIPs, external IPs and
+// LoadBalancer IPs are bound on the dummy interface so the node accepts packets for them.
+import type { ServicePort, ServicePortKey } from '../../model/types';
+import { cidrContains } from '../../model/ip';
+import { FWD, type IpvsProtocol, type RealServer, SVC_FLAG, type VirtualService } from './netlink';
+
+/** The schedulers IPVS has (ip_vs_*.ko); svcplane.io/ipvs-scheduler must name one. */
+export const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];
+
+/**
+ * IP_VS_SVC_F_SCHED3 marks the virtual services svcplane created: IPVS has no comment field, and a restarted
+ * svcplane must tell its own services (adopt, update, delete) from anyone else's (never touched). No scheduler in
+ * Linux uses SCHED3 (sh and mh use SCHED1/SCHED2), and the kernel stores and dumps flags as given.
+ */
+export const OWNED_FLAG = SVC_FLAG.SCHED3;
+
+export interface IpvsConfig {
+  /** Default scheduler (--ipvs-scheduler). */
+  scheduler: string;
+  /** The node's addresses NodePorts are served on (already filtered by nodePortAddresses). */
+  nodeAddresses: string[];
+}
+
+export interface DesiredService {
+  vs: VirtualService;
+  dests: Map<string, RealServer>;
+  /** The Service port it comes from ("ns/name:port"). */
+  owner: ServicePortKey;
+}
+
+export interface ServicePortPlan {
+  services: Map<string, DesiredService>;
+  /** Addresses to bind on the Service-address interface. */
+  addresses: string[];
+  /** A reason to log, once, when the scheduler annotation was refused. */
+  schedulerProblem?: string;
+}
+
+export function vsKey(v: { protocol: IpvsProtocol; address: string; port: number }): string {
+  return `${v.protocol}|${v.address}|${v.port}`;
+}
+
+export function destKey(d: { address: string; port: number }): string {
+  return `${d.address}|${d.port}`;
+}
+
+/** The virtual services and bound addresses of one Service port. */
+export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPlan {
+  let scheduler = cfg.scheduler;
+  let schedulerProblem: string | undefined;
+  if (sp.ipvsScheduler !== undefined) {
+    if (SCHEDULERS.includes(sp.ipvsScheduler)) scheduler = sp.ipvsScheduler;
+    else schedulerProblem = `annotation svcplane.io/ipvs-scheduler ${JSON.stringify(sp.ipvsScheduler)} is not one of ${SCHEDULERS.join(', ')}; using ${cfg.scheduler}`;
+  }
+  const affinity = sp.sessionAffinity.type === 'ClientIP' ? sp.sessionAffinity.timeoutSeconds : 0;
+  const services = new Map<string, DesiredService>();
+  const addresses: string[] = [];
+  const add = (address: string, port: number, bind: boolean) => {
+    const family = address.includes(':') ? 6 : 4;
+    const vs: VirtualService = {
+      family, protocol: sp.protocol, address, port, scheduler,
+      flags: OWNED_FLAG | (affinity ? SVC_FLAG.PERSISTENT : 0),
+      timeout: affinity, netmask: family === 4 ? 0xffffffff : 128,
+    };
+    const dests = new Map<string, RealServer>();
+    for (const e of sp.endpoints) {
+      if (e.family !== family) continue;
+      dests.set(destKey({ address: e.address, port: e.port }), { address: e.address, port: e.port, weight: 1, forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
+    }
+    services.set(vsKey(vs), { vs, dests, owner: sp.key });
+    if (bind && !addresses.includes(address)) addresses.push(address);
+  };
+  for (const ip of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) add(ip, sp.port, true);
+  if (sp.nodePort > 0) {
+    const families = new Set(sp.clusterIPs.map((ip) => (ip.includes(':') ? 6 : 4)));
+    for (const ip of cfg.nodeAddresses) if (families.has(ip.includes(':') ? 6 : 4)) add(ip, sp.nodePort, false);
+  }
+  return { services, addresses, schedulerProblem };
+}
+
+/** The node addresses NodePorts listen on: every address of the node's links matching nodePortAddresses. */
+export function nodePortAddressesOf(all: Array<{ address: string; scope: number; link: string }>, nodePortCIDRs: string[], serviceLink: string): string[] {
+  const out: string[] = [];
+  for (const a of all) {
+    if (a.link === serviceLink || a.link === 'lo' || a.scope >= 200) continue; // loopback/link-local/host scope
+    if (nodePortCIDRs.length && !nodePortCIDRs.some((c) => cidrContains(c, a.address))) continue;
+    if (!out.includes(a.address)) out.push(a.address);
+  }
+  return out;
+}

@@ -1,0 +1,348 @@
+// The IPVS dataplane: virtual services and real servers over generic netlink, Service addresses on a dummy link,
+// diffed against what the kernel holds (read once at the first/full sync, then remembered) so only differences
+// are sent, many per round trip.
+//
+// IPVS has no transactions: a sync's operations are applied in an order that never leaves a virtual service
+// without its address or a real server without its service, and when the kernel refuses one, the error names it,
+// the rest of the batch still applies, and the next sync is full: it re-reads the kernel and converges.
+//
+// Graceful termination (kube-proxy issue 92019 in mind): a TCP/SCTP real server that is no longer wanted first gets
+// weight 0 (no new connections) and is deleted once it has no active or inactive connections, or after
+// gracefulTimeoutMs; a UDP one is deleted at once. The state lives in the kernel (weight 0 on a real server
+// svcplane does not want), so a restarted svcplane carries on draining instead of leaving weights at 0, and an
+// endpoint that comes back gets its weight back.
+import type { Logger } from '../../log';
+import { silentLogger } from '../../log';
+import { cidrContains } from '../../model/ip';
+import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
+import * as rtnl from '../../netlink/rtnl';
+import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
+import { IpvsClient, type ApplyResult, type Operation } from './client';
+import { type DesiredService, OWNED_FLAG, destKey, planServicePort, vsKey } from './desired';
+import * as ipvs from './netlink';
+
+export interface IpvsProxierConfig {
+  /** Default scheduler (--ipvs-scheduler). */
+  scheduler: string;
+  /** NodePorts answer on local addresses in these CIDRs; empty: every address but loopback and link-local. */
+  nodePortAddresses: string[];
+  /** The dummy link holding Service addresses. */
+  interfaceName: string;
+  /** Longest a weight-0 real server waits for its connections to end. */
+  gracefulTimeoutMs: number;
+}
+
+export function defaultIpvsConfig(over: Partial<IpvsProxierConfig> = {}): IpvsProxierConfig {
+  return { scheduler: 'rr', nodePortAddresses: [], interfaceName: 'svcplane0', gracefulTimeoutMs: 15 * 60_000, ...over };
+}
+
+interface ProgrammedService {
+  vs: ipvs.VirtualService;
+  dests: Map<string, ipvs.RealServer>;
+}
+
+const ENOENT = 2;
+const EEXIST = 17;
+const ESRCH = 3;
+
+export class IpvsProxier implements Dataplane {
+  readonly mode = 'ipvs';
+  private servicePorts = new Map<ServicePortKey, ServicePort>();
+  /** Desired virtual services by vsKey, and which Service port holds each (the first to claim it). */
+  private desired = new Map<string, DesiredService>();
+  private plans = new Map<ServicePortKey, ReturnType<typeof planServicePort>>();
+  private programmed: Map<string, ProgrammedService> | undefined;
+  private boundAddresses = new Set<string>();
+  private linkIndex = 0;
+  private nodeAddresses: string[] = [];
+  /** Draining real servers: `${vsKey}#${destKey}` -> when draining began (ms, this process's clock). */
+  private draining = new Map<string, number>();
+  private needFull = true;
+
+  constructor(private readonly client: IpvsClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger) {}
+
+  async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
+    const t0 = process.hrtime.bigint();
+    this.needFull = true;
+    await this.readKernel();
+    this.servicePorts = new Map(servicePorts);
+    this.plans.clear();
+    this.desired.clear();
+    const problems: ModelProblem[] = [];
+    for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
+    const touched = new Set([...this.desired.keys(), ...this.programmed!.keys()]);
+    const res = await this.converge(touched, problems);
+    this.needFull = res.failures.length > 0;
+    return this.result(true, res, t0, problems);
+  }
+
+  async syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {
+    for (const [key, sp] of changes) {
+      if (sp) this.servicePorts.set(key, sp);
+      else this.servicePorts.delete(key);
+    }
+    if (this.needFull || !this.programmed) return this.syncFull(this.servicePorts);
+    const t0 = process.hrtime.bigint();
+    const problems: ModelProblem[] = [];
+    const touched = new Set<string>();
+    for (const key of changes.keys()) {
+      for (const k of this.plans.get(key)?.services.keys() ?? []) touched.add(k);
+      this.removePlan(key);
+    }
+    for (const [key, sp] of changes) if (sp) {
+      this.addPlan(key, sp, problems);
+      for (const k of this.plans.get(key)!.services.keys()) touched.add(k);
+    }
+    // A virtual service another Service port also wanted goes to it when its holder leaves.
+    for (const k of touched) if (!this.desired.has(k)) this.reclaim(k, problems);
+    const res = await this.converge(touched, problems);
+    this.needFull = res.failures.length > 0;
+    return this.result(false, res, t0, problems);
+  }
+
+  async cleanup(): Promise<boolean> {
+    const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
+    const ops: Operation[] = [];
+    const fam = await this.client.familyId();
+    for (const s of services) ops.push({ request: ipvs.delServiceRequest(fam, s), describe: `delete virtual service ${ipvs.serviceKeyString(s)}`, tolerate: [ESRCH, ENOENT] });
+    const res = await this.client.applyIpvs(ops);
+    if (res.failures.length) throw this.client.error(res.failures);
+    const link = await this.client.link(this.config.interfaceName);
+    if (link) {
+      const r = await this.client.applyRoute([{ request: rtnl.delLinkRequest(link.index), describe: `delete link ${this.config.interfaceName}` }]);
+      if (r.failures.length) throw this.client.error(r.failures);
+    }
+    this.programmed = undefined;
+    this.needFull = true;
+    return services.length > 0 || !!link;
+  }
+
+  async status(): Promise<StatusReport> {
+    const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
+    const dests = await this.client.listDests(services);
+    const rows: StatusRow[] = services.map((s, i) => ({
+      family: s.family, protocol: s.protocol, address: s.address, port: s.port,
+      kind: 'ClusterIP', service: '', reject: dests[i].length === 0, scheduler: s.scheduler,
+      persistentSeconds: s.flags & ipvs.SVC_FLAG.PERSISTENT ? s.timeout : undefined,
+      endpoints: dests[i].map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns })),
+    }));
+    // Name rows after the Service ports this process knows (a fresh `status` process knows none: addresses only).
+    for (const r of rows) {
+      const d = this.desired.get(vsKey(r as { protocol: ipvs.IpvsProtocol; address: string; port: number }));
+      if (d) r.service = d.owner;
+    }
+    return { mode: this.mode, present: services.length > 0, rows };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  // ---- desired state ---------------------------------------------------------------------------------------
+
+  private addPlan(key: ServicePortKey, sp: ServicePort, problems: ModelProblem[]): void {
+    const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses });
+    if (plan.schedulerProblem) problems.push({ object: `Service ${key}`, message: plan.schedulerProblem });
+    this.plans.set(key, plan);
+    for (const [k, d] of plan.services) {
+      const holder = this.desired.get(k);
+      if (holder && holder.owner !== key) {
+        problems.push({ object: `Service ${key}`, message: `${ipvs.serviceKeyString(d.vs)} is already used by Service ${holder.owner}; this one is not programmed there` });
+        continue;
+      }
+      this.desired.set(k, d);
+    }
+  }
+
+  private removePlan(key: ServicePortKey): void {
+    const plan = this.plans.get(key);
+    if (!plan) return;
+    for (const k of plan.services.keys()) if (this.desired.get(k)?.owner === key) this.desired.delete(k);
+    this.plans.delete(key);
+  }
+
+  /** Gives a virtual service whose holder left to another Service port that wants it (in key order). */
+  private reclaim(k: string, problems: ModelProblem[]): void {
+    void problems;
+    for (const [key, plan] of [...this.plans].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const d = plan.services.get(k);
+      if (d) {
+        this.desired.set(k, { ...d, owner: key });
+        return;
+      }
+    }
+  }
+
+  private wantedAddresses(): Set<string> {
+    const out = new Set<string>();
+    for (const [key, plan] of this.plans) for (const a of plan.addresses) {
+      // An address whose every virtual service went to another Service port is still that address: bind it once.
+      void key;
+      out.add(a);
+    }
+    return out;
+  }
+
+  // ---- kernel ------------------------------------------------------------------------------------------------
+
+  /** Reads what the kernel holds: svcplane's virtual services, their real servers, the link and its addresses. */
+  private async readKernel(): Promise<void> {
+    const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
+    const dests = await this.client.listDests(services);
+    this.programmed = new Map();
+    services.forEach((s, i) => {
+      const m = new Map<string, ipvs.RealServer>();
+      for (const d of dests[i]) m.set(destKey(d), d);
+      this.programmed!.set(vsKey(s), { vs: s, dests: m });
+    });
+    let link = await this.client.link(this.config.interfaceName);
+    if (!link) {
+      const r = await this.client.applyRoute([{ request: rtnl.newDummyLinkRequest(this.config.interfaceName), describe: `create dummy link ${this.config.interfaceName}`, tolerate: [EEXIST] }]);
+      if (r.failures.length) throw this.client.error(r.failures);
+      link = await this.client.link(this.config.interfaceName);
+      if (!link) throw new Error(`link ${this.config.interfaceName} was created but cannot be found`);
+    } else if (link.kind && link.kind !== 'dummy') {
+      throw new Error(`link ${this.config.interfaceName} exists and is a ${link.kind}, not svcplane's dummy link; remove or rename it`);
+    } else if (!(link.flags & rtnl.IFF_UP)) {
+      const r = await this.client.applyRoute([{ request: rtnl.setLinkUpRequest(link.index), describe: `set ${this.config.interfaceName} up` }]);
+      if (r.failures.length) throw this.client.error(r.failures);
+    }
+    this.linkIndex = link.index;
+    const all = await this.client.allAddresses();
+    this.boundAddresses = new Set(all.filter((a) => a.index === link!.index && a.scope !== 253).map((a) => a.address));
+    this.nodeAddresses = [];
+    for (const a of all) {
+      if (a.index === link.index || a.scope >= 200) continue; // Service addresses, link-local, host (loopback)
+      if (this.config.nodePortAddresses.length && !this.config.nodePortAddresses.some((c) => cidrContains(c, a.address))) continue;
+      if (!this.nodeAddresses.includes(a.address)) this.nodeAddresses.push(a.address);
+    }
+  }
+
+  /** Sends what turns the kernel's `touched` virtual services (and the bound addresses) into the desired ones. */
+  private async converge(touched: Set<string>, problems: ModelProblem[]): Promise<ApplyResult> {
+    void problems;
+    const fam = await this.client.familyId();
+    const programmed = this.programmed!;
+    const now = Date.now();
+    const wantAddrs = this.wantedAddresses();
+    const addrAdds: Operation[] = [];
+    const addrDels: Operation[] = [];
+    for (const a of wantAddrs) if (!this.boundAddresses.has(a)) addrAdds.push({ request: rtnl.newAddrRequest(this.linkIndex, a), describe: `bind ${a} on ${this.config.interfaceName}`, tolerate: [EEXIST] });
+    for (const a of this.boundAddresses) if (!wantAddrs.has(a)) addrDels.push({ request: rtnl.delAddrRequest(this.linkIndex, a), describe: `unbind ${a} from ${this.config.interfaceName}`, tolerate: [99 /* EADDRNOTAVAIL */] });
+
+    const svcOps: Operation[] = [];
+    const destOps: Operation[] = [];
+    const delOps: Operation[] = [];
+    const next = new Map<string, ProgrammedService | undefined>();
+    for (const k of touched) {
+      const want = this.desired.get(k);
+      const have = programmed.get(k);
+      const name = want ? `${ipvs.serviceKeyString(want.vs)} (Service ${want.owner})` : have ? ipvs.serviceKeyString(have.vs) : k;
+      if (!want) {
+        if (have) delOps.push({ request: ipvs.delServiceRequest(fam, have.vs), describe: `delete virtual service ${name}`, tolerate: [ESRCH] });
+        next.set(k, undefined);
+        continue;
+      }
+      if (!have) svcOps.push({ request: ipvs.newServiceRequest(fam, want.vs), describe: `add virtual service ${name}` });
+      else if (!sameService(have.vs, want.vs)) svcOps.push({ request: ipvs.setServiceRequest(fam, want.vs), describe: `update virtual service ${name}` });
+      const dests = new Map<string, ipvs.RealServer>();
+      for (const [dk, d] of want.dests) {
+        const cur = have?.dests.get(dk);
+        this.draining.delete(`${k}#${dk}`);
+        if (!cur) destOps.push({ request: ipvs.newDestRequest(fam, want.vs, d), describe: `add real server ${dk.replace('|', ':')} to ${name}` });
+        else if (cur.weight !== d.weight || cur.forward !== d.forward) destOps.push({ request: ipvs.setDestRequest(fam, want.vs, d), describe: `set weight ${d.weight} of real server ${dk.replace('|', ':')} in ${name}` });
+        dests.set(dk, d);
+      }
+      for (const [dk, cur] of have?.dests ?? []) {
+        if (want.dests.has(dk)) continue;
+        const id = `${k}#${dk}`;
+        if (want.vs.protocol === 'UDP') {
+          destOps.push({ request: ipvs.delDestRequest(fam, want.vs, cur), describe: `delete real server ${dk.replace('|', ':')} from ${name}`, tolerate: [ENOENT] });
+          continue;
+        }
+        if (!this.draining.has(id)) this.draining.set(id, now);
+        if (cur.weight !== 0) destOps.push({ request: ipvs.setDestRequest(fam, want.vs, { ...cur, weight: 0 }), describe: `drain real server ${dk.replace('|', ':')} of ${name} (weight 0)` });
+        dests.set(dk, { ...cur, weight: 0 });
+      }
+      next.set(k, { vs: want.vs, dests });
+    }
+    // Order: addresses, then services, then real servers; deletions of services, then of addresses, last.
+    const results: ApplyResult[] = [];
+    results.push(await this.client.applyRoute(addrAdds));
+    results.push(await this.client.applyIpvs([...svcOps, ...destOps, ...delOps]));
+    results.push(await this.client.applyRoute(addrDels));
+    for (const [k, v] of next) {
+      if (v) programmed.set(k, v);
+      else programmed.delete(k);
+    }
+    for (const a of wantAddrs) this.boundAddresses.add(a);
+    for (const op of addrDels) void op;
+    for (const a of [...this.boundAddresses]) if (!wantAddrs.has(a)) this.boundAddresses.delete(a);
+    results.push(await this.reapDrained());
+    const failures = results.flatMap((r) => r.failures);
+    if (failures.length) {
+      this.programmed = undefined; // re-read on the next (full) sync
+      throw this.client.error(failures);
+    }
+    return {
+      operations: results.reduce((n, r) => n + r.operations, 0), sends: results.reduce((n, r) => n + r.sends, 0),
+      bytes: results.reduce((n, r) => n + r.bytes, 0), kernelMicros: results.reduce((n, r) => n + r.kernelMicros, 0), failures,
+    };
+  }
+
+  /** Deletes draining real servers whose connections have ended (or that waited gracefulTimeoutMs). */
+  async reapDrained(): Promise<ApplyResult> {
+    const empty: ApplyResult = { operations: 0, sends: 0, bytes: 0, kernelMicros: 0, failures: [] };
+    if (this.draining.size === 0 || !this.programmed) return empty;
+    const fam = await this.client.familyId();
+    const byService = new Map<string, string[]>();
+    for (const id of this.draining.keys()) {
+      const [k, dk] = id.split('#');
+      const list = byService.get(k);
+      if (list) list.push(dk);
+      else byService.set(k, [dk]);
+    }
+    const keys = [...byService.keys()].filter((k) => this.programmed!.has(k));
+    for (const k of byService.keys()) if (!this.programmed.has(k)) for (const dk of byService.get(k)!) this.draining.delete(`${k}#${dk}`);
+    const states = await this.client.listDests(keys.map((k) => this.programmed!.get(k)!.vs));
+    const ops: Operation[] = [];
+    const now = Date.now();
+    keys.forEach((k, i) => {
+      const svc = this.programmed!.get(k)!;
+      for (const dk of byService.get(k)!) {
+        const id = `${k}#${dk}`;
+        const st = states[i].find((d) => destKey(d) === dk);
+        if (!st) {
+          this.draining.delete(id);
+          svc.dests.delete(dk);
+          continue;
+        }
+        const idle = st.activeConns === 0 && st.inactiveConns === 0;
+        const expired = now - this.draining.get(id)! >= this.config.gracefulTimeoutMs;
+        if (!idle && !expired) continue;
+        ops.push({ request: ipvs.delDestRequest(fam, svc.vs, st), describe: `delete drained real server ${dk.replace('|', ':')} from ${ipvs.serviceKeyString(svc.vs)}${expired && !idle ? ' (graceful period over)' : ''}`, tolerate: [ENOENT] });
+        this.draining.delete(id);
+        svc.dests.delete(dk);
+      }
+    });
+    if (ops.length) this.log.info('drained real servers deleted', { count: ops.length, draining: this.draining.size });
+    return this.client.applyIpvs(ops);
+  }
+
+  /** Real servers still draining (for status, tests and the agent's periodic reaping). */
+  get drainingCount(): number {
+    return this.draining.size;
+  }
+
+  private result(full: boolean, res: ApplyResult, t0: bigint, problems: ModelProblem[]): SyncResult {
+    return {
+      full, operations: res.operations, summary: {}, bytes: res.bytes, kernelMicros: res.kernelMicros,
+      totalMicros: Number((process.hrtime.bigint() - t0) / 1000n), servicePorts: this.servicePorts.size, problems,
+    };
+  }
+}
+
+function sameService(a: ipvs.VirtualService, b: ipvs.VirtualService): boolean {
+  const flags = (x: number) => x & ~ipvs.SVC_FLAG.HASHED;
+  return a.scheduler === b.scheduler && flags(a.flags) === flags(b.flags) && a.timeout === b.timeout && a.netmask === b.netmask;
+}

@@ -1,0 +1,108 @@
+// IPVS mode with real traffic, inside the qemu guest (a Debian kernel with IPVS): the sandbox of network namespaces
+// (client -> node -> 3 backend pods), `svcplane sync --once --mode ipvs` programming the node, TCP and UDP through
+// ClusterIP and NodePort, cross-checked with ipvsadm -Ln as an independent reader.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
+import { countsFor, runClient, runHold } from '../../../scripts/lib/traffic';
+import { REPO, svcplane } from '../../helpers/cli';
+
+const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
+const EXAMPLES = path.join(REPO, 'deploy', 'examples');
+
+describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
+  let sb: Sandbox;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-'));
+  const ipvsadm = async () => {
+    const r = await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln']);
+    if (r.code !== 0) throw new Error(`ipvsadm: ${r.stderr}`);
+    return r.stdout;
+  };
+  const sync = (manifests = EXAMPLES, extra: string[] = []) => {
+    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath, ...extra]);
+    if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as { operations: number; servicePorts: number };
+  };
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    const s = sync();
+    expect(s.servicePorts).toBe(4);
+    expect(s.operations).toBeGreaterThan(0);
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('programs virtual services that ipvsadm sees, with every endpoint as a masquerading real server', async () => {
+    const out = await ipvsadm();
+    expect(out).toMatch(/TCP {2}198\.18\.100\.10:80 rr/);
+    expect(out).toMatch(/UDP {2}198\.18\.100\.10:53 rr/);
+    expect(out).toMatch(/TCP {2}\[fd00:100::10\]:80 rr/);
+    for (const be of ['198.18.2.11', '198.18.2.12', '198.18.2.13']) expect(out).toContain(`-> ${be}:8080`);
+    expect(out).toMatch(/Masq/);
+    // NodePort: a virtual service on the node's address.
+    expect(out).toContain(`TCP  ${sb.nodeIPs.v4}:30080 rr`);
+  });
+
+  it('rr spreads TCP connections to the ClusterIP evenly; UDP and the NodePort answer too', async () => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 90, concurrency: 1 });
+    expect(r.errors).toEqual({});
+    expect(countsFor(r, ['be0', 'be1', 'be2'])).toEqual([30, 30, 30]);
+    const udp = await runClient(sb, sb.clientNs, { proto: 'udp', addr: '198.18.100.10', port: 53, count: 30 });
+    expect(udp.errors).toEqual({});
+    const np = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 30080, count: 30, concurrency: 1 });
+    expect(np.errors).toEqual({});
+    expect(countsFor(np, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
+  });
+
+  it('a second sync with the same manifests changes nothing (ipvsadm identical)', async () => {
+    const before = await ipvsadm();
+    expect(sync().operations).toBe(0);
+    expect(await ipvsadm()).toBe(before);
+  });
+
+  it('graceful termination: a removed endpoint drains (weight 0), its open connection keeps working, then it goes', async () => {
+    // Six held connections: rr gives every backend two, whatever its position.
+    const hold = runHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 5000, count: 6, intervalMs: 100 });
+    await new Promise((r) => setTimeout(r, 1000));
+    // Drop be2 (198.18.2.13) from the manifests.
+    const m = path.join(dir, 'm1');
+    fs.mkdirSync(m, { recursive: true });
+    fs.writeFileSync(path.join(m, 'web.yaml'), fs.readFileSync(path.join(EXAMPLES, 'web.yaml'), 'utf8').replace(/ {2}- addresses: \[198\.18\.2\.13\]\n.*\n.*\n/, ''));
+    sync(m);
+    const out = await ipvsadm();
+    // Weight 0, and its held connections still counted (IPVS may count them active or inactive).
+    const drained = /-> 198\.18\.2\.13:8080\s+Masq\s+0\s+(\d+)\s+(\d+)/.exec(out.slice(out.indexOf('TCP  198.18.100.10:80')));
+    expect(drained, out).not.toBeNull();
+    expect(Number(drained![1]) + Number(drained![2]), out).toBeGreaterThan(0);
+    // New connections avoid it.
+    const fresh = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, concurrency: 1 });
+    expect(countsFor(fresh, ['be0', 'be1', 'be2'])[2]).toBe(0);
+    const held = await hold;
+    expect(held.errors).toEqual({});
+    expect(held.switched).toBe(0);
+    // Once its connection has closed (and IPVS counts it inactive no more), the next sync deletes it.
+    let gone = false;
+    for (let i = 0; i < 30 && !gone; i++) {
+      await new Promise((r) => setTimeout(r, 2000));
+      sync(m);
+      gone = !(await ipvsadm()).includes('198.18.2.13:8080');
+    }
+    expect(gone).toBe(true);
+  });
+
+  it('status reads the virtual services back like ipvsadm -Ln; cleanup removes them and svcplane0', async () => {
+    const st = svcplane(['status', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toContain('TCP  198.18.100.10:80 rr');
+    expect(st.stdout).toMatch(/-> 198\.18\.2\.11:8080\s+Masq\s+1/);
+    expect(svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]).code).toBe(0);
+    expect(await ipvsadm()).not.toContain('198.18.100.10');
+    const links = await sb.exec(sb.nodeNs, ['ip', 'link', 'show']);
+    expect(links.stdout).not.toContain('svcplane0');
+  });
+});
