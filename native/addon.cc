@@ -4,6 +4,8 @@
 // object at fault.
 #include <napi.h>
 
+#include <malloc.h>
+
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -91,10 +93,19 @@ class CommitWorker : public PromiseWorker {
       }
       auto t0 = std::chrono::steady_clock::now();
       records_ = ParseRecords(data_, len_);
+      operations_ = records_.size();
       if (records_.empty()) return;
-      EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)));
-      encodeMicros_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
-      outcome_ = SendBatch(*sock_, batch, &records_);
+      {
+        EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)));
+        encodeMicros_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+        outcome_ = SendBatch(*sock_, batch, &records_);
+      }
+      // A full sync's batch and libnftnl objects are tens of MB allocated on this worker thread's malloc arena;
+      // glibc keeps freed arena memory unless told, and the agent would carry it as RSS until exit.
+      if (len_ > (1u << 20)) {
+        std::vector<Record>().swap(records_);
+        malloc_trim(0);
+      }
     } catch (const NetlinkError& e) {
       Fail(e.what(), e.errnum);
     } catch (const RecordFormatError& e) {
@@ -130,7 +141,7 @@ class CommitWorker : public PromiseWorker {
       return;
     }
     Napi::Object r = Napi::Object::New(env);
-    r.Set("operations", Napi::Number::New(env, static_cast<double>(encodedOnly_ ? preEncoded_.messages : records_.size())));
+    r.Set("operations", Napi::Number::New(env, static_cast<double>(encodedOnly_ ? preEncoded_.messages : operations_)));
     r.Set("messages", Napi::Number::New(env, outcome_.messages));
     r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
     r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
@@ -147,6 +158,7 @@ class CommitWorker : public PromiseWorker {
   bool encodedOnly_;
   EncodedBatch preEncoded_;
   std::vector<Record> records_;
+  size_t operations_ = 0;
   CommitOutcome outcome_;
   int64_t encodeMicros_ = 0;
 };

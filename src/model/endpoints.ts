@@ -22,6 +22,11 @@ export interface SlicePort {
 export interface SliceEndpoint {
   address: string;
   family: IPFamily;
+  /**
+   * The slice's port when it has exactly one (the usual case): the endpoint is then already the Endpoint a
+   * Service port gets, and is shared instead of copied (the agent keeps both for every endpoint of the cluster).
+   */
+  port: number;
   ready: boolean;
   serving: boolean;
   terminating: boolean;
@@ -30,8 +35,6 @@ export interface SliceEndpoint {
 }
 
 export interface ParsedSlice {
-  /** "EndpointSlice ns/name". */
-  object: string;
   namespace: string;
   name: string;
   family: IPFamily;
@@ -85,11 +88,11 @@ export function parseEndpointSlice(slice: KubeEndpointSlice): { slice?: ParsedSl
   });
   const endpoints: SliceEndpoint[] = [];
   (Array.isArray(rawEndpoints) ? rawEndpoints : []).forEach((e: unknown, i) => {
-    const r = checkEndpoint(e, family);
+    const r = checkEndpoint(e, family, ports.length === 1 ? ports[0].port : 0);
     if (typeof r === 'string') return warn(`endpoints[${i}]: ${r}; endpoint skipped`);
     endpoints.push(r);
   });
-  return { slice: { object, namespace, name: meta.name, family, ports, endpoints }, problems };
+  return { slice: { namespace, name: meta.name, family, ports, endpoints }, problems };
 }
 
 function checkSlicePort(p: unknown): SlicePort | string {
@@ -103,7 +106,7 @@ function checkSlicePort(p: unknown): SlicePort | string {
   return { name, protocol, port: p.port };
 }
 
-function checkEndpoint(e: unknown, family: IPFamily): SliceEndpoint | string {
+function checkEndpoint(e: unknown, family: IPFamily, port: number): SliceEndpoint | string {
   if (!isRecord(e)) return 'not an object';
   // The API allows several addresses but says consumers use the first (kube-proxy: endpoint.Addresses[0]).
   if (!Array.isArray(e.addresses) || e.addresses.length === 0) return 'no addresses';
@@ -122,9 +125,9 @@ function checkEndpoint(e: unknown, family: IPFamily): SliceEndpoint | string {
   const serving = typeof c.serving === 'boolean' ? c.serving : true;
   const terminating = c.terminating === true;
   // No address bytes kept: the agent holds every slice parsed, and a Buffer per endpoint is most of its weight.
-  const out: SliceEndpoint = { address: bytesToIp(ip.bytes), family, ready, serving, terminating };
-  if (typeof e.nodeName === 'string' && e.nodeName !== '') out.nodeName = e.nodeName;
-  if (typeof e.zone === 'string' && e.zone !== '') out.zone = e.zone;
+  const out: SliceEndpoint = { address: bytesToIp(ip.bytes), family, port, ready, serving, terminating };
+  if (typeof e.nodeName === 'string' && e.nodeName !== '') out.nodeName = intern(e.nodeName);
+  if (typeof e.zone === 'string' && e.zone !== '') out.zone = intern(e.zone);
   return out;
 }
 
@@ -179,6 +182,7 @@ export function endpointsOf(slices: KubeEndpointSlice[], port: { portName: strin
 }
 
 function toEndpoint(e: SliceEndpoint, port: number): Endpoint {
+  if (e.port === port) return e; // same fields, same order (same hidden class)
   const out: Endpoint = { address: e.address, family: e.family, port, ready: e.ready, serving: e.serving, terminating: e.terminating };
   if (e.nodeName !== undefined) out.nodeName = e.nodeName;
   if (e.zone !== undefined) out.zone = e.zone;
@@ -187,4 +191,17 @@ function toEndpoint(e: SliceEndpoint, port: number): Endpoint {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Node and zone names repeat across every endpoint of a cluster, and JSON.parse makes a new string for each: keep
+ * one. Bounded, so a stream of unique names cannot grow it without end.
+ */
+const interned = new Map<string, string>();
+function intern(s: string): string {
+  const have = interned.get(s);
+  if (have !== undefined) return have;
+  if (interned.size >= 100_000) interned.clear();
+  interned.set(s, s);
+  return s;
 }

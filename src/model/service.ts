@@ -148,7 +148,7 @@ function clusterIPsOf(spec: Record<string, unknown>): string[] {
 
 function sessionAffinityOf(spec: Record<string, unknown>): ServicePort['sessionAffinity'] {
   const t = spec.sessionAffinity;
-  if (isUnset(t) || t === 'None') return { type: 'None' };
+  if (isUnset(t) || t === 'None') return NO_AFFINITY;
   if (t !== 'ClientIP') throw new Invalid(`spec.sessionAffinity ${show(t)} is not None or ClientIP`);
   const cfg = spec.sessionAffinityConfig;
   const clientIP = isRecord(cfg) ? cfg.clientIP : undefined;
@@ -321,3 +321,6 @@ const EMPTY: string[] = Object.freeze([]) as unknown as string[];
 function shared(list: string[]): string[] {
   return list.length === 0 ? EMPTY : list;
 }
+
+/** The usual affinity, shared (one object, not one per Service). */
+const NO_AFFINITY: ServicePort['sessionAffinity'] = Object.freeze({ type: 'None' as const });

@@ -36,7 +36,8 @@ const NO_PROBLEMS: ModelProblem[] = Object.freeze([]) as unknown as ModelProblem
 export class ClusterState {
   private readonly services = new Map<ServiceKey, ServiceEntry>();
   private readonly slices = new Map<string, SliceEntry>();
-  private readonly slicesByService = new Map<ServiceKey, Set<string>>();
+  /** Slice refs per Service: an array (usually of one), not a Set: a Set per Service is ~250 bytes x 30k. */
+  private readonly slicesByService = new Map<ServiceKey, string[]>();
 
   get serviceCount(): number {
     return this.services.size;
@@ -84,9 +85,9 @@ export class ClusterState {
     const r = parseEndpointSlice(slice);
     if (prev && prev.service !== service) this.unlink(prev.service, ref);
     this.slices.set(ref, { resourceVersion: rv, service, parsed: r.slice, problems: r.problems.length ? r.problems : NO_PROBLEMS });
-    let set = this.slicesByService.get(service);
-    if (!set) this.slicesByService.set(service, (set = new Set()));
-    set.add(ref);
+    const refs = this.slicesByService.get(service);
+    if (!refs) this.slicesByService.set(service, [ref]);
+    else if (!refs.includes(ref)) refs.push(ref);
     const services = prev && prev.service !== service ? [prev.service, service] : [service];
     return { services, triggerTime: triggerTimeOf(slice) };
   }
@@ -180,13 +181,18 @@ export class ClusterState {
       const { all, chosen } = endpointsOfParsed(parsed, p);
       return withEndpoints(p, chosen, all);
     });
+    // The built ports serve as the spec from now on (a ServicePort is a spec with endpoints): keeping both would
+    // hold two objects per Service port.
+    entry.spec.ports = ports;
     return { ports, problems };
   }
 
   private unlink(service: ServiceKey, ref: string): void {
-    const set = this.slicesByService.get(service);
-    set?.delete(ref);
-    if (set && set.size === 0) this.slicesByService.delete(service);
+    const refs = this.slicesByService.get(service);
+    if (!refs) return;
+    const i = refs.indexOf(ref);
+    if (i >= 0) refs.splice(i, 1);
+    if (refs.length === 0) this.slicesByService.delete(service);
   }
 }
 
