@@ -23,8 +23,9 @@ mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /
 mount --bind /dev /newroot/dev
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
+# A fresh /run (network namespaces are mounted there; the host's entries mean nothing here). Not a tmpfs on /tmp:
+# the overlay already makes it writable, and a checkout under the host's /tmp (CI clones there) must stay visible.
 mount -t tmpfs tmpfs /newroot/run
-mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p /newroot/run/netns
 ip link set lo up
 
