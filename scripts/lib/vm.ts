@@ -8,8 +8,8 @@
 //   /var/cache/svcplane-vm/<package>/ and rebuilt only when the init script or module list changes.
 // * The guest sees this machine's whole root read-only over 9p, under a tmpfs overlay (writable, discarded at
 //   power-off), so it runs this machine's node, the built addon, ipvsadm, nft and iproute2 as they are.
-// * A command is passed through a run folder under /var/cache/svcplane-vm/runs (not /tmp: the guest mounts its
-//   own tmpfs there); its output comes back on the serial console, ending with an exit marker line.
+// * A command is passed through a run folder under /var/cache/svcplane-vm/runs (the guest sees the host's tree,
+//   /tmp included, through the overlay); its output comes back on the serial console, ending with an exit marker.
 import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
