@@ -59,10 +59,53 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
     expect(countsFor(np, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
   });
 
-  it('a second sync with the same manifests changes nothing (ipvsadm identical)', async () => {
+  it('a restart (a second sync) changes nothing: ipvsadm identical, an open connection kept', async () => {
     const before = await ipvsadm();
+    const hold = runHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 3000, intervalMs: 100 });
+    await new Promise((r) => setTimeout(r, 500));
     expect(sync().operations).toBe(0);
-    expect(await ipvsadm()).toBe(before);
+    const held = await hold;
+    expect(held.errors).toEqual({});
+    expect(held.switched).toBe(0);
+    expect(held.replies).toBeGreaterThan(5);
+    // Counters aside (the held connection), the table is the same.
+    const strip = (t: string) => t.replace(/(Masq\s+\d+)\s+\d+\s+\d+/g, '$1');
+    expect(strip(await ipvsadm())).toBe(strip(before));
+  });
+
+  it('sh keeps a client on one endpoint; sessionAffinity ClientIP is persistence with its timeout', async () => {
+    const m = path.join(dir, 'sticky');
+    fs.mkdirSync(m, { recursive: true });
+    const svc = (name: string, ip: string, extra: string) => `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: demo${extra.startsWith('annotations') ? `, ${extra}` : ''}}
+spec:
+  clusterIP: ${ip}
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+${extra.startsWith('annotations') ? '' : extra}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-1, namespace: demo, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
+`;
+    fs.writeFileSync(path.join(m, 'sticky.yaml'), [
+      svc('hashed', '198.18.100.31', `annotations: {svcplane.io/ipvs-scheduler: sh}`),
+      svc('sticky', '198.18.100.30', '  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 30}}'),
+    ].join('---\n'));
+    expect(sync(m).servicePorts).toBe(2);
+    const out = await ipvsadm();
+    expect(out).toContain('TCP  198.18.100.31:80 sh');
+    expect(out).toMatch(/TCP {2}198\.18\.100\.30:80 rr.*persistent 30/);
+    for (const ip of ['198.18.100.31', '198.18.100.30']) {
+      const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: ip, port: 80, count: 30, concurrency: 1 });
+      expect(r.errors).toEqual({});
+      expect(countsFor(r, ['be0', 'be1', 'be2']).filter((n) => n > 0)).toEqual([30]);
+    }
+    sync(); // back to the examples (removes both)
   });
 
   it('graceful termination: a removed endpoint drains (weight 0), its open connection keeps working, then it goes', async () => {
