@@ -58,10 +58,6 @@ export class BoundedFrequencyRunner {
     await this.running;
   }
 
-  get isRunning(): boolean {
-    return this.running !== undefined;
-  }
-
   private refill(now: number): void {
     const min = this.opts.minIntervalMs;
     if (min <= 0) {

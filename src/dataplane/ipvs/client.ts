@@ -90,10 +90,6 @@ export class IpvsClient {
     return r.replies.map(rtnl.decodeLink).find((l) => l !== undefined);
   }
 
-  async addresses(index: number): Promise<rtnl.AddrInfo[]> {
-    return (await this.allAddresses()).filter((a) => a.index === index);
-  }
-
   /** Every address of every link in the namespace. */
   async allAddresses(): Promise<rtnl.AddrInfo[]> {
     const r = await this.one(this.route, { request: rtnl.dumpAddrsRequest(), describe: 'list addresses' });

@@ -13,12 +13,11 @@
 // endpoint that comes back gets its weight back.
 import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
-import { cidrContains } from '../../model/ip';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import * as rtnl from '../../netlink/rtnl';
 import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
 import { IpvsClient, type ApplyResult, type Operation } from './client';
-import { type DesiredService, OWNED_FLAG, destKey, planServicePort, vsKey } from './desired';
+import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
 import * as ipvs from './netlink';
 
 export interface IpvsProxierConfig {
@@ -51,6 +50,10 @@ export class IpvsProxier implements Dataplane {
   /** Desired virtual services by vsKey, and which Service port holds each (the first to claim it). */
   private desired = new Map<string, DesiredService>();
   private plans = new Map<ServicePortKey, ReturnType<typeof planServicePort>>();
+  /** Service ports wanting each virtual service, in arrival order (the first holds it; the next takes over). */
+  private wanters = new Map<string, ServicePortKey[]>();
+  /** How many Service ports want each address bound. Kept as syncs go, so a partial sync never scans them all. */
+  private addrUsers = new Map<string, number>();
   private programmed: Map<string, ProgrammedService> | undefined;
   private boundAddresses = new Set<string>();
   private linkIndex = 0;
@@ -68,10 +71,12 @@ export class IpvsProxier implements Dataplane {
     this.servicePorts = new Map(servicePorts);
     this.plans.clear();
     this.desired.clear();
+    this.wanters.clear();
+    this.addrUsers.clear();
     const problems: ModelProblem[] = [];
     for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
     const touched = new Set([...this.desired.keys(), ...this.programmed!.keys()]);
-    const res = await this.converge(touched, problems);
+    const res = await this.converge(touched, new Set([...this.addrUsers.keys(), ...this.boundAddresses]));
     this.needFull = res.failures.length > 0;
     return this.result(true, res, t0, problems);
   }
@@ -85,17 +90,20 @@ export class IpvsProxier implements Dataplane {
     const t0 = process.hrtime.bigint();
     const problems: ModelProblem[] = [];
     const touched = new Set<string>();
+    const touchedAddrs = new Set<string>();
+    const note = (plan: ReturnType<typeof planServicePort> | undefined) => {
+      for (const k of plan?.services.keys() ?? []) touched.add(k);
+      for (const a of plan?.addresses ?? []) touchedAddrs.add(a);
+    };
     for (const key of changes.keys()) {
-      for (const k of this.plans.get(key)?.services.keys() ?? []) touched.add(k);
+      note(this.plans.get(key));
       this.removePlan(key);
     }
     for (const [key, sp] of changes) if (sp) {
       this.addPlan(key, sp, problems);
-      for (const k of this.plans.get(key)!.services.keys()) touched.add(k);
+      note(this.plans.get(key));
     }
-    // A virtual service another Service port also wanted goes to it when its holder leaves.
-    for (const k of touched) if (!this.desired.has(k)) this.reclaim(k, problems);
-    const res = await this.converge(touched, problems);
+    const res = await this.converge(touched, touchedAddrs);
     this.needFull = res.failures.length > 0;
     return this.result(false, res, t0, problems);
   }
@@ -144,7 +152,11 @@ export class IpvsProxier implements Dataplane {
     const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses });
     if (plan.schedulerProblem) problems.push({ object: `Service ${key}`, message: plan.schedulerProblem });
     this.plans.set(key, plan);
+    for (const a of plan.addresses) this.addrUsers.set(a, (this.addrUsers.get(a) ?? 0) + 1);
     for (const [k, d] of plan.services) {
+      const list = this.wanters.get(k);
+      if (list) list.push(key);
+      else this.wanters.set(k, [key]);
       const holder = this.desired.get(k);
       if (holder && holder.owner !== key) {
         problems.push({ object: `Service ${key}`, message: `${ipvs.serviceKeyString(d.vs)} is already used by Service ${holder.owner}; this one is not programmed there` });
@@ -154,33 +166,25 @@ export class IpvsProxier implements Dataplane {
     }
   }
 
+  /** Drops a Service port's plan; a virtual service it held goes to the next Service port wanting it, if any. */
   private removePlan(key: ServicePortKey): void {
     const plan = this.plans.get(key);
     if (!plan) return;
-    for (const k of plan.services.keys()) if (this.desired.get(k)?.owner === key) this.desired.delete(k);
+    for (const a of plan.addresses) {
+      const n = (this.addrUsers.get(a) ?? 1) - 1;
+      if (n > 0) this.addrUsers.set(a, n);
+      else this.addrUsers.delete(a);
+    }
+    for (const k of plan.services.keys()) {
+      const list = (this.wanters.get(k) ?? []).filter((w) => w !== key);
+      if (list.length) this.wanters.set(k, list);
+      else this.wanters.delete(k);
+      if (this.desired.get(k)?.owner !== key) continue;
+      const next = list[0];
+      if (next === undefined) this.desired.delete(k);
+      else this.desired.set(k, this.plans.get(next)!.services.get(k)!);
+    }
     this.plans.delete(key);
-  }
-
-  /** Gives a virtual service whose holder left to another Service port that wants it (in key order). */
-  private reclaim(k: string, problems: ModelProblem[]): void {
-    void problems;
-    for (const [key, plan] of [...this.plans].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const d = plan.services.get(k);
-      if (d) {
-        this.desired.set(k, { ...d, owner: key });
-        return;
-      }
-    }
-  }
-
-  private wantedAddresses(): Set<string> {
-    const out = new Set<string>();
-    for (const [key, plan] of this.plans) for (const a of plan.addresses) {
-      // An address whose every virtual service went to another Service port is still that address: bind it once.
-      void key;
-      out.add(a);
-    }
-    return out;
   }
 
   // ---- kernel ------------------------------------------------------------------------------------------------
@@ -210,25 +214,23 @@ export class IpvsProxier implements Dataplane {
     this.linkIndex = link.index;
     const all = await this.client.allAddresses();
     this.boundAddresses = new Set(all.filter((a) => a.index === link!.index && a.scope !== 253).map((a) => a.address));
-    this.nodeAddresses = [];
-    for (const a of all) {
-      if (a.index === link.index || a.scope >= 200) continue; // Service addresses, link-local, host (loopback)
-      if (this.config.nodePortAddresses.length && !this.config.nodePortAddresses.some((c) => cidrContains(c, a.address))) continue;
-      if (!this.nodeAddresses.includes(a.address)) this.nodeAddresses.push(a.address);
-    }
+    const svcLink = this.config.interfaceName;
+    this.nodeAddresses = nodePortAddressesOf(all.map((a) => ({ ...a, link: a.index === link!.index ? svcLink : String(a.index) })), this.config.nodePortAddresses, svcLink);
   }
 
-  /** Sends what turns the kernel's `touched` virtual services (and the bound addresses) into the desired ones. */
-  private async converge(touched: Set<string>, problems: ModelProblem[]): Promise<ApplyResult> {
-    void problems;
+  /** Sends what turns the kernel's `touched` virtual services and `touchedAddrs` bindings into the desired ones. */
+  private async converge(touched: Set<string>, touchedAddrs: Set<string>): Promise<ApplyResult> {
     const fam = await this.client.familyId();
     const programmed = this.programmed!;
     const now = Date.now();
-    const wantAddrs = this.wantedAddresses();
     const addrAdds: Operation[] = [];
     const addrDels: Operation[] = [];
-    for (const a of wantAddrs) if (!this.boundAddresses.has(a)) addrAdds.push({ request: rtnl.newAddrRequest(this.linkIndex, a), describe: `bind ${a} on ${this.config.interfaceName}`, tolerate: [EEXIST] });
-    for (const a of this.boundAddresses) if (!wantAddrs.has(a)) addrDels.push({ request: rtnl.delAddrRequest(this.linkIndex, a), describe: `unbind ${a} from ${this.config.interfaceName}`, tolerate: [99 /* EADDRNOTAVAIL */] });
+    for (const a of touchedAddrs) {
+      const want = this.addrUsers.has(a);
+      const have = this.boundAddresses.has(a);
+      if (want && !have) addrAdds.push({ request: rtnl.newAddrRequest(this.linkIndex, a), describe: `bind ${a} on ${this.config.interfaceName}`, tolerate: [EEXIST] });
+      if (!want && have) addrDels.push({ request: rtnl.delAddrRequest(this.linkIndex, a), describe: `unbind ${a} from ${this.config.interfaceName}`, tolerate: [99 /* EADDRNOTAVAIL */] });
+    }
 
     const svcOps: Operation[] = [];
     const destOps: Operation[] = [];
@@ -275,9 +277,10 @@ export class IpvsProxier implements Dataplane {
       if (v) programmed.set(k, v);
       else programmed.delete(k);
     }
-    for (const a of wantAddrs) this.boundAddresses.add(a);
-    for (const op of addrDels) void op;
-    for (const a of [...this.boundAddresses]) if (!wantAddrs.has(a)) this.boundAddresses.delete(a);
+    for (const a of touchedAddrs) {
+      if (this.addrUsers.has(a)) this.boundAddresses.add(a);
+      else this.boundAddresses.delete(a);
+    }
     results.push(await this.reapDrained());
     const failures = results.flatMap((r) => r.failures);
     if (failures.length) {

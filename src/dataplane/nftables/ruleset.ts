@@ -329,10 +329,6 @@ function zeroed(n: number): Buffer {
 
 // No caches of address bytes: the agent keeps no per-address Buffer alive between syncs (memory at 30k Services),
 // and parsing is cheaper than a lookup for IPv4 (writeIP).
-function ipBytes(ip: string): Buffer {
-  return ipToBytes(ip);
-}
-
 function pairBytes(ip: string): Buffer {
   const a = ipToBytes(ip);
   return Buffer.concat([a, a]);
@@ -343,7 +339,7 @@ export function sharedElementOf(id: string): FragmentElement {
   const bar = id.indexOf('|');
   const set = id.slice(0, bar);
   const ip = id.slice(bar + 1);
-  return { set, key: set === SETS.hairpin ? pairBytes(ip) : ipBytes(ip) };
+  return { set, key: set === SETS.hairpin ? pairBytes(ip) : ipToBytes(ip) };
 }
 
 /** An endpoint count as map data: big-endian, so `nft list` prints it as the number it is (only compared). */
@@ -414,7 +410,7 @@ export function pickRule(f: FamilyShape, count: number, nodePort: boolean): Buff
  */
 function writeIP(buf: Buffer, off: number, ip: string): number {
   if (ip.includes(':')) {
-    buf.set(ipBytes(ip), off);
+    buf.set(ipToBytes(ip), off);
     return 16;
   }
   let v = 0;
@@ -502,7 +498,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   // Ids are kept in the ledgers between syncs: flat strings (join), not cons strings.
   const claimId = (ip: string) => [ip, proto, sp.port].join('|');
   const nodePortId = ['nodeport', proto, sp.nodePort].join('|');
-  for (const ip of clusterIPs) frag.shared.push({ id: [SETS.clusterIPs, ip].join('|'), set: SETS.clusterIPs, key: ipBytes(ip) });
+  for (const ip of clusterIPs) frag.shared.push({ id: [SETS.clusterIPs, ip].join('|'), set: SETS.clusterIPs, key: ipToBytes(ip) });
 
   if (endpoints.length === 0) {
     for (const ip of [...clusterIPs, ...externalIPs]) {
