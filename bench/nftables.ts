@@ -19,6 +19,7 @@ import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel, toServicePort } from './lib/model';
 import { renderSyncPlot } from './lib/plot';
+import { waitForQuiet, type QuietWait } from './lib/quiet';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { PEER_ARGV, execInNetns, runPeer, withFreshNetns, type PeerResult } from './peers/run';
@@ -77,6 +78,14 @@ interface ToolResult {
   phases?: Record<string, number>;
   /** every sample's seconds, when the tool ran more than once (seconds is then their median) */
   samples?: number[];
+  /** how long the machine took to be quiet before the (median) sample, and its load then */
+  quiet?: QuietWait;
+}
+
+/** Runs one timed tool once the machine is quiet (see lib/quiet.ts), recording the wait. */
+async function quietly(run: () => Promise<ToolResult>): Promise<ToolResult> {
+  const quiet = await waitForQuiet();
+  return { ...(await run()), quiet };
 }
 
 /**
@@ -100,10 +109,11 @@ async function svcplaneFull(services: BenchService[]): Promise<ToolResult> {
   return withFreshNetns(async (ns) => {
     const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
     try {
+      const quiet = await waitForQuiet();
       const t0 = process.hrtime.bigint();
       const r = await p.syncFull(model);
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { seconds: wall, kernelSeconds: secs(r.kernelMicros), phases: r.phases };
+      return { seconds: wall, kernelSeconds: secs(r.kernelMicros), phases: r.phases, quiet };
     } finally {
       p.close();
     }
@@ -117,9 +127,10 @@ async function kernelFloor(services: BenchService[]): Promise<ToolResult> {
     const sock = new (native().NftSocket)({ netns: `/run/netns/${ns}` });
     try {
       const batch = sock.encode(capture.records!);
+      const quiet = await waitForQuiet();
       const t0 = process.hrtime.bigint();
       const r = await sock.sendEncoded(batch);
-      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: secs(r.kernelMicros) };
+      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: secs(r.kernelMicros), quiet };
     } finally {
       sock.close();
     }
@@ -134,7 +145,7 @@ function peer(r: PeerResult): ToolResult {
 
 async function nftPeer(services: BenchService[]): Promise<ToolResult> {
   const input = kubeProxyNftablesRuleset(services);
-  return withFreshNetns(async (ns) => peer(await runPeer(PEER_ARGV.nft, input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' })));
+  return withFreshNetns(async (ns) => quietly(async () => peer(await runPeer(PEER_ARGV.nft, input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' }))));
 }
 
 async function iptablesPeer(kind: 'iptablesLegacy' | 'iptablesNft', services: BenchService[]): Promise<ToolResult> {
@@ -142,7 +153,7 @@ async function iptablesPeer(kind: 'iptablesLegacy' | 'iptablesNft', services: Be
   return withFreshNetns(async (ns) => {
     const jumps = await runPeer(PEER_ARGV[kind], kubeProxyIptablesJumpRules(), { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
     if (jumps.code !== 0) return { seconds: null, error: `jump rules: ${jumps.stderr.slice(-300)}` };
-    return peer(await runPeer(PEER_ARGV[kind], input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' }));
+    return quietly(async () => peer(await runPeer(PEER_ARGV[kind], input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' })));
   });
 }
 
@@ -206,6 +217,7 @@ async function incrementalCase(n: number, reps: number): Promise<IncrementalCase
     const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
     try {
       await p.syncFull(model);
+      await waitForQuiet();
       const time = async (sp: ServicePort) => {
         const t0 = process.hrtime.bigint();
         const r = await p.syncPartial(new Map([[sp.key, sp]]));
@@ -256,7 +268,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const target = { clusterIP: '198.18.100.50', port: 80, endpoints: [{ ip: sb.backends[0].v4, port: 8080 }] };
   const services = makeServices(n, 2, { target });
   const notes: string[] = [];
-  const measure = () => runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 });
+  const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 }));
 
   log(`dataplane ${n}: svcplane`);
   const p = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
