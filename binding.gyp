@@ -9,7 +9,8 @@
         "native/nft_commit.cc",
         "native/nft_dump.cc",
         "native/nl_transact.cc",
-        "native/nl_wrap.cc"
+        "native/nl_wrap.cc",
+        "native/sysctl.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "cflags!": ["-fno-exceptions"],

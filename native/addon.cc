@@ -17,6 +17,7 @@
 #include "nft_commit.h"
 #include "nft_dump.h"
 #include "nft_records.h"
+#include "sysctl.h"
 
 namespace svcplane {
 namespace {
@@ -298,9 +299,50 @@ Napi::Value NftSocket::Generation(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Reads or writes a net.* sysctl of a network namespace off the JS thread (the setns dance blocks briefly).
+class SysctlWorker : public PromiseWorker {
+ public:
+  SysctlWorker(Napi::Env env, std::string name, std::string netns, bool write, std::string value)
+      : PromiseWorker(env), name_(std::move(name)), netns_(std::move(netns)), write_(write), value_(std::move(value)) {}
+
+  void Execute() override {
+    try {
+      if (write_) WriteNetSysctl(name_, value_, netns_);
+      else value_ = ReadNetSysctl(name_, netns_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    }
+  }
+  void Settle(Napi::Env env) override {
+    deferred_.Resolve(write_ ? env.Undefined() : Napi::String::New(env, value_));
+  }
+
+ private:
+  std::string name_, netns_;
+  bool write_;
+  std::string value_;
+};
+
+// netSysctl(name, netns?: string, value?: string): Promise<string | undefined>
+Napi::Value NetSysctl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "netSysctl(name, netns?, value?)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string netns = info.Length() > 1 && info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "";
+  bool write = info.Length() > 2 && info[2].IsString();
+  std::string value = write ? std::string(info[2].As<Napi::String>()) : "";
+  auto* w = new SysctlWorker(env, info[0].As<Napi::String>(), netns, write, value);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NftSocket", NftSocket::Init(env));
   exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
+  exports.Set("netSysctl", Napi::Function::New(env, NetSysctl, "netSysctl"));
   env.AddCleanupHook([]() { CloseAllSockets(); });
   return exports;
 }

@@ -86,10 +86,9 @@ export class Agent {
 
     const netns = this.o.netns ? { netns: this.o.netns } : {};
     if (config.mode === 'ipvs') {
-      // IPVS mode (issue 4, in progress): virtual services, real servers and svcplane0 addresses; the masquerade and
-      // filter rules kube-proxy's IPVS mode keeps in iptables are not programmed yet (logged at start).
-      log.warn('ipvs mode: masquerade and Service-address filtering beside IPVS are not programmed yet; use nftables mode in production');
-      this.dataplane = new IpvsProxier(new IpvsClient(netns), defaultIpvsConfig({ scheduler: config.ipvsScheduler, nodePortAddresses }), log);
+      this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
+        scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName,
+      }), log);
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),

@@ -188,6 +188,8 @@ function findTool(file: string): string {
 /** Absolute paths of the helper scripts (run them with process.execPath inside a namespace). */
 export const BACKEND_JS = findTool('backend.js');
 export const CLIENT_JS = findTool('client.js');
+/** SCTP server/client (Python: Node has no SCTP sockets). */
+export const SCTP_PY = findTool('sctp.py');
 
 export function nsPath(ns: string): string {
   return `/run/netns/${ns}`;

@@ -98,7 +98,11 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane 
   if (mode === 'ipvs') {
     const scheduler = str(flags, 'ipvs-scheduler') ?? 'rr';
     if (!SCHEDULERS.includes(scheduler)) throw new UsageError(`--ipvs-scheduler must be one of ${SCHEDULERS.join(', ')}, not "${scheduler}"`);
-    return new IpvsProxier(new IpvsClient(netns ? { netns } : {}), defaultIpvsConfig({ scheduler, nodePortAddresses: config.nodePortAddresses }));
+    const ns = netns ? { netns } : {};
+    return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
+      scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
+      nodeName: config.nodeName, tableName: config.tableName,
+    }));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
 }

@@ -62,5 +62,11 @@ export interface Dataplane {
   cleanup(): Promise<boolean>;
   /** What is programmed, read back from the kernel. */
   status(): Promise<StatusReport>;
+  /**
+   * Work due between syncs (IPVS: deleting drained real servers whose connections have ended). The sync loop
+   * asks housekeepingDue() every few seconds and runs housekeeping() in its own turn, never beside a sync.
+   */
+  housekeepingDue?(): boolean;
+  housekeeping?(): Promise<void>;
   close(): void;
 }

@@ -13,7 +13,7 @@ import type { Logger } from '../log';
 import type { KubeEndpointSlice, KubeService, ModelProblem, ServiceKey, ServicePort, ServicePortKey } from '../model/types';
 import type { ProxyHealth } from '../server/health';
 import type { ProxyMetrics } from '../server/metrics';
-import type { Clock } from './clock';
+import type { Clock, Timer } from './clock';
 import { ClusterState, type SliceChange } from './clusterState';
 import { BoundedFrequencyRunner } from './runner';
 import { ChangeTracker } from './tracker';
@@ -28,6 +28,8 @@ export interface SyncLoopOptions {
   syncPeriodMs: number;
   /** This node's name: a Local traffic policy Service with endpoints elsewhere only counts for the metric. */
   nodeName?: string;
+  /** How often to ask the dataplane whether housekeeping is due (default 5 s). */
+  housekeepingCheckMs?: number;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -45,6 +47,8 @@ export class SyncLoop {
   /** Resolves after every sync (tests and benchmarks wait on it). */
   private readonly listeners = new Set<(r: SyncOutcome) => void>();
   syncCount = 0;
+  private housekeepingTimer: Timer | undefined;
+  private housekeepingPending = false;
 
   constructor(private readonly o: SyncLoopOptions) {
     this.tracker = new ChangeTracker(o.clock.wallNow());
@@ -151,6 +155,22 @@ export class SyncLoop {
     this.o.health.updated();
     this.runner.start();
     this.queue();
+    this.armHousekeeping();
+  }
+
+  // Housekeeping (Dataplane.housekeeping) runs as a sync of its own through the runner, so it never overlaps a
+  // sync: IPVS graceful termination then deletes a drained real server within seconds of its last connection
+  // ending (kube-proxy checks every minute), whatever syncPeriod is.
+  private armHousekeeping(): void {
+    const dp = this.o.dataplane;
+    if (!dp.housekeeping || !dp.housekeepingDue) return;
+    this.housekeepingTimer = this.o.clock.after(this.o.housekeepingCheckMs ?? 5000, () => {
+      if (dp.housekeepingDue!()) {
+        this.housekeepingPending = true;
+        this.runner.run();
+      }
+      this.armHousekeeping();
+    });
   }
 
   get isStarted(): boolean {
@@ -169,6 +189,8 @@ export class SyncLoop {
   }
 
   async stop(): Promise<void> {
+    this.housekeepingTimer?.cancel();
+    this.housekeepingTimer = undefined;
     await this.runner.stop();
   }
 
@@ -186,6 +208,10 @@ export class SyncLoop {
     let result: SyncResult | undefined;
     try {
       if (!full && pending.changes.size === 0) {
+        if (this.housekeepingPending && this.o.dataplane.housekeeping) {
+          this.housekeepingPending = false;
+          await this.o.dataplane.housekeeping();
+        }
         outcome.ok = true;
         this.o.health.updated();
         return;

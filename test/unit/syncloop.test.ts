@@ -143,4 +143,38 @@ describe('SyncLoop', () => {
     expect(text).toContain('kubeproxy_network_programming_duration_seconds_bucket{le="0.25"} 1');
     expect(text).toContain('kubeproxy_network_programming_duration_seconds_bucket{le="0"} 0');
   });
+
+  it('runs dataplane housekeeping in a turn of its own while it is due, never beside a sync', async () => {
+    const { clock, dp, loop } = setup({ min: 0, sync: 600_000 });
+    let due = 0;
+    let inSync = false;
+    let overlapped = false;
+    const runs: number[] = [];
+    const orig = dp.syncPartial.bind(dp);
+    dp.syncPartial = async (ch) => {
+      inSync = true;
+      await Promise.resolve();
+      inSync = false;
+      return orig(ch);
+    };
+    Object.assign(dp, {
+      housekeepingDue: () => due > 0,
+      housekeeping: async () => {
+        if (inSync) overlapped = true;
+        runs.push(clock.now());
+        due--;
+      },
+    });
+    loop.onServicesListed([svc('a')]);
+    loop.onSlicesListed([slice('a', ['198.19.0.1'])]);
+    await clock.advance(20_000);
+    expect(runs).toEqual([]); // nothing due: never called
+    due = 2;
+    loop.onSlice('MODIFIED', slice('a', ['198.19.0.2'], '2'));
+    await clock.advance(20_000);
+    expect(runs).toHaveLength(2);
+    expect(overlapped).toBe(false);
+    expect(dp.calls.filter((c) => !c.full)).toHaveLength(1); // housekeeping is not a sync of the dataplane
+    await loop.stop();
+  });
 });

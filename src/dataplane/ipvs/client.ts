@@ -40,8 +40,10 @@ export class IpvsClient {
   private readonly genl: InstanceType<ReturnType<typeof native>['NetlinkTransceiver']>;
   private readonly route: InstanceType<ReturnType<typeof native>['NetlinkTransceiver']>;
   private family: number | undefined;
+  private readonly netns: string | undefined;
 
   constructor(opts: { netns?: string } = {}) {
+    this.netns = opts.netns;
     const T = native().NetlinkTransceiver;
     this.genl = new T({ bus: 'generic', ...(opts.netns ? { netns: opts.netns } : {}) });
     this.route = new T({ bus: 'route', ...(opts.netns ? { netns: opts.netns } : {}) });
@@ -94,6 +96,11 @@ export class IpvsClient {
   async allAddresses(): Promise<rtnl.AddrInfo[]> {
     const r = await this.one(this.route, { request: rtnl.dumpAddrsRequest(), describe: 'list addresses' });
     return r.replies.map(rtnl.decodeAddr).filter((a): a is rtnl.AddrInfo => !!a);
+  }
+
+  /** Reads (no value) or writes a net.* sysctl in this client's network namespace. */
+  async sysctl(name: string, value?: string): Promise<string | undefined> {
+    return native().netSysctl(name, this.netns, value);
   }
 
   close(): void {

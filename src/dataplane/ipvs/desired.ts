@@ -21,6 +21,11 @@ export interface IpvsConfig {
   scheduler: string;
   /** The node's addresses NodePorts are served on (already filtered by nodePortAddresses). */
   nodeAddresses: string[];
+  /**
+   * Whether to bind a Service address on svcplane0: not when another link of the node has it already (an
+   * externalIP that is a node address; kube-proxy's `shouldBind`). Default: always.
+   */
+  bind?: (address: string) => boolean;
 }
 
 export interface DesiredService {
@@ -70,7 +75,7 @@ export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPl
       dests.set(destKey({ address: e.address, port: e.port }), { address: e.address, port: e.port, weight: 1, forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
     }
     services.set(vsKey(vs), { vs, dests, owner: sp.key });
-    if (bind && !addresses.includes(address)) addresses.push(address);
+    if (bind && (cfg.bind?.(address) ?? true) && !addresses.includes(address)) addresses.push(address);
   };
   for (const ip of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) add(ip, sp.port, true);
   if (sp.nodePort > 0) {

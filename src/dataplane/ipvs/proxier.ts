@@ -11,12 +11,19 @@
 // gracefulTimeoutMs; a UDP one is deleted at once. The state lives in the kernel (weight 0 on a real server
 // svcplane does not want), so a restarted svcplane carries on draining instead of leaving weights at 0, and an
 // endpoint that comes back gets its weight back.
+//
+// Masquerade and filtering (what kube-proxy keeps in iptables and ipset) are one svcplane nftables table per family
+// (filter.ts, nftables.ts), updated in the same sync, after IPVS. IPVS needs net.ipv4.vs.conntrack=1 for nf_nat's
+// masquerade to apply to its traffic; svcplane sets it and kube-proxy's other IPVS sysctls at every full sync.
 import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import * as rtnl from '../../netlink/rtnl';
+import type { NftClient } from '../nftables/client';
+import { TABLE_NAME, defaultConfig as defaultNftConfig } from '../nftables/ruleset';
 import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
 import { IpvsClient, type ApplyResult, type Operation } from './client';
+import { IpvsNftables } from './nftables';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
 import * as ipvs from './netlink';
 
@@ -29,11 +36,37 @@ export interface IpvsProxierConfig {
   interfaceName: string;
   /** Longest a weight-0 real server waits for its connections to end. */
   gracefulTimeoutMs: number;
+  /** Pod CIDRs: ClusterIP traffic from outside them is masqueraded (as in nftables mode). */
+  clusterCIDRs: string[];
+  masqueradeAll: boolean;
+  masqueradeBit: number;
+  /** This node's name: hairpin pairs are kept for its endpoints only (see the nftables ruleset). */
+  nodeName?: string;
+  /** The nftables table beside IPVS (both families). */
+  tableName: string;
 }
 
 export function defaultIpvsConfig(over: Partial<IpvsProxierConfig> = {}): IpvsProxierConfig {
-  return { scheduler: 'rr', nodePortAddresses: [], interfaceName: 'svcplane0', gracefulTimeoutMs: 15 * 60_000, ...over };
+  return {
+    scheduler: 'rr', nodePortAddresses: [], interfaceName: 'svcplane0', gracefulTimeoutMs: 15 * 60_000,
+    clusterCIDRs: [], masqueradeAll: false, masqueradeBit: 14, tableName: TABLE_NAME, ...over,
+  };
 }
+
+/**
+ * The sysctls kube-proxy's IPVS mode sets (pkg/proxy/ipvs/proxier.go NewProxier), and why svcplane needs them:
+ * conntrack: IPVS keeps the connection's conntrack entry, so nftables' masquerade applies to IPVS traffic;
+ * expire_nodest_conn: a connection whose real server was deleted is expired at its next packet instead of
+ * black-holed (UDP/SCTP real servers are deleted at once); expire_quiescent_template: persistence templates of a
+ * weight-0 (draining) real server expire, so sessionAffinity stops sending new connections there; ip_forward:
+ * replies from the endpoints are forwarded back through IPVS.
+ */
+export const IPVS_SYSCTLS: ReadonlyArray<[string, string]> = [
+  ['net.ipv4.vs.conntrack', '1'],
+  ['net.ipv4.vs.expire_nodest_conn', '1'],
+  ['net.ipv4.vs.expire_quiescent_template', '1'],
+  ['net.ipv4.ip_forward', '1'],
+];
 
 interface ProgrammedService {
   vs: ipvs.VirtualService;
@@ -58,15 +91,28 @@ export class IpvsProxier implements Dataplane {
   private boundAddresses = new Set<string>();
   private linkIndex = 0;
   private nodeAddresses: string[] = [];
+  /** Addresses of the node's other links: an externalIP or LB IP among them is not bound on svcplane0 (kube-proxy). */
+  private localAddresses = new Set<string>();
+  private readonly filter: IpvsNftables;
+  private sysctlsChecked = false;
   /** Draining real servers: `${vsKey}#${destKey}` -> when draining began (ms, this process's clock). */
   private draining = new Map<string, number>();
   private needFull = true;
 
-  constructor(private readonly client: IpvsClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger) {}
+  constructor(private readonly client: IpvsClient, nft: NftClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger) {
+    this.filter = new IpvsNftables(nft, defaultNftConfig({
+      tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
+      nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName,
+    }));
+  }
+
+  /** Whether svcplane binds this address on svcplane0 (and so filters its unused ports). */
+  private readonly bound = (address: string): boolean => !this.localAddresses.has(address);
 
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
     this.needFull = true;
+    await this.ensureSysctls();
     await this.readKernel();
     this.servicePorts = new Map(servicePorts);
     this.plans.clear();
@@ -77,8 +123,9 @@ export class IpvsProxier implements Dataplane {
     for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
     const touched = new Set([...this.desired.keys(), ...this.programmed!.keys()]);
     const res = await this.converge(touched, new Set([...this.addrUsers.keys(), ...this.boundAddresses]));
-    this.needFull = res.failures.length > 0;
-    return this.result(true, res, t0, problems);
+    const nft = await this.filter.full(this.servicePorts, this.bound);
+    this.needFull = false;
+    return this.result(true, res, nft, t0, problems);
   }
 
   async syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {
@@ -88,6 +135,7 @@ export class IpvsProxier implements Dataplane {
     }
     if (this.needFull || !this.programmed) return this.syncFull(this.servicePorts);
     const t0 = process.hrtime.bigint();
+    this.needFull = true; // until both IPVS and the nftables batch are through
     const problems: ModelProblem[] = [];
     const touched = new Set<string>();
     const touchedAddrs = new Set<string>();
@@ -104,8 +152,9 @@ export class IpvsProxier implements Dataplane {
       note(this.plans.get(key));
     }
     const res = await this.converge(touched, touchedAddrs);
-    this.needFull = res.failures.length > 0;
-    return this.result(false, res, t0, problems);
+    const nft = await this.filter.partial(changes, this.bound);
+    this.needFull = false;
+    return this.result(false, res, nft, t0, problems);
   }
 
   async cleanup(): Promise<boolean> {
@@ -120,9 +169,10 @@ export class IpvsProxier implements Dataplane {
       const r = await this.client.applyRoute([{ request: rtnl.delLinkRequest(link.index), describe: `delete link ${this.config.interfaceName}` }]);
       if (r.failures.length) throw this.client.error(r.failures);
     }
+    const table = await this.filter.remove();
     this.programmed = undefined;
     this.needFull = true;
-    return services.length > 0 || !!link;
+    return services.length > 0 || !!link || table;
   }
 
   async status(): Promise<StatusReport> {
@@ -144,12 +194,30 @@ export class IpvsProxier implements Dataplane {
 
   close(): void {
     this.client.close();
+    this.filter.close();
+  }
+
+  /** Sets IPVS_SYSCTLS where they differ. Without vs.conntrack masquerade cannot work: that one is required. */
+  private async ensureSysctls(): Promise<void> {
+    for (const [name, value] of IPVS_SYSCTLS) {
+      try {
+        const cur = await this.client.sysctl(name);
+        if (cur === value) continue;
+        await this.client.sysctl(name, value);
+        if (!this.sysctlsChecked) this.log.info('sysctl set', { name, value, was: cur });
+      } catch (e) {
+        const msg = `sysctl ${name}=${value}: ${e instanceof Error ? e.message : String(e)}`;
+        if (name === 'net.ipv4.vs.conntrack') throw new Error(`${msg} (IPVS mode needs it for masquerade)`);
+        if (!this.sysctlsChecked) this.log.warn('sysctl not set', { name, value, error: msg });
+      }
+    }
+    this.sysctlsChecked = true;
   }
 
   // ---- desired state ---------------------------------------------------------------------------------------
 
   private addPlan(key: ServicePortKey, sp: ServicePort, problems: ModelProblem[]): void {
-    const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses });
+    const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses, bind: this.bound });
     if (plan.schedulerProblem) problems.push({ object: `Service ${key}`, message: plan.schedulerProblem });
     this.plans.set(key, plan);
     for (const a of plan.addresses) this.addrUsers.set(a, (this.addrUsers.get(a) ?? 0) + 1);
@@ -214,6 +282,7 @@ export class IpvsProxier implements Dataplane {
     this.linkIndex = link.index;
     const all = await this.client.allAddresses();
     this.boundAddresses = new Set(all.filter((a) => a.index === link!.index && a.scope !== 253).map((a) => a.address));
+    this.localAddresses = new Set(all.filter((a) => a.index !== link!.index).map((a) => a.address));
     const svcLink = this.config.interfaceName;
     this.nodeAddresses = nodePortAddressesOf(all.map((a) => ({ ...a, link: a.index === link!.index ? svcLink : String(a.index) })), this.config.nodePortAddresses, svcLink);
   }
@@ -337,9 +406,24 @@ export class IpvsProxier implements Dataplane {
     return this.draining.size;
   }
 
-  private result(full: boolean, res: ApplyResult, t0: bigint, problems: ModelProblem[]): SyncResult {
+  housekeepingDue(): boolean {
+    return this.draining.size > 0 && !!this.programmed && !this.needFull;
+  }
+
+  /** Deletes drained real servers (the sync loop calls it every few seconds while some drain). */
+  async housekeeping(): Promise<void> {
+    const r = await this.reapDrained();
+    if (r.failures.length) {
+      this.programmed = undefined;
+      throw this.client.error(r.failures);
+    }
+  }
+
+  private result(full: boolean, res: ApplyResult, nft: { tx: { size: number; summary(): Record<string, number> }; kernelMicros: number; bytes: number }, t0: bigint, problems: ModelProblem[]): SyncResult {
+    const summary: Record<string, number> = { 'ipvs operations': res.operations };
+    for (const [k, v] of Object.entries(nft.tx.summary())) summary[`nft ${k}`] = v;
     return {
-      full, operations: res.operations, summary: {}, bytes: res.bytes, kernelMicros: res.kernelMicros,
+      full, operations: res.operations + nft.tx.size, summary, bytes: res.bytes + nft.bytes, kernelMicros: res.kernelMicros + nft.kernelMicros,
       totalMicros: Number((process.hrtime.bigint() - t0) / 1000n), servicePorts: this.servicePorts.size, problems,
     };
   }

@@ -109,7 +109,7 @@ export const SETS = {
   hairpin: 'hairpin-endpoints',
 } as const;
 
-interface FamilyShape {
+export interface FamilyShape {
   ip: IPFamily;
   nf: NfFamily;
   addrLen: number;
@@ -125,11 +125,11 @@ export function familyShape(ip: IPFamily): FamilyShape {
 }
 
 /** CIDRs of one family (config is validated before it gets here: unparsable entries are ignored). */
-function cidrsOf(list: string[], family: IPFamily): CIDR[] {
+export function cidrsOf(list: string[], family: IPFamily): CIDR[] {
   return list.map((c) => parseCIDR(c)).filter((c): c is CIDR => c !== undefined && c.family === family);
 }
 
-function prefixMask(prefixLength: number, len: number): Buffer {
+export function prefixMask(prefixLength: number, len: number): Buffer {
   const mask = zeroed(len);
   for (let i = 0; i < prefixLength; i++) mask[i >> 3] |= 0x80 >> (i & 7);
   return mask;
@@ -139,13 +139,13 @@ function prefixMask(prefixLength: number, len: number): Buffer {
 
 const PROTO_NUMBER: Record<Protocol, number> = IPPROTO;
 
-function ctStateNew(r: RuleBuilder): RuleBuilder {
+export function ctStateNew(r: RuleBuilder): RuleBuilder {
   return r.ctGet(NFT_CT_STATE, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(CT_STATE_NEW), hostU32(0))
     .cmp(NFT_REG_1, 'neq', hostU32(0));
 }
 
 /** Loads `daddr . l4proto . dport` into consecutive 32-bit registers from NFT_REG32_00. */
-function daddrProtoPort(r: RuleBuilder, f: FamilyShape): RuleBuilder {
+export function daddrProtoPort(r: RuleBuilder, f: FamilyShape): RuleBuilder {
   const words = f.addrLen / 4;
   return r.payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
     .metaGet(NFT_META_L4PROTO, NFT_REG32_00 + words)
@@ -156,7 +156,7 @@ function daddrProtoPort(r: RuleBuilder, f: FamilyShape): RuleBuilder {
  * Rules matching destinations NodePorts answer on (see NftablesConfig.nodePortAddresses): one per CIDR, or one
  * for "every local address but loopback". `finish` appends the rest of each rule and returns its body.
  */
-function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuilder) => Buffer): Buffer[] {
+export function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuilder) => Buffer): Buffer[] {
   const local = () => new RuleBuilder().fib(NFT_REG_1, NFT_FIB_RESULT_ADDRTYPE, NFTA_FIB_F_DADDR).cmp(NFT_REG_1, 'eq', hostU32(RTN_LOCAL));
   if (cfg.nodePortAddresses.length === 0) {
     // Every local address but loopback: kube-proxy's nftables mode does not serve NodePorts on localhost.
@@ -174,7 +174,7 @@ function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: RuleBuil
 }
 
 
-function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuilder {
+export function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuilder {
   const bit = 1 << cfg.masqueradeBit;
   return r.metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(~bit), hostU32(bit))
     .metaSet(NFT_META_MARK, NFT_REG_1);
@@ -323,13 +323,13 @@ const PROTO_NAME: Record<number, string> = Object.fromEntries(Object.entries(IPP
  * A zero-filled small buffer from Node's shared pool: Buffer.alloc gives every one its own ArrayBuffer, and
  * a 44k-Service sync makes ~10^5 of them, which showed up as most of its garbage-collection time.
  */
-function zeroed(n: number): Buffer {
+export function zeroed(n: number): Buffer {
   return Buffer.allocUnsafe(n).fill(0);
 }
 
 // No caches of address bytes: the agent keeps no per-address Buffer alive between syncs (memory at 30k Services),
 // and parsing is cheaper than a lookup for IPv4 (writeIP).
-function pairBytes(ip: string): Buffer {
+export function pairBytes(ip: string): Buffer {
   const a = ipToBytes(ip);
   return Buffer.concat([a, a]);
 }
@@ -349,7 +349,7 @@ function countData(n: number): Buffer {
   return b;
 }
 
-const protoPort = (r: RuleBuilder) => r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+export const protoPort = (r: RuleBuilder) => r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
 
 const STATIC_COUNTS: readonly number[] = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
 
@@ -430,7 +430,7 @@ function writeIP(buf: Buffer, off: number, ip: string): number {
 
 const addrLenOf = (ip: string) => (ip.includes(':') ? 16 : 4);
 
-function addrProtoPortKey(ip: string, proto: number, port: number): Buffer {
+export function addrProtoPortKey(ip: string, proto: number, port: number): Buffer {
   const len = addrLenOf(ip);
   const key = zeroed(len + 8);
   writeIP(key, 0, ip);
@@ -453,7 +453,7 @@ function slotKeys(base: Buffer, n: number): Buffer[] {
   return out;
 }
 
-function protoPortKey(proto: number, port: number): Buffer {
+export function protoPortKey(proto: number, port: number): Buffer {
   const key = zeroed(8);
   key[0] = proto;
   key.writeUInt16BE(port, 4);
@@ -468,7 +468,7 @@ function endpointData(ip: string, port: number): Buffer {
   return d;
 }
 
-function ofFamily(ips: string[], family: IPFamily, exclude: readonly string[] = []): string[] {
+export function ofFamily(ips: string[], family: IPFamily, exclude: readonly string[] = []): string[] {
   return [...new Set(ips.filter((ip) => (ip.includes(':') ? 6 : 4) === family && !exclude.includes(ip)))];
 }
 
@@ -478,7 +478,7 @@ function ofFamily(ips: string[], family: IPFamily, exclude: readonly string[] = 
  * out: a 250k-endpoint cluster then needs ~100 pairs per node, not 250k. Endpoints without a nodeName (external
  * backends in hand-made EndpointSlices) are kept.
  */
-function needsHairpin(nodeName: string | undefined, endpointNode: string | undefined): boolean {
+export function needsHairpin(nodeName: string | undefined, endpointNode: string | undefined): boolean {
   return !nodeName || !endpointNode || endpointNode === nodeName;
 }
 

@@ -59,8 +59,10 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
     expect(countsFor(np, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
   });
 
-  it('a restart (a second sync) changes nothing: ipvsadm identical, an open connection kept', async () => {
+  it('a restart (a second sync) changes nothing: ipvsadm and nft identical, an open connection kept', async () => {
     const before = await ipvsadm();
+    const nftBefore = (await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout;
+    expect(nftBefore).toContain('"svcplane"');
     const hold = runHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 3000, intervalMs: 100 });
     await new Promise((r) => setTimeout(r, 500));
     expect(sync().operations).toBe(0);
@@ -71,6 +73,7 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
     // Counters aside (the held connection), the table is the same.
     const strip = (t: string) => t.replace(/(Masq\s+\d+)\s+\d+\s+\d+/g, '$1');
     expect(strip(await ipvsadm())).toBe(strip(before));
+    expect((await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout).toBe(nftBefore);
   });
 
   it('sh keeps a client on one endpoint; sessionAffinity ClientIP is persistence with its timeout', async () => {
@@ -147,5 +150,6 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     expect(await ipvsadm()).not.toContain('198.18.100.10');
     const links = await sb.exec(sb.nodeNs, ['ip', 'link', 'show']);
     expect(links.stdout).not.toContain('svcplane0');
+    expect((await sb.exec(sb.nodeNs, ['nft', 'list', 'tables'])).stdout).not.toContain('svcplane');
   });
 });

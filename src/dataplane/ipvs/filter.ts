@@ -1,0 +1,185 @@
+// The nftables table beside IPVS (pure): what kube-proxy's IPVS mode keeps in iptables and ipset, in one svcplane
+// table per family, so IPVS mode needs neither (pkg/proxy/ipvs/proxier.go, writeIptablesRules, is the model).
+// IPVS itself does the DNAT (at LOCAL_IN / LOCAL_OUT); this table only marks, masquerades and filters:
+//
+//   services (nat prerouting/output, -100): the masquerade mark, as in nftables mode: ClusterIP traffic from
+//       outside the cluster CIDRs (or all of it with masqueradeAll; with neither, traffic whose source is a Service
+//       address: the host picks a svcplane0 address as source when it talks to one), externalIPs, LoadBalancer IPs
+//       and NodePorts always. Loopback sources are left alone (kube-proxy: "dismiss connects to localhost early").
+//   masquerading (nat postrouting, 100): marked -> masquerade; hairpin (a pod reaching itself through its Service:
+//       after IPVS's DNAT source and destination are the same endpoint) -> masquerade. IPVS forwards through
+//       LOCAL_OUT and POST_ROUTING, and with net.ipv4.vs.conntrack=1 the connection's conntrack entry carries the
+//       NAT, so nf_nat's masquerade applies to IPVS traffic (what kube-proxy relies on too).
+//   filter-input (filter input, 0: before IPVS, which hooks LOCAL_IN at 98), new connections only:
+//       a Service port without endpoints is rejected (TCP reset, ICMP port unreachable): kube-proxy leaves it to
+//       IPVS, which answers with ICMP for TCP too; svcplane refuses the way its nftables mode does.
+//       An address svcplane bound on svcplane0, on a port no Service uses, is rejected: without it the node's own
+//       daemons (sshd on 0.0.0.0:22 ...) would answer on every ClusterIP (kube-proxy's KUBE-IPVS-FILTER).
+//
+// Every per-Service object is an element of a plain set, so a sync is element operations only (no rule re-validation,
+// see ruleset.ts); several Service ports can want one element (a bound address, a hairpin pair), so elements are
+// reference-counted by IpvsNftables.
+import type { IPFamily, ServicePort } from '../../model/types';
+import {
+  IPPROTO, NFT_META_L4PROTO, NFT_META_MARK, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH,
+  NFT_REJECT_TCP_RST, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+  ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, concatType,
+} from '../nftables/netlink/constants';
+import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
+import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
+import { emptyTable } from '../nftables/objects';
+import {
+  type FamilyShape, type NftablesConfig, addrProtoPortKey, cidrsOf, ctStateNew, daddrProtoPort, familyShape, markForMasquerade,
+  needsHairpin, nodePortRules, ofFamily, pairBytes, prefixMask, protoPort, protoPortKey, zeroed,
+} from '../nftables/ruleset';
+import { ipToBytes } from '../../model/ip';
+
+export const IPVS_CHAINS = {
+  natPrerouting: 'nat-prerouting',
+  natOutput: 'nat-output',
+  natPostrouting: 'nat-postrouting',
+  filterInput: 'filter-input',
+  services: 'services',
+  masquerading: 'masquerading',
+  inputCheck: 'input-check',
+  reject: 'reject-chain',
+} as const;
+
+export const IPVS_SETS = {
+  /** address . proto . port of every virtual service on a Service address (ClusterIP, externalIP, LB IP). */
+  serviceIPs: 'service-ips',
+  /** The externalIP / LB IP ones: always masqueraded. */
+  externalIPs: 'external-ips',
+  /** proto . port of every NodePort. */
+  serviceNodePorts: 'service-nodeports',
+  noEndpointServices: 'no-endpoint-services',
+  noEndpointNodePorts: 'no-endpoint-nodeports',
+  /** Addresses svcplane binds on svcplane0: on them, only Service ports are answered. */
+  boundAddresses: 'service-addresses',
+  hairpin: 'hairpin-endpoints',
+} as const;
+
+const PROTO: Record<string, number> = IPPROTO;
+
+/** The table for one family: chains and empty sets (elements come from elementsOf). */
+export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
+  const f = familyShape(ip);
+  const t: DesiredTable = { ...emptyTable(f.nf, cfg.tableName), elements: new Map() };
+  const chain = (name: string, rules: Buffer[], base?: ChainState['base']) => t.chains.set(name, { name, rules, base });
+  const jump = (target: string) => new RuleBuilder().verdict({ kind: 'jump', chain: target }).body();
+
+  chain(IPVS_CHAINS.natPrerouting, [jump(IPVS_CHAINS.services)], { type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100 });
+  chain(IPVS_CHAINS.natOutput, [jump(IPVS_CHAINS.services)], { type: 'nat', hook: NF_INET_LOCAL_OUT, priority: -100 });
+  chain(IPVS_CHAINS.natPostrouting, [jump(IPVS_CHAINS.masquerading)], { type: 'nat', hook: NF_INET_POST_ROUTING, priority: 100 });
+  chain(IPVS_CHAINS.filterInput, [ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: IPVS_CHAINS.inputCheck }).body()],
+    { type: 'filter', hook: NF_INET_LOCAL_IN, priority: 0 });
+
+  const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
+  const services: Buffer[] = [loopbackReturn(f)];
+  const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
+  if (cfg.masqueradeAll) {
+    services.push(markIf(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.serviceIPs));
+  } else if (clusterCIDRs.length > 0) {
+    const r = new RuleBuilder();
+    for (const c of clusterCIDRs) {
+      r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
+    }
+    services.push(markIf(daddrProtoPort(r, f), IPVS_SETS.serviceIPs));
+  } else {
+    // No way to tell pods from the rest: mark what the host itself sends from a Service address (kube-proxy's
+    // "src,dst" match on KUBE-CLUSTER-IP), whose replies would otherwise go to svcplane0.
+    const words = f.addrLen / 4;
+    services.push(markIf(new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+      .metaGet(NFT_META_L4PROTO, NFT_REG32_00 + words).payload(NFT_REG32_00 + words + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2), IPVS_SETS.serviceIPs));
+  }
+  services.push(markIf(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.externalIPs));
+  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(r), IPVS_SETS.serviceNodePorts)));
+  chain(IPVS_CHAINS.services, services);
+
+  const bit = 1 << cfg.masqueradeBit;
+  chain(IPVS_CHAINS.masquerading, [
+    new RuleBuilder().metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(bit), hostU32(0))
+      .cmp(NFT_REG_1, 'neq', hostU32(0))
+      .metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(~bit), hostU32(0))
+      .metaSet(NFT_META_MARK, NFT_REG_1)
+      .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
+    new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+      .payload(NFT_REG32_00 + f.addrLen / 4, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
+      .lookup(IPVS_SETS.hairpin, NFT_REG32_00)
+      .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
+  ]);
+
+  chain(IPVS_CHAINS.inputCheck, [
+    daddrProtoPort(new RuleBuilder(), f).lookup(IPVS_SETS.noEndpointServices, NFT_REG32_00).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),
+    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(IPVS_SETS.noEndpointNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body()),
+    // A bound address on a port no virtual service has (ICMP too: kube-proxy rejects everything new but Service ports).
+    daddrProtoPort(new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.boundAddresses, NFT_REG_1), f)
+      .lookup(IPVS_SETS.serviceIPs, NFT_REG32_00, undefined, true).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),
+  ]);
+  chain(IPVS_CHAINS.reject, [
+    new RuleBuilder().metaGet(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, 'eq', Buffer.from([IPPROTO.TCP])).reject(NFT_REJECT_TCP_RST).body(),
+    new RuleBuilder().reject(NFT_REJECT_ICMP_UNREACH, f.ip === 4 ? ICMP_PORT_UNREACH : ICMPV6_PORT_UNREACH).body(),
+  ]);
+
+  const set = (name: string, keyType: number, keyLen: number): SetSpec => ({ name, flags: 0, keyType, keyLen });
+  const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  for (const s of [
+    set(IPVS_SETS.serviceIPs, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.externalIPs, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.serviceNodePorts, protoPortType, 8),
+    set(IPVS_SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.noEndpointNodePorts, protoPortType, 8),
+    set(IPVS_SETS.boundAddresses, f.addrType, f.addrLen),
+    set(IPVS_SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
+  ]) {
+    t.sets.set(s.name, s);
+    t.elements.set(s.name, []);
+  }
+  return t;
+}
+
+/** `ip saddr 127.0.0.0/8 return` (`ip6 saddr ::1 return`). */
+function loopbackReturn(f: FamilyShape): Buffer {
+  const r = new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen);
+  if (f.ip === 4) r.bitwise(NFT_REG_1, NFT_REG_1, Buffer.from([255, 0, 0, 0]), zeroed(4)).cmp(NFT_REG_1, 'eq', Buffer.from([127, 0, 0, 0]));
+  else r.cmp(NFT_REG_1, 'eq', ipToBytes('::1'));
+  return r.verdict({ kind: 'return' }).body();
+}
+
+/** One element of this table: its set and key bytes. */
+export interface FilterElement {
+  set: string;
+  key: Buffer;
+}
+
+/**
+ * What one Service port adds to one family's table. `bound(ip)` says whether svcplane binds that address on
+ * svcplane0 (externalIPs and LB IPs that are already local elsewhere are not bound, as in kube-proxy).
+ */
+export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, bound: (address: string) => boolean): FilterElement[] {
+  const clusterIPs = ofFamily(sp.clusterIPs, ip);
+  const externals = ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ip, clusterIPs);
+  const proto = PROTO[sp.protocol];
+  const endpoints = sp.endpoints.filter((e) => e.family === ip);
+  const out: FilterElement[] = [];
+  // A NodePort lives in the families of the Service's ClusterIPs (a single-stack Service in one).
+  const inFamily = clusterIPs.length > 0;
+  for (const a of [...clusterIPs, ...externals]) {
+    const key = addrProtoPortKey(a, proto, sp.port);
+    out.push({ set: IPVS_SETS.serviceIPs, key });
+    if (!clusterIPs.includes(a)) out.push({ set: IPVS_SETS.externalIPs, key });
+    if (endpoints.length === 0) out.push({ set: IPVS_SETS.noEndpointServices, key });
+    if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: ipToBytes(a) });
+  }
+  if (sp.nodePort && inFamily) {
+    const key = protoPortKey(proto, sp.nodePort);
+    out.push({ set: IPVS_SETS.serviceNodePorts, key });
+    if (endpoints.length === 0) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
+  }
+  if (inFamily || externals.length) {
+    for (const e of endpoints) if (needsHairpin(cfg.nodeName, e.nodeName)) out.push({ set: IPVS_SETS.hairpin, key: pairBytes(e.address) });
+  }
+  return out;
+}

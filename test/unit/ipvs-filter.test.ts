@@ -1,0 +1,128 @@
+// The nftables table beside IPVS (src/dataplane/ipvs/filter.ts, nftables.ts), run against FakeNftClient (held to
+// the kernel's rules by test/contract): the skeleton is accepted, elements follow the Service ports, shared
+// elements are reference-counted, partial syncs send only what changed, a refused batch leaves the counts as they were.
+import { describe, expect, it } from 'vitest';
+import { FakeNftClient, formatTable } from '../../src/dataplane/nftables/fake';
+import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
+import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
+import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';
+import { bytesToIp } from '../../src/model/ip';
+import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
+
+const ep = (address: string, port = 8080, nodeName?: string): Endpoint => ({ address, family: address.includes(':') ? 6 : 4, port, ready: true, serving: true, terminating: false, nodeName });
+
+function sp(name: string, over: Partial<ServicePort> = {}): ServicePort {
+  const endpoints = over.endpoints ?? [ep('198.18.2.11'), ep('198.18.2.12')];
+  return {
+    key: `default/${name}:http`, namespace: 'default', name, portName: 'http', protocol: 'TCP', port: 80, nodePort: 0,
+    clusterIPs: ['198.18.100.10'], externalIPs: [], loadBalancerIPs: [], externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster', sessionAffinity: { type: 'None' }, healthCheckNodePort: 0, loadBalancerSourceRanges: [],
+    endpoints, allEndpoints: endpoints, ...over,
+  };
+}
+
+const ports = (...l: ServicePort[]) => new Map<ServicePortKey, ServicePort>(l.map((p) => [p.key, p]));
+const cfg = defaultConfig({ clusterCIDRs: ['198.18.2.0/24'], nodeName: 'node-a' });
+const always = () => true;
+
+/** set -> element keys, readable ("198.18.100.10 tcp 80"). */
+async function contents(fake: FakeNftClient, nf: NfFamily = NFPROTO_IPV4): Promise<Record<string, string[]>> {
+  const t = await fake.dumpTable(nf, cfg.tableName);
+  const out: Record<string, string[]> = {};
+  const alen = nf === NFPROTO_IPV4 ? 4 : 16;
+  for (const [set, m] of t?.elements ?? []) {
+    out[set] = [...m.values()].map((e) => {
+      const k = e.key;
+      if (k.length === alen + 8) return `${bytesToIp(k.subarray(0, alen))} ${k[alen]} ${k.readUInt16BE(alen + 4)}`;
+      if (k.length === 8) return `${k[0]} ${k.readUInt16BE(4)}`;
+      if (k.length === 2 * alen) return `${bytesToIp(k.subarray(0, alen))}>${bytesToIp(k.subarray(alen))}`;
+      return bytesToIp(k);
+    }).sort();
+  }
+  return out;
+}
+
+describe('IPVS mode: the nftables table beside IPVS', () => {
+  it('a Service port is elements: its virtual service keys, its bound address, hairpin pairs of this node', () => {
+    const p = sp('web', { nodePort: 30080, externalIPs: ['203.0.113.7', '198.18.1.1'], endpoints: [ep('198.18.2.11', 8080, 'node-a'), ep('198.18.2.12', 8080, 'node-b')] });
+    // 198.18.1.1 is a node address: not bound on svcplane0, so not filtered either.
+    const els = elementsOf(p, 4, cfg, (a) => a !== '198.18.1.1');
+    const by = (set: string) => els.filter((e) => e.set === set).map((e) => e.key.toString('hex'));
+    expect(by(IPVS_SETS.serviceIPs)).toHaveLength(3);
+    expect(by(IPVS_SETS.externalIPs)).toHaveLength(2);
+    expect(by(IPVS_SETS.boundAddresses).map((h) => bytesToIp(Buffer.from(h, 'hex')))).toEqual(['198.18.100.10', '203.0.113.7']);
+    expect(by(IPVS_SETS.serviceNodePorts)).toHaveLength(1);
+    expect(by(IPVS_SETS.noEndpointServices)).toHaveLength(0);
+    expect(by(IPVS_SETS.hairpin)).toHaveLength(1); // node-a's endpoint only
+    // Without endpoints: rejected, in both kinds.
+    const empty = elementsOf(sp('none', { nodePort: 30081, endpoints: [] }), 4, cfg, always);
+    expect(empty.filter((e) => e.set === IPVS_SETS.noEndpointServices)).toHaveLength(1);
+    expect(empty.filter((e) => e.set === IPVS_SETS.noEndpointNodePorts)).toHaveLength(1);
+    // An IPv4-only Service adds nothing to the ip6 table.
+    expect(elementsOf(p, 6, cfg, always)).toEqual([]);
+  });
+
+  it('the skeleton and elements are accepted with the kernel\'s rules; a restart (second full sync) sends nothing', async () => {
+    const fake = new FakeNftClient();
+    const t = new IpvsNftables(fake, cfg);
+    const model = ports(sp('web', { nodePort: 30080 }), sp('dns', { protocol: 'UDP', port: 53, endpoints: [] }), sp('v6', { clusterIPs: ['fd00:100::10'], endpoints: [ep('fd00:2::11')] }));
+    const first = await t.full(model, always);
+    expect(first.tx.size).toBeGreaterThan(0);
+    const c4 = await contents(fake);
+    expect(c4[IPVS_SETS.serviceIPs]).toEqual(['198.18.100.10 17 53', '198.18.100.10 6 80']);
+    expect(c4[IPVS_SETS.noEndpointServices]).toEqual(['198.18.100.10 17 53']);
+    expect(c4[IPVS_SETS.boundAddresses]).toEqual(['198.18.100.10']);
+    expect(c4[IPVS_SETS.serviceNodePorts]).toEqual(['6 30080']);
+    expect((await contents(fake, NFPROTO_IPV6))[IPVS_SETS.boundAddresses]).toEqual(['fd00:100::10']);
+    const again = await new IpvsNftables(fake, cfg).full(model, always);
+    expect(again.tx.size).toBe(0);
+    // Base chains where kube-proxy's IPVS mode hooks in: nat prerouting/output/postrouting and filter input.
+    const text = formatTable((await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!);
+    expect(text).toMatch(/chain filter-input { type filter hook input priority 0 }/);
+    expect(text).toMatch(/chain nat-postrouting { type nat hook postrouting priority 100 }/);
+  });
+
+  it('shared elements are counted: an address stays bound while any Service port uses it; partial syncs send only changes', async () => {
+    const fake = new FakeNftClient();
+    const t = new IpvsNftables(fake, cfg);
+    const web = sp('web');
+    const metrics = sp('metrics', { port: 9090 }); // same ClusterIP, another port
+    await t.full(ports(web, metrics), always);
+    const rm = await t.partial(new Map([[metrics.key, undefined]]), always);
+    expect(rm.tx.summary()).toEqual({ 'delete elements': 1 }); // its service-ips key; the address stays
+    expect((await contents(fake))[IPVS_SETS.boundAddresses]).toEqual(['198.18.100.10']);
+    const gone = await t.partial(new Map([[web.key, undefined]]), always);
+    expect(gone.tx.summary()['delete elements']).toBeGreaterThanOrEqual(3);
+    const c = await contents(fake);
+    expect(c[IPVS_SETS.boundAddresses]).toEqual([]);
+    expect(c[IPVS_SETS.serviceIPs]).toEqual([]);
+    expect(c[IPVS_SETS.hairpin]).toEqual([]);
+    // Endpoints going to zero: the port moves to the reject set, nothing else changes.
+    await t.partial(ports(web), always);
+    const drained = await t.partial(ports(sp('web', { endpoints: [] })), always);
+    expect(drained.tx.summary()).toEqual({ 'delete elements': 1, 'add elements': 1 });
+    expect((await contents(fake))[IPVS_SETS.noEndpointServices]).toEqual(['198.18.100.10 6 80']);
+  });
+
+  it('a refused batch changes nothing and the counts stay as they were', async () => {
+    const fake = new FakeNftClient();
+    const t = new IpvsNftables(fake, cfg);
+    const web = sp('web');
+    await t.full(ports(web), always);
+    // Someone deletes an element behind svcplane's back: deleting it again is ENOENT, the batch is refused.
+    const tbl = (await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!;
+    const addr = [...tbl.elements.get(IPVS_SETS.boundAddresses)!.values()];
+    const { NftTransaction } = await import('../../src/dataplane/nftables/transaction');
+    const tx = new NftTransaction();
+    tx.deleteElements(NFPROTO_IPV4, cfg.tableName, IPVS_SETS.boundAddresses, addr);
+    await fake.run(tx);
+    await expect(t.partial(new Map([[web.key, undefined]]), always)).rejects.toThrow(/ENOENT|No such file/);
+    // The next full sync repairs it; a partial one after it sees the counts it had.
+    await t.full(ports(web), always);
+    expect((await contents(fake))[IPVS_SETS.boundAddresses]).toEqual(['198.18.100.10']);
+    const r = await t.partial(new Map([[web.key, undefined]]), always);
+    expect(r.tx.size).toBeGreaterThan(0);
+    expect((await contents(fake))[IPVS_SETS.serviceIPs]).toEqual([]);
+  });
+});

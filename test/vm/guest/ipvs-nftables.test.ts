@@ -1,0 +1,154 @@
+// IPVS mode's nftables table (masquerade, hairpin, rejects, the filter on Service addresses) with real traffic,
+// and SCTP and IPv6 through IPVS, inside the qemu guest. The client namespace is off-cluster (outside the pod CIDR
+// given as --cluster-cidr), the backends are pods. Cross-checked with `nft` and `ipvsadm` as independent readers.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCTP_PY, createSandbox, startBackend, type Sandbox } from '../../../scripts/lib/sandbox';
+import { countsFor, runClient } from '../../../scripts/lib/traffic';
+import { REPO, svcplane } from '../../helpers/cli';
+
+const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
+const EXAMPLES = path.join(REPO, 'deploy', 'examples');
+const SCTP_IP = '198.18.100.20';
+
+interface SctpResult {
+  ok: number;
+  counts: Record<string, number>;
+  sources: Record<string, number>;
+  errors: Record<string, number>;
+}
+
+describe.runIf(inGuest)('IPVS mode: masquerade and filtering in nftables, SCTP and IPv6 (guest kernel)', () => {
+  let sb: Sandbox;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-nft-'));
+  const manifests = path.join(dir, 'm');
+  const run = async (ns: string, argv: string[]) => {
+    const r = await sb.exec(ns, argv);
+    if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const sync = () => {
+    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
+      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a']);
+    if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as { operations: number; servicePorts: number };
+  };
+  const sctpServers: Array<{ kill(): void }> = [];
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    fs.mkdirSync(manifests, { recursive: true });
+    for (const f of fs.readdirSync(EXAMPLES)) fs.copyFileSync(path.join(EXAMPLES, f), path.join(manifests, f));
+    fs.writeFileSync(path.join(manifests, 'sctp.yaml'), `apiVersion: v1
+kind: Service
+metadata: {name: signalling, namespace: demo}
+spec:
+  clusterIP: ${SCTP_IP}
+  ports: [{name: sig, protocol: SCTP, port: 9000, targetPort: 9000}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: signalling-1, namespace: demo, labels: {kubernetes.io/service-name: signalling}}
+addressType: IPv4
+ports: [{name: sig, protocol: SCTP, port: 9000}]
+endpoints:
+${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join('\n')}
+`);
+    // An SCTP server in every backend (python3: Node has no SCTP sockets).
+    for (const b of sb.backends) {
+      const p = sb.spawn(b.ns, ['python3', SCTP_PY, 'serve', b.name, '9000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      sctpServers.push(p);
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`sctp server in ${b.ns} did not start`)), 20_000);
+        p.stdout!.on('data', (d: Buffer) => {
+          if (d.toString().includes('ready')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+        p.on('exit', (code) => reject(new Error(`sctp server in ${b.ns} exited (${code})`)));
+      });
+    }
+    expect(sync().servicePorts).toBe(5);
+  });
+  afterAll(async () => {
+    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    for (const p of sctpServers) p.kill();
+    await sb?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('programs the table beside IPVS: nft lists it, and it holds every virtual service and bound address', async () => {
+    const ruleset = JSON.parse(await run(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])) as { nftables: Array<Record<string, { name?: string; family?: string }>> };
+    const tables = ruleset.nftables.filter((o) => o.table).map((o) => `${o.table.family} ${o.table.name}`);
+    expect(tables).toEqual(expect.arrayContaining(['ip svcplane', 'ip6 svcplane']));
+    const ips = await run(sb.nodeNs, ['nft', 'list', 'set', 'ip', 'svcplane', 'service-ips']);
+    for (const e of ['198.18.100.10 . tcp . 80', '198.18.100.10 . udp . 53', '198.18.100.11 . tcp . 8000', '198.18.100.12 . tcp . 80', `${SCTP_IP} . sctp . 9000`]) expect(ips).toContain(e);
+    const bound = await run(sb.nodeNs, ['nft', 'list', 'set', 'ip', 'svcplane', 'service-addresses']);
+    for (const a of ['198.18.100.10', '198.18.100.11', '198.18.100.12', SCTP_IP]) expect(bound).toContain(a);
+    expect(await run(sb.nodeNs, ['nft', 'list', 'set', 'ip', 'svcplane', 'no-endpoint-services'])).toContain('198.18.100.12 . tcp . 80');
+    expect(await run(sb.nodeNs, ['nft', 'list', 'set', 'ip6', 'svcplane', 'service-ips'])).toContain('fd00:100::10 . tcp . 80');
+    // The sysctls IPVS mode needs (masquerade of IPVS traffic needs vs.conntrack).
+    expect((await run(sb.nodeNs, ['cat', '/proc/sys/net/ipv4/vs/conntrack'])).trim()).toBe('1');
+    expect((await run(sb.nodeNs, ['cat', '/proc/sys/net/ipv4/vs/expire_nodest_conn'])).trim()).toBe('1');
+  });
+
+  it('masquerades off-cluster clients (ClusterIP, NodePort, IPv4 and IPv6) and keeps pod sources; hairpin answers', async () => {
+    const gw = sb.podGateway;
+    const tcp = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, concurrency: 1 });
+    expect(tcp.errors).toEqual({});
+    expect(tcp.sources).toEqual({ [gw.v4]: 30 });
+    const np = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 30080, count: 15, concurrency: 1 });
+    expect(np.errors).toEqual({});
+    expect(np.sources).toEqual({ [gw.v4]: 15 });
+    const v6 = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: 'fd00:100::10', port: 80, count: 30, concurrency: 1 });
+    expect(v6.errors).toEqual({});
+    expect(countsFor(v6, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
+    expect(v6.sources).toEqual({ [gw.v6]: 30 });
+    const udp6 = await runClient(sb, sb.clientNs, { proto: 'udp', addr: 'fd00:100::10', port: 53, count: 15 });
+    expect(udp6.errors).toEqual({});
+    // A pod inside the cluster CIDR keeps its address, except when it lands on itself (hairpin: masqueraded, or
+    // its reply would go straight back to itself).
+    const pod = await runClient(sb, sb.backends[0].ns, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, concurrency: 1 });
+    expect(pod.errors).toEqual({});
+    const [self, b1, b2] = countsFor(pod, ['be0', 'be1', 'be2']);
+    expect(self).toBeGreaterThan(0);
+    expect(pod.sources[sb.backends[0].v4] ?? 0).toBe(b1 + b2);
+    expect(pod.sources[gw.v4] ?? 0).toBe(self);
+  });
+
+  it('a Service port without endpoints is refused at once (TCP reset), not left to time out', async () => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.12', port: 80, count: 3, timeoutMs: 3000 });
+    expect(r.ok).toBe(0);
+    expect(r.errors).toEqual({ ECONNREFUSED: 3 });
+  });
+
+  it('a Service address answers on Service ports only, not for the node\'s own daemons', async () => {
+    // A daemon on the node listening on every address (sshd-like): reachable on the node's address...
+    const daemon = await startBackend(sb.nodeNs, 'node-daemon', [9999]);
+    try {
+      const direct = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 9999, count: 2 });
+      expect(direct.counts).toEqual({ 'node-daemon': 2 });
+      // ...but not through a ClusterIP bound on svcplane0 (TCP and UDP, IPv4 and IPv6).
+      const tcp = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 9999, count: 2, timeoutMs: 3000 });
+      expect(tcp.errors).toEqual({ ECONNREFUSED: 2 });
+      const udp = await runClient(sb, sb.clientNs, { proto: 'udp', addr: '198.18.100.10', port: 9999, count: 2, timeoutMs: 3000 });
+      expect(udp.ok).toBe(0);
+      const v6 = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: 'fd00:100::10', port: 9999, count: 2, timeoutMs: 3000 });
+      expect(v6.errors).toEqual({ ECONNREFUSED: 2 });
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('SCTP through IPVS: rr spreads associations over the endpoints, the client is masqueraded', async () => {
+    expect(await run(sb.nodeNs, ['ipvsadm', '-Ln'])).toContain(`SCTP ${SCTP_IP}:9000 rr`);
+    const out = await run(sb.clientNs, ['python3', SCTP_PY, 'connect', SCTP_IP, '9000', '30', '3']);
+    const r = JSON.parse(out.trim().split('\n').pop()!) as SctpResult;
+    expect(r.errors).toEqual({});
+    expect(countsFor(r, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
+    expect(r.sources).toEqual({ [sb.podGateway.v4]: 30 });
+  });
+});
