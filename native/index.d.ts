@@ -76,6 +76,17 @@ export interface TransactResult {
   kernelMicros: number;
 }
 
+export interface PackedTransactResult {
+  /** Requests sent. */
+  count: number;
+  failures: Array<{ index: number; errno: number; code: string; kernelMessage?: string }>;
+  /** Data replies of a request (dump parts, echoes), concatenated whole messages. */
+  replies: Array<{ index: number; data: Buffer }>;
+  sends: number;
+  bytes: number;
+  kernelMicros: number;
+}
+
 /**
  * A netlink socket for pipelined request/ack exchanges. Requests are whole netlink messages built in TypeScript
  * (src/netlink); nlmsg_seq and nlmsg_pid are assigned here and every reply is matched to its request.
@@ -84,6 +95,12 @@ export declare class NetlinkTransceiver {
   constructor(options: { bus: 'generic' | 'route' | 'netfilter'; netns?: string });
   /** Rejects only when the exchange itself fails (send/receive); a refused request is reported in its result. */
   transact(requests: Buffer[]): Promise<TransactResult>;
+  /**
+   * The same for many requests at once: `messages` holds consecutive netlink messages (NetlinkWriter's output).
+   * Only refused requests and requests with replies are reported, by index. ackLastOnly: no request answers with
+   * data (new/set/delete commands), so only the last of each page asks for an ack; refusals still come back.
+   */
+  transactPacked(messages: Buffer, options?: { ackLastOnly?: boolean }): Promise<PackedTransactResult>;
   portId(): number;
   close(): void;
 }

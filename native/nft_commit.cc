@@ -215,7 +215,8 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
     return "message " + std::to_string(index);
   };
 
-  std::vector<uint8_t> buf(1 << 20);
+  uint8_t* rx = sock.RecvBuffer();
+  const size_t rxLen = NetlinkSocket::kRecvBufferBytes;
   bool done = false;
   while (!done) {
     pollfd p{sock.fd(), POLLIN, 0};
@@ -226,7 +227,7 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
         throw NetlinkError(ETIMEDOUT, "the kernel did not acknowledge the nftables batch within 10 s");
       break;
     }
-    ssize_t n = recv(sock.fd(), buf.data(), buf.size(), 0);
+    ssize_t n = recv(sock.fd(), rx, rxLen, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // reports were dropped: the batch failed in many places
@@ -236,7 +237,7 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
       throw NetlinkError(errno, "reading nftables batch replies: " + ErrnoText(errno));
     }
     int remaining = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
       // Replies to someone else (or to an older request on this socket) are not ours.
       if (nlh->nlmsg_pid != sock.portid() || nlh->nlmsg_seq < batch.firstSeq || nlh->nlmsg_seq > batch.lastSeq + 1) continue;
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;

@@ -32,21 +32,21 @@ int Trampoline(const nlmsghdr* nlh, void* data) {
 // Sends one request and feeds every reply message to onMessage until the dump (or ack) ends.
 void Talk(NetlinkSocket& sock, const std::string& what, const std::function<nlmsghdr*(char*, uint32_t)>& build,
           const std::function<void(const nlmsghdr*)>& onMessage) {
-  std::vector<char> req(MNL_SOCKET_BUFFER_SIZE);
+  char req[MNL_SOCKET_BUFFER_SIZE];
   uint32_t seq = sock.NextSeq(1);
-  nlmsghdr* nlh = build(req.data(), seq);
+  nlmsghdr* nlh = build(req, seq);
   if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0)
     throw NetlinkError(errno, what + ": send: " + ErrnoText(errno));
   // Large reads let the kernel fill bigger dump skbs (it sizes them to our last recvmsg buffer).
-  std::vector<char> buf(1 << 20);
+  char* buf = reinterpret_cast<char*>(sock.RecvBuffer());
   CallbackContext ctx{onMessage};
   for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
+    ssize_t n = mnl_socket_recvfrom(sock.get(), buf, NetlinkSocket::kRecvBufferBytes);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw NetlinkError(errno, what + ": receive: " + ErrnoText(errno));
     }
-    int ret = mnl_cb_run(buf.data(), n, seq, sock.portid(), Trampoline, &ctx);
+    int ret = mnl_cb_run(buf, n, seq, sock.portid(), Trampoline, &ctx);
     if (ret < 0) {
       if (errno == EINTR) throw DumpInterrupted{};  // NLM_F_DUMP_INTR
       throw NetlinkError(errno, what + ": " + ErrnoText(errno));

@@ -42,7 +42,8 @@ std::string ExtAckMessage(const nlmsghdr* nlh) {
 
 }  // namespace
 
-std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats) {
+std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats,
+                                 bool ackLastOnly) {
   std::lock_guard<std::mutex> lock(sock.mutex());
   if (!sock.get()) throw NetlinkError(EBADF, "netlink socket is closed");
   std::vector<NlResult> results(requests.size());
@@ -59,7 +60,7 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
   }
   sock.EnsureSendBuffer(kPageBytes);
   std::vector<uint8_t> page;
-  std::vector<uint8_t> buf(1 << 20);
+  uint8_t* rx = sock.RecvBuffer();
   size_t next = 0;
   while (next < requests.size()) {
     // Build a page.
@@ -70,11 +71,19 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
     auto isDump = [&](size_t i) {
       return (reinterpret_cast<const nlmsghdr*>(requests[i].data())->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
     };
+    std::vector<size_t> offsets;
     while (next < requests.size()) {
       if (next > start && (isDump(next) || isDump(start))) break;
       if (next > start && (page.size() + requests[next].size() > kPageBytes || next - start >= kPageMessages)) break;
+      offsets.push_back(page.size());
       page.insert(page.end(), requests[next].begin(), requests[next].end());
       next++;
+    }
+    // With ackLastOnly, every request of the page but the last goes without NLM_F_ACK (see nl_transact.h).
+    const bool quiet = ackLastOnly && !isDump(start);
+    if (quiet) {
+      for (size_t k = 0; k + 1 < offsets.size(); k++) reinterpret_cast<nlmsghdr*>(page.data() + offsets[k])->nlmsg_flags &= ~NLM_F_ACK;
+      reinterpret_cast<nlmsghdr*>(page.data() + offsets.back())->nlmsg_flags |= NLM_F_ACK;
     }
     int64_t t0 = NowMicros();
     ssize_t sent;
@@ -83,18 +92,18 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
     if (sent < 0) throw NetlinkError(errno, "netlink send: " + ErrnoText(errno));
     stats.sends++;
     stats.bytes += page.size();
-    // Drain until every request of the page is finished.
-    size_t pending = next - start;
+    // Drain until every request of the page is finished (quiet: until the last one's ack).
+    size_t pending = quiet ? 1 : next - start;
     while (pending > 0) {
       ssize_t n;
-      do n = recv(sock.fd(), buf.data(), buf.size(), 0);
+      do n = recv(sock.fd(), rx, NetlinkSocket::kRecvBufferBytes, 0);
       while (n < 0 && errno == EINTR);
       if (n < 0) {
         // ENOBUFS: the kernel dropped replies; which requests took effect is unknown, so the caller must re-read.
         throw NetlinkError(errno, "netlink receive: " + ErrnoText(errno));
       }
       int left = static_cast<int>(n);
-      for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, left);
+      for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(rx); mnl_nlmsg_ok(nlh, left);
            nlh = mnl_nlmsg_next(nlh, &left)) {
         if (nlh->nlmsg_pid != portid && nlh->nlmsg_pid != 0) continue;  // not a reply to us
         uint32_t idx = nlh->nlmsg_seq - first;
@@ -104,7 +113,7 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
           const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
           res.err = -e->error;
           res.kernelMessage = ExtAckMessage(nlh);
-          pending--;
+          if (!quiet || idx == next - 1) pending--;
         } else if (nlh->nlmsg_type == NLMSG_DONE) {
           // A dump's end; its payload is an int, negative when the dump failed part-way.
           if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {

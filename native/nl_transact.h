@@ -32,6 +32,13 @@ struct NlTransactStats {
 
 // Throws NetlinkError only for failures of the exchange itself (send/recv errors, lost replies); a request the
 // kernel refuses is reported in its NlResult.
-std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats);
+//
+// ackLastOnly: the caller promises that no request answers with data (IPVS and rtnetlink new/set/delete
+// commands). Only the last request of each page then asks for an ack: the kernel still answers every refused
+// request with an NLMSG_ERROR naming its sequence number (netlink_rcv_skb acks on error whatever the flags), and
+// it processes a page's messages in order, so the last ack means every earlier request is done. That saves the
+// kernel an ack per request and the receive loop most of its work (half of the exchange time at 10k requests).
+std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats,
+                                 bool ackLastOnly = false);
 
 }  // namespace svcplane

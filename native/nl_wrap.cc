@@ -1,5 +1,7 @@
 #include "nl_wrap.h"
 
+#include <cstring>
+
 #include <linux/netlink.h>
 
 #include <mutex>
@@ -79,11 +81,77 @@ class TransactWorker : public PromiseWorker {
   NlTransactStats stats_;
 };
 
+// The packed form: requests arrive as one buffer of consecutive messages and results go back compactly (only the
+// refused requests and those with replies are materialised), so a 10k-Service sync costs one N-API crossing each
+// way instead of one object per request.
+class PackedTransactWorker : public PromiseWorker {
+ public:
+  PackedTransactWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, std::vector<std::vector<uint8_t>> requests, bool ackLastOnly)
+      : PromiseWorker(env), sock_(std::move(sock)), requests_(std::move(requests)), ackLastOnly_(ackLastOnly) {}
+
+ protected:
+  void Execute() override {
+    try {
+      results_ = NlTransact(*sock_, requests_, stats_, ackLastOnly_);
+    } catch (const NetlinkError& e) {
+      Fail(e.what(), e.errnum);
+    }
+  }
+
+  void Settle(Napi::Env env) override {
+    Napi::Array failures = Napi::Array::New(env);
+    Napi::Array replies = Napi::Array::New(env);
+    uint32_t nf = 0, nr = 0;
+    for (size_t i = 0; i < results_.size(); i++) {
+      NlResult& r = results_[i];
+      if (r.err) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("index", Napi::Number::New(env, static_cast<double>(i)));
+        o.Set("errno", Napi::Number::New(env, r.err));
+        o.Set("code", Napi::String::New(env, ErrnoName(r.err)));
+        if (!r.kernelMessage.empty()) o.Set("kernelMessage", Napi::String::New(env, r.kernelMessage));
+        failures.Set(nf++, o);
+      }
+      if (!r.replies.empty()) {
+        size_t total = 0;
+        for (auto& m : r.replies) total += m.size();
+        Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::New(env, total);
+        size_t off = 0;
+        for (auto& m : r.replies) {
+          memcpy(data.Data() + off, m.data(), m.size());
+          off += m.size();
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("index", Napi::Number::New(env, static_cast<double>(i)));
+        o.Set("data", data);
+        replies.Set(nr++, o);
+      }
+    }
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("count", Napi::Number::New(env, static_cast<double>(results_.size())));
+    res.Set("failures", failures);
+    res.Set("replies", replies);
+    res.Set("sends", Napi::Number::New(env, stats_.sends));
+    res.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
+    res.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(stats_.kernelMicros)));
+    deferred_.Resolve(res);
+  }
+
+ private:
+  std::shared_ptr<NetlinkSocket> sock_;
+  std::vector<std::vector<uint8_t>> requests_;
+  std::vector<NlResult> results_;
+  NlTransactStats stats_;
+  bool ackLastOnly_;
+};
+
 class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NetlinkTransceiver",
-                       {InstanceMethod("transact", &NetlinkTransceiver::Transact), InstanceMethod("portId", &NetlinkTransceiver::PortId),
+                       {InstanceMethod("transact", &NetlinkTransceiver::Transact),
+                        InstanceMethod("transactPacked", &NetlinkTransceiver::TransactPacked),
+                        InstanceMethod("portId", &NetlinkTransceiver::PortId),
                         InstanceMethod("close", &NetlinkTransceiver::Close)});
   }
 
@@ -137,6 +205,45 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       requests.emplace_back(b.Data(), b.Data() + b.Length());  // copied: JS may reuse its buffers meanwhile
     }
     auto* w = new TransactWorker(env, sock_, std::move(requests));
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  // transactPacked(messages: Buffer, { ackLastOnly? }) -> Promise<{ count, failures, replies, sends, bytes, kernelMicros }>
+  Napi::Value TransactPacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBuffer()) {
+      Napi::TypeError::New(env, "transactPacked(messages: Buffer)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!sock_ || !sock_->get()) {
+      MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    std::vector<std::vector<uint8_t>> requests;
+    size_t off = 0;
+    while (off < b.Length()) {
+      if (b.Length() - off < sizeof(nlmsghdr)) {
+        MakeError(env, "transactPacked: trailing bytes shorter than a netlink header at offset " + std::to_string(off), EINVAL).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      uint32_t len;
+      memcpy(&len, b.Data() + off, sizeof(len));
+      if (len < sizeof(nlmsghdr) || len > b.Length() - off) {
+        MakeError(env, "transactPacked: message " + std::to_string(requests.size()) + " has a bad nlmsg_len", EINVAL).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      requests.emplace_back(b.Data() + off, b.Data() + off + len);  // copied: JS may reuse its buffer meanwhile
+      off += NLMSG_ALIGN(len);
+    }
+    bool ackLastOnly = false;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Value v = info[1].As<Napi::Object>().Get("ackLastOnly");
+      ackLastOnly = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    }
+    auto* w = new PackedTransactWorker(env, sock_, std::move(requests), ackLastOnly);
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;

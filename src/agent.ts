@@ -88,6 +88,7 @@ export class Agent {
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName,
+        bindMode: config.ipvsBindMode,
       }), log);
     } else {
       this.dataplane = new NftablesProxier(

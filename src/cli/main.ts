@@ -23,6 +23,7 @@ import { formatStatus, formatSyncSummary } from './format';
 
 const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables or ipvs', default: 'nftables', choices: ['nftables', 'ipvs'] };
 const IPVS_SCHEDULER: FlagSpec = { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'ipvs mode: default scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh); per Service: annotation svcplane.io/ipvs-scheduler', default: 'rr' };
+const IPVS_BIND_MODE: FlagSpec = { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'ipvs mode: make Service addresses local on svcplane0 as local routes ("route", default: O(1) each) or as addresses ("address", as kube-proxy does on kube-ipvs0; O(n) each in the kernel)', default: 'route', choices: ['route', 'address'] };
 const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
 const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
 const HELP: FlagSpec = { name: 'help', type: 'boolean', help: 'show this help' };
@@ -37,7 +38,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
-  IPVS_SCHEDULER, OUTPUT, NETNS, LOG, HELP,
+  IPVS_SCHEDULER, IPVS_BIND_MODE, OUTPUT, NETNS, LOG, HELP,
 ];
 // kube-proxy's own flag names (cmd/kube-proxy/app/options.go), so a kube-proxy command line carries over.
 const RUN_FLAGS: FlagSpec[] = [
@@ -49,6 +50,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the Node\'s primary IPs)' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
   { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'default IPVS scheduler (ipvs mode)' },
+  { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'svcplane only: Service addresses on svcplane0 as local routes ("route", default) or addresses ("address", like kube-proxy)', choices: ['route', 'address'] },
   { name: 'healthz-bind-address', type: 'string', value: 'IP:PORT', help: '/healthz and /livez address ("" disables; default 0.0.0.0:10256)' },
   { name: 'metrics-bind-address', type: 'string', value: 'IP:PORT', help: '/metrics address ("" disables; default 127.0.0.1:10249)' },
   { name: 'iptables-sync-period', type: 'string', value: 'DURATION', help: 'full resync period, e.g. 30s (nftables mode, as in kube-proxy)' },
@@ -101,7 +103,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane 
     const ns = netns ? { netns } : {};
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodeName: config.nodeName, tableName: config.tableName,
+      nodeName: config.nodeName, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
@@ -190,7 +192,7 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
     clusterCIDR: flags['cluster-cidr'] === undefined ? undefined : list(flags, 'cluster-cidr'),
     nodePortAddresses: flags['nodeport-addresses'] === undefined ? undefined : list(flags, 'nodeport-addresses'),
     masqueradeAll: flags['masquerade-all'] === undefined ? undefined : bool(flags, 'masquerade-all'),
-    ipvsScheduler: str(flags, 'ipvs-scheduler'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),
+    ipvsScheduler: str(flags, 'ipvs-scheduler'), ipvsBindMode: str(flags, 'ipvs-bind-mode'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),
     iptablesSyncPeriod: str(flags, 'iptables-sync-period'), iptablesMinSyncPeriod: str(flags, 'iptables-min-sync-period'),
     ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
     configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),

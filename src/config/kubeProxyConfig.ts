@@ -36,6 +36,8 @@ export interface AgentConfig {
   minSyncPeriodMs: number;
   /** Default IPVS scheduler (ipvs mode). */
   ipvsScheduler: string;
+  /** How ipvs mode binds Service addresses on svcplane0 (svcplane's --ipvs-bind-mode; not in the file format). */
+  ipvsBindMode: 'route' | 'address';
   /** host:port, "" disables. */
   healthzBindAddress: string;
   metricsBindAddress: string;
@@ -65,6 +67,7 @@ export interface ConfigFlags {
   nodePortAddresses?: string[];
   masqueradeAll?: boolean;
   ipvsScheduler?: string;
+  ipvsBindMode?: string;
   healthzBindAddress?: string;
   metricsBindAddress?: string;
   iptablesSyncPeriod?: string;
@@ -244,8 +247,12 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     else bad('logging.format', fmt, 'Unsupported log format (json or text)');
   }
 
+  const ipvsBindMode = flags.ipvsBindMode ?? 'route';
+  if (ipvsBindMode !== 'route' && ipvsBindMode !== 'address') bad('--ipvs-bind-mode', ipvsBindMode, 'must be route or address');
+
   if (problems.length) throw new ConfigError(problems);
   return {
+    ipvsBindMode: ipvsBindMode as 'route' | 'address',
     mode, clusterCIDRs, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat,

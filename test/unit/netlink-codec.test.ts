@@ -90,3 +90,26 @@ describe('rtnetlink messages', () => {
     expect(parseHeader(rtnl.delAddrRequest(7, '198.18.100.10')).type).toBe(rtnl.RTM.DELADDR);
   });
 });
+
+describe('NetlinkWriter', () => {
+  it('writes the same bytes as the one-message encoders, across buffer growth, with NUL-terminated strings and zeroed padding', async () => {
+    const { NetlinkWriter } = await import('../../src/netlink/writer');
+    const ipvs = await import('../../src/dataplane/ipvs/netlink');
+    const vs = { family: 4 as const, protocol: 'TCP' as const, address: '198.19.3.119', port: 80, scheduler: 'rr', flags: 0x20, timeout: 0, netmask: 0xffffffff };
+    // A tiny initial buffer filled with garbage first: growth and stale bytes must not leak into messages.
+    const w = new NetlinkWriter(16);
+    for (let i = 0; i < 300; i++) {
+      ipvs.writeNewService(w, 42, { ...vs, scheduler: i % 2 ? 'rr' : 'lblcr' });
+      ipvs.writeNewDest(w, 42, vs, { address: '198.18.1.7', port: 8080, weight: 1, forward: 0, upperThreshold: 0, lowerThreshold: 0 });
+    }
+    const all = w.finish();
+    expect(w.count).toBe(600);
+    const one = Buffer.concat([ipvs.newServiceRequest(42, { ...vs, scheduler: 'rr' }), ipvs.newDestRequest(42, vs, { address: '198.18.1.7', port: 8080, weight: 1, forward: 0, upperThreshold: 0, lowerThreshold: 0 })]);
+    const lblcr = ipvs.newServiceRequest(42, { ...vs, scheduler: 'lblcr' });
+    const pairLen = lblcr.length + one.length - ipvs.newServiceRequest(42, vs).length;
+    expect(all.subarray(0, lblcr.length).equals(lblcr)).toBe(true);
+    expect(all.length).toBe(150 * pairLen + 150 * one.length);
+    expect(all.subarray(all.length - one.length).equals(one)).toBe(true);
+    expect(ipvs.decodeService(all.subarray(all.length - one.length))?.scheduler).toBe('rr');
+  });
+});

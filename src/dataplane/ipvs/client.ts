@@ -2,7 +2,8 @@
 // reply matched by sequence number (native side), each refusal mapped back to the command and object at fault
 // with its errno kept numeric.
 import { native } from '../../native';
-import type { NetlinkRequestResult } from '../../native';
+import type { NetlinkRequestResult, PackedTransactResult } from '../../native';
+import { NetlinkWriter } from '../../netlink/writer';
 import { familyIdOf, getFamilyRequest } from '../../netlink/genl';
 import * as rtnl from '../../netlink/rtnl';
 import * as ipvs from './netlink';
@@ -26,6 +27,50 @@ export interface Operation {
   describe: string;
   /** errnos that mean "already so" for this operation (e.g. ENOENT on a delete): not failures. */
   tolerate?: number[];
+}
+
+/**
+ * Many operations as one buffer of netlink messages (write each into `w`, then call op() with what it does):
+ * descriptions may be functions, built only when the kernel refuses that operation.
+ */
+export class OpBatch {
+  readonly w = new NetlinkWriter();
+  // Per operation, in parallel arrays of what already exists (no closure or string per operation): a code and up
+  // to two strings, turned into a description by `describer` only when the kernel refuses that operation.
+  private readonly codes: number[] = [];
+  private readonly args1: Array<string | undefined> = [];
+  private readonly args2: Array<string | undefined> = [];
+  private readonly tolerates: Array<readonly number[] | undefined> = [];
+
+  /** describer(code, a, b): what operation `code` on a and b does, for error messages. */
+  constructor(private readonly describer: (code: number, a?: string, b?: string) => string = (_c, a) => a ?? '') {}
+
+  /** Records the message just written; `what` is a description, or a code for the describer. */
+  op(what: string | number, tolerate?: readonly number[], a?: string, b?: string): void {
+    if (this.w.count !== this.codes.length + 1) throw new Error('OpBatch: write exactly one message per op()');
+    if (typeof what === 'string') {
+      this.codes.push(-1);
+      this.args1.push(what);
+    } else {
+      this.codes.push(what);
+      this.args1.push(a);
+    }
+    this.args2.push(b);
+    this.tolerates.push(tolerate);
+  }
+
+  get size(): number {
+    return this.codes.length;
+  }
+
+  describe(i: number): string {
+    const c = this.codes[i];
+    return c < 0 ? this.args1[i]! : this.describer(c, this.args1[i], this.args2[i]);
+  }
+
+  tolerated(i: number, errno: number): boolean {
+    return this.tolerates[i]?.includes(errno) ?? false;
+  }
 }
 
 export interface ApplyResult {
@@ -61,28 +106,41 @@ export class IpvsClient {
   }
 
   async listServices(): Promise<ipvs.VirtualServiceState[]> {
-    const r = await this.one(this.genl, { request: ipvs.dumpServicesRequest(await this.familyId()), describe: 'list virtual services' });
-    return r.replies.map(ipvs.decodeService).filter((x): x is ipvs.VirtualServiceState => !!x);
+    const res = await this.genl.transactPacked(ipvs.dumpServicesRequest(await this.familyId()));
+    const f = res.failures[0];
+    if (f) throw this.error([{ operation: 'list virtual services', errno: f.errno, code: f.code, kernelMessage: f.kernelMessage }]);
+    return (res.replies[0] ? splitMessages(res.replies[0].data) : []).map(ipvs.decodeService).filter((x): x is ipvs.VirtualServiceState => !!x);
+  }
+
+  /** Sends IPVS operations, pipelined. Failures are returned (each naming its operation), not thrown. */
+  async applyIpvs(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+    return ops instanceof OpBatch ? this.applyBatch(this.genl, ops) : this.apply(this.genl, ops);
+  }
+
+  async applyRoute(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+    return ops instanceof OpBatch ? this.applyBatch(this.route, ops) : this.apply(this.route, ops);
+  }
+
+  /** Every route of the namespace (svcplane's Service-address routes are picked out by the caller). */
+  async allRoutes(): Promise<rtnl.RouteInfo[]> {
+    const r = await this.one(this.route, { request: rtnl.dumpRoutesRequest(), describe: 'list routes' });
+    return r.replies.map(rtnl.decodeRoute).filter((x): x is rtnl.RouteInfo => !!x);
   }
 
   /** Real servers of many services in one round trip. */
   async listDests(services: ipvs.VirtualServiceKey[]): Promise<ipvs.RealServerState[][]> {
     if (services.length === 0) return [];
     const fam = await this.familyId();
-    const res = await this.genl.transact(services.map((s) => ipvs.dumpDestsRequest(fam, s)));
-    return res.results.map((r, i) => {
-      if (r.errno) throw this.error([{ operation: `list real servers of ${ipvs.serviceKeyString(services[i])}`, errno: r.errno, code: r.code ?? '', kernelMessage: r.kernelMessage }]);
-      return r.replies.map(ipvs.decodeDest).filter((x): x is ipvs.RealServerState => !!x);
-    });
-  }
-
-  /** Sends IPVS operations, pipelined. Failures are returned (each naming its operation), not thrown. */
-  async applyIpvs(ops: Operation[]): Promise<ApplyResult> {
-    return this.apply(this.genl, ops);
-  }
-
-  async applyRoute(ops: Operation[]): Promise<ApplyResult> {
-    return this.apply(this.route, ops);
+    const w = new NetlinkWriter();
+    for (const s of services) ipvs.writeDumpDests(w, fam, s);
+    const res: PackedTransactResult = await this.genl.transactPacked(w.finish());
+    if (res.failures.length) {
+      const f = res.failures[0];
+      throw this.error([{ operation: `list real servers of ${ipvs.serviceKeyString(services[f.index])}`, errno: f.errno, code: f.code, kernelMessage: f.kernelMessage }]);
+    }
+    const out: ipvs.RealServerState[][] = services.map(() => []);
+    for (const r of res.replies) out[r.index] = splitMessages(r.data).map(ipvs.decodeDest).filter((x): x is ipvs.RealServerState => !!x);
+    return out;
   }
 
   async link(name: string): Promise<rtnl.LinkInfo | undefined> {
@@ -124,9 +182,33 @@ export class IpvsClient {
     return { operations: ops.length, sends: res.sends, bytes: res.bytes, kernelMicros: res.kernelMicros, failures };
   }
 
+  private async applyBatch(sock: typeof this.genl, batch: OpBatch): Promise<ApplyResult> {
+    if (batch.size === 0) return { operations: 0, sends: 0, bytes: 0, kernelMicros: 0, failures: [] };
+    // Operations never answer with data: ask for one ack per page (refusals are reported whatever the flags).
+    const res = await sock.transactPacked(batch.w.finish(), { ackLastOnly: true });
+    const failures: IpvsFailure[] = [];
+    for (const f of res.failures) {
+      if (!batch.tolerated(f.index, f.errno)) failures.push({ operation: batch.describe(f.index), errno: f.errno, code: f.code, kernelMessage: f.kernelMessage });
+    }
+    return { operations: batch.size, sends: res.sends, bytes: res.bytes, kernelMicros: res.kernelMicros, failures };
+  }
+
   error(failures: IpvsFailure[]): IpvsOperationError {
     const f = failures[0];
     const more = failures.length > 1 ? ` [+${failures.length - 1} more]` : '';
     return new IpvsOperationError(`${f.operation}: ${f.code} (errno ${f.errno})${f.kernelMessage ? ` - kernel says: ${f.kernelMessage}` : ''}${more}`, f.errno, f.code, f.operation, failures);
   }
+}
+
+/** Consecutive netlink messages (a packed reply) as one Buffer view each. */
+export function splitMessages(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off + 16 <= data.length) {
+    const len = data.readUInt32LE(off);
+    if (len < 16 || off + len > data.length) break;
+    out.push(data.subarray(off, off + len));
+    off += (len + 3) & ~3;
+  }
+  return out;
 }

@@ -62,19 +62,25 @@ export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPl
   const affinity = sp.sessionAffinity.type === 'ClientIP' ? sp.sessionAffinity.timeoutSeconds : 0;
   const services = new Map<string, DesiredService>();
   const addresses: string[] = [];
-  const add = (address: string, port: number, bind: boolean) => {
-    const family = address.includes(':') ? 6 : 4;
-    const vs: VirtualService = {
-      family, protocol: sp.protocol, address, port, scheduler,
-      flags: OWNED_FLAG | (affinity ? SVC_FLAG.PERSISTENT : 0),
-      timeout: affinity, netmask: family === 4 ? 0xffffffff : 128,
-    };
-    const dests = new Map<string, RealServer>();
+  // One real-server map per family, shared by that family's virtual services (ClusterIP, externalIPs, NodePorts):
+  // they have the same endpoints, and a 10k-Service sync should not build them once per address.
+  const destsOf = new Map<number, Map<string, RealServer>>();
+  const familyDests = (family: 4 | 6) => {
+    let dests = destsOf.get(family);
+    if (dests) return dests;
+    dests = new Map<string, RealServer>();
     for (const e of sp.endpoints) {
       if (e.family !== family) continue;
-      dests.set(destKey({ address: e.address, port: e.port }), { address: e.address, port: e.port, weight: 1, forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
+      dests.set(destKey(e), { address: e.address, port: e.port, weight: 1, forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
     }
-    services.set(vsKey(vs), { vs, dests, owner: sp.key });
+    destsOf.set(family, dests);
+    return dests;
+  };
+  const flags = OWNED_FLAG | (affinity ? SVC_FLAG.PERSISTENT : 0);
+  const add = (address: string, port: number, bind: boolean) => {
+    const family = address.includes(':') ? 6 : 4;
+    const vs: VirtualService = { family, protocol: sp.protocol, address, port, scheduler, flags, timeout: affinity, netmask: family === 4 ? 0xffffffff : 128 };
+    services.set(vsKey(vs), { vs, dests: familyDests(family), owner: sp.key });
     if (bind && (cfg.bind?.(address) ?? true) && !addresses.includes(address)) addresses.push(address);
   };
   for (const ip of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) add(ip, sp.port, true);

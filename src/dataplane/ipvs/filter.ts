@@ -34,6 +34,7 @@ import {
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
 
+
 export const IPVS_CHAINS = {
   natPrerouting: 'nat-prerouting',
   natOutput: 'nat-output',
@@ -159,27 +160,32 @@ export interface FilterElement {
  * svcplane0 (externalIPs and LB IPs that are already local elsewhere are not bound, as in kube-proxy).
  */
 export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, bound: (address: string) => boolean): FilterElement[] {
+  const v6 = ip === 6;
+  const ofIP = (a: string) => a.includes(':') === v6;
+  // Fast way out for the other family of a single-stack Service (most of them): no copies, no sets.
+  if (!sp.clusterIPs.some(ofIP) && !sp.externalIPs.some(ofIP) && !sp.loadBalancerIPs.some(ofIP)) return [];
   const clusterIPs = ofFamily(sp.clusterIPs, ip);
-  const externals = ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ip, clusterIPs);
+  const externals = sp.externalIPs.length || sp.loadBalancerIPs.length ? ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ip, clusterIPs) : [];
   const proto = PROTO[sp.protocol];
-  const endpoints = sp.endpoints.filter((e) => e.family === ip);
+  let endpoints = 0;
+  for (const e of sp.endpoints) if (e.family === ip) endpoints++;
   const out: FilterElement[] = [];
   // A NodePort lives in the families of the Service's ClusterIPs (a single-stack Service in one).
   const inFamily = clusterIPs.length > 0;
-  for (const a of [...clusterIPs, ...externals]) {
+  const address = (a: string, external: boolean) => {
     const key = addrProtoPortKey(a, proto, sp.port);
     out.push({ set: IPVS_SETS.serviceIPs, key });
-    if (!clusterIPs.includes(a)) out.push({ set: IPVS_SETS.externalIPs, key });
-    if (endpoints.length === 0) out.push({ set: IPVS_SETS.noEndpointServices, key });
-    if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: ipToBytes(a) });
-  }
+    if (external) out.push({ set: IPVS_SETS.externalIPs, key });
+    if (endpoints === 0) out.push({ set: IPVS_SETS.noEndpointServices, key });
+    if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: key.subarray(0, v6 ? 16 : 4) });
+  };
+  for (const a of clusterIPs) address(a, false);
+  for (const a of externals) address(a, true);
   if (sp.nodePort && inFamily) {
     const key = protoPortKey(proto, sp.nodePort);
     out.push({ set: IPVS_SETS.serviceNodePorts, key });
-    if (endpoints.length === 0) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
+    if (endpoints === 0) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
   }
-  if (inFamily || externals.length) {
-    for (const e of endpoints) if (needsHairpin(cfg.nodeName, e.nodeName)) out.push({ set: IPVS_SETS.hairpin, key: pairBytes(e.address) });
-  }
+  for (const e of sp.endpoints) if (e.family === ip && needsHairpin(cfg.nodeName, e.nodeName)) out.push({ set: IPVS_SETS.hairpin, key: pairBytes(e.address) });
   return out;
 }

@@ -1,9 +1,10 @@
 // IPVS over generic netlink (include/uapi/linux/ip_vs.h), pure: each command's encoder has a decoder mirroring it
 // (moby/ipvs netlink_linux.go's structure), so tests round-trip every message and dumps decode with the same
 // definitions.
-import { ipToBytes, bytesToIp } from '../../model/ip';
-import { genlmsg, parseGenl } from '../../netlink/genl';
-import { AttrWriter, type Attrs, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from '../../netlink/message';
+import { bytesToIp } from '../../model/ip';
+import { parseGenl } from '../../netlink/genl';
+import { type Attrs, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from '../../netlink/message';
+import { type NetlinkWriter, oneAttrs, oneMessage } from '../../netlink/writer';
 
 export const IPVS_GENL_NAME = 'IPVS';
 export const IPVS_GENL_VERSION = 1;
@@ -76,81 +77,80 @@ export interface VirtualServiceState extends VirtualService {
 
 const famAF = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 
-/** union nf_inet_addr: 16 bytes, an IPv4 address in the first 4. */
-function inetAddr(ip: string): Buffer {
-  const b = Buffer.alloc(16);
-  ipToBytes(ip).copy(b);
-  return b;
-}
-
 function protocolName(p: number): IpvsProtocol | undefined {
   return (Object.keys(PROTO) as IpvsProtocol[]).find((k) => PROTO[k] === p);
 }
 
-function serviceKeyAttrs(w: AttrWriter, s: VirtualServiceKey): void {
-  w.u16(SVC.AF, famAF(s.family)).u16(SVC.PROTOCOL, PROTO[s.protocol]).binary(SVC.ADDR, inetAddr(s.address)).be16(SVC.PORT, s.port);
+// Requests are written into a NetlinkWriter (one buffer for a whole sync); the *Request functions return one
+// message as its own Buffer (tests, one-off requests). `family` is the IPVS generic netlink family id.
+const ACKED = NLM_F_REQUEST | NLM_F_ACK;
+
+// A service's key attributes are written again for each of its real servers: the last one is kept as bytes
+// (a sync writes a service's messages one after another), so its address is parsed once, not once per message.
+let lastKeyOf: VirtualServiceKey | undefined;
+let lastKey: Buffer = Buffer.alloc(0);
+
+function serviceKey(w: NetlinkWriter, s: VirtualServiceKey): void {
+  if (s !== lastKeyOf) {
+    lastKey = oneAttrs((x) => x.u16(SVC.AF, famAF(s.family)).u16(SVC.PROTOCOL, PROTO[s.protocol]).ip(SVC.ADDR, s.address, 16).be16(SVC.PORT, s.port));
+    lastKeyOf = s;
+  }
+  w.raw(lastKey);
 }
 
-function serviceAttrs(s: VirtualService): AttrWriter {
-  return new AttrWriter().nested(CMD_ATTR.SERVICE, (w) => {
-    serviceKeyAttrs(w, s);
-    const flags = Buffer.alloc(8);
-    flags.writeUInt32LE(s.flags & ~SVC_FLAG.HASHED, 0);
-    flags.writeUInt32LE(0xffffffff, 4); // mask: every flag is as given
-    w.string(SVC.SCHED_NAME, s.scheduler).binary(SVC.FLAGS, flags).u32(SVC.TIMEOUT, s.timeout).u32(SVC.NETMASK, s.netmask);
-  });
+function begin(w: NetlinkWriter, family: number, cmd: number, flags = ACKED): NetlinkWriter {
+  return w.begin(family, flags).genl(cmd, IPVS_GENL_VERSION);
 }
 
-const req = (cmd: number, attrs?: AttrWriter, family = 0, flags = NLM_F_REQUEST | NLM_F_ACK) => genlmsg(family, cmd, IPVS_GENL_VERSION, flags, attrs);
-
-// ---- requests ------------------------------------------------------------------------------------------------
-// `family` is the IPVS generic netlink family id (resolved once per socket).
-
-export function newServiceRequest(family: number, s: VirtualService): Buffer {
-  return req(CMD.NEW_SERVICE, serviceAttrs(s), family);
+function writeService(w: NetlinkWriter, family: number, cmd: number, s: VirtualService): void {
+  begin(w, family, cmd);
+  const n = w.nestStart(CMD_ATTR.SERVICE);
+  serviceKey(w, s);
+  // flags, then the mask of flags to apply: every flag is as given.
+  w.string(SVC.SCHED_NAME, s.scheduler).u32pair(SVC.FLAGS, s.flags & ~SVC_FLAG.HASHED, 0xffffffff).u32(SVC.TIMEOUT, s.timeout).u32(SVC.NETMASK, s.netmask);
+  w.nestEnd(n).end();
 }
 
-export function setServiceRequest(family: number, s: VirtualService): Buffer {
-  return req(CMD.SET_SERVICE, serviceAttrs(s), family);
+export const writeNewService = (w: NetlinkWriter, family: number, s: VirtualService) => writeService(w, family, CMD.NEW_SERVICE, s);
+export const writeSetService = (w: NetlinkWriter, family: number, s: VirtualService) => writeService(w, family, CMD.SET_SERVICE, s);
+
+export function writeDelService(w: NetlinkWriter, family: number, s: VirtualServiceKey): void {
+  begin(w, family, CMD.DEL_SERVICE);
+  const n = w.nestStart(CMD_ATTR.SERVICE);
+  serviceKey(w, s);
+  w.nestEnd(n).end();
 }
 
-export function delServiceRequest(family: number, s: VirtualServiceKey): Buffer {
-  return req(CMD.DEL_SERVICE, new AttrWriter().nested(CMD_ATTR.SERVICE, (w) => serviceKeyAttrs(w, s)), family);
+function writeDest(w: NetlinkWriter, family: number, cmd: number, s: VirtualServiceKey, d: Pick<RealServer, 'address' | 'port'> & Partial<RealServer>, full: boolean): void {
+  begin(w, family, cmd);
+  let n = w.nestStart(CMD_ATTR.SERVICE);
+  serviceKey(w, s);
+  w.nestEnd(n);
+  n = w.nestStart(CMD_ATTR.DEST);
+  w.ip(DEST.ADDR, d.address, 16).be16(DEST.PORT, d.port).u16(DEST.ADDR_FAMILY, famAF(d.address.includes(':') ? 6 : 4));
+  if (full) w.u32(DEST.FWD_METHOD, d.forward ?? 0).u32(DEST.WEIGHT, d.weight ?? 0).u32(DEST.U_THRESH, d.upperThreshold ?? 0).u32(DEST.L_THRESH, d.lowerThreshold ?? 0);
+  w.nestEnd(n).end();
 }
 
-export function dumpServicesRequest(family: number): Buffer {
-  return req(CMD.GET_SERVICE, undefined, family, NLM_F_REQUEST | NLM_F_DUMP);
+export const writeNewDest = (w: NetlinkWriter, family: number, s: VirtualServiceKey, d: RealServer) => writeDest(w, family, CMD.NEW_DEST, s, d, true);
+export const writeSetDest = (w: NetlinkWriter, family: number, s: VirtualServiceKey, d: RealServer) => writeDest(w, family, CMD.SET_DEST, s, d, true);
+export const writeDelDest = (w: NetlinkWriter, family: number, s: VirtualServiceKey, d: Pick<RealServer, 'address' | 'port'>) => writeDest(w, family, CMD.DEL_DEST, s, d, false);
+
+export function writeDumpDests(w: NetlinkWriter, family: number, s: VirtualServiceKey): void {
+  begin(w, family, CMD.GET_DEST, NLM_F_REQUEST | NLM_F_DUMP);
+  const n = w.nestStart(CMD_ATTR.SERVICE);
+  serviceKey(w, s);
+  w.nestEnd(n).end();
 }
 
-function destAttrs(w: AttrWriter, s: VirtualServiceKey, d: RealServer, full: boolean): void {
-  w.nested(CMD_ATTR.SERVICE, (x) => serviceKeyAttrs(x, s));
-  w.nested(CMD_ATTR.DEST, (x) => {
-    x.binary(DEST.ADDR, inetAddr(d.address)).be16(DEST.PORT, d.port).u16(DEST.ADDR_FAMILY, famAF(d.address.includes(':') ? 6 : 4));
-    if (full) x.u32(DEST.FWD_METHOD, d.forward).u32(DEST.WEIGHT, d.weight).u32(DEST.U_THRESH, d.upperThreshold).u32(DEST.L_THRESH, d.lowerThreshold);
-  });
-}
-
-export function newDestRequest(family: number, s: VirtualServiceKey, d: RealServer): Buffer {
-  const w = new AttrWriter();
-  destAttrs(w, s, d, true);
-  return req(CMD.NEW_DEST, w, family);
-}
-
-export function setDestRequest(family: number, s: VirtualServiceKey, d: RealServer): Buffer {
-  const w = new AttrWriter();
-  destAttrs(w, s, d, true);
-  return req(CMD.SET_DEST, w, family);
-}
-
-export function delDestRequest(family: number, s: VirtualServiceKey, d: Pick<RealServer, 'address' | 'port'>): Buffer {
-  const w = new AttrWriter();
-  destAttrs(w, s, { ...d, weight: 0, forward: 0, upperThreshold: 0, lowerThreshold: 0 }, false);
-  return req(CMD.DEL_DEST, w, family);
-}
-
-export function dumpDestsRequest(family: number, s: VirtualServiceKey): Buffer {
-  return req(CMD.GET_DEST, new AttrWriter().nested(CMD_ATTR.SERVICE, (w) => serviceKeyAttrs(w, s)), family, NLM_F_REQUEST | NLM_F_DUMP);
-}
+export const newServiceRequest = (family: number, s: VirtualService) => oneMessage((w) => writeNewService(w, family, s));
+export const setServiceRequest = (family: number, s: VirtualService) => oneMessage((w) => writeSetService(w, family, s));
+export const delServiceRequest = (family: number, s: VirtualServiceKey) => oneMessage((w) => writeDelService(w, family, s));
+export const dumpServicesRequest = (family: number) => oneMessage((w) => begin(w, family, CMD.GET_SERVICE, NLM_F_REQUEST | NLM_F_DUMP).end());
+export const newDestRequest = (family: number, s: VirtualServiceKey, d: RealServer) => oneMessage((w) => writeNewDest(w, family, s, d));
+export const setDestRequest = (family: number, s: VirtualServiceKey, d: RealServer) => oneMessage((w) => writeSetDest(w, family, s, d));
+export const delDestRequest = (family: number, s: VirtualServiceKey, d: Pick<RealServer, 'address' | 'port'>) => oneMessage((w) => writeDelDest(w, family, s, d));
+export const dumpDestsRequest = (family: number, s: VirtualServiceKey) => oneMessage((w) => writeDumpDests(w, family, s));
 
 // ---- replies (and requests, decoded back) ------------------------------------------------------------------------
 

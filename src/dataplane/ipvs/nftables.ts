@@ -6,89 +6,136 @@
 import type { ServicePort, ServicePortKey } from '../../model/types';
 import type { NftClient } from '../nftables/client';
 import { diffTable } from '../nftables/diff';
-import type { NfFamily } from '../nftables/netlink/constants';
 import type { ElementState } from '../nftables/objects';
 import { FAMILIES, type NftablesConfig } from '../nftables/ruleset';
 import { NftTransaction } from '../nftables/transaction';
 import { type FilterElement, elementsOf, ipvsSkeleton } from './filter';
 
-type Contribution = Map<NfFamily, FilterElement[]>;
+/** A Service port's elements, per family in FAMILIES order (IPv4, IPv6). */
+type Contribution = FilterElement[][];
 
-const idOf = (e: FilterElement) => `${e.set}\0${e.key.toString('latin1')}`;
+interface Counted {
+  n: number;
+  e: FilterElement;
+}
+
+/**
+ * How many Service ports want each element of one family's table. Keyed by set, then by the key's bytes as
+ * latin1 text (the cheapest exact Map key for a few bytes; no set-name concatenation to flatten per lookup).
+ */
+class ElementCounts {
+  private readonly bySet = new Map<string, Map<string, Counted>>();
+
+  private setMap(set: string): Map<string, Counted> {
+    let m = this.bySet.get(set);
+    if (!m) this.bySet.set(set, (m = new Map()));
+    return m;
+  }
+
+  /** Adds d to e's count; returns the count before. */
+  bump(e: FilterElement, d: number): number {
+    const m = this.setMap(e.set);
+    const id = e.key.toString('latin1');
+    const got = m.get(id);
+    if (!got) {
+      if (d > 0) m.set(id, { n: d, e });
+      return 0;
+    }
+    const was = got.n;
+    got.n += d;
+    if (got.n <= 0) m.delete(id);
+    return was;
+  }
+
+  *elements(): IterableIterator<FilterElement> {
+    for (const m of this.bySet.values()) for (const c of m.values()) yield c.e;
+  }
+}
 
 export class IpvsNftables {
-  /** Per family: element id -> how many Service ports want it. */
-  private counts = new Map<NfFamily, Map<string, number>>();
+  private counts: ElementCounts[] = FAMILIES.map(() => new ElementCounts());
+  /** The skeleton depends only on the config: built once (its rules are a few dozen RuleBuilder runs). */
+  private readonly skeletons: ReturnType<typeof ipvsSkeleton>[];
   private byPort = new Map<ServicePortKey, Contribution>();
 
-  constructor(private readonly client: NftClient, private readonly config: NftablesConfig) {}
+  constructor(private readonly client: NftClient, private readonly config: NftablesConfig) {
+    this.skeletons = FAMILIES.map((fam) => ipvsSkeleton(fam.ip, config));
+  }
 
   private contribution(sp: ServicePort, bound: (a: string) => boolean): Contribution {
-    const c: Contribution = new Map();
-    for (const fam of FAMILIES) c.set(fam.nf, elementsOf(sp, fam.ip, this.config, bound));
-    return c;
+    return FAMILIES.map((fam) => elementsOf(sp, fam.ip, this.config, bound));
   }
 
   /** Programs exactly these Service ports; returns the transaction sent (for counts) and the kernel's answer. */
-  async full(servicePorts: Map<ServicePortKey, ServicePort>, bound: (a: string) => boolean): Promise<{ tx: NftTransaction; kernelMicros: number; bytes: number }> {
-    const counts = new Map<NfFamily, Map<string, number>>();
+  async full(servicePorts: Map<ServicePortKey, ServicePort>, bound: (a: string) => boolean): Promise<{ tx: NftTransaction; kernelMicros: number; bytes: number; encodeMicros?: number }> {
+    const counts = FAMILIES.map(() => new ElementCounts());
     const byPort = new Map<ServicePortKey, Contribution>();
     const tx = new NftTransaction();
-    for (const fam of FAMILIES) counts.set(fam.nf, new Map());
     for (const [key, sp] of servicePorts) {
       const c = this.contribution(sp, bound);
       byPort.set(key, c);
-      for (const [nf, list] of c) for (const e of list) bump(counts.get(nf)!, idOf(e), 1);
+      for (let f = 0; f < c.length; f++) for (const e of c[f]) counts[f].bump(e, 1);
     }
-    for (const fam of FAMILIES) {
-      const want = ipvsSkeleton(fam.ip, this.config);
-      for (const id of counts.get(fam.nf)!.keys()) {
-        const e = elementOfId(id);
-        want.elements.get(e.set)!.push({ key: e.key });
-      }
-      diffTable(tx, await this.client.dumpTable(fam.nf, this.config.tableName), want);
-    }
+    const current = await Promise.all(FAMILIES.map((fam) => this.client.dumpTable(fam.nf, this.config.tableName)));
+    FAMILIES.forEach((_fam, f) => {
+      const skel = this.skeletons[f];
+      const want = { ...skel, elements: new Map([...skel.sets.keys()].map((set) => [set, [] as ElementState[]])) };
+      for (const e of counts[f].elements()) want.elements.get(e.set)!.push({ key: e.key });
+      diffTable(tx, current[f], want);
+    });
     const res = await this.client.run(tx);
     this.counts = counts;
     this.byPort = byPort;
-    return { tx, kernelMicros: res.kernelMicros, bytes: res.bytes };
+    return { tx, kernelMicros: res.kernelMicros, bytes: res.bytes, encodeMicros: res.encodeMicros };
   }
 
   /** Programs only these changes (undefined: the Service port is gone). Call full() first. */
   async partial(changes: Map<ServicePortKey, ServicePort | undefined>, bound: (a: string) => boolean): Promise<{ tx: NftTransaction; kernelMicros: number; bytes: number }> {
-    const delta = new Map<NfFamily, Map<string, number>>();
-    for (const fam of FAMILIES) delta.set(fam.nf, new Map());
-    const next = new Map<ServicePortKey, Contribution | undefined>();
-    for (const [key, sp] of changes) {
-      const before = this.byPort.get(key);
-      const after = sp ? this.contribution(sp, bound) : undefined;
-      next.set(key, after);
-      for (const [nf, list] of before ?? []) for (const e of list) bump(delta.get(nf)!, idOf(e), -1);
-      for (const [nf, list] of after ?? []) for (const e of list) bump(delta.get(nf)!, idOf(e), 1);
-    }
     const tx = new NftTransaction();
     tx.owner = changes.size === 1 ? `Service ${[...changes.keys()][0]}` : undefined;
-    // Counts are updated in place, with an undo log: a refused batch applied nothing, so they go back.
-    const undo: Array<[Map<string, number>, string, number | undefined]> = [];
-    for (const fam of FAMILIES) {
-      let counts = this.counts.get(fam.nf);
-      if (!counts) this.counts.set(fam.nf, (counts = new Map()));
-      const adds = new Map<string, ElementState[]>();
-      const dels = new Map<string, ElementState[]>();
-      for (const [id, d] of delta.get(fam.nf)!) {
-        if (d === 0) continue;
-        const was = counts.get(id) ?? 0;
-        const now = was + d;
-        undo.push([counts, id, counts.get(id)]);
-        if (now <= 0) counts.delete(id);
-        else counts.set(id, now);
-        const e = elementOfId(id);
-        if (was === 0 && now > 0) push(adds, e.set, { key: e.key });
-        if (was > 0 && now <= 0) push(dels, e.set, { key: e.key });
-      }
-      for (const [set, list] of dels) tx.deleteElements(fam.nf, this.config.tableName, set, list);
-      for (const [set, list] of adds) tx.addElements(fam.nf, this.config.tableName, set, list);
+    // Counts change in place, logged: a refused batch applied nothing, so they go back.
+    const undo: Array<[number, FilterElement, number]> = [];
+    const next = new Map<ServicePortKey, Contribution | undefined>();
+    const adds = FAMILIES.map(() => new Map<string, ElementState[]>());
+    const dels = FAMILIES.map(() => new Map<string, ElementState[]>());
+    const apply = (f: number, e: FilterElement, d: number) => {
+      const was = this.counts[f].bump(e, d);
+      undo.push([f, e, d]);
+      const now = was + d;
+      if (was <= 0 && now > 0) push(adds[f], e.set, { key: e.key });
+      if (was > 0 && now <= 0) push(dels[f], e.set, { key: e.key });
+    };
+    // Removals first, then additions: an element a change keeps is counted down and up again, never sent.
+    const after = new Map<ServicePortKey, Contribution | undefined>();
+    for (const [key, sp] of changes) after.set(key, sp ? this.contribution(sp, bound) : undefined);
+    for (const key of changes.keys()) {
+      const before = this.byPort.get(key);
+      if (before) before.forEach((list, f) => list.forEach((e) => apply(f, e, -1)));
     }
+    for (const [key, c] of after) {
+      next.set(key, c);
+      if (c) c.forEach((list, f) => list.forEach((e) => apply(f, e, 1)));
+    }
+    // An element deleted and added back by the same change (its count went 1 -> 0 -> 1) is no change.
+    FAMILIES.forEach((fam, f) => {
+      for (const [set, list] of dels[f]) {
+        const added = adds[f].get(set);
+        if (!added) continue;
+        const back = new Set(added.map((e) => e.key.toString('latin1')));
+        const kept = new Set<string>();
+        dels[f].set(set, list.filter((e) => {
+          const k = e.key.toString('latin1');
+          if (back.has(k)) {
+            kept.add(k);
+            return false;
+          }
+          return true;
+        }));
+        adds[f].set(set, added.filter((e) => !kept.has(e.key.toString('latin1'))));
+      }
+      for (const [set, list] of dels[f]) if (list.length) tx.deleteElements(fam.nf, this.config.tableName, set, list);
+      for (const [set, list] of adds[f]) if (list.length) tx.addElements(fam.nf, this.config.tableName, set, list);
+    });
     try {
       const res = await this.client.run(tx);
       for (const [key, c] of next) {
@@ -98,9 +145,8 @@ export class IpvsNftables {
       return { tx, kernelMicros: res.kernelMicros, bytes: res.bytes };
     } catch (e) {
       for (let i = undo.length - 1; i >= 0; i--) {
-        const [counts, id, v] = undo[i];
-        if (v === undefined) counts.delete(id);
-        else counts.set(id, v);
+        const [f, el, d] = undo[i];
+        this.counts[f].bump(el, -d);
       }
       throw e;
     }
@@ -111,7 +157,7 @@ export class IpvsNftables {
     const tx = new NftTransaction();
     for (const fam of FAMILIES) if (await this.client.dumpTable(fam.nf, this.config.tableName)) tx.deleteTable(fam.nf, this.config.tableName);
     if (tx.size) await this.client.run(tx);
-    this.counts.clear();
+    this.counts = FAMILIES.map(() => new ElementCounts());
     this.byPort.clear();
     return tx.size > 0;
   }
@@ -119,15 +165,6 @@ export class IpvsNftables {
   close(): void {
     this.client.close();
   }
-}
-
-function elementOfId(id: string): FilterElement {
-  const nul = id.indexOf('\0');
-  return { set: id.slice(0, nul), key: Buffer.from(id.slice(nul + 1), 'latin1') };
-}
-
-function bump(m: Map<string, number>, id: string, d: number): void {
-  m.set(id, (m.get(id) ?? 0) + d);
 }
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {

@@ -29,9 +29,9 @@ describe.runIf(inGuest)('IPVS mode: masquerade and filtering in nftables, SCTP a
     if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const sync = () => {
+  const sync = (extra: string[] = []) => {
     const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
-      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a']);
+      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a', ...extra]);
     if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as { operations: number; servicePorts: number };
   };
@@ -150,5 +150,30 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join(
     expect(r.errors).toEqual({});
     expect(countsFor(r, ['be0', 'be1', 'be2'])).toEqual([10, 10, 10]);
     expect(r.sources).toEqual({ [sb.podGateway.v4]: 30 });
+  });
+
+  it('binds Service addresses as local routes on svcplane0 by default, as addresses with --ipvs-bind-mode address, and switches cleanly', async () => {
+    const routes = async () => (await run(sb.nodeNs, ['ip', 'route', 'show', 'table', 'local', 'dev', 'svcplane0', 'proto', '88'])) + (await run(sb.nodeNs, ['ip', '-6', 'route', 'show', 'table', 'local', 'dev', 'svcplane0', 'proto', '88']));
+    const addrs = async () => run(sb.nodeNs, ['ip', 'addr', 'show', 'dev', 'svcplane0']);
+    const reach = async () => {
+      const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 6, concurrency: 1 });
+      expect(r.errors).toEqual({});
+      const v6 = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: 'fd00:100::10', port: 80, count: 3, concurrency: 1 });
+      expect(v6.errors).toEqual({});
+    };
+    for (const a of ['198.18.100.10', '198.18.100.11', '198.18.100.12', SCTP_IP, 'fd00:100::10']) expect(await routes()).toContain(`local ${a} `);
+    expect(await addrs()).not.toContain('198.18.100.10');
+    // Address mode: every Service address on the link (what kube-proxy does on kube-ipvs0), routes gone.
+    expect(sync(['--ipvs-bind-mode', 'address']).operations).toBeGreaterThan(0);
+    const a = await addrs();
+    for (const ip of ['198.18.100.10/32', '198.18.100.11/32', `${SCTP_IP}/32`, 'fd00:100::10/128']) expect(a).toContain(`inet${ip.includes(':') ? '6' : ''} ${ip}`);
+    expect((await routes()).trim()).toBe('');
+    await reach();
+    // And back: routes again, no address left.
+    sync();
+    expect(await addrs()).not.toContain('198.18.100.10');
+    expect(await routes()).toContain('local 198.18.100.10 ');
+    await reach();
+    expect(sync().operations).toBe(0);
   });
 });
