@@ -39,3 +39,28 @@ for (const c of r.dataplane) {
 lines.push('', '| Target | this run |', '|---|---|');
 for (const [k, v] of Object.entries(r.targets)) lines.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
 console.log(lines.join('\n'));
+
+// bench/results/ipvs.json, when present (`npm run bench:ipvs`).
+interface IpvsFull {
+  services: number;
+  endpointsPerService: number;
+  svcplane: { seconds: number; coldSeconds: number; kernelSeconds?: number };
+  peer: { ipBatchSeconds: number; ipvsadmRestoreSeconds: number; seconds: number };
+  ratio: number;
+  variants: { svcplaneAddressMode: number; peerWithRoutes: number };
+}
+interface IpvsResults { date: string; machine: Record<string, unknown>; full: IpvsFull[]; incremental: Array<{ services: number; addEndpoint: Pct; removeEndpoint: Pct; operationsPerChange: number }>; targets: Record<string, number | null> }
+const ipvsFile = path.join(path.dirname(file), 'ipvs.json');
+if (fs.existsSync(ipvsFile)) {
+  const ip = JSON.parse(fs.readFileSync(ipvsFile, 'utf8')) as IpvsResults;
+  const o: string[] = ['', `IPVS, run of ${ip.date.slice(0, 10)} in the qemu guest (kernel ${String(ip.machine.guestKernel)}, TCG). Ratios are peer time / svcplane time in the same run.`, ''];
+  o.push('| Services × endpoints | svcplane (warm) | svcplane (first sync of a process) | `ip -batch` addresses + `ipvsadm --restore` | ratio | svcplane binding addresses | peer binding routes |', '|---|---|---|---|---|---|---|');
+  for (const c of ip.full) {
+    o.push(`| ${c.services} × ${c.endpointsPerService} | ${c.svcplane.seconds.toFixed(2)} s | ${c.svcplane.coldSeconds.toFixed(2)} s | ${c.peer.ipBatchSeconds.toFixed(2)} + ${c.peer.ipvsadmRestoreSeconds.toFixed(2)} = ${c.peer.seconds.toFixed(2)} s | ${c.ratio.toFixed(1)}× | ${c.variants.svcplaneAddressMode.toFixed(2)} s | ${c.variants.peerWithRoutes.toFixed(2)} s |`);
+  }
+  o.push('', '| Incremental change (p50 / p99 ms) | add endpoint | remove endpoint (drain + delete) |', '|---|---|---|');
+  for (const c of ip.incremental) o.push(`| ${c.services} Services | ${c.addEndpoint.p50Ms.toFixed(2)} / ${c.addEndpoint.p99Ms.toFixed(2)} | ${c.removeEndpoint.p50Ms.toFixed(2)} / ${c.removeEndpoint.p99Ms.toFixed(2)} |`);
+  o.push('', '| Target | this run |', '|---|---|');
+  for (const [k, v] of Object.entries(ip.targets)) o.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
+  console.log(o.join('\n'));
+}

@@ -3,10 +3,11 @@
 // clear, logged reason). Issue 5 implements them; this list shrinks as it does.
 import type { ServicePort } from '../model/types';
 
-export function unhonouredFeatures(sp: ServicePort): string[] {
+/** `mode`: the dataplane's ('ipvs' honours sessionAffinity ClientIP as IPVS persistence). */
+export function unhonouredFeatures(sp: ServicePort, mode = 'nftables'): string[] {
   const out: string[] = [];
   const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
-  if (sp.sessionAffinity.type === 'ClientIP')
+  if (sp.sessionAffinity.type === 'ClientIP' && mode !== 'ipvs')
     out.push('sessionAffinity ClientIP is not implemented yet: connections are spread without affinity');
   if (external && sp.externalTrafficPolicy === 'Local')
     out.push('externalTrafficPolicy Local is not implemented yet: external traffic goes to all endpoints and is masqueraded');

@@ -216,7 +216,7 @@ export class SyncLoop {
         this.o.health.updated();
         return;
       }
-      for (const sp of pending.changes.values()) if (sp) for (const f of unhonouredFeatures(sp)) this.o.log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+      for (const sp of pending.changes.values()) if (sp) for (const f of unhonouredFeatures(sp, this.o.dataplane.mode)) this.o.log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
       result = full ? await this.o.dataplane.syncFull(this.tracker.all()) : await this.o.dataplane.syncPartial(pending.changes);
       outcome.ok = true;
       outcome.full = result.full;
