@@ -32,7 +32,7 @@ int Trampoline(const nlmsghdr* nlh, void* data) {
 // Sends one request and feeds every reply message to onMessage until the dump (or ack) ends.
 void Talk(NetlinkSocket& sock, const std::string& what, const std::function<nlmsghdr*(char*, uint32_t)>& build,
           const std::function<void(const nlmsghdr*)>& onMessage) {
-  char req[MNL_SOCKET_BUFFER_SIZE];
+  char req[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: libnftnl leaves some padding bytes unwritten
   uint32_t seq = sock.NextSeq(1);
   nlmsghdr* nlh = build(req, seq);
   if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0)

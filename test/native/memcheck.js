@@ -1,4 +1,5 @@
-// Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close) in a
+// Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
+// netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl) in a
 // throwaway network namespace; run under valgrind by test/native/memcheck.sh to check the C++ for memory
 // errors and leaks. Needs root and the built dist/.
 'use strict';
@@ -35,5 +36,34 @@ execFileSync('ip', ['netns', 'add', ns]);
   await sock.generation();
   await p.cleanup();
   p.close();
+
+  // The transceiver: packed requests (one ack per page, refusals by sequence), a packed dump, the array form.
+  const native = require(path.join(root, 'build/Release/svcplane_native.node'));
+  const { NetlinkWriter } = require(path.join(root, 'dist/src/netlink/writer.js'));
+  const rtnl = require(path.join(root, 'dist/src/netlink/rtnl.js'));
+  execFileSync('ip', ['-n', ns, 'link', 'add', 'mem0', 'type', 'bridge']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'mem0', 'up']);
+  const index = Number(/^(\d+):/.exec(execFileSync('ip', ['-n', ns, '-o', 'link', 'show', 'mem0'], { encoding: 'utf8' }))[1]);
+  const t = new native.NetlinkTransceiver({ bus: 'route', netns: `/run/netns/${ns}` });
+  const w = new NetlinkWriter(128);
+  for (let i = 0; i < 2500; i++) rtnl.writeNewLocalRoute(w, index, `198.18.${200 + (i >> 8)}.${i & 255}`);
+  rtnl.writeNewLocalRoute(w, index, '198.18.200.1'); // EEXIST
+  const r1 = await t.transactPacked(w.finish(), { ackLastOnly: true });
+  const r2 = await t.transactPacked(w.finish()); // all EEXIST, one ack each
+  const dump = await t.transactPacked(rtnl.dumpRoutesRequest());
+  const r3 = await t.transact([rtnl.getLinkRequest('mem0'), rtnl.getLinkRequest('nosuch')]);
+  try {
+    t.transactPacked(Buffer.from([1, 2, 3])); // a malformed buffer is refused before any worker starts
+    throw new Error('expected a refusal');
+  } catch (e) {
+    if (e.code !== 'EINVAL') throw e;
+  }
+  t.close();
+  // Sysctls of the namespace: read, write, refused name, missing file.
+  await native.netSysctl('net.ipv4.ip_forward', `/run/netns/${ns}`, '1');
+  const fwd = await native.netSysctl('net.ipv4.ip_forward', `/run/netns/${ns}`);
+  await native.netSysctl('kernel.hostname', `/run/netns/${ns}`).catch(() => undefined);
+  await native.netSysctl('net.ipv4.nosuch', `/run/netns/${ns}`).catch(() => undefined);
+  console.log(`transceiver: ${r1.failures.length} + ${r2.failures.length} refusals, dump ${dump.replies[0].data.length} bytes, ${r3.results.length} results; ip_forward=${fwd}`);
   console.log(`memcheck workload done: ${rows} status rows`);
 })().finally(() => execFileSync('ip', ['netns', 'del', ns]));

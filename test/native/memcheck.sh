@@ -9,6 +9,8 @@ log=$(mktemp)
 valgrind --error-exitcode=0 --leak-check=full --show-leak-kinds=definite --num-callers=30 \
   node test/native/memcheck.js >"$log.out" 2>"$log" || true
 cat "$log.out"
+# The workload must have run to its end (valgrind's exit code is not its own).
+grep -q 'memcheck workload done' "$log.out" || { echo "memcheck workload did not finish"; tail -20 "$log"; exit 1; }
 # Keep the error/leak records whose stacks touch our code or the netlink libraries.
 python3 - "$log" <<'PY'
 import re, sys
