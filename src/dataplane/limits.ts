@@ -15,6 +15,8 @@ export function unhonouredFeatures(sp: ServicePort, mode = 'nftables'): string[]
     out.push('internalTrafficPolicy Local is not implemented yet: traffic goes to all endpoints');
   if (sp.loadBalancerSourceRanges.length > 0)
     out.push('loadBalancerSourceRanges is not implemented yet: LoadBalancer IPs accept every source');
+  if (sp.endpointWeights && mode !== 'ipvs')
+    out.push('svcplane.io/endpoint-weights is honoured by the ipvs mode only so far: endpoints are chosen uniformly');
   if (sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
     out.push('healthCheckNodePort is not served yet');
   return out;

@@ -5,7 +5,8 @@
 
 import type { IPFamily, KubeService, ModelProblem, Protocol, ServiceKey, ServicePort, TrafficPolicy } from './types';
 import { flat, isDNSLabel, isInt, isPort, isRecord, isUnset, namespaceOf, objectRef, protocolOf, show } from './guards';
-import { bytesToIp, cidrToString, parseCIDR, parseIP } from './ip';
+import { bytesToIp, canonicalIP, cidrToString, parseCIDR, parseIP } from './ip';
+import { ENDPOINT_WEIGHTS_ANNOTATION, type EndpointWeights, parseEndpointWeights } from './weights';
 
 export type ServicePortSpec = Omit<ServicePort, 'endpoints' | 'allEndpoints'>;
 
@@ -91,6 +92,13 @@ function build(svc: unknown, warn: Warn): ServicePortSpec[] {
 
   const annotations = isRecord(meta.annotations) ? meta.annotations : {};
   const scheduler = annotations[IPVS_SCHEDULER_ANNOTATION];
+  const weightsText = annotations[ENDPOINT_WEIGHTS_ANNOTATION];
+  let endpointWeights: EndpointWeights | undefined;
+  if (typeof weightsText === 'string') {
+    const parsed = parseEndpointWeights(weightsText, (s) => canonicalIP(s));
+    for (const w of parsed.problems) warn(w);
+    endpointWeights = parsed.weights;
+  }
   return portsOf(spec, type, warn).map((p) => ({
     key: servicePortKey(namespace, name, p.portName),
     namespace,
@@ -108,6 +116,7 @@ function build(svc: unknown, warn: Warn): ServicePortSpec[] {
     healthCheckNodePort,
     loadBalancerSourceRanges,
     ipvsScheduler: typeof scheduler === 'string' && scheduler !== '' ? scheduler : undefined,
+    endpointWeights,
   }));
 }
 
@@ -312,7 +321,7 @@ export function withEndpoints(p: ServicePortSpec, endpoints: ServicePort['endpoi
     clusterIPs: p.clusterIPs, externalIPs: p.externalIPs, loadBalancerIPs: p.loadBalancerIPs,
     externalTrafficPolicy: p.externalTrafficPolicy, internalTrafficPolicy: p.internalTrafficPolicy, sessionAffinity: p.sessionAffinity,
     healthCheckNodePort: p.healthCheckNodePort, loadBalancerSourceRanges: p.loadBalancerSourceRanges, ipvsScheduler: p.ipvsScheduler,
-    endpoints, allEndpoints,
+    endpointWeights: p.endpointWeights, endpoints, allEndpoints,
   };
 }
 

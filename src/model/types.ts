@@ -4,6 +4,8 @@
 // as JSON); a ServicePort per (Service, port) comes out, each with its addresses and its endpoints. Names follow
 // kube-proxy's pkg/proxy (ServicePortName "namespace/name:port").
 
+import type { EndpointWeights } from './weights';
+
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type IPFamily = 4 | 6;
 
@@ -51,6 +53,8 @@ export interface ServicePort {
   loadBalancerSourceRanges: string[];
   /** The svcplane.io/ipvs-scheduler annotation as written (the IPVS dataplane validates it). */
   ipvsScheduler?: string;
+  /** The svcplane.io/endpoint-weights annotation, parsed (model/weights.ts); undefined: every endpoint weighs 1. */
+  endpointWeights?: EndpointWeights;
   /** Endpoints after kube-proxy's choice: ready ones; if none, serving-terminating ones. Sorted by address, port. */
   endpoints: Endpoint[];
   /** Every endpoint the slices listed for this port (before the choice above), for status/explain. */

@@ -56,4 +56,24 @@ describe('IPVS desired state', () => {
     expect(nodePortAddressesOf(addrs, [], 'svcplane0')).toEqual(['198.18.1.1', '10.0.0.1']);
     expect(nodePortAddressesOf(addrs, ['10.0.0.0/8'], 'svcplane0')).toEqual(['10.0.0.1']);
   });
+
+  it('endpoint weights (svcplane.io/endpoint-weights): real-server weights, most specific entry first; a weightless scheduler is reported', async () => {
+    const { parseEndpointWeights } = await import('../../src/model/weights');
+    const { canonicalIP } = await import('../../src/model/ip');
+    const parsed = parseEndpointWeights('node/big=4, zone/z1=2 198.18.2.12=0 bogus=3 node/x=1000 =2', canonicalIP);
+    expect(parsed.problems).toHaveLength(3);
+    const eps = [
+      { ...ep('198.18.2.11'), nodeName: 'big', zone: 'z1' }, // node beats zone
+      { ...ep('198.18.2.12'), nodeName: 'big' }, // address beats node
+      { ...ep('198.18.2.13'), zone: 'z1' },
+      { ...ep('198.18.2.14'), nodeName: 'small' }, // no entry: 1
+    ];
+    const p = planServicePort(sp({ endpoints: eps, endpointWeights: parsed.weights, ipvsScheduler: 'wrr' }), cfg);
+    const d = p.services.get(vsKey({ protocol: 'TCP', address: '198.18.100.10', port: 80 }))!;
+    expect([...d.dests.values()].map((x) => [x.address, x.weight])).toEqual([['198.18.2.11', 4], ['198.18.2.12', 0], ['198.18.2.13', 2], ['198.18.2.14', 1]]);
+    expect(p.schedulerProblem).toBeUndefined();
+    expect(planServicePort(sp({ endpoints: eps, endpointWeights: parsed.weights }), cfg).schedulerProblem).toMatch(/no effect with scheduler rr/);
+    // Without the annotation every endpoint weighs 1.
+    expect([...planServicePort(sp({ endpoints: eps }), cfg).services.values()][0].dests.get('198.18.2.12|8080')?.weight).toBe(1);
+  });
 });

@@ -400,3 +400,20 @@ describe('internalTrafficPolicy', () => {
     expect(port(m, 'default/itp:http').internalTrafficPolicy).toBe('Local');
   });
 });
+
+describe('svcplane.io/endpoint-weights', () => {
+  it('is parsed onto every port of the Service; a bad entry is one problem naming the Service, the rest apply', () => {
+    const s = svc('weighted', { ports: [{ name: 'a', port: 80 }, { name: 'b', port: 81 }] });
+    s.metadata!.annotations = { 'svcplane.io/endpoint-weights': 'node/n1=3,10.1.0.5=0,zone/x=banana' };
+    const m = buildProxyModel([s], []);
+    const ports = [...m.servicePorts.values()];
+    expect(ports).toHaveLength(2);
+    for (const p of ports) {
+      expect(p.endpointWeights?.nodes.get('n1')).toBe(3);
+      expect(p.endpointWeights?.addresses.get('10.1.0.5')).toBe(0);
+    }
+    expect(m.problems).toHaveLength(1);
+    expect(m.problems[0].object).toBe('Service default/weighted');
+    expect(m.problems[0].message).toMatch(/zone\/x=banana/);
+  });
+});

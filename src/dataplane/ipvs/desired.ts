@@ -4,10 +4,13 @@
 // LoadBalancer IPs are bound on the dummy interface so the node accepts packets for them.
 import type { ServicePort, ServicePortKey } from '../../model/types';
 import { cidrContains } from '../../model/ip';
+import { endpointWeight } from '../../model/weights';
 import { FWD, type IpvsProtocol, type RealServer, SVC_FLAG, type VirtualService } from './netlink';
 
 /** The schedulers IPVS has (ip_vs_*.ko); svcplane.io/ipvs-scheduler must name one. */
 export const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];
+/** Schedulers that only tell weight 0 from the rest (ip_vs_rr.c, ip_vs_lc.c, ip_vs_dh.c): other weights change nothing. */
+const WEIGHTLESS = new Set(['rr', 'lc', 'dh']);
 
 /**
  * IP_VS_SVC_F_SCHED3 marks the virtual services svcplane created: IPVS has no comment field, and a restarted
@@ -71,7 +74,7 @@ export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPl
     dests = new Map<string, RealServer>();
     for (const e of sp.endpoints) {
       if (e.family !== family) continue;
-      dests.set(destKey(e), { address: e.address, port: e.port, weight: 1, forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
+      dests.set(destKey(e), { address: e.address, port: e.port, weight: endpointWeight(sp.endpointWeights, e), forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
     }
     destsOf.set(family, dests);
     return dests;
@@ -87,6 +90,10 @@ export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPl
   if (sp.nodePort > 0) {
     const families = new Set(sp.clusterIPs.map((ip) => (ip.includes(':') ? 6 : 4)));
     for (const ip of cfg.nodeAddresses) if (families.has(ip.includes(':') ? 6 : 4)) add(ip, sp.nodePort, false);
+  }
+  if (sp.endpointWeights && WEIGHTLESS.has(scheduler)) {
+    const note = `svcplane.io/endpoint-weights has no effect with scheduler ${scheduler} beyond weight 0 (use wrr, wlc, sed, nq, lblc, lblcr, sh or mh)`;
+    schedulerProblem = schedulerProblem ? `${schedulerProblem}; ${note}` : note;
   }
   return { services, addresses, schedulerProblem };
 }

@@ -55,6 +55,24 @@ addressType: IPv4
 ports: [{name: sig, protocol: SCTP, port: 9000}]
 endpoints:
 ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join('\n')}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: weighted
+  namespace: demo
+  annotations: {svcplane.io/ipvs-scheduler: wrr, svcplane.io/endpoint-weights: "${sb.backends[0].v4}=2, ${sb.backends[1].v4}=1, ${sb.backends[2].v4}=0"}
+spec:
+  clusterIP: 198.18.100.21
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: weighted-1, namespace: demo, labels: {kubernetes.io/service-name: weighted}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
 `);
     // An SCTP server in every backend (python3: Node has no SCTP sockets).
     for (const b of sb.backends) {
@@ -71,7 +89,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join(
         p.on('exit', (code) => reject(new Error(`sctp server in ${b.ns} exited (${code})`)));
       });
     }
-    expect(sync().servicePorts).toBe(5);
+    expect(sync().servicePorts).toBe(6);
   });
   afterAll(async () => {
     if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
@@ -152,6 +170,16 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join(
     expect(r.sources).toEqual({ [sb.podGateway.v4]: 30 });
   });
 
+  it('endpoint weights (svcplane.io/endpoint-weights) are real-server weights: wrr sends 2:1:0', async () => {
+    const out = await run(sb.nodeNs, ['ipvsadm', '-Ln', '-t', '198.18.100.21:80']);
+    expect(out).toMatch(/-> 198\.18\.2\.11:8080\s+Masq\s+2\s/);
+    expect(out).toMatch(/-> 198\.18\.2\.12:8080\s+Masq\s+1\s/);
+    expect(out).toMatch(/-> 198\.18\.2\.13:8080\s+Masq\s+0\s/);
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.21', port: 80, count: 30, concurrency: 1 });
+    expect(r.errors).toEqual({});
+    expect(countsFor(r, ['be0', 'be1', 'be2'])).toEqual([20, 10, 0]);
+  });
+
   it('binds Service addresses as local routes on svcplane0 by default, as addresses with --ipvs-bind-mode address, and switches cleanly', async () => {
     const routes = async () => (await run(sb.nodeNs, ['ip', 'route', 'show', 'table', 'local', 'dev', 'svcplane0', 'proto', '88'])) + (await run(sb.nodeNs, ['ip', '-6', 'route', 'show', 'table', 'local', 'dev', 'svcplane0', 'proto', '88']));
     const addrs = async () => run(sb.nodeNs, ['ip', 'addr', 'show', 'dev', 'svcplane0']);
@@ -175,5 +203,19 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join(
     expect(await routes()).toContain('local 198.18.100.10 ');
     await reach();
     expect(sync().operations).toBe(0);
+  });
+
+  it('never touches virtual services it did not create: a sync and a cleanup leave a foreign one as it was', async () => {
+    await run(sb.nodeNs, ['ipvsadm', '-A', '-t', `${sb.nodeIPs.v4}:9999`, '-s', 'wlc']);
+    await run(sb.nodeNs, ['ipvsadm', '-a', '-t', `${sb.nodeIPs.v4}:9999`, '-r', `${sb.backends[0].v4}:8080`, '-m', '-w', '7']);
+    const foreign = async () => run(sb.nodeNs, ['ipvsadm', '-Ln', '-t', `${sb.nodeIPs.v4}:9999`]);
+    const before = await foreign();
+    expect(before).toMatch(/Masq\s+7/);
+    sync();
+    expect(await foreign()).toBe(before);
+    expect(svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]).code).toBe(0);
+    expect(await foreign()).toBe(before);
+    expect(await run(sb.nodeNs, ['ipvsadm', '-Ln'])).not.toContain('198.18.100.10');
+    await run(sb.nodeNs, ['ipvsadm', '-D', '-t', `${sb.nodeIPs.v4}:9999`]);
   });
 });
