@@ -174,7 +174,8 @@ async function incrementalCase(n: number, reps: number): Promise<IncrementalCase
       const warmup = 5;
       for (let i = 0; i < reps + warmup; i++) {
         const sp = model.get(keys[(i * 7919) % keys.length])!;
-        const grown: ServicePort = { ...sp, endpoints: [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.126.${(i % 250) + 1}` }] };
+        const more = [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.126.${(i % 250) + 1}` }];
+        const grown: ServicePort = { ...sp, endpoints: more, allEndpoints: more };
         const a = await time(grown);
         // Back to as it was: a TCP real server drains first (weight 0), so removing means deleting a drained one.
         const r = await time(sp);

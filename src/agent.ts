@@ -46,6 +46,7 @@ export class Agent {
   private readonly reflectors: Reflector[] = [];
   private readonly servers: RunningServer[] = [];
   private nodeSeen: (() => void) | undefined;
+  private nodeListed: (() => void) | undefined;
   healthAddress = '';
   metricsAddress = '';
 
@@ -69,9 +70,12 @@ export class Agent {
 
     // This Node first: its addresses decide where NodePorts listen when nodePortAddresses is "primary".
     const nodeReady = new Promise<void>((r) => (this.nodeSeen = r));
+    // The Node's first list (found or not) before the dataplane: its zone decides topology from the first sync.
+    const nodeListed = new Promise<void>((r) => (this.nodeListed = r));
     this.watch('/api/v1/nodes', 'nodes', { fieldSelector: `metadata.name=${this.o.nodeName}` }, {
       listPage: (items, first) => {
         if (first || items.length) this.onNode(items[0]);
+        this.nodeListed?.();
       },
       listDone: () => undefined,
       event: (type, obj) => this.onNode(type === 'DELETED' ? undefined : obj),
@@ -84,16 +88,19 @@ export class Agent {
       log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
     }
 
+    await nodeListed;
+    const nodeZone = this.node?.zone;
+    if (nodeZone) log.info('this Node\'s zone (topology hints)', { zone: nodeZone });
     const netns = this.o.netns ? { netns: this.o.netns } : {};
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
-        scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName,
+        scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
         bindMode: config.ipvsBindMode,
       }), log);
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
-        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName }),
+        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone }),
         log,
       );
     }
@@ -132,6 +139,12 @@ export class Agent {
       return;
     }
     if (this.node.primaryIPs.length) this.nodeSeen?.();
+    if (prev && prev.zone !== this.node.zone && this.dataplane?.setNodeZone) {
+      // kube-proxy resyncs on a zone change (topology hints are read against it): so does svcplane.
+      this.o.log.info('this Node\'s zone changed: full resync', { before: prev.zone, after: this.node.zone });
+      this.dataplane.setNodeZone(this.node.zone);
+      this.loop?.resync();
+    }
     if (prev && prev.primaryIPs.join() !== this.node.primaryIPs.join() && this.o.config.nodePortAddresses[0] === 'primary') {
       // kube-proxy exits on a node IP change so it restarts with the new ones; svcplane says so and keeps serving.
       this.o.log.warn('this Node\'s primary addresses changed; restart svcplane to move NodePorts to them', { before: prev.primaryIPs, after: this.node.primaryIPs });

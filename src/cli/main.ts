@@ -34,6 +34,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   MODE,
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
   { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name, as EndpointSlices name it; hairpin masquerade is then kept only for this node\'s endpoints (without it, every endpoint is treated as possibly local)' },
+  { name: 'node-zone', type: 'string', value: 'ZONE', help: 'this node\'s zone (its topology.kubernetes.io/zone label): EndpointSlice zone hints are used for it' },
   { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
@@ -103,7 +104,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane 
     const ns = netns ? { netns } : {};
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodeName: config.nodeName, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
+      nodeName: config.nodeName, nodeZone: config.nodeZone, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
@@ -125,7 +126,8 @@ function nftablesConfig(flags: ParsedFlags) {
   // No hostname default here: manifests written by hand often name made-up nodes, and a wrong node name would
   // silently drop hairpin masquerade for pods that do live here. The agent (`run`) defaults it as kube-proxy does.
   const nodeName = str(flags, 'node-name') || undefined;
-  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName });
+  const nodeZone = str(flags, 'node-zone') || undefined;
+  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone });
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {

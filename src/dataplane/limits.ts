@@ -9,10 +9,6 @@ export function unhonouredFeatures(sp: ServicePort, mode = 'nftables'): string[]
   const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
   if (sp.sessionAffinity.type === 'ClientIP' && mode !== 'ipvs')
     out.push('sessionAffinity ClientIP is not implemented yet: connections are spread without affinity');
-  if (external && sp.externalTrafficPolicy === 'Local')
-    out.push('externalTrafficPolicy Local is not implemented yet: external traffic goes to all endpoints and is masqueraded');
-  if (sp.internalTrafficPolicy === 'Local')
-    out.push('internalTrafficPolicy Local is not implemented yet: traffic goes to all endpoints');
   if (sp.loadBalancerSourceRanges.length > 0)
     out.push('loadBalancerSourceRanges is not implemented yet: LoadBalancer IPs accept every source');
   if (sp.endpointWeights && mode !== 'ipvs')

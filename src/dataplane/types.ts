@@ -41,6 +41,10 @@ export interface StatusRow {
   /** Empty with reject=true: the Service port has no endpoints and is refused. */
   endpoints: StatusEndpoint[];
   reject: boolean;
+  /** Endpoints exist but none here under a Local traffic policy: new connections (from outside) are dropped. */
+  drop?: boolean;
+  /** 'Local': externalTrafficPolicy Local (endpoints: what clients from outside the node get; source kept). */
+  policy?: 'Local';
   /** IPVS: the virtual service's scheduler, and its persistence timeout when sessionAffinity is ClientIP. */
   scheduler?: string;
   persistentSeconds?: number;
@@ -67,6 +71,8 @@ export interface Dataplane {
    * asks housekeepingDue() every few seconds and runs housekeeping() in its own turn, never beside a sync.
    */
   housekeepingDue?(): boolean;
+  /** This node's zone changed (topology hints are read against it): the next sync must be full. */
+  setNodeZone?(zone: string | undefined): void;
   housekeeping?(): Promise<void>;
   close(): void;
 }

@@ -32,6 +32,8 @@ export interface SliceEndpoint {
   terminating: boolean;
   nodeName?: string;
   zone?: string;
+  zoneHints?: readonly string[];
+  nodeHints?: readonly string[];
 }
 
 export interface ParsedSlice {
@@ -128,6 +130,16 @@ function checkEndpoint(e: unknown, family: IPFamily, port: number): SliceEndpoin
   const out: SliceEndpoint = { address: bytesToIp(ip.bytes), family, port, ready, serving, terminating };
   if (typeof e.nodeName === 'string' && e.nodeName !== '') out.nodeName = intern(e.nodeName);
   if (typeof e.zone === 'string' && e.zone !== '') out.zone = intern(e.zone);
+  // Topology hints (kube-proxy reads hints.forZones always, hints.forNodes for PreferSameNode). Malformed entries
+  // are ignored, as an endpoint without hints: that only turns topology off for the Service port.
+  const hints: unknown = e.hints;
+  if (isRecord(hints)) {
+    const names = (list: unknown) => (Array.isArray(list) ? list.map((h: unknown) => (isRecord(h) && typeof h.name === 'string' && h.name !== '' ? h.name : undefined)).filter((n): n is string => n !== undefined) : []);
+    const zones = names(hints.forZones);
+    const nodes = names(hints.forNodes);
+    if (zones.length) out.zoneHints = internList(zones);
+    if (nodes.length) out.nodeHints = internList(nodes);
+  }
   return out;
 }
 
@@ -186,6 +198,8 @@ function toEndpoint(e: SliceEndpoint, port: number): Endpoint {
   const out: Endpoint = { address: e.address, family: e.family, port, ready: e.ready, serving: e.serving, terminating: e.terminating };
   if (e.nodeName !== undefined) out.nodeName = e.nodeName;
   if (e.zone !== undefined) out.zone = e.zone;
+  if (e.zoneHints !== undefined) out.zoneHints = e.zoneHints;
+  if (e.nodeHints !== undefined) out.nodeHints = e.nodeHints;
   return out;
 }
 
@@ -198,6 +212,17 @@ function cmp(a: string, b: string): number {
  * one. Bounded, so a stream of unique names cannot grow it without end.
  */
 const interned = new Map<string, string>();
+const internedLists = new Map<string, readonly string[]>();
+/** Hint lists repeat too (one zone per endpoint, a handful of zones): one frozen array per distinct list. */
+function internList(list: string[]): readonly string[] {
+  const key = list.join('\0');
+  const have = internedLists.get(key);
+  if (have) return have;
+  if (internedLists.size >= 10_000) internedLists.clear();
+  const frozen = Object.freeze(list.map(intern));
+  internedLists.set(key, frozen);
+  return frozen;
+}
 function intern(s: string): string {
   const have = interned.get(s);
   if (have !== undefined) return have;

@@ -26,6 +26,9 @@ export interface Endpoint {
   terminating: boolean;
   nodeName?: string;
   zone?: string;
+  /** EndpointSlice hints (hints.forZones / hints.forNodes names), when the slice gives them. */
+  zoneHints?: readonly string[];
+  nodeHints?: readonly string[];
 }
 
 export type TrafficPolicy = 'Cluster' | 'Local';

@@ -188,6 +188,12 @@ export class SyncLoop {
     });
   }
 
+  /** Asks for a full sync soon (something every Service port depends on changed, e.g. this node's zone). */
+  resync(): void {
+    this.lastFullAt = -Infinity;
+    this.queue();
+  }
+
   async stop(): Promise<void> {
     this.housekeepingTimer?.cancel();
     this.housekeepingTimer = undefined;

@@ -149,7 +149,8 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
         const first = await proxier.syncFull(model.servicePorts);
         expect(first.operations).toBe(0); // adopted what the CLI programmed
         const web = model.servicePorts.get('demo/web:http')!;
-        const without = { ...web, endpoints: web.endpoints.filter((e) => e.address !== '198.18.2.13') };
+        const kept = web.endpoints.filter((e) => e.address !== '198.18.2.13');
+        const without = { ...web, endpoints: kept, allEndpoints: kept };
         const res = await proxier.syncPartial(new Map([[web.key, without]]));
         expect(res.full).toBe(false);
         // Element changes of this Service port only (its endpoint count and slots, ClusterIP and NodePort), no
@@ -192,7 +193,7 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
       client.poison = true;
       const before = await nft('-j', 'list', 'table', 'ip', 'svcplane');
       const web = model.servicePorts.get('demo/web:http')!;
-      const changed = { ...web, endpoints: web.endpoints.slice(0, 1) };
+      const changed = { ...web, endpoints: web.endpoints.slice(0, 1), allEndpoints: web.endpoints.slice(0, 1) };
       await expect(proxier.syncPartial(new Map([[web.key, changed]]))).rejects.toThrow(/Service demo\/poison:http.*no-such-chain.*ENOENT/);
       expect(await nft('-j', 'list', 'table', 'ip', 'svcplane')).toBe(before);
       expect(proxier.fullSyncPending).toBe(true);

@@ -52,7 +52,7 @@ describe('IPVS mode: the nftables table beside IPVS', () => {
     expect(by(IPVS_SETS.serviceIPs)).toHaveLength(3);
     expect(by(IPVS_SETS.externalIPs)).toHaveLength(2);
     expect(by(IPVS_SETS.boundAddresses).map((h) => bytesToIp(Buffer.from(h, 'hex')))).toEqual(['198.18.100.10', '203.0.113.7']);
-    expect(by(IPVS_SETS.serviceNodePorts)).toHaveLength(1);
+    expect(by(IPVS_SETS.masqNodePorts)).toHaveLength(1);
     expect(by(IPVS_SETS.noEndpointServices)).toHaveLength(0);
     expect(by(IPVS_SETS.hairpin)).toHaveLength(1); // node-a's endpoint only
     // Without endpoints: rejected, in both kinds.
@@ -73,7 +73,7 @@ describe('IPVS mode: the nftables table beside IPVS', () => {
     expect(c4[IPVS_SETS.serviceIPs]).toEqual(['198.18.100.10 17 53', '198.18.100.10 6 80']);
     expect(c4[IPVS_SETS.noEndpointServices]).toEqual(['198.18.100.10 17 53']);
     expect(c4[IPVS_SETS.boundAddresses]).toEqual(['198.18.100.10']);
-    expect(c4[IPVS_SETS.serviceNodePorts]).toEqual(['6 30080']);
+    expect(c4[IPVS_SETS.masqNodePorts]).toEqual(['6 30080']);
     expect((await contents(fake, NFPROTO_IPV6))[IPVS_SETS.boundAddresses]).toEqual(['fd00:100::10']);
     const again = await new IpvsNftables(fake, cfg).full(model, always);
     expect(again.tx.size).toBe(0);

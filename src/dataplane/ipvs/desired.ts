@@ -5,6 +5,7 @@
 import type { ServicePort, ServicePortKey } from '../../model/types';
 import { cidrContains } from '../../model/ip';
 import { endpointWeight } from '../../model/weights';
+import { type EndpointChoice, type NodeTopology, chooseEndpoints } from '../../model/topology';
 import { FWD, type IpvsProtocol, type RealServer, SVC_FLAG, type VirtualService } from './netlink';
 
 /** The schedulers IPVS has (ip_vs_*.ko); svcplane.io/ipvs-scheduler must name one. */
@@ -24,6 +25,8 @@ export interface IpvsConfig {
   scheduler: string;
   /** The node's addresses NodePorts are served on (already filtered by nodePortAddresses). */
   nodeAddresses: string[];
+  /** This node (name, zone): local endpoints and topology hints. */
+  node?: NodeTopology;
   /**
    * Whether to bind a Service address on svcplane0: not when another link of the node has it already (an
    * externalIP that is a node address; kube-proxy's `shouldBind`). Default: always.
@@ -65,31 +68,43 @@ export function planServicePort(sp: ServicePort, cfg: IpvsConfig): ServicePortPl
   const affinity = sp.sessionAffinity.type === 'ClientIP' ? sp.sessionAffinity.timeoutSeconds : 0;
   const services = new Map<string, DesiredService>();
   const addresses: string[] = [];
-  // One real-server map per family, shared by that family's virtual services (ClusterIP, externalIPs, NodePorts):
-  // they have the same endpoints, and a 10k-Service sync should not build them once per address.
-  const destsOf = new Map<number, Map<string, RealServer>>();
-  const familyDests = (family: 4 | 6) => {
-    let dests = destsOf.get(family);
+  // Real servers per family and view, shared by the virtual services of that view (ClusterIPs: the internal
+  // endpoints; externalIPs, LB IPs, NodePorts: the external ones): a 10k-Service sync should not build one map per
+  // address. Traffic policies as kube-proxy's IPVS mode: external virtual services under externalTrafficPolicy
+  // Local get this node's endpoints, or all of them when it has none (PR 97081: so this node's pods still reach the
+  // Service; the nftables table drops clients from outside then, and keeps their source otherwise).
+  const destsOf = new Map<string, Map<string, RealServer>>();
+  const choices = new Map<number, EndpointChoice>();
+  const choiceOf = (family: 4 | 6) => {
+    let c = choices.get(family);
+    if (!c) choices.set(family, (c = chooseEndpoints(sp, family, cfg.node ?? {})));
+    return c;
+  };
+  const familyDests = (family: 4 | 6, external: boolean) => {
+    const id = `${family}${external ? 'x' : 'i'}`;
+    let dests = destsOf.get(id);
     if (dests) return dests;
+    const c = choiceOf(family);
+    const list = external ? (c.externalLocal && c.local.length === 0 ? c.cluster : c.external) : c.internal;
     dests = new Map<string, RealServer>();
-    for (const e of sp.endpoints) {
-      if (e.family !== family) continue;
-      dests.set(destKey(e), { address: e.address, port: e.port, weight: endpointWeight(sp.endpointWeights, e), forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
-    }
-    destsOf.set(family, dests);
+    for (const e of list) dests.set(destKey(e), { address: e.address, port: e.port, weight: endpointWeight(sp.endpointWeights, e), forward: FWD.MASQ, upperThreshold: 0, lowerThreshold: 0 });
+    destsOf.set(id, dests);
     return dests;
   };
   const flags = OWNED_FLAG | (affinity ? SVC_FLAG.PERSISTENT : 0);
-  const add = (address: string, port: number, bind: boolean) => {
+  const add = (address: string, port: number, bind: boolean, external: boolean) => {
     const family = address.includes(':') ? 6 : 4;
     const vs: VirtualService = { family, protocol: sp.protocol, address, port, scheduler, flags, timeout: affinity, netmask: family === 4 ? 0xffffffff : 128 };
-    services.set(vsKey(vs), { vs, dests: familyDests(family), owner: sp.key });
+    const key = vsKey(vs);
+    if (services.has(key)) return; // an externalIP equal to a ClusterIP: the ClusterIP's virtual service serves it
+    services.set(key, { vs, dests: familyDests(family, external), owner: sp.key });
     if (bind && (cfg.bind?.(address) ?? true) && !addresses.includes(address)) addresses.push(address);
   };
-  for (const ip of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) add(ip, sp.port, true);
+  for (const ip of sp.clusterIPs) add(ip, sp.port, true, false);
+  for (const ip of [...sp.externalIPs, ...sp.loadBalancerIPs]) add(ip, sp.port, true, true);
   if (sp.nodePort > 0) {
     const families = new Set(sp.clusterIPs.map((ip) => (ip.includes(':') ? 6 : 4)));
-    for (const ip of cfg.nodeAddresses) if (families.has(ip.includes(':') ? 6 : 4)) add(ip, sp.nodePort, false);
+    for (const ip of cfg.nodeAddresses) if (families.has(ip.includes(':') ? 6 : 4)) add(ip, sp.nodePort, false, true);
   }
   if (sp.endpointWeights && WEIGHTLESS.has(scheduler)) {
     const note = `svcplane.io/endpoint-weights has no effect with scheduler ${scheduler} beyond weight 0 (use wrr, wlc, sed, nq, lblc, lblcr, sh or mh)`;

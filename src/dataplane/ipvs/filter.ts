@@ -29,10 +29,11 @@ import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
 import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import {
-  type FamilyShape, type NftablesConfig, addrProtoPortKey, cidrsOf, ctStateNew, daddrProtoPort, familyShape, markForMasquerade,
-  needsHairpin, nodePortRules, ofFamily, pairBytes, prefixMask, protoPort, protoPortKey, zeroed,
+  type FamilyShape, type NftablesConfig, addrProtoPortKey, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
+  needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
+import { chooseEndpoints } from '../../model/topology';
 
 
 export const IPVS_CHAINS = {
@@ -49,12 +50,21 @@ export const IPVS_CHAINS = {
 export const IPVS_SETS = {
   /** address . proto . port of every virtual service on a Service address (ClusterIP, externalIP, LB IP). */
   serviceIPs: 'service-ips',
-  /** The externalIP / LB IP ones: always masqueraded. */
+  /** ClusterIP addresses (their masquerade rule looks at the address alone). */
+  clusterIPs: 'cluster-ips',
+  /** externalIPs / LB IPs of externalTrafficPolicy Cluster: always masqueraded. */
   externalIPs: 'external-ips',
-  /** proto . port of every NodePort. */
-  serviceNodePorts: 'service-nodeports',
+  /** NodePorts (proto . port) of externalTrafficPolicy Cluster: always masqueraded. */
+  masqNodePorts: 'masq-nodeports',
+  /** externalTrafficPolicy Local: masqueraded only when the node itself is the client; sources kept otherwise. */
+  localPolicyIPs: 'local-policy-ips',
+  localPolicyNodePorts: 'local-policy-nodeports',
   noEndpointServices: 'no-endpoint-services',
   noEndpointNodePorts: 'no-endpoint-nodeports',
+  /** Endpoints elsewhere, none here, under a Local policy: dropped (external ones: for clients from outside). */
+  dropServices: 'drop-services',
+  dropExternal: 'drop-external',
+  dropNodePorts: 'drop-nodeports',
   /** Addresses svcplane binds on svcplane0: on them, only Service ports are answered. */
   boundAddresses: 'service-addresses',
   hairpin: 'hairpin-endpoints',
@@ -76,17 +86,12 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
     { type: 'filter', hook: NF_INET_LOCAL_IN, priority: 0 });
 
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
+  const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1);
   const services: Buffer[] = [loopbackReturn(f)];
-  const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
   if (cfg.masqueradeAll) {
-    services.push(markIf(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.serviceIPs));
-  } else if (clusterCIDRs.length > 0) {
-    const r = new RuleBuilder();
-    for (const c of clusterCIDRs) {
-      r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
-    }
-    services.push(markIf(daddrProtoPort(r, f), IPVS_SETS.serviceIPs));
+    services.push(markForMasquerade(toClusterIP(new RuleBuilder()), cfg).body());
+  } else if (cidrsOf(cfg.clusterCIDRs, f.ip).length > 0) {
+    services.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
   } else {
     // No way to tell pods from the rest: mark what the host itself sends from a Service address (kube-proxy's
     // "src,dst" match on KUBE-CLUSTER-IP), whose replies would otherwise go to svcplane0.
@@ -95,7 +100,9 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
       .metaGet(NFT_META_L4PROTO, NFT_REG32_00 + words).payload(NFT_REG32_00 + words + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2), IPVS_SETS.serviceIPs));
   }
   services.push(markIf(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.externalIPs));
-  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(r), IPVS_SETS.serviceNodePorts)));
+  services.push(markIf(daddrProtoPort(fromNode(new RuleBuilder(), true), f), IPVS_SETS.localPolicyIPs));
+  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(r), IPVS_SETS.masqNodePorts)));
+  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(fromNode(r, true)), IPVS_SETS.localPolicyNodePorts)));
   chain(IPVS_CHAINS.services, services);
 
   const bit = 1 << cfg.masqueradeBit;
@@ -111,9 +118,15 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
       .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
   ]);
 
+  const goto = (r: RuleBuilder, set: string, target: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'goto', chain: target }).body();
+  const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
+  const outside = (r: RuleBuilder) => fromNode(notFromPods(r, f, cfg), false);
   chain(IPVS_CHAINS.inputCheck, [
-    daddrProtoPort(new RuleBuilder(), f).lookup(IPVS_SETS.noEndpointServices, NFT_REG32_00).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),
-    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(IPVS_SETS.noEndpointNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body()),
+    goto(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.noEndpointServices, IPVS_CHAINS.reject),
+    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), IPVS_SETS.noEndpointNodePorts, IPVS_CHAINS.reject)),
+    drop(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.dropServices),
+    drop(daddrProtoPort(outside(new RuleBuilder()), f), IPVS_SETS.dropExternal),
+    ...nodePortRules(f, cfg, (r) => drop(protoPort(outside(r)), IPVS_SETS.dropNodePorts)),
     // A bound address on a port no virtual service has (ICMP too: kube-proxy rejects everything new but Service ports).
     daddrProtoPort(new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.boundAddresses, NFT_REG_1), f)
       .lookup(IPVS_SETS.serviceIPs, NFT_REG32_00, undefined, true).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),
@@ -128,10 +141,16 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
   for (const s of [
     set(IPVS_SETS.serviceIPs, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.clusterIPs, f.addrType, f.addrLen),
     set(IPVS_SETS.externalIPs, addrProtoPort, f.addrLen + 8),
-    set(IPVS_SETS.serviceNodePorts, protoPortType, 8),
+    set(IPVS_SETS.masqNodePorts, protoPortType, 8),
+    set(IPVS_SETS.localPolicyIPs, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.localPolicyNodePorts, protoPortType, 8),
     set(IPVS_SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
     set(IPVS_SETS.noEndpointNodePorts, protoPortType, 8),
+    set(IPVS_SETS.dropServices, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.dropExternal, addrProtoPort, f.addrLen + 8),
+    set(IPVS_SETS.dropNodePorts, protoPortType, 8),
     set(IPVS_SETS.boundAddresses, f.addrType, f.addrLen),
     set(IPVS_SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
   ]) {
@@ -167,25 +186,42 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
   const clusterIPs = ofFamily(sp.clusterIPs, ip);
   const externals = sp.externalIPs.length || sp.loadBalancerIPs.length ? ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ip, clusterIPs) : [];
   const proto = PROTO[sp.protocol];
-  let endpoints = 0;
-  for (const e of sp.endpoints) if (e.family === ip) endpoints++;
+  const choice = chooseEndpoints(sp, ip, { name: cfg.nodeName, zone: cfg.nodeZone });
   const out: FilterElement[] = [];
   // A NodePort lives in the families of the Service's ClusterIPs (a single-stack Service in one).
   const inFamily = clusterIPs.length > 0;
   const address = (a: string, external: boolean) => {
     const key = addrProtoPortKey(a, proto, sp.port);
+    const addr = key.subarray(0, v6 ? 16 : 4);
     out.push({ set: IPVS_SETS.serviceIPs, key });
-    if (external) out.push({ set: IPVS_SETS.externalIPs, key });
-    if (endpoints === 0) out.push({ set: IPVS_SETS.noEndpointServices, key });
-    if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: key.subarray(0, v6 ? 16 : 4) });
+    if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: addr });
+    if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointServices, key });
+    if (!external) {
+      out.push({ set: IPVS_SETS.clusterIPs, key: addr });
+      if (choice.hasAny && choice.internal.length === 0) out.push({ set: IPVS_SETS.dropServices, key });
+    } else if (!choice.externalLocal) {
+      out.push({ set: IPVS_SETS.externalIPs, key });
+    } else {
+      out.push({ set: IPVS_SETS.localPolicyIPs, key });
+      if (choice.hasAny && choice.local.length === 0) out.push({ set: IPVS_SETS.dropExternal, key });
+    }
   };
   for (const a of clusterIPs) address(a, false);
   for (const a of externals) address(a, true);
   if (sp.nodePort && inFamily) {
     const key = protoPortKey(proto, sp.nodePort);
-    out.push({ set: IPVS_SETS.serviceNodePorts, key });
-    if (endpoints === 0) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
+    if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
+    if (!choice.externalLocal) out.push({ set: IPVS_SETS.masqNodePorts, key });
+    else {
+      out.push({ set: IPVS_SETS.localPolicyNodePorts, key });
+      if (choice.hasAny && choice.local.length === 0) out.push({ set: IPVS_SETS.dropNodePorts, key });
+    }
   }
-  for (const e of sp.endpoints) if (e.family === ip && needsHairpin(cfg.nodeName, e.nodeName)) out.push({ set: IPVS_SETS.hairpin, key: pairBytes(e.address) });
+  const hairpins = new Set<string>();
+  for (const e of [...choice.cluster, ...choice.local]) {
+    if (hairpins.has(e.address) || !needsHairpin(cfg.nodeName, e.nodeName)) continue;
+    hairpins.add(e.address);
+    out.push({ set: IPVS_SETS.hairpin, key: pairBytes(e.address) });
+  }
   return out;
 }

@@ -162,6 +162,10 @@ export class IpvsNftables {
     return tx.size > 0;
   }
 
+  setNodeZone(zone: string | undefined): void {
+    this.config.nodeZone = zone;
+  }
+
   close(): void {
     this.client.close();
   }

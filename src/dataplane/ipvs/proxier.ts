@@ -40,8 +40,10 @@ export interface IpvsProxierConfig {
   clusterCIDRs: string[];
   masqueradeAll: boolean;
   masqueradeBit: number;
-  /** This node's name: hairpin pairs are kept for its endpoints only (see the nftables ruleset). */
+  /** This node's name: local endpoints (traffic policies Local), hairpin pairs for its endpoints only. */
   nodeName?: string;
+  /** This node's zone (topology hints). */
+  nodeZone?: string;
   /** The nftables table beside IPVS (both families). */
   tableName: string;
   /**
@@ -113,7 +115,7 @@ export class IpvsProxier implements Dataplane {
   constructor(private readonly client: IpvsClient, nft: NftClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger) {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName,
+      nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone,
     }));
   }
 
@@ -216,6 +218,13 @@ export class IpvsProxier implements Dataplane {
     return { mode: this.mode, present: services.length > 0, rows };
   }
 
+  setNodeZone(zone: string | undefined): void {
+    if (this.config.nodeZone === zone) return;
+    this.config.nodeZone = zone;
+    this.filter.setNodeZone(zone);
+    this.needFull = true;
+  }
+
   close(): void {
     this.client.close();
     this.filter.close();
@@ -241,7 +250,7 @@ export class IpvsProxier implements Dataplane {
   // ---- desired state ---------------------------------------------------------------------------------------
 
   private addPlan(key: ServicePortKey, sp: ServicePort, problems: ModelProblem[]): void {
-    const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses, bind: this.bound });
+    const plan = planServicePort(sp, { scheduler: this.config.scheduler, nodeAddresses: this.nodeAddresses, bind: this.bound, node: { name: this.config.nodeName, zone: this.config.nodeZone } });
     if (plan.schedulerProblem) problems.push({ object: `Service ${key}`, message: plan.schedulerProblem });
     this.plans.set(key, plan);
     for (const a of plan.addresses) this.addrUsers.set(a, (this.addrUsers.get(a) ?? 0) + 1);

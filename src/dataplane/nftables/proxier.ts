@@ -194,6 +194,12 @@ export class NftablesProxier implements Dataplane {
     return { mode: this.mode, present: tables.length > 0, rows: tables.flatMap((t) => statusRows(t)) };
   }
 
+  setNodeZone(zone: string | undefined): void {
+    if (this.config.nodeZone === zone) return;
+    this.config.nodeZone = zone;
+    this.needFull = true;
+  }
+
   close(): void {
     this.client.close();
   }
@@ -209,9 +215,9 @@ export class NftablesProxier implements Dataplane {
    */
   private pickChains(ip: 4 | 6, st: FamilyState): ChainState[] {
     const dynamic = dynamicCounts(st.pickUsers.keys());
-    const signature = `${dynamic.counts.join(',')}/${dynamic.nodePortCounts.join(',')}`;
+    const signature = [...dynamic].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, l]) => `${k}=${l.join(',')}`).join('/');
     if (st.picks?.signature === signature) return st.picks.chains;
-    const chains = pickChains(familyShape(ip), dynamic.counts, dynamic.nodePortCounts);
+    const chains = pickChains(familyShape(ip), dynamic);
     st.picks = { signature, chains };
     return chains;
   }

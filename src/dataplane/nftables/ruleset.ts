@@ -37,10 +37,11 @@
 //               connections, as kube-proxy does.
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
 import { CIDR, ipToBytes, parseCIDR } from '../../model/ip';
-import type { IPFamily, Protocol, ServicePort } from '../../model/types';
+import type { Endpoint, IPFamily, Protocol, ServicePort } from '../../model/types';
+import { chooseEndpoints } from '../../model/topology';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
-  NFTA_FIB_F_DADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
+  NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
   NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
   NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_MAP,
   NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_MAP_IPS,
@@ -65,6 +66,8 @@ export interface NftablesConfig {
   masqueradeBit: number;
   /** This node's name (Node object, --hostname-override): hairpin pairs are only needed for its own endpoints. */
   nodeName?: string;
+  /** This node's zone (topology.kubernetes.io/zone): topology hints are used only when it is known. */
+  nodeZone?: string;
 }
 
 export function defaultConfig(overrides: Partial<NftablesConfig> = {}): NftablesConfig {
@@ -91,6 +94,8 @@ export const CHAINS = {
   reject: 'reject-chain',
   pickIPs: 'pick-ips',
   pickNodePorts: 'pick-nodeports',
+  pickLocalIPs: 'pick-local-ips',
+  pickLocalNodePorts: 'pick-local-nodeports',
 } as const;
 
 /** Endpoint counts whose pick rules are always there (see the file comment). */
@@ -98,16 +103,46 @@ export const STATIC_PICK_COUNTS = 32;
 
 export const SETS = {
   serviceIPs: 'service-ips',
+  /** externalIPs and LoadBalancer IPs of externalTrafficPolicy Cluster: always masqueraded. */
   externalIPs: 'external-ips',
   serviceEndpoints: 'service-endpoints',
   nodePortEndpoints: 'nodeport-endpoints',
-
   serviceNodePorts: 'service-nodeports',
+  /** NodePorts of externalTrafficPolicy Cluster: always masqueraded. */
+  masqNodePorts: 'masq-nodeports',
+  /** externalTrafficPolicy Local: the addresses / NodePorts (masqueraded only from the node itself). */
+  localPolicyIPs: 'local-policy-ips',
+  localPolicyNodePorts: 'local-policy-nodeports',
+  /** externalTrafficPolicy Local: this node's endpoints, for clients from outside the node (source kept). */
+  localIPs: 'local-ips',
+  localEndpoints: 'local-endpoints',
+  localNodePorts: 'local-nodeports',
+  localNodePortEndpoints: 'local-nodeport-endpoints',
   noEndpointServices: 'no-endpoint-services',
   noEndpointNodePorts: 'no-endpoint-nodeports',
+  /** Endpoints exist, none here, under a Local policy: dropped (kube-proxy), so a client can try another node. */
+  dropServices: 'drop-services',
+  dropExternal: 'drop-external',
+  dropNodePorts: 'drop-nodeports',
   clusterIPs: 'cluster-ips',
   hairpin: 'hairpin-endpoints',
 } as const;
+
+/**
+ * The four ways to a set of endpoint slots: by address (ClusterIP, externalIPs, LB IPs) or NodePort, to all
+ * endpoints (the usual) or, for externalTrafficPolicy Local from outside the node, to this node's.
+ */
+export type PickKind = 'ip' | 'nodeport' | 'local-ip' | 'local-nodeport';
+const PICK: Record<PickKind, { chain: string; counts: string; slots: string; nodePort: boolean }> = {
+  ip: { chain: CHAINS.pickIPs, counts: SETS.serviceIPs, slots: SETS.serviceEndpoints, nodePort: false },
+  nodeport: { chain: CHAINS.pickNodePorts, counts: SETS.serviceNodePorts, slots: SETS.nodePortEndpoints, nodePort: true },
+  'local-ip': { chain: CHAINS.pickLocalIPs, counts: SETS.localIPs, slots: SETS.localEndpoints, nodePort: false },
+  'local-nodeport': { chain: CHAINS.pickLocalNodePorts, counts: SETS.localNodePorts, slots: SETS.localNodePortEndpoints, nodePort: true },
+};
+export const PICK_KINDS = Object.keys(PICK) as PickKind[];
+export function pickKindOf(chain: string): PickKind | undefined {
+  return PICK_KINDS.find((k) => PICK[k].chain === chain);
+}
 
 export interface FamilyShape {
   ip: IPFamily;
@@ -174,6 +209,25 @@ export function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: R
 }
 
 
+/** Appends "the source is not in any cluster CIDR" (nothing when none is configured: no way to tell pods). */
+export function notFromPods(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig): RuleBuilder {
+  for (const c of cidrsOf(cfg.clusterCIDRs, f.ip)) {
+    r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+      .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
+  }
+  return r;
+}
+
+/** Appends "the source is (or is not) an address of this node": traffic the node itself sends. */
+export function fromNode(r: RuleBuilder, yes: boolean): RuleBuilder {
+  return r.fib(NFT_REG_1, NFT_FIB_RESULT_ADDRTYPE, NFTA_FIB_F_SADDR).cmp(NFT_REG_1, yes ? 'eq' : 'neq', hostU32(RTN_LOCAL));
+}
+
+/** Traffic from outside the node and its pods: what externalTrafficPolicy Local is about. */
+function fromOutside(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig): RuleBuilder {
+  return fromNode(notFromPods(r, f, cfg), false);
+}
+
 export function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuilder {
   const bit = 1 << cfg.masqueradeBit;
   return r.metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(~bit), hostU32(bit))
@@ -200,31 +254,38 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   // Marks first (each guarded by a membership test, so only Service traffic is marked), then the pick chains,
   // whose rules depend on which endpoint counts are in use (pickChains).
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
+  // ClusterIP traffic (the address alone: service-ips also holds external addresses, which follow their own
+  // policy below): masqueraded from off-cluster sources (not from a pod CIDR), so replies come back through this
+  // node; all of it with masqueradeAll.
   const clusterIPMark: Buffer[] = [];
-  const clusterCIDRs = cidrsOf(cfg.clusterCIDRs, f.ip);
-  if (cfg.masqueradeAll) {
-    clusterIPMark.push(markIf(daddrProtoPort(new RuleBuilder(), f), SETS.serviceIPs));
-  } else if (clusterCIDRs.length > 0) {
-    // Off-cluster sources (not from a pod CIDR) are masqueraded so replies come back through this node.
-    const r = new RuleBuilder();
-    for (const c of clusterCIDRs) {
-      r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-        .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
-    }
-    clusterIPMark.push(markIf(daddrProtoPort(r, f), SETS.serviceIPs));
-  }
+  const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(SETS.clusterIPs, NFT_REG_1);
+  if (cfg.masqueradeAll) clusterIPMark.push(markForMasquerade(toClusterIP(new RuleBuilder()), cfg).body());
+  else if (cidrsOf(cfg.clusterCIDRs, f.ip).length > 0) clusterIPMark.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
+  // externalTrafficPolicy (kube-proxy's external chain): Cluster is always masqueraded; Local keeps the client's
+  // source and goes to this node's endpoints (pick-local-*), except for this node's pods and the node itself,
+  // which are sent to all endpoints ("short-circuit"; the node's own traffic masqueraded).
+  const goto = (r: RuleBuilder, set: string, target: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'goto', chain: target }).body();
   chain(CHAINS.services, [
     ...clusterIPMark,
-    // External traffic (externalIPs, LoadBalancer IPs, NodePorts) is always masqueraded (externalTrafficPolicy Cluster).
     markIf(daddrProtoPort(new RuleBuilder(), f), SETS.externalIPs),
-    ...nodePortRules(f, cfg, (r) => markIf(protoPort(r), SETS.serviceNodePorts)),
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.serviceIPs, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.pickIPs }).body(),
-    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.pickNodePorts }).body()),
+    markIf(daddrProtoPort(fromNode(new RuleBuilder(), true), f), SETS.localPolicyIPs),
+    ...nodePortRules(f, cfg, (r) => markIf(protoPort(r), SETS.masqNodePorts)),
+    ...nodePortRules(f, cfg, (r) => markIf(protoPort(fromNode(r, true)), SETS.localPolicyNodePorts)),
+    goto(daddrProtoPort(fromOutside(new RuleBuilder(), f, cfg), f), SETS.localIPs, CHAINS.pickLocalIPs),
+    goto(daddrProtoPort(new RuleBuilder(), f), SETS.serviceIPs, CHAINS.pickIPs),
+    ...nodePortRules(f, cfg, (r) => goto(protoPort(fromOutside(r, f, cfg)), SETS.localNodePorts, CHAINS.pickLocalNodePorts)),
+    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.serviceNodePorts, CHAINS.pickNodePorts)),
   ]);
-  for (const c of pickChains(f, STATIC_COUNTS, STATIC_COUNTS)) t.chains.set(c.name, c);
+  for (const c of pickChains(f, new Map())) t.chains.set(c.name, c);
+  // Before DNAT, new connections only: no endpoints at all is refused at once; endpoints elsewhere but none here
+  // under a Local policy is dropped (for external traffic only from outside: pods and the node short-circuit).
+  const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
   chain(CHAINS.endpointsCheck, [
-    daddrProtoPort(new RuleBuilder(), f).lookup(SETS.noEndpointServices, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body(),
-    ...nodePortRules(f, cfg, (r) => protoPort(r).lookup(SETS.noEndpointNodePorts, NFT_REG32_00).verdict({ kind: 'goto', chain: CHAINS.reject }).body()),
+    goto(daddrProtoPort(new RuleBuilder(), f), SETS.noEndpointServices, CHAINS.reject),
+    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.noEndpointNodePorts, CHAINS.reject)),
+    drop(daddrProtoPort(new RuleBuilder(), f), SETS.dropServices),
+    drop(daddrProtoPort(fromOutside(new RuleBuilder(), f, cfg), f), SETS.dropExternal),
+    ...nodePortRules(f, cfg, (r) => drop(protoPort(fromOutside(r, f, cfg)), SETS.dropNodePorts)),
   ]);
   chain(CHAINS.clusterIPsCheck, [
     new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
@@ -260,14 +321,26 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
   const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
   const endpointType = concatType(f.addrType, TYPE_INET_SERVICE);
+  const addrSlot = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
+  const portSlot = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
   for (const s of [
     map(SETS.serviceIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
     set(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
     map(SETS.serviceNodePorts, protoPortType, 8, TYPE_MARK, 4),
-    map(SETS.serviceEndpoints, concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), f.addrLen + 12, endpointType, f.addrLen + 4),
-    map(SETS.nodePortEndpoints, concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), 12, endpointType, f.addrLen + 4),
+    set(SETS.masqNodePorts, protoPortType, 8),
+    map(SETS.serviceEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
+    map(SETS.nodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
+    set(SETS.localPolicyIPs, addrProtoPort, f.addrLen + 8),
+    set(SETS.localPolicyNodePorts, protoPortType, 8),
+    map(SETS.localIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
+    map(SETS.localEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
+    map(SETS.localNodePorts, protoPortType, 8, TYPE_MARK, 4),
+    map(SETS.localNodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
     set(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
     set(SETS.noEndpointNodePorts, protoPortType, 8),
+    set(SETS.dropServices, addrProtoPort, f.addrLen + 8),
+    set(SETS.dropExternal, addrProtoPort, f.addrLen + 8),
+    set(SETS.dropNodePorts, protoPortType, 8),
     set(SETS.clusterIPs, f.addrType, f.addrLen),
     set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
   ]) {
@@ -351,32 +424,31 @@ function countData(n: number): Buffer {
 
 export const protoPort = (r: RuleBuilder) => r.metaGet(NFT_META_L4PROTO, NFT_REG32_00).payload(NFT_REG32_00 + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
 
-const STATIC_COUNTS: readonly number[] = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
+export const STATIC_COUNTS: readonly number[] = Array.from({ length: STATIC_PICK_COUNTS }, (_, i) => i + 1);
 
-/** Names a pick rule a Service port needs: its key kind and endpoint count. */
-export function pickRuleId(nodePort: boolean, count: number): string {
-  return `${nodePort ? 'nodeport' : 'ip'}:${count}`;
+/** Names a pick rule a Service port needs: its kind and endpoint count. */
+export function pickRuleId(kind: PickKind, count: number): string {
+  return `${kind}:${count}`;
 }
 
-/** The endpoint counts named by pick rule ids (pickRuleId), beyond the static ones, each list ascending. */
-export function dynamicCounts(ids: Iterable<string>): { counts: number[]; nodePortCounts: number[] } {
-  const counts: number[] = [];
-  const nodePortCounts: number[] = [];
+/** The endpoint counts named by pick rule ids (pickRuleId), beyond the static ones, per kind, ascending. */
+export function dynamicCounts(ids: Iterable<string>): Map<PickKind, number[]> {
+  const out = new Map<PickKind, number[]>();
   for (const id of ids) {
-    const [kind, n] = id.split(':');
-    (kind === 'nodeport' ? nodePortCounts : counts).push(Number(n));
+    const colon = id.lastIndexOf(':');
+    const kind = id.slice(0, colon) as PickKind;
+    const list = out.get(kind);
+    if (list) list.push(Number(id.slice(colon + 1)));
+    else out.set(kind, [Number(id.slice(colon + 1))]);
   }
-  const asc = (a: number, b: number) => a - b;
-  return { counts: counts.sort(asc), nodePortCounts: nodePortCounts.sort(asc) };
+  for (const list of out.values()) list.sort((a, b) => a - b);
+  return out;
 }
 
-/** pick-ips and pick-nodeports with rules for the static counts plus these (ascending, all above the static). */
-export function pickChains(f: FamilyShape, extraCounts: readonly number[], extraNodePortCounts: readonly number[]): ChainState[] {
-  const all = (extra: readonly number[]) => [...new Set([...STATIC_COUNTS, ...extra])].sort((a, b) => a - b);
-  return [
-    { name: CHAINS.pickIPs, rules: all(extraCounts).map((n) => pickRule(f, n, false)) },
-    { name: CHAINS.pickNodePorts, rules: all(extraNodePortCounts).map((n) => pickRule(f, n, true)) },
-  ];
+/** The pick chains, one per kind, with rules for the static counts plus `extra` (per kind, all above the static). */
+export function pickChains(f: FamilyShape, extra: ReadonlyMap<PickKind, readonly number[]>): ChainState[] {
+  const all = (more: readonly number[]) => [...new Set([...STATIC_COUNTS, ...more])].sort((a, b) => a - b);
+  return PICK_KINDS.map((kind) => ({ name: PICK[kind].chain, rules: all(extra.get(kind) ?? []).map((n) => pickRule(f, n, kind)) }));
 }
 
 // Registers of a pick rule. The key (address . proto . port . slot) starts at NFT_REG32_00 and is contiguous;
@@ -389,17 +461,18 @@ const ENDPOINT_REG = NFT_REG32_00 + 8;
  * The pick rule for Service ports with `count` endpoints: if the port's count is `count`, slot = numgen random
  * mod count, then DNAT to the endpoint in that slot of the Service port the packet is addressed to.
  */
-export function pickRule(f: FamilyShape, count: number, nodePort: boolean): Buffer {
+export function pickRule(f: FamilyShape, count: number, kind: PickKind): Buffer {
   const words = f.addrLen / 4;
   const r = new RuleBuilder();
-  if (nodePort) {
-    protoPort(r).lookup(SETS.serviceNodePorts, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
+  const k = PICK[kind];
+  if (k.nodePort) {
+    protoPort(r).lookup(k.counts, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
       .numgenRandom(NFT_REG32_00 + 2, count)
-      .lookup(SETS.nodePortEndpoints, NFT_REG32_00, ENDPOINT_REG);
+      .lookup(k.slots, NFT_REG32_00, ENDPOINT_REG);
   } else {
-    daddrProtoPort(r, f).lookup(SETS.serviceIPs, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
+    daddrProtoPort(r, f).lookup(k.counts, NFT_REG32_00, COUNT_REG).cmp(COUNT_REG, 'eq', countData(count))
       .numgenRandom(NFT_REG32_00 + words + 2, count)
-      .lookup(SETS.serviceEndpoints, NFT_REG32_00, ENDPOINT_REG);
+      .lookup(k.slots, NFT_REG32_00, ENDPOINT_REG);
   }
   return r.nat(NFT_NAT_DNAT, f.nf, ENDPOINT_REG, ENDPOINT_REG + words, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED).body();
 }
@@ -492,48 +565,72 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   // An external address equal to a ClusterIP adds nothing: the ClusterIP's claim already serves it.
   const externalIPs = ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ipFamily, clusterIPs);
   const proto = PROTO_NUMBER[sp.protocol];
-  const endpoints = sp.endpoints.filter((e) => e.family === ipFamily);
+  const choice = chooseEndpoints(sp, ipFamily, { name: cfg.nodeName, zone: cfg.nodeZone });
   const frag: Fragment = { claims: [], shared: [], picks: [] };
   const comment = sp.key;
   // Ids are kept in the ledgers between syncs: flat strings (join), not cons strings.
   const claimId = (ip: string) => [ip, proto, sp.port].join('|');
   const nodePortId = ['nodeport', proto, sp.nodePort].join('|');
   for (const ip of clusterIPs) frag.shared.push({ id: [SETS.clusterIPs, ip].join('|'), set: SETS.clusterIPs, key: ipToBytes(ip) });
-
-  if (endpoints.length === 0) {
-    for (const ip of [...clusterIPs, ...externalIPs]) {
-      frag.claims.push({ id: claimId(ip), elements: [{ set: SETS.noEndpointServices, key: addrProtoPortKey(ip, proto, sp.port), comment }] });
-    }
-    if (sp.nodePort) {
-      frag.claims.push({ id: nodePortId, elements: [{ set: SETS.noEndpointNodePorts, key: protoPortKey(proto, sp.nodePort), comment }] });
-    }
-    return frag;
-  }
-
-  const n = endpoints.length;
-  const count = countData(n);
-  const data = endpoints.map((ep) => endpointData(ep.address, ep.port));
-  for (const ep of endpoints) {
-    if (needsHairpin(cfg.nodeName, ep.nodeName)) frag.shared.push({ id: [SETS.hairpin, ep.address].join('|'), set: SETS.hairpin, key: pairBytes(ep.address) });
-  }
-  const addressed = (ip: string, external: boolean) => {
-    const key = addrProtoPortKey(ip, proto, sp.port);
-    const elements: FragmentElement[] = [{ set: SETS.serviceIPs, key, data: count, comment }];
-    if (external) elements.push({ set: SETS.externalIPs, key });
-    const slots = slotKeys(key, n);
-    for (let k = 0; k < n; k++) elements.push({ set: SETS.serviceEndpoints, key: slots[k], data: data[k] });
-    frag.claims.push({ id: claimId(ip), elements });
+  const hairpins = new Set<string>();
+  const pick = (kind: PickKind, n: number) => {
+    const id = pickRuleId(kind, n);
+    if (n > STATIC_PICK_COUNTS && !frag.picks.includes(id)) frag.picks.push(id);
   };
-  for (const ip of clusterIPs) addressed(ip, false);
-  for (const ip of externalIPs) addressed(ip, true);
-  if (n > STATIC_PICK_COUNTS) frag.picks.push(pickRuleId(false, n));
+  /** count + slot elements of `endpoints` under `key`, in the count map and slot map of `kind`. */
+  const slotsOf = (kind: PickKind, key: Buffer, endpoints: Endpoint[], out: FragmentElement[]) => {
+    const k = PICK[kind];
+    const n = endpoints.length;
+    out.push({ set: k.counts, key, data: countData(n), comment });
+    const slots = slotKeys(key, n);
+    for (let i = 0; i < n; i++) out.push({ set: k.slots, key: slots[i], data: endpointData(endpoints[i].address, endpoints[i].port) });
+    for (const ep of endpoints) {
+      if (!hairpins.has(ep.address) && needsHairpin(cfg.nodeName, ep.nodeName)) {
+        hairpins.add(ep.address);
+        frag.shared.push({ id: [SETS.hairpin, ep.address].join('|'), set: SETS.hairpin, key: pairBytes(ep.address) });
+      }
+    }
+    pick(kind, n);
+  };
+
+  for (const ip of clusterIPs) {
+    const key = addrProtoPortKey(ip, proto, sp.port);
+    const elements: FragmentElement[] = [];
+    if (choice.internal.length) slotsOf('ip', key, choice.internal, elements);
+    else elements.push({ set: choice.hasAny ? SETS.dropServices : SETS.noEndpointServices, key, comment });
+    frag.claims.push({ id: claimId(ip), elements });
+  }
+  const local = choice.externalLocal;
+  for (const ip of externalIPs) {
+    const key = addrProtoPortKey(ip, proto, sp.port);
+    const elements: FragmentElement[] = [];
+    if (!choice.hasAny) elements.push({ set: SETS.noEndpointServices, key, comment });
+    else {
+      // All endpoints: externalTrafficPolicy Cluster, or this node's pods and the node itself under Local.
+      slotsOf('ip', key, choice.cluster, elements);
+      if (!local) elements.push({ set: SETS.externalIPs, key });
+      else {
+        elements.push({ set: SETS.localPolicyIPs, key });
+        if (choice.local.length) slotsOf('local-ip', key, choice.local, elements);
+        else elements.push({ set: SETS.dropExternal, key, comment });
+      }
+    }
+    frag.claims.push({ id: claimId(ip), elements });
+  }
   if (sp.nodePort) {
     const key = protoPortKey(proto, sp.nodePort);
-    const elements: FragmentElement[] = [{ set: SETS.serviceNodePorts, key, data: count, comment }];
-    const slots = slotKeys(key, n);
-    for (let k = 0; k < n; k++) elements.push({ set: SETS.nodePortEndpoints, key: slots[k], data: data[k] });
+    const elements: FragmentElement[] = [];
+    if (!choice.hasAny) elements.push({ set: SETS.noEndpointNodePorts, key, comment });
+    else {
+      slotsOf('nodeport', key, choice.cluster, elements);
+      if (!local) elements.push({ set: SETS.masqNodePorts, key });
+      else {
+        elements.push({ set: SETS.localPolicyNodePorts, key });
+        if (choice.local.length) slotsOf('local-nodeport', key, choice.local, elements);
+        else elements.push({ set: SETS.dropNodePorts, key, comment });
+      }
+    }
     frag.claims.push({ id: nodePortId, elements });
-    if (n > STATIC_PICK_COUNTS) frag.picks.push(pickRuleId(true, n));
   }
   return frag;
 }

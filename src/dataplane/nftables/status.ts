@@ -35,28 +35,38 @@ export function statusRows(t: TableState): StatusRow[] {
   // A count is only served if its pick chain has a rule for it (the rule's numgen modulus is the count).
   const pickCounts = (chain: string) => new Set((t.chains.get(chain)?.rules ?? []).flatMap((body) =>
     parseRuleBody(body).filter((e) => attrString(e, EXPR_NAME) === 'numgen').map((e) => attrU32(e, NUMGEN.MODULUS))));
-  const ipCounts = pickCounts(CHAINS.pickIPs);
-  const nodePortCounts = pickCounts(CHAINS.pickNodePorts);
-  const served = (count: number, nodePort: boolean) => (nodePort ? nodePortCounts : ipCounts).has(count);
+  const counts = new Map<string, Set<number | undefined>>([CHAINS.pickIPs, CHAINS.pickNodePorts, CHAINS.pickLocalIPs, CHAINS.pickLocalNodePorts].map((c) => [c, pickCounts(c)]));
+  const served = (count: number, chain: string) => counts.get(chain)!.has(count);
+  const has = (set: string, key: Buffer) => elems(set).has(key.toString('latin1'));
 
-  const addrRows = (set: string, kind: 'ClusterIP' | 'External') => {
-    // externalIPs and LoadBalancer IPs share @service-ips; @external-ips tells them apart.
-    for (const e of elems(set).values()) {
-      if (e.key.length !== addrLen + 8 || !e.data) continue;
-      const count = e.data.readUInt32BE(0);
-      rows.push({
-        family,
-        protocol: PROTO_NAME[e.key[addrLen]] ?? String(e.key[addrLen]),
-        address: bytesToIp(e.key.subarray(0, addrLen)),
-        port: e.key.readUInt16BE(addrLen + 4),
-        kind: elems(SETS.externalIPs).has(e.key.toString('latin1')) ? 'External' : kind,
-        service: e.comment ?? '',
-        endpoints: served(count, false) ? slots(SETS.serviceEndpoints, e.key, count) : [],
-        reject: false,
-      });
-    }
-  };
-  addrRows(SETS.serviceIPs, 'ClusterIP');
+  // externalIPs and LoadBalancer IPs share @service-ips; @external-ips (policy Cluster) and @local-policy-ips
+  // (policy Local) tell them apart. Under Local, a row shows what clients from outside get: this node's endpoints.
+  for (const e of elems(SETS.serviceIPs).values()) {
+    if (e.key.length !== addrLen + 8 || !e.data) continue;
+    const local = has(SETS.localPolicyIPs, e.key);
+    const view = local ? elems(SETS.localIPs).get(e.key.toString('latin1')) : e;
+    const count = view?.data?.readUInt32BE(0) ?? 0;
+    const row: StatusRow = {
+      family,
+      protocol: PROTO_NAME[e.key[addrLen]] ?? String(e.key[addrLen]),
+      address: bytesToIp(e.key.subarray(0, addrLen)),
+      port: e.key.readUInt16BE(addrLen + 4),
+      kind: local || has(SETS.externalIPs, e.key) ? 'External' : 'ClusterIP',
+      service: e.comment ?? '',
+      endpoints: !view ? [] : served(count, local ? CHAINS.pickLocalIPs : CHAINS.pickIPs) ? slots(local ? SETS.localEndpoints : SETS.serviceEndpoints, e.key, count) : [],
+      reject: false,
+    };
+    if (local) row.policy = 'Local';
+    if (has(SETS.dropExternal, e.key)) row.drop = true;
+    rows.push(row);
+  }
+  for (const e of elems(SETS.dropServices).values()) {
+    if (e.key.length !== addrLen + 8) continue;
+    rows.push({
+      family, protocol: PROTO_NAME[e.key[addrLen]] ?? String(e.key[addrLen]), address: bytesToIp(e.key.subarray(0, addrLen)),
+      port: e.key.readUInt16BE(addrLen + 4), kind: 'ClusterIP', service: e.comment ?? '', endpoints: [], reject: false, drop: true,
+    });
+  }
   for (const e of elems(SETS.noEndpointServices).values()) {
     if (e.key.length !== addrLen + 8) continue;
     rows.push({
@@ -66,11 +76,17 @@ export function statusRows(t: TableState): StatusRow[] {
   }
   for (const e of elems(SETS.serviceNodePorts).values()) {
     if (e.key.length !== 8 || !e.data) continue;
-    const count = e.data.readUInt32BE(0);
-    rows.push({
+    const local = has(SETS.localPolicyNodePorts, e.key);
+    const view = local ? elems(SETS.localNodePorts).get(e.key.toString('latin1')) : e;
+    const count = view?.data?.readUInt32BE(0) ?? 0;
+    const row: StatusRow = {
       family, protocol: PROTO_NAME[e.key[0]] ?? String(e.key[0]), address: '*', port: e.key.readUInt16BE(4), kind: 'NodePort',
-      service: e.comment ?? '', endpoints: served(count, true) ? slots(SETS.nodePortEndpoints, e.key, count) : [], reject: false,
-    });
+      service: e.comment ?? '', reject: false,
+      endpoints: !view ? [] : served(count, local ? CHAINS.pickLocalNodePorts : CHAINS.pickNodePorts) ? slots(local ? SETS.localNodePortEndpoints : SETS.nodePortEndpoints, e.key, count) : [],
+    };
+    if (local) row.policy = 'Local';
+    if (has(SETS.dropNodePorts, e.key)) row.drop = true;
+    rows.push(row);
   }
   for (const e of elems(SETS.noEndpointNodePorts).values()) {
     if (e.key.length !== 8) continue;

@@ -84,6 +84,7 @@ export const NFT_NG_RANDOM = 1;
 export const NFT_NAT_DNAT = 1;
 export const NFT_REJECT_ICMP_UNREACH = 0;
 export const NFT_REJECT_TCP_RST = 1;
+export const NFTA_FIB_F_SADDR = 1;
 export const NFTA_FIB_F_DADDR = 2;
 export const NFT_FIB_RESULT_ADDRTYPE = 3;
 export const RTN_LOCAL = 2;

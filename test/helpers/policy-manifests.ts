@@ -1,0 +1,90 @@
+// Services exercising the traffic policies, termination and topology (issue 5), for the sandbox's three backends:
+// be0 is on this node (node-a, zone z1), be1 and be2 on other nodes as their EndpointSlices say (the sandbox wires
+// every backend to this node; the slices decide what svcplane believes). Shared by the nftables kernel tests and the
+// IPVS guest tests, so both modes are held to the same behaviour.
+import type { Sandbox } from '../../scripts/lib/sandbox';
+
+export const NODE = 'node-a';
+export const ZONE = 'z1';
+
+export const POLICY_IPS = {
+  etpLocal: '198.18.100.60', // externalIP of etp-local; its ClusterIP is .70
+  etpNone: '198.18.100.61', // externalIP of etp-none; ClusterIP .71
+  itpLocal: '198.18.100.62',
+  itpNone: '198.18.100.63',
+  terminating: '198.18.100.64',
+  terminatingOnly: '198.18.100.65',
+  zoned: '198.18.100.66',
+  zonedPartial: '198.18.100.67',
+  sameNode: '198.18.100.68',
+} as const;
+
+export const POLICY_NODEPORTS = { etpLocal: 30100, etpNone: 30101 } as const;
+
+interface Ep {
+  ip: string;
+  node?: string;
+  ready?: boolean;
+  serving?: boolean;
+  terminating?: boolean;
+  zones?: string[];
+  nodes?: string[];
+}
+
+function service(name: string, clusterIP: string, extra: { spec?: string; nodePort?: number } = {}): string {
+  return `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: policy}
+spec:
+  type: ${extra.nodePort ? 'NodePort' : 'ClusterIP'}
+  clusterIP: ${clusterIP}
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080${extra.nodePort ? `, nodePort: ${extra.nodePort}` : ''}}]
+${extra.spec ?? ''}`;
+}
+
+function slice(name: string, eps: Ep[]): string {
+  const lines = eps.map((e) => {
+    const out = [`  - addresses: [${e.ip}]`];
+    out.push(`    conditions: {ready: ${e.ready ?? true}, serving: ${e.serving ?? true}, terminating: ${e.terminating ?? false}}`);
+    if (e.node) out.push(`    nodeName: ${e.node}`);
+    const hints: string[] = [];
+    if (e.zones) hints.push(`forZones: [${e.zones.map((z) => `{name: ${z}}`).join(', ')}]`);
+    if (e.nodes) hints.push(`forNodes: [${e.nodes.map((n) => `{name: ${n}}`).join(', ')}]`);
+    if (hints.length) out.push(`    hints: {${hints.join(', ')}}`);
+    return out.join('\n');
+  });
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-1, namespace: policy, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+${lines.join('\n')}
+`;
+}
+
+/** The manifests (one multi-document YAML) and the Service port count they make. */
+export function policyManifests(sb: Sandbox): { yaml: string; servicePorts: number } {
+  const [b0, b1, b2] = sb.backends.map((b) => b.v4);
+  const docs = [
+    service('etp-local', '198.18.100.70', { nodePort: POLICY_NODEPORTS.etpLocal, spec: `  externalTrafficPolicy: Local\n  externalIPs: [${POLICY_IPS.etpLocal}]\n` }),
+    slice('etp-local', [{ ip: b0, node: NODE }, { ip: b1, node: 'node-b' }, { ip: b2, node: 'node-b' }]),
+    service('etp-none', '198.18.100.71', { nodePort: POLICY_NODEPORTS.etpNone, spec: `  externalTrafficPolicy: Local\n  externalIPs: [${POLICY_IPS.etpNone}]\n` }),
+    slice('etp-none', [{ ip: b1, node: 'node-b' }, { ip: b2, node: 'node-b' }]),
+    service('itp-local', POLICY_IPS.itpLocal, { spec: '  internalTrafficPolicy: Local\n' }),
+    slice('itp-local', [{ ip: b0, node: NODE }, { ip: b1, node: NODE }, { ip: b2, node: 'node-b' }]),
+    service('itp-none', POLICY_IPS.itpNone, { spec: '  internalTrafficPolicy: Local\n' }),
+    slice('itp-none', [{ ip: b2, node: 'node-b' }]),
+    service('terminating', POLICY_IPS.terminating),
+    slice('terminating', [{ ip: b0 }, { ip: b1, ready: false, serving: true, terminating: true }, { ip: b2, ready: false, serving: false }]),
+    service('terminating-only', POLICY_IPS.terminatingOnly),
+    slice('terminating-only', [{ ip: b1, ready: false, serving: true, terminating: true }, { ip: b2, ready: false, serving: false, terminating: true }]),
+    service('zoned', POLICY_IPS.zoned),
+    slice('zoned', [{ ip: b0, zones: [ZONE] }, { ip: b1, zones: ['z2'] }, { ip: b2, zones: ['z2'] }]),
+    service('zoned-partial', POLICY_IPS.zonedPartial),
+    slice('zoned-partial', [{ ip: b0, zones: [ZONE] }, { ip: b1, zones: ['z2'] }, { ip: b2 }]),
+    service('same-node', POLICY_IPS.sameNode),
+    slice('same-node', [{ ip: b0, nodes: ['node-b'], zones: [ZONE] }, { ip: b1, nodes: [NODE], zones: [ZONE] }, { ip: b2, nodes: ['node-c'], zones: ['z2'] }]),
+  ];
+  return { yaml: docs.join('---\n'), servicePorts: 9 };
+}

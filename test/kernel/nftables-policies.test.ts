@@ -1,0 +1,112 @@
+// Traffic policies, termination and topology in the nftables dataplane, with real traffic (issue 5): the sandbox's
+// client is off-cluster, be0 is a pod of this node (node-a, zone z1), be1 and be2 pods of other nodes as far as
+// the EndpointSlices say (test/helpers/policy-manifests.ts). Programmed with the real CLI, cross-checked with nft.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { countsFor, runClient } from '../../scripts/lib/traffic';
+import { svcplane } from '../helpers/cli';
+import { NODE, POLICY_IPS, POLICY_NODEPORTS, ZONE, policyManifests } from '../helpers/policy-manifests';
+import { requireRoot } from '../helpers/root';
+
+const haveRoot = requireRoot('nftables policies');
+const BE = ['be0', 'be1', 'be2'];
+
+describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, topology (real traffic)', () => {
+  let sb: Sandbox;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-policy-'));
+  const tcp = (ns: string, addr: string, port = 80, count = 30, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count, concurrency: 1, timeoutMs });
+  const nft = async (...args: string[]) => {
+    const r = await sb.exec(sb.nodeNs, ['nft', ...args]);
+    if (r.code !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    const m = policyManifests(sb);
+    fs.writeFileSync(path.join(dir, 'policy.yaml'), m.yaml);
+    const r = svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { servicePorts: number }).servicePorts).toBe(m.servicePorts);
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('externalTrafficPolicy Local: clients from outside reach this node\'s endpoint only, with their source kept', async () => {
+    for (const [addr, port] of [[sb.nodeIPs.v4, POLICY_NODEPORTS.etpLocal], [POLICY_IPS.etpLocal, 80]] as const) {
+      const r = await tcp(sb.clientNs, addr, port);
+      expect(r.errors, `${addr}:${port}`).toEqual({});
+      expect(countsFor(r, BE)).toEqual([30, 0, 0]);
+      expect(r.sources).toEqual({ [sb.clientIP.v4]: 30 });
+    }
+    // Its ClusterIP keeps the Cluster policy: every endpoint, off-cluster clients masqueraded.
+    const c = await tcp(sb.clientNs, '198.18.100.70', 80, 60);
+    expect(c.errors).toEqual({});
+    expect(countsFor(c, BE).every((n) => n > 0)).toBe(true);
+    expect(Object.keys(c.sources)).toEqual([sb.podGateway.v4]);
+  });
+
+  it('externalTrafficPolicy Local: this node\'s pods and the node itself short-circuit to every endpoint', async () => {
+    const pod = await tcp(sb.backends[0].ns, POLICY_IPS.etpLocal, 80, 60);
+    expect(pod.errors).toEqual({});
+    const [self, b1, b2] = countsFor(pod, BE);
+    expect(b1 > 0 && b2 > 0 && self > 0).toBe(true);
+    // Pods keep their source (no masquerade), except an endpoint reaching itself (hairpin).
+    expect(pod.sources[sb.backends[0].v4] ?? 0).toBe(b1 + b2);
+    const node = await tcp(sb.nodeNs, POLICY_IPS.etpLocal, 80, 30);
+    expect(node.errors).toEqual({});
+    expect(countsFor(node, BE).filter((n) => n > 0).length).toBeGreaterThan(1);
+  });
+
+  it('externalTrafficPolicy Local without endpoints here: dropped from outside (not refused), served to pods', async () => {
+    for (const [addr, port] of [[sb.nodeIPs.v4, POLICY_NODEPORTS.etpNone], [POLICY_IPS.etpNone, 80]] as const) {
+      const r = await tcp(sb.clientNs, addr, port, 2, 1500);
+      expect(r.ok, `${addr}:${port}`).toBe(0);
+      expect(r.errors).toEqual({ ETIMEDOUT: 2 });
+    }
+    const pod = await tcp(sb.backends[0].ns, POLICY_IPS.etpNone, 80, 30);
+    expect(pod.errors).toEqual({});
+    expect(countsFor(pod, BE)[0]).toBe(0);
+    expect(await nft('list', 'set', 'ip', 'svcplane', 'drop-external')).toContain(`${POLICY_IPS.etpNone} . tcp . 80`);
+    expect(await nft('list', 'set', 'ip', 'svcplane', 'drop-nodeports')).toContain(`tcp . ${POLICY_NODEPORTS.etpNone}`);
+  });
+
+  it('internalTrafficPolicy Local: the ClusterIP reaches this node\'s endpoints only; none here is a drop', async () => {
+    const r = await tcp(sb.clientNs, POLICY_IPS.itpLocal, 80, 60);
+    expect(r.errors).toEqual({});
+    const [b0, b1, b2] = countsFor(r, BE);
+    expect(b2).toBe(0);
+    expect(b0 > 0 && b1 > 0).toBe(true);
+    const none = await tcp(sb.clientNs, POLICY_IPS.itpNone, 80, 2, 1500);
+    expect(none.errors).toEqual({ ETIMEDOUT: 2 });
+    expect(await nft('list', 'set', 'ip', 'svcplane', 'drop-services')).toContain(`${POLICY_IPS.itpNone} . tcp . 80`);
+  });
+
+  it('terminating endpoints: ready ones first; when none is ready, the serving-terminating ones take the traffic', async () => {
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.terminating), BE)).toEqual([30, 0, 0]);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.terminatingOnly), BE)).toEqual([0, 30, 0]);
+  });
+
+  it('topology: zone hints for this node\'s zone narrow the endpoints; a ready endpoint without hints turns them off; node hints win', async () => {
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.zoned), BE)).toEqual([30, 0, 0]);
+    const partial = await tcp(sb.clientNs, POLICY_IPS.zonedPartial, 80, 60);
+    expect(countsFor(partial, BE).every((n) => n > 0)).toBe(true);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.sameNode), BE)).toEqual([0, 30, 0]);
+  });
+
+  it('status shows the Local policy, the drops and the narrowed endpoints as the kernel holds them', () => {
+    const r = svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
+    expect(r.code).toBe(0);
+    const rows = (JSON.parse(r.stdout) as { rows: Array<{ address: string; port: number; kind: string; endpoints: Array<{ address: string }>; policy?: string; drop?: boolean }> }).rows;
+    const ext = rows.find((x) => x.address === POLICY_IPS.etpLocal && x.kind === 'External')!;
+    expect(ext.policy).toBe('Local');
+    expect(ext.endpoints.map((e) => e.address)).toEqual([sb.backends[0].v4]);
+    expect(rows.find((x) => x.address === POLICY_IPS.itpNone)?.drop).toBe(true);
+    expect(rows.find((x) => x.address === POLICY_IPS.zoned)?.endpoints.map((e) => e.address)).toEqual([sb.backends[0].v4]);
+  });
+});

@@ -1,0 +1,89 @@
+// Traffic policies, termination and topology in the IPVS dataplane, with real traffic in the guest (issue 5): the
+// same Services as the nftables kernel test (test/helpers/policy-manifests.ts), cross-checked with ipvsadm and nft.
+// Where IPVS cannot do what the nftables mode does (one virtual service per address: it cannot send this node's
+// pods elsewhere than clients from outside), the test says so.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
+import { countsFor, runClient } from '../../../scripts/lib/traffic';
+import { svcplane } from '../../helpers/cli';
+import { NODE, POLICY_IPS, POLICY_NODEPORTS, ZONE, policyManifests } from '../../helpers/policy-manifests';
+
+const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
+const BE = ['be0', 'be1', 'be2'];
+
+describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology (guest kernel)', () => {
+  let sb: Sandbox;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-policy-'));
+  const tcp = (ns: string, addr: string, port = 80, count = 30, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count, concurrency: 1, timeoutMs });
+  const run = async (ns: string, argv: string[]) => {
+    const r = await sb.exec(ns, argv);
+    if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const realServers = async (vip: string, port: number) => [...(await run(sb.nodeNs, ['ipvsadm', '-Ln', '-t', `${vip}:${port}`])).matchAll(/-> ([\d.]+):8080/g)].map((m) => m[1]);
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    const m = policyManifests(sb);
+    fs.writeFileSync(path.join(dir, 'policy.yaml'), m.yaml);
+    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
+      '--output', 'json', '--netns', sb.nodeNsPath]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { servicePorts: number }).servicePorts).toBe(m.servicePorts);
+  });
+  afterAll(async () => {
+    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    await sb?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('externalTrafficPolicy Local: external virtual services hold this node\'s endpoint; clients keep their source', async () => {
+    const [b0] = sb.backends.map((b) => b.v4);
+    expect(await realServers(POLICY_IPS.etpLocal, 80)).toEqual([b0]);
+    expect(await realServers(sb.nodeIPs.v4, POLICY_NODEPORTS.etpLocal)).toEqual([b0]);
+    expect((await realServers('198.18.100.70', 80)).sort()).toEqual(sb.backends.map((b) => b.v4).sort());
+    for (const [addr, port] of [[sb.nodeIPs.v4, POLICY_NODEPORTS.etpLocal], [POLICY_IPS.etpLocal, 80]] as const) {
+      const r = await tcp(sb.clientNs, addr, port);
+      expect(r.errors, `${addr}:${port}`).toEqual({});
+      expect(countsFor(r, BE)).toEqual([30, 0, 0]);
+      expect(r.sources).toEqual({ [sb.clientIP.v4]: 30 });
+    }
+    // The ClusterIP keeps the Cluster policy (rr: 10 each), off-cluster clients masqueraded.
+    const c = await tcp(sb.clientNs, '198.18.100.70');
+    expect(countsFor(c, BE)).toEqual([10, 10, 10]);
+    expect(Object.keys(c.sources)).toEqual([sb.podGateway.v4]);
+  });
+
+  it('externalTrafficPolicy Local without endpoints here: dropped from outside, while this node\'s pods reach the others', async () => {
+    expect((await realServers(POLICY_IPS.etpNone, 80)).sort()).toEqual([sb.backends[1].v4, sb.backends[2].v4].sort());
+    for (const [addr, port] of [[sb.nodeIPs.v4, POLICY_NODEPORTS.etpNone], [POLICY_IPS.etpNone, 80]] as const) {
+      const r = await tcp(sb.clientNs, addr, port, 2, 1500);
+      expect(r.errors, `${addr}:${port}`).toEqual({ ETIMEDOUT: 2 });
+    }
+    const pod = await tcp(sb.backends[0].ns, POLICY_IPS.etpNone, 80, 20);
+    expect(pod.errors).toEqual({});
+    expect(countsFor(pod, BE)).toEqual([0, 10, 10]);
+    expect(await run(sb.nodeNs, ['nft', 'list', 'set', 'ip', 'svcplane', 'drop-external'])).toContain(`${POLICY_IPS.etpNone} . tcp . 80`);
+  });
+
+  it('internalTrafficPolicy Local: the ClusterIP holds this node\'s endpoints only; none here is a drop', async () => {
+    expect((await realServers(POLICY_IPS.itpLocal, 80)).sort()).toEqual([sb.backends[0].v4, sb.backends[1].v4].sort());
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.itpLocal, 80, 20), BE)).toEqual([10, 10, 0]);
+    const none = await tcp(sb.clientNs, POLICY_IPS.itpNone, 80, 2, 1500);
+    expect(none.errors).toEqual({ ETIMEDOUT: 2 });
+  });
+
+  it('terminating endpoints and topology hints choose the real servers', async () => {
+    const [b0, b1] = sb.backends.map((b) => b.v4);
+    expect(await realServers(POLICY_IPS.terminating, 80)).toEqual([b0]);
+    expect(await realServers(POLICY_IPS.terminatingOnly, 80)).toEqual([b1]);
+    expect(await realServers(POLICY_IPS.zoned, 80)).toEqual([b0]);
+    expect((await realServers(POLICY_IPS.zonedPartial, 80)).length).toBe(3);
+    expect(await realServers(POLICY_IPS.sameNode, 80)).toEqual([b1]);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.terminatingOnly, 80, 10), BE)).toEqual([0, 10, 0]);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.zoned, 80, 10), BE)).toEqual([10, 0, 0]);
+  });
+});
