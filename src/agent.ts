@@ -2,6 +2,7 @@
 // SyncLoop; serves health and metrics. Stopping (SIGTERM) stops the watches and leaves the dataplane programmed,
 // so traffic keeps flowing until the next agent adopts it.
 import { IpvsClient } from './dataplane/ipvs/client';
+import { ServiceHealthServers } from './server/serviceHealth';
 import { IpvsProxier, defaultIpvsConfig } from './dataplane/ipvs/proxier';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
@@ -47,6 +48,7 @@ export class Agent {
   private readonly servers: RunningServer[] = [];
   private nodeSeen: (() => void) | undefined;
   private nodeListed: (() => void) | undefined;
+  private serviceHealth: ServiceHealthServers | undefined;
   healthAddress = '';
   metricsAddress = '';
 
@@ -104,9 +106,11 @@ export class Agent {
         log,
       );
     }
+    // healthCheckNodePorts listen in this process's network namespace (the host's, in a DaemonSet), as kube-proxy's.
+    this.serviceHealth = new ServiceHealthServers(this.health, this.o.nodeName, log);
     const loop = new SyncLoop({
       dataplane: this.dataplane, clock: this.o.clock ?? realClock, log, metrics: this.metrics, health: this.health,
-      minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, nodeName: this.o.nodeName,
+      minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, nodeName: this.o.nodeName, serviceHealth: this.serviceHealth,
     });
     this.loop = loop;
     this.watch('/api/v1/services', 'services', { labelSelector: PROXY_LABEL_SELECTOR }, {
@@ -155,6 +159,7 @@ export class Agent {
   async stop(): Promise<void> {
     await Promise.all(this.reflectors.map((r) => r.stop()));
     await this.loop?.stop();
+    await this.serviceHealth?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.dataplane?.close();
   }

@@ -140,7 +140,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   const problems = [...loaded.problems, ...model.problems];
   for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
   for (const sp of model.servicePorts.values())
-    for (const f of unhonouredFeatures(sp, str(flags, 'mode'))) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+    for (const f of unhonouredFeatures(sp, str(flags, 'mode'), false)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
   const dp = openDataplane(flags, config);
   try {
     const res = await dp.syncFull(model.servicePorts);

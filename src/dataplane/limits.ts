@@ -3,8 +3,11 @@
 // clear, logged reason). Issue 5 implements them; this list shrinks as it does.
 import type { ServicePort } from '../model/types';
 
-/** `mode`: the dataplane's ('ipvs' honours sessionAffinity ClientIP as IPVS persistence). */
-export function unhonouredFeatures(sp: ServicePort, mode = 'nftables'): string[] {
+/**
+ * `mode`: the dataplane's ('ipvs' honours sessionAffinity ClientIP as IPVS persistence); `agent`: whether this is
+ * the long-running agent (healthCheckNodePorts need a process to answer them: `sync --once` exits).
+ */
+export function unhonouredFeatures(sp: ServicePort, mode = 'nftables', agent = true): string[] {
   const out: string[] = [];
   const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
   if (sp.sessionAffinity.type === 'ClientIP' && mode !== 'ipvs')
@@ -13,7 +16,7 @@ export function unhonouredFeatures(sp: ServicePort, mode = 'nftables'): string[]
     out.push('loadBalancerSourceRanges is not implemented yet: LoadBalancer IPs accept every source');
   if (sp.endpointWeights && mode !== 'ipvs')
     out.push('svcplane.io/endpoint-weights is honoured by the ipvs mode only so far: endpoints are chosen uniformly');
-  if (sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
-    out.push('healthCheckNodePort is not served yet');
+  if (!agent && sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
+    out.push(`healthCheckNodePort ${sp.healthCheckNodePort} is served by \`svcplane run\` only (sync --once exits)`);
   return out;
 }

@@ -13,6 +13,7 @@ import type { Logger } from '../log';
 import type { KubeEndpointSlice, KubeService, ModelProblem, ServiceKey, ServicePort, ServicePortKey } from '../model/types';
 import type { ProxyHealth } from '../server/health';
 import type { ProxyMetrics } from '../server/metrics';
+import type { ServiceHealthServers } from '../server/serviceHealth';
 import type { Clock, Timer } from './clock';
 import { ClusterState, type SliceChange } from './clusterState';
 import { BoundedFrequencyRunner } from './runner';
@@ -30,6 +31,8 @@ export interface SyncLoopOptions {
   nodeName?: string;
   /** How often to ask the dataplane whether housekeeping is due (default 5 s). */
   housekeepingCheckMs?: number;
+  /** healthCheckNodePort servers, kept in step with the Service ports after each successful sync. */
+  serviceHealth?: ServiceHealthServers;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -223,12 +226,16 @@ export class SyncLoop {
         return;
       }
       for (const sp of pending.changes.values()) if (sp) for (const f of unhonouredFeatures(sp, this.o.dataplane.mode)) this.o.log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
-      result = full ? await this.o.dataplane.syncFull(this.tracker.all()) : await this.o.dataplane.syncPartial(pending.changes);
+      const all = full ? this.tracker.all() : undefined;
+      result = all ? await this.o.dataplane.syncFull(all) : await this.o.dataplane.syncPartial(pending.changes);
       outcome.ok = true;
       outcome.full = result.full;
       outcome.result = result;
       if (result.full) this.lastFullAt = t0;
       this.failures = 0;
+      // Health check servers follow what was programmed (everything after a full sync: changes consumed by a failed
+      // sync are then caught up too).
+      if (this.o.serviceHealth) await (result.full ? this.o.serviceHealth.replaceAll(all ?? this.tracker.all()) : this.o.serviceHealth.update(pending.changes));
       this.report(result.problems);
       const now = this.o.clock.wallNow();
       const latencies = pending.triggerTimes.map((t) => Math.max(0, now - t));

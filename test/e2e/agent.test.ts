@@ -198,6 +198,49 @@ describe.runIf(haveRoot)('svcplane run against the API-server double, real traff
     expect(await reached()).toEqual(['be2']);
   });
 
+  it('serves a LoadBalancer Service\'s healthCheckNodePort: 200 with this node\'s endpoints, 503 without, gone with the Service', async () => {
+    const hc = await freePort();
+    const front = (): KubeObject => ({
+      apiVersion: 'v1', kind: 'Service', metadata: { name: 'front', namespace: 'default' },
+      spec: {
+        type: 'LoadBalancer', clusterIP: '198.18.100.21', clusterIPs: ['198.18.100.21'], externalTrafficPolicy: 'Local', healthCheckNodePort: hc,
+        ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: NODE_PORT + 1 }],
+      },
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.21' }] } },
+    });
+    const frontSlice = (node: string): KubeObject => ({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: 'front-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'front' }, generation: ++sliceGeneration },
+      addressType: 'IPv4', ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
+      endpoints: [{ addresses: [sb.backends[0].v4], conditions: { ready: true }, nodeName: node }],
+    });
+    const probe = async () => {
+      for (let i = 0; i < 50; i++) {
+        const r = await fetch(`http://127.0.0.1:${hc}/healthz`).then(async (x) => ({ code: x.status, body: await x.json() as { localEndpoints: number; service: { name: string } } }), () => undefined);
+        if (r) return r;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      return undefined;
+    };
+    let from = agent.lines.length;
+    api.apply(front());
+    api.apply(frontSlice(NODE));
+    await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
+    const ok = await probe();
+    expect(ok?.code).toBe(200);
+    expect(ok?.body).toMatchObject({ service: { name: 'front' }, localEndpoints: 1 });
+    from = agent.lines.length;
+    api.apply(frontSlice('elsewhere'));
+    await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
+    const none = await probe();
+    expect(none?.code).toBe(503);
+    expect(none?.body.localEndpoints).toBe(0);
+    from = agent.lines.length;
+    api.remove('Service', 'default', 'front');
+    await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
+    await expect(fetch(`http://127.0.0.1:${hc}/`)).rejects.toThrow();
+  });
+
   it('serves /healthz, /livez and /metrics with kube-proxy\'s names; programming latency is measured', async () => {
     const h = await fetch(`http://${healthz}/healthz`);
     expect(h.status).toBe(200);
