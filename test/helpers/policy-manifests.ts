@@ -17,9 +17,13 @@ export const POLICY_IPS = {
   zoned: '198.18.100.66',
   zonedPartial: '198.18.100.67',
   sameNode: '198.18.100.68',
+  /** LoadBalancer IPs (status.loadBalancer.ingress) with loadBalancerSourceRanges. */
+  fwAllow: '198.18.100.80',
+  fwDeny: '198.18.100.81',
+  fwOpen: '198.18.100.82',
 } as const;
 
-export const POLICY_NODEPORTS = { etpLocal: 30100, etpNone: 30101 } as const;
+export const POLICY_NODEPORTS = { etpLocal: 30100, etpNone: 30101, fwDeny: 30102 } as const;
 
 interface Ep {
   ip: string;
@@ -31,15 +35,16 @@ interface Ep {
   nodes?: string[];
 }
 
-function service(name: string, clusterIP: string, extra: { spec?: string; nodePort?: number } = {}): string {
+function service(name: string, clusterIP: string, extra: { spec?: string; nodePort?: number; lbIP?: string } = {}): string {
+  const type = extra.lbIP ? 'LoadBalancer' : extra.nodePort ? 'NodePort' : 'ClusterIP';
   return `apiVersion: v1
 kind: Service
 metadata: {name: ${name}, namespace: policy}
 spec:
-  type: ${extra.nodePort ? 'NodePort' : 'ClusterIP'}
+  type: ${type}
   clusterIP: ${clusterIP}
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080${extra.nodePort ? `, nodePort: ${extra.nodePort}` : ''}}]
-${extra.spec ?? ''}`;
+${extra.spec ?? ''}${extra.lbIP ? `status: {loadBalancer: {ingress: [{ip: ${extra.lbIP}}]}}\n` : ''}`;
 }
 
 function slice(name: string, eps: Ep[]): string {
@@ -85,6 +90,13 @@ export function policyManifests(sb: Sandbox): { yaml: string; servicePorts: numb
     slice('zoned-partial', [{ ip: b0, zones: [ZONE] }, { ip: b1, zones: ['z2'] }, { ip: b2 }]),
     service('same-node', POLICY_IPS.sameNode),
     slice('same-node', [{ ip: b0, nodes: ['node-b'], zones: [ZONE] }, { ip: b1, nodes: [NODE], zones: [ZONE] }, { ip: b2, nodes: ['node-c'], zones: ['z2'] }]),
+    // loadBalancerSourceRanges: the client's subnet allowed; only another network allowed; everything allowed.
+    service('fw-allow', '198.18.100.90', { nodePort: 30103, lbIP: POLICY_IPS.fwAllow, spec: `  loadBalancerSourceRanges: [${sb.clientCIDR.v4}, 203.0.113.0/24]\n` }),
+    slice('fw-allow', [{ ip: b0 }]),
+    service('fw-deny', '198.18.100.91', { nodePort: POLICY_NODEPORTS.fwDeny, lbIP: POLICY_IPS.fwDeny, spec: '  loadBalancerSourceRanges: [203.0.113.0/24]\n' }),
+    slice('fw-deny', [{ ip: b0 }]),
+    service('fw-open', '198.18.100.92', { nodePort: 30104, lbIP: POLICY_IPS.fwOpen, spec: '  loadBalancerSourceRanges: [0.0.0.0/0]\n' }),
+    slice('fw-open', [{ ip: b0 }]),
   ];
-  return { yaml: docs.join('---\n'), servicePorts: 9 };
+  return { yaml: docs.join('---\n'), servicePorts: 12 };
 }

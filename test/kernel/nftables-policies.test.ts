@@ -99,6 +99,25 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.sameNode), BE)).toEqual([0, 30, 0]);
   });
 
+  it('loadBalancerSourceRanges: only those sources reach the LoadBalancer IP; its ClusterIP and NodePort stay open', async () => {
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.fwAllow, 80, 5), BE)).toEqual([5, 0, 0]);
+    expect((await tcp(sb.clientNs, POLICY_IPS.fwDeny, 80, 2, 1500)).errors).toEqual({ ETIMEDOUT: 2 });
+    expect(countsFor(await tcp(sb.clientNs, '198.18.100.91', 80, 5), BE)).toEqual([5, 0, 0]);
+    expect(countsFor(await tcp(sb.clientNs, sb.nodeIPs.v4, POLICY_NODEPORTS.fwDeny, 5), BE)).toEqual([5, 0, 0]);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.fwOpen, 80, 5), BE)).toEqual([5, 0, 0]);
+    // A pod (another source network) is held to the ranges too.
+    expect((await tcp(sb.backends[1].ns, POLICY_IPS.fwAllow, 80, 2, 1500)).errors).toEqual({ ETIMEDOUT: 2 });
+    const allow = await nft('list', 'set', 'ip', 'svcplane', 'firewall-allow');
+    expect(allow).toContain(`${POLICY_IPS.fwAllow} . tcp . 80 . ${sb.clientCIDR.v4}`);
+    expect(allow).not.toContain(POLICY_IPS.fwOpen);
+  });
+
+  it('a second sync of the same manifests changes nothing (range elements, local views and drops read back as built)', () => {
+    const r = svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { operations: number }).operations).toBe(0);
+  });
+
   it('status shows the Local policy, the drops and the narrowed endpoints as the kernel holds them', () => {
     const r = svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);

@@ -29,7 +29,7 @@ import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
 import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import {
-  type FamilyShape, type NftablesConfig, addrProtoPortKey, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
+  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, firewallAllowSpec, firewallElements, firewallRule, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
   needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
@@ -65,6 +65,9 @@ export const IPVS_SETS = {
   dropServices: 'drop-services',
   dropExternal: 'drop-external',
   dropNodePorts: 'drop-nodeports',
+  /** loadBalancerSourceRanges, as in the nftables mode (ruleset.ts): LB IPs and the source ranges they accept. */
+  firewallIPs: SETS.firewallIPs,
+  firewallAllow: SETS.firewallAllow,
   /** Addresses svcplane binds on svcplane0: on them, only Service ports are answered. */
   boundAddresses: 'service-addresses',
   hairpin: 'hairpin-endpoints',
@@ -122,6 +125,7 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
   const outside = (r: RuleBuilder) => fromNode(notFromPods(r, f, cfg), false);
   chain(IPVS_CHAINS.inputCheck, [
+    firewallRule(f),
     goto(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.noEndpointServices, IPVS_CHAINS.reject),
     ...nodePortRules(f, cfg, (r) => goto(protoPort(r), IPVS_SETS.noEndpointNodePorts, IPVS_CHAINS.reject)),
     drop(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.dropServices),
@@ -152,6 +156,8 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
     set(IPVS_SETS.dropExternal, addrProtoPort, f.addrLen + 8),
     set(IPVS_SETS.dropNodePorts, protoPortType, 8),
     set(IPVS_SETS.boundAddresses, f.addrType, f.addrLen),
+    set(IPVS_SETS.firewallIPs, addrProtoPort, f.addrLen + 8),
+    firewallAllowSpec(f),
     set(IPVS_SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
   ]) {
     t.sets.set(s.name, s);
@@ -168,10 +174,11 @@ function loopbackReturn(f: FamilyShape): Buffer {
   return r.verdict({ kind: 'return' }).body();
 }
 
-/** One element of this table: its set and key bytes. */
+/** One element of this table: its set and key bytes (and the end of a range). */
 export interface FilterElement {
   set: string;
   key: Buffer;
+  keyEnd?: Buffer;
 }
 
 /**
@@ -194,6 +201,7 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
     const key = addrProtoPortKey(a, proto, sp.port);
     const addr = key.subarray(0, v6 ? 16 : 4);
     out.push({ set: IPVS_SETS.serviceIPs, key });
+    if (external && sp.loadBalancerIPs.includes(a)) out.push(...firewallElements(key, sp.loadBalancerSourceRanges, ip));
     if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: addr });
     if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointServices, key });
     if (!external) {

@@ -6,7 +6,7 @@
 import type { ServicePort, ServicePortKey } from '../../model/types';
 import type { NftClient } from '../nftables/client';
 import { diffTable } from '../nftables/diff';
-import type { ElementState } from '../nftables/objects';
+import { type ElementState, elementKey } from '../nftables/objects';
 import { FAMILIES, type NftablesConfig } from '../nftables/ruleset';
 import { NftTransaction } from '../nftables/transaction';
 import { type FilterElement, elementsOf, ipvsSkeleton } from './filter';
@@ -35,7 +35,7 @@ class ElementCounts {
   /** Adds d to e's count; returns the count before. */
   bump(e: FilterElement, d: number): number {
     const m = this.setMap(e.set);
-    const id = e.key.toString('latin1');
+    const id = e.keyEnd ? `${e.key.toString('latin1')}-${e.keyEnd.toString('latin1')}` : e.key.toString('latin1');
     const got = m.get(id);
     if (!got) {
       if (d > 0) m.set(id, { n: d, e });
@@ -80,7 +80,7 @@ export class IpvsNftables {
     FAMILIES.forEach((_fam, f) => {
       const skel = this.skeletons[f];
       const want = { ...skel, elements: new Map([...skel.sets.keys()].map((set) => [set, [] as ElementState[]])) };
-      for (const e of counts[f].elements()) want.elements.get(e.set)!.push({ key: e.key });
+      for (const e of counts[f].elements()) want.elements.get(e.set)!.push(e.keyEnd ? { key: e.key, keyEnd: e.keyEnd } : { key: e.key });
       diffTable(tx, current[f], want);
     });
     const res = await this.client.run(tx);
@@ -102,8 +102,9 @@ export class IpvsNftables {
       const was = this.counts[f].bump(e, d);
       undo.push([f, e, d]);
       const now = was + d;
-      if (was <= 0 && now > 0) push(adds[f], e.set, { key: e.key });
-      if (was > 0 && now <= 0) push(dels[f], e.set, { key: e.key });
+      const el: ElementState = e.keyEnd ? { key: e.key, keyEnd: e.keyEnd } : { key: e.key };
+      if (was <= 0 && now > 0) push(adds[f], e.set, el);
+      if (was > 0 && now <= 0) push(dels[f], e.set, el);
     };
     // Removals first, then additions: an element a change keeps is counted down and up again, never sent.
     const after = new Map<ServicePortKey, Contribution | undefined>();
@@ -121,17 +122,17 @@ export class IpvsNftables {
       for (const [set, list] of dels[f]) {
         const added = adds[f].get(set);
         if (!added) continue;
-        const back = new Set(added.map((e) => e.key.toString('latin1')));
+        const back = new Set(added.map((e) => elementKey(e)));
         const kept = new Set<string>();
         dels[f].set(set, list.filter((e) => {
-          const k = e.key.toString('latin1');
+          const k = elementKey(e);
           if (back.has(k)) {
             kept.add(k);
             return false;
           }
           return true;
         }));
-        adds[f].set(set, added.filter((e) => !kept.has(e.key.toString('latin1'))));
+        adds[f].set(set, added.filter((e) => !kept.has(elementKey(e))));
       }
       for (const [set, list] of dels[f]) if (list.length) tx.deleteElements(fam.nf, this.config.tableName, set, list);
       for (const [set, list] of adds[f]) if (list.length) tx.addElements(fam.nf, this.config.tableName, set, list);

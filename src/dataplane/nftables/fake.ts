@@ -35,7 +35,7 @@ import { NftTransactionError, type NftClient } from './client';
 import {
   BITWISE, CHAIN, CMP, CT, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-  NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
+  NFT_SET_CONCAT, NFT_SET_INTERVAL, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
 import { decodeElementComment } from './netlink/udata';
@@ -138,7 +138,7 @@ function exportTable(t: FakeTable): TableState {
     out.chains.set(n, chain);
   }
   for (const [n, s] of t.sets) {
-    out.sets.set(n, { name: n, flags: s.flags, keyType: s.keyType, keyLen: s.keyLen, dataType: s.dataType, dataLen: s.dataLen });
+    out.sets.set(n, { name: n, flags: s.flags, keyType: s.keyType, keyLen: s.keyLen, dataType: s.dataType, dataLen: s.dataLen, ...(s.concat ? { concat: s.concat } : {}) });
     const elems = new Map<string, ElementState>();
     for (const [k, e] of t.elements.get(n) ?? []) elems.set(k, copyElement(e));
     out.elements.set(n, elems);
@@ -565,6 +565,14 @@ class Batch {
       refuse('EINVAL', 'a map needs a data type');
     }
     const spec: SetSpec = { name, flags, keyType: attrU32(a, SET.KEY_TYPE) ?? 0, keyLen, dataType, dataLen };
+    const concat = a.get(SET.DESC_CONCAT);
+    if (flags & NFT_SET_CONCAT) {
+      // The kernel needs the field lengths of a concatenation of ranges, and they must add up (each padded to 4).
+      if (!(flags & NFT_SET_INTERVAL) || !concat || concat.length < 2) refuse('EINVAL', `set ${name}: NFT_SET_CONCAT needs NFT_SET_INTERVAL and two fields or more`);
+      const total = [...concat].reduce((n, f) => n + ((f + 3) & ~3), 0);
+      if (total !== keyLen) refuse('EINVAL', `set ${name}: fields add up to ${total} bytes, key length ${keyLen}`);
+      spec.concat = [...concat];
+    }
     const t = this.table(r.family, attrString(a, SET.TABLE));
     const cur = t.sets.get(name);
     if (cur) {
@@ -610,6 +618,13 @@ class Batch {
     const isMap = (set.flags & NFT_SET_MAP) !== 0;
     for (const c of r.children) {
       const e: ElementState = { key: Buffer.from(this.elementKeyOf(set, c)) };
+      const keyEnd = c.get(ELEM.KEY_END);
+      if (keyEnd) {
+        // A range needs a range set (NFT_SET_INTERVAL) and an end as long as the key.
+        if (!(set.flags & NFT_SET_INTERVAL)) refuse('EINVAL', `range element for set ${set.name}, which has no interval flag`);
+        if (keyEnd.length !== set.keyLen) refuse('EINVAL', `range end of ${keyEnd.length} bytes for set ${set.name} (key length ${set.keyLen})`);
+        e.keyEnd = Buffer.from(keyEnd);
+      } else if (set.flags & NFT_SET_CONCAT) refuse('EINVAL', `element without a range end for concatenated range set ${set.name}`);
       const flags = attrU32(c, ELEM.FLAGS);
       if (flags) e.flags = flags;
       const udata = c.get(ELEM.USERDATA);
@@ -652,7 +667,9 @@ class Batch {
     }
     const elems = t.elements.get(set.name)!;
     for (const c of r.children) {
-      const k = this.elementKeyOf(set, c).toString('latin1');
+      const key = this.elementKeyOf(set, c);
+      const end = c.get(ELEM.KEY_END);
+      const k = elementKey({ key, keyEnd: end });
       const cur = elems.get(k);
       if (!cur) refuse('ENOENT', `no such element in set ${set.name}`);
       elems.delete(k);

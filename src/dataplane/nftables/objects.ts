@@ -23,10 +23,14 @@ export interface SetSpec {
   /** Maps only: NFT_DATA_VERDICT for verdict maps. */
   dataType?: number;
   dataLen?: number;
+  /** Concatenated range sets: each field's length in bytes (NFTA_SET_DESC_CONCAT). */
+  concat?: number[];
 }
 
 export interface ElementState {
   key: Buffer;
+  /** Range sets: the last key of the range (inclusive). */
+  keyEnd?: Buffer;
   flags?: number;
   /** Verdict maps: verdict code and target chain. */
   verdict?: number;
@@ -63,7 +67,7 @@ export function emptyTable(family: NfFamily, name: string): TableState {
 
 /** Identity of an element within its set: its key bytes as a (latin1) string, cheap to build and compare. */
 export function elementKey(e: ElementState): string {
-  return e.key.toString('latin1');
+  return e.keyEnd ? `${e.key.toString('latin1')}-${e.keyEnd.toString('latin1')}` : e.key.toString('latin1');
 }
 
 export function sameElement(a: ElementState, b: ElementState): boolean {

@@ -43,7 +43,7 @@ import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
   NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
-  NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_MAP,
+  NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_CONCAT, NFT_SET_INTERVAL, NFT_SET_MAP,
   NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_MAP_IPS,
   NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, NfFamily, RTN_LOCAL, TYPE_INET_PROTOCOL,
   TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
@@ -126,6 +126,10 @@ export const SETS = {
   dropNodePorts: 'drop-nodeports',
   clusterIPs: 'cluster-ips',
   hairpin: 'hairpin-endpoints',
+  /** LoadBalancer IPs with loadBalancerSourceRanges (address . proto . port)... */
+  firewallIPs: 'firewall-ips',
+  /** ...and the sources each accepts: address . proto . port . source range (a set of concatenated ranges). */
+  firewallAllow: 'firewall-allow',
 } as const;
 
 /**
@@ -209,6 +213,46 @@ export function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: R
 }
 
 
+// ---- loadBalancerSourceRanges ----------------------------------------------------------------------------------
+// Only the LoadBalancer IPs are filtered (kube-proxy: not the ClusterIP, externalIPs or the NodePort behind the LB),
+// before DNAT (prerouting, and output for the node's own traffic), new connections only: a firewalled LB IP drops
+// a source outside its ranges. One set of concatenated ranges holds every LB IP's ranges, so a Service is elements.
+
+/** The set of address . proto . port . source ranges (pipapo: NFT_SET_INTERVAL | NFT_SET_CONCAT). */
+export function firewallAllowSpec(f: FamilyShape): SetSpec {
+  return {
+    name: SETS.firewallAllow, flags: NFT_SET_INTERVAL | NFT_SET_CONCAT,
+    keyType: concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, f.addrType), keyLen: 2 * f.addrLen + 8,
+    // Field lengths as nft gives them: address, protocol (1 byte), port (2), source address.
+    concat: [f.addrLen, 1, 2, f.addrLen],
+  };
+}
+
+/** ip daddr . l4proto . dport @firewall-ips  ip daddr . l4proto . dport . ip saddr != @firewall-allow  drop */
+export function firewallRule(f: FamilyShape): Buffer {
+  const r = daddrProtoPort(new RuleBuilder(), f).lookup(SETS.firewallIPs, NFT_REG32_00);
+  return r.payload(NFT_REG32_00 + f.addrLen / 4 + 2, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+    .lookup(SETS.firewallAllow, NFT_REG32_00, undefined, true).verdict({ kind: 'drop' }).body();
+}
+
+/**
+ * The firewall elements of one LB IP (key: its address . proto . port), or none when its ranges allow everything
+ * (a /0 among them: kube-proxy's IsZeroCIDR). Ranges of the other family are not this table's; with none of this
+ * family, every source of this family is dropped (it is in no range).
+ */
+export function firewallElements(key: Buffer, ranges: string[], family: IPFamily): FragmentElement[] {
+  const cidrs = ranges.map((r) => parseCIDR(r)).filter((c): c is CIDR => c !== undefined);
+  if (ranges.length === 0 || cidrs.some((c) => c.prefixLength === 0)) return [];
+  const out: FragmentElement[] = [{ set: SETS.firewallIPs, key }];
+  for (const c of cidrs) {
+    if (c.family !== family) continue;
+    const last = Buffer.from(c.network);
+    for (let i = 0; i < last.length * 8; i++) if (i >= c.prefixLength) last[i >> 3] |= 0x80 >> (i & 7);
+    out.push({ set: SETS.firewallAllow, key: Buffer.concat([key, c.network]), keyEnd: Buffer.concat([key, last]) });
+  }
+  return out;
+}
+
 /** Appends "the source is not in any cluster CIDR" (nothing when none is configured: no way to tell pods). */
 export function notFromPods(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig): RuleBuilder {
   for (const c of cidrsOf(cfg.clusterCIDRs, f.ip)) {
@@ -281,6 +325,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   // under a Local policy is dropped (for external traffic only from outside: pods and the node short-circuit).
   const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
   chain(CHAINS.endpointsCheck, [
+    firewallRule(f),
     goto(daddrProtoPort(new RuleBuilder(), f), SETS.noEndpointServices, CHAINS.reject),
     ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.noEndpointNodePorts, CHAINS.reject)),
     drop(daddrProtoPort(new RuleBuilder(), f), SETS.dropServices),
@@ -343,6 +388,8 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
     set(SETS.dropNodePorts, protoPortType, 8),
     set(SETS.clusterIPs, f.addrType, f.addrLen),
     set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
+    set(SETS.firewallIPs, addrProtoPort, f.addrLen + 8),
+    firewallAllowSpec(f),
   ]) {
     t.sets.set(s.name, s);
     t.elements.set(s.name, []);
@@ -604,6 +651,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   for (const ip of externalIPs) {
     const key = addrProtoPortKey(ip, proto, sp.port);
     const elements: FragmentElement[] = [];
+    if (sp.loadBalancerIPs.includes(ip)) elements.push(...firewallElements(key, sp.loadBalancerSourceRanges, ipFamily));
     if (!choice.hasAny) elements.push({ set: SETS.noEndpointServices, key, comment });
     else {
       // All endpoints: externalTrafficPolicy Cluster, or this node's pods and the node itself under Local.

@@ -36,6 +36,7 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
           keyLen: attrU32(r.attrs, SET.KEY_LEN) ?? 0,
           dataType: attrU32(r.attrs, SET.DATA_TYPE),
           dataLen: attrU32(r.attrs, SET.DATA_LEN),
+          ...(r.attrs.get(SET.DESC_CONCAT) ? { concat: [...r.attrs.get(SET.DESC_CONCAT)!] } : {}),
         });
         break;
       }
@@ -46,6 +47,8 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
           const key = c.get(ELEM.KEY);
           if (!key) continue;
           const e: ElementState = { key: Buffer.from(key) };
+          const keyEnd = c.get(ELEM.KEY_END);
+          if (keyEnd) e.keyEnd = Buffer.from(keyEnd);
           const flags = attrU32(c, ELEM.FLAGS);
           if (flags) e.flags = flags;
           const verdict = attrI32(c, ELEM.VERDICT);

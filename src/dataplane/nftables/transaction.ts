@@ -96,6 +96,7 @@ export class NftTransaction {
     if (set.dataType !== undefined) a.u32(SET.DATA_TYPE, set.dataType);
     if (set.dataLen !== undefined) a.u32(SET.DATA_LEN, set.dataLen);
     a.u32(SET.ID, this.setId++); // nf_tables_newset requires an id, unique within the batch
+    if (set.concat) a.bytes(SET.DESC_CONCAT, Buffer.from(set.concat));
     a.end();
   }
 
@@ -119,7 +120,7 @@ export class NftTransaction {
   }
 
   deleteElements(family: NfFamily, table: string, set: string, elements: ElementState[]): void {
-    this.elements(RecordAction.Del, 0, family, table, set, elements.map((e) => ({ key: e.key, flags: e.flags })));
+    this.elements(RecordAction.Del, 0, family, table, set, elements.map((e) => ({ key: e.key, keyEnd: e.keyEnd, flags: e.flags })));
   }
 
   private elements(action: RecordAction, flags: number, family: NfFamily, table: string, set: string, elements: ElementState[]): void {
@@ -139,7 +140,7 @@ export class NftTransaction {
       let j = i;
       while (j < elements.length && (j === i || bytes < ELEMENT_CHUNK_BYTES)) {
         const e = elements[j];
-        bytes += 48 + e.key.length + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0) +
+        bytes += 48 + e.key.length + (e.keyEnd ? 8 + e.keyEnd.length : 0) + (e.chain ? e.chain.length : 0) + (e.data ? e.data.length : 0) +
           (e.comment !== undefined ? 8 + udata(e.comment).length : 0);
         j++;
       }
@@ -152,6 +153,7 @@ export class NftTransaction {
         const a = new AttrWriter(this.stream.w);
         if (e.flags) a.u32(ELEM.FLAGS, e.flags);
         a.bytes(ELEM.KEY, e.key);
+        if (e.keyEnd !== undefined) a.bytes(ELEM.KEY_END, e.keyEnd);
         if (e.verdict !== undefined) a.u32(ELEM.VERDICT, e.verdict);
         if (e.chain !== undefined) a.str(ELEM.CHAIN, e.chain);
         if (e.data !== undefined) a.bytes(ELEM.DATA, e.data);

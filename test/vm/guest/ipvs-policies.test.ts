@@ -86,4 +86,23 @@ describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology
     expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.terminatingOnly, 80, 10), BE)).toEqual([0, 10, 0]);
     expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.zoned, 80, 10), BE)).toEqual([10, 0, 0]);
   });
+
+  it('loadBalancerSourceRanges: only those sources reach the LoadBalancer IP (checked before IPVS); ClusterIP and NodePort open', async () => {
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.fwAllow, 80, 5), BE)).toEqual([5, 0, 0]);
+    expect((await tcp(sb.clientNs, POLICY_IPS.fwDeny, 80, 2, 1500)).errors).toEqual({ ETIMEDOUT: 2 });
+    expect(countsFor(await tcp(sb.clientNs, '198.18.100.91', 80, 5), BE)).toEqual([5, 0, 0]);
+    expect(countsFor(await tcp(sb.clientNs, sb.nodeIPs.v4, POLICY_NODEPORTS.fwDeny, 5), BE)).toEqual([5, 0, 0]);
+    expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.fwOpen, 80, 5), BE)).toEqual([5, 0, 0]);
+  });
+
+  it('a second sync changes nothing (ipvsadm and nft identical)', async () => {
+    const before = [await run(sb.nodeNs, ['ipvsadm', '-Ln']), await run(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])];
+    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
+      '--output', 'json', '--netns', sb.nodeNsPath]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { operations: number }).operations).toBe(0);
+    const strip = (t: string) => t.replace(/(Masq\s+\d+)\s+\d+\s+\d+/g, '$1');
+    expect(strip(await run(sb.nodeNs, ['ipvsadm', '-Ln']))).toBe(strip(before[0]));
+    expect(await run(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).toBe(before[1]);
+  });
 });

@@ -37,9 +37,9 @@ export const CHAIN = {
 export const RULE = { FAMILY: 0, TABLE: 1, CHAIN: 2, HANDLE: 3, POSITION: 6, USERDATA: 7 } as const;
 export const SET = {
   TABLE: 0, NAME: 1, FLAGS: 2, KEY_TYPE: 3, KEY_LEN: 4, DATA_TYPE: 5, DATA_LEN: 6, FAMILY: 7, ID: 8, POLICY: 9,
-  DESC_SIZE: 10, TIMEOUT: 11, GC_INTERVAL: 12, USERDATA: 13,
+  DESC_SIZE: 10, TIMEOUT: 11, GC_INTERVAL: 12, USERDATA: 13, DESC_CONCAT: 16,
 } as const;
-export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5, USERDATA: 7 } as const;
+export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5, USERDATA: 7, KEY_END: 10 } as const;
 /** nft's user-data TLV type for an element comment (libnftnl udata.h NFTNL_UDATA_SET_ELEM_COMMENT). */
 export const UDATA_SET_ELEM_COMMENT = 0;
 
@@ -92,6 +92,9 @@ export const NFT_BITWISE_BOOL = 0;
 export const NFT_LOOKUP_F_INV = 1;
 
 export const NFT_SET_MAP = 0x8;
+/** NFT_SET_INTERVAL | NFT_SET_CONCAT: a set of concatenated ranges (the kernel's pipapo backend). */
+export const NFT_SET_INTERVAL = 0x4;
+export const NFT_SET_CONCAT = 0x80;
 export const NFT_SET_ELEM_INTERVAL_END = 0x1;
 export const NFT_DATA_VERDICT = 0xffffff00;
 
