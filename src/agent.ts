@@ -3,6 +3,7 @@
 // so traffic keeps flowing until the next agent adopts it.
 import { IpvsClient } from './dataplane/ipvs/client';
 import { ServiceHealthServers } from './server/serviceHealth';
+import { ConntrackCleaner } from './dataplane/conntrack';
 import { IpvsProxier, defaultIpvsConfig } from './dataplane/ipvs/proxier';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
@@ -98,12 +99,13 @@ export class Agent {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
         bindMode: config.ipvsBindMode,
-      }), log);
+      }), log, new ConntrackCleaner(netns));
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
         defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone }),
         log,
+        new ConntrackCleaner(netns),
       );
     }
     // healthCheckNodePorts listen in this process's network namespace (the host's, in a DaemonSet), as kube-proxy's.

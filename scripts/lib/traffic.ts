@@ -58,6 +58,22 @@ export interface HoldResult extends ClientResult {
   switched: number;
 }
 
+export interface UdpLoopOptions {
+  addr: string;
+  port: number;
+  /** how long the loop runs (ms) */
+  loopMs: number;
+  /** a request every intervalMs (default 100) */
+  intervalMs?: number;
+  /** per request (default intervalMs) */
+  timeoutMs?: number;
+}
+
+export interface UdpLoopResult extends ClientResult {
+  /** per request, in order: the backend that answered, or the error code */
+  timeline: string[];
+}
+
 export interface LatencyOptions {
   addr: string;
   port: number;
@@ -148,6 +164,17 @@ export async function runClient(sandbox: Sandbox, ns: string, opts: ClientOption
   const conc = opts.concurrency ?? Math.max(1, Math.min(count, 8));
   const budget = Math.ceil(count / conc) * (timeoutMs + 100) + 30_000;
   return checkClientResult(await runTool(sandbox, ns, args, budget), `runClient ${opts.proto} ${opts.addr}:${opts.port}`);
+}
+
+/** A DNS-like UDP client: one socket (one conntrack entry), a request every intervalMs for loopMs. */
+export async function runUdpLoop(sandbox: Sandbox, ns: string, opts: UdpLoopOptions): Promise<UdpLoopResult> {
+  const args = ['--proto', 'udp', ...commonArgs(opts), '--loop-ms', String(opts.loopMs)];
+  if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
+  const out = await runTool(sandbox, ns, args, opts.loopMs + 30_000);
+  const r = checkClientResult(out, `runUdpLoop ${opts.addr}:${opts.port}`);
+  const timeline = (out as { timeline?: unknown }).timeline;
+  if (!Array.isArray(timeline)) throw new Error('runUdpLoop: no timeline in the client output');
+  return { ...r, timeline: timeline.map(String) };
 }
 
 /** Opens `count` TCP connections that say HOLD and then exchange a line every intervalMs for holdMs. */

@@ -7,6 +7,7 @@ import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubePr
 import { KubeConfigError } from '../k8s/kubeconfig';
 import { openTransport } from '../k8s/transport';
 import { IpvsClient } from '../dataplane/ipvs/client';
+import { ConntrackCleaner } from '../dataplane/conntrack';
 import { SCHEDULERS } from '../dataplane/ipvs/desired';
 import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
@@ -95,7 +96,7 @@ function out(s: string): void {
   process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 }
 
-function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane {
+function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logger): Dataplane {
   const mode = str(flags, 'mode');
   const netns = str(flags, 'netns');
   if (mode === 'ipvs') {
@@ -105,9 +106,9 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig()): Dataplane 
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
       nodeName: config.nodeName, nodeZone: config.nodeZone, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
-    }));
+    }), log, new ConntrackCleaner(ns));
   }
-  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config);
+  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}));
 }
 
 function nftablesConfig(flags: ParsedFlags) {
@@ -141,7 +142,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
   for (const sp of model.servicePorts.values())
     for (const f of unhonouredFeatures(sp, str(flags, 'mode'), false)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
-  const dp = openDataplane(flags, config);
+  const dp = openDataplane(flags, config, log);
   try {
     const res = await dp.syncFull(model.servicePorts);
     for (const p of res.problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });

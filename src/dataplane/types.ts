@@ -18,6 +18,8 @@ export interface SyncResult {
   servicePorts: number;
   /** Problems found while programming (e.g. two Services claiming the same address:port). */
   problems: ModelProblem[];
+  /** Stale UDP conntrack entries deleted after this sync, by IP family. */
+  conntrackDeleted?: { 4: number; 6: number };
 }
 
 export interface StatusEndpoint {

@@ -99,6 +99,13 @@ export class NetlinkWriter {
     return this;
   }
 
+  /** A u32 in network order (ctnetlink's CTA_ID). */
+  u32be(type: number, v: number): this {
+    const at = this.attrHead(type, 4);
+    this.buf.writeUInt32BE(v >>> 0, at);
+    return this;
+  }
+
   /** Two u32 in one attribute (IPVS's flags + mask). */
   u32pair(type: number, a: number, b: number): this {
     const at = this.attrHead(type, 8);

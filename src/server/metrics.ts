@@ -36,6 +36,7 @@ export class ProxyMetrics {
   readonly healthzTotal: Counter<'code'>;
   readonly livezTotal: Counter<'code'>;
   readonly syncFailures: Counter<'mode'>;
+  readonly conntrackDeleted: Counter<'ip_family'>;
   readonly nftablesSyncFailures: Counter;
   readonly transactionOperations: Histogram<'kind'>;
   readonly transactionBytes: Histogram;
@@ -63,6 +64,7 @@ export class ProxyMetrics {
     this.livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: a('Cumulative proxy livez HTTP status'), labelNames: ['code'], registers: r });
     this.nftablesSyncFailures = new Counter({ name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total', help: a('Cumulative proxy nftables sync failures'), registers: r });
 
+    this.conntrackDeleted = new Counter({ name: 'kubeproxy_conntrack_reconciler_deleted_entries_total', help: a('Cumulative conntrack flows deleted by conntrack reconciler'), labelNames: ['ip_family'], registers: r });
     this.syncFailures = new Counter({ name: 'svcplane_sync_failures_total', help: 'Syncs the kernel refused (or that failed otherwise), by dataplane mode', labelNames: ['mode'], registers: r });
     this.transactionOperations = new Histogram({ name: 'svcplane_sync_transaction_operations', help: 'Kernel operations per sync transaction (0: nothing differed, nothing sent)', labelNames: ['kind'], buckets: [0, ...OPERATION_BUCKETS], registers: r });
     this.transactionBytes = new Histogram({ name: 'svcplane_sync_transaction_bytes', help: 'Netlink bytes per sync transaction', buckets: Array.from({ length: 12 }, (_, i) => 256 * 4 ** i), registers: r });

@@ -233,6 +233,10 @@ export class SyncLoop {
       outcome.result = result;
       if (result.full) this.lastFullAt = t0;
       this.failures = 0;
+      if (result.conntrackDeleted) {
+        if (result.conntrackDeleted[4]) this.o.metrics.conntrackDeleted.inc({ ip_family: 'IPv4' }, result.conntrackDeleted[4]);
+        if (result.conntrackDeleted[6]) this.o.metrics.conntrackDeleted.inc({ ip_family: 'IPv6' }, result.conntrackDeleted[6]);
+      }
       // Health check servers follow what was programmed (everything after a full sync: changes consumed by a failed
       // sync are then caught up too).
       if (this.o.serviceHealth) await (result.full ? this.o.serviceHealth.replaceAll(all ?? this.tracker.all()) : this.o.serviceHealth.update(pending.changes));

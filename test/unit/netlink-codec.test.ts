@@ -113,3 +113,18 @@ describe('NetlinkWriter', () => {
     expect(ipvs.decodeService(all.subarray(all.length - one.length))?.scheduler).toBe('rr');
   });
 });
+
+describe('ctnetlink codec', () => {
+  it('a kernel-filtered dump asks for exactly the fields given; a delete reads back as the entry it deletes', async () => {
+    const ct = await import('../../src/netlink/ctnetlink');
+    const dump = ct.filteredDumpRequest({ family: 4, orig: { dst: '198.18.100.10', proto: 17, dport: 53 }, reply: { src: '198.18.2.11', proto: 17, sport: 8080 } });
+    expect(dump.readUInt16LE(4)).toBe((1 << 8) | 1); // CTNETLINK GET
+    expect(ct.decodeFilter(dump)).toEqual({
+      orig: ct.CT_FILTER.IP_DST | ct.CT_FILTER.PROTO_NUM | ct.CT_FILTER.PROTO_DST_PORT,
+      reply: ct.CT_FILTER.IP_SRC | ct.CT_FILTER.PROTO_NUM | ct.CT_FILTER.PROTO_SRC_PORT,
+    });
+    expect(ct.decodeEntry(dump)).toMatchObject({ family: 4, orig: { dst: '198.18.100.10', proto: 17, dport: 53 }, reply: { src: '198.18.2.11', sport: 8080 } });
+    const e = { family: 6 as const, orig: { src: 'fd00:1::2', dst: 'fd00:100::10', proto: 17, sport: 40000, dport: 53 }, reply: {}, id: 0xdeadbeef, zone: 3 };
+    expect(ct.decodeEntry(ct.deleteRequest(e))).toEqual(e);
+  });
+});

@@ -34,6 +34,11 @@
 //     "switched" (connections where an answer named another backend than the greeting); "ok" counts the
 //     connections that lasted D ms without an error; "counts" counts greetings.
 //
+//   node client.js --proto udp --target ADDR:PORT --loop-ms D [--interval-ms I] [--timeout-ms T]
+//     A DNS-like client: ONE socket (one source port, so one conntrack entry) sending a request every I ms (default
+//     100) for D ms, each waiting up to T ms (default I) for its answer. Output: the first form's fields plus
+//     "timeline": per request, in order, the backend that answered or the error code.
+//
 //   node client.js --probe JSON [--timeout-ms T]
 //     Readiness check used by the sandbox: JSON is [{"proto":"tcp"|"udp","target":"ADDR:PORT"},...]; each is
 //     retried until it answers or T ms (default 10000) pass. Output: {"ok":bool,"failures":[{proto,target,error}]}
@@ -345,6 +350,66 @@ async function runLatency(args) {
   };
 }
 
+async function runUdpLoop(args) {
+  if (!args.target) die('--target is required');
+  const target = parseTarget(args.target);
+  const loopMs = intArg(args, 'loop-ms', 1000, 1);
+  const intervalMs = intArg(args, 'interval-ms', 100, 1);
+  const timeoutMs = intArg(args, 'timeout-ms', intervalMs, 1);
+  const tally = newTally();
+  const timeline = [];
+  const sock = dgram.createSocket(target.family === 6 ? 'udp6' : 'udp4');
+  let waiting = null;
+  sock.on('message', (msg) => {
+    if (!waiting) return; // a late answer to a request that timed out
+    const w = waiting;
+    waiting = null;
+    w(parseReply(msg.toString('utf8')) || { error: 'EBADREPLY' });
+  });
+  sock.on('error', (err) => {
+    if (waiting) {
+      const w = waiting;
+      waiting = null;
+      w({ error: err.code || 'EUNKNOWN' });
+    }
+  });
+  await new Promise((resolve, reject) => sock.connect(target.port, target.host, (err) => (err ? reject(err) : resolve())));
+  const end = Date.now() + loopMs;
+  while (Date.now() < end) {
+    const started = Date.now();
+    const r = await new Promise((resolve) => {
+      const t = setTimeout(() => {
+        waiting = null;
+        resolve({ error: 'ETIMEDOUT' });
+      }, timeoutMs);
+      waiting = (res) => {
+        clearTimeout(t);
+        resolve(res);
+      };
+      sock.send('ping\n', (err) => {
+        if (err && waiting) {
+          waiting = null;
+          clearTimeout(t);
+          resolve({ error: err.code || 'EUNKNOWN' });
+        }
+      });
+    });
+    if (r.error) {
+      noteError(tally, r.error);
+      timeline.push(r.error);
+    } else {
+      tally.ok++;
+      bump(tally.counts, r.name);
+      bump(tally.sources, r.remote);
+      timeline.push(r.name);
+    }
+    const rest = intervalMs - (Date.now() - started);
+    if (rest > 0) await new Promise((res) => setTimeout(res, rest));
+  }
+  sock.close();
+  return { ...tally, timeline, elapsedMs: sinceStartMs() };
+}
+
 async function runProbe(args) {
   let specs;
   try {
@@ -379,6 +444,7 @@ async function main() {
   if (args.probe !== undefined) out = await runProbe(args);
   else if (args.latency === 'true') out = await runLatency(args);
   else if (args['hold-ms'] !== undefined) out = await runHold(args);
+  else if (args['loop-ms'] !== undefined) out = await runUdpLoop(args);
   else out = await runExchanges(args);
   process.stdout.write(JSON.stringify(out) + '\n');
 }

@@ -24,6 +24,7 @@ import { TABLE_NAME, defaultConfig as defaultNftConfig } from '../nftables/rules
 import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
 import { IpvsClient, OpBatch, type ApplyResult } from './client';
 import { IpvsNftables } from './nftables';
+import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
 import * as ipvs from './netlink';
 
@@ -112,7 +113,14 @@ export class IpvsProxier implements Dataplane {
   private draining = new Map<string, number>();
   private needFull = true;
 
-  constructor(private readonly client: IpvsClient, nft: NftClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger) {
+  /** UDP flows of real servers deleted by the sync underway (their conntrack entries go after it). */
+  private staleFlows: StaleFlow[] = [];
+
+  constructor(
+    private readonly client: IpvsClient, nft: NftClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger,
+    /** Deletes UDP conntrack entries of deleted real servers (none: not done). */
+    private readonly conntrack?: ConntrackCleaner,
+  ) {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
       nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone,
@@ -145,6 +153,7 @@ export class IpvsProxier implements Dataplane {
     const nft = await this.filter.full(this.servicePorts, this.bound);
     this.needFull = false;
     const out = this.result(true, res, nft, t0, problems);
+    out.conntrackDeleted = await this.cleanConntrack();
     const us = (a: bigint, b: bigint) => Number((b - a) / 1000n);
     // Where a full sync's time goes: reading the kernel, planning, IPVS and bindings (encode + kernel), nftables.
     out.phases = { readMicros: us(t0, tRead), planMicros: us(tRead, tPlan), ipvsMicros: us(tPlan, tIpvs), nftMicros: us(tIpvs, process.hrtime.bigint()), ipvsKernelMicros: res.kernelMicros, nftKernelMicros: nft.kernelMicros, nftEncodeMicros: nft.encodeMicros ?? 0 };
@@ -177,7 +186,9 @@ export class IpvsProxier implements Dataplane {
     const res = await this.converge(touched, touchedAddrs);
     const nft = await this.filter.partial(changes, this.bound);
     this.needFull = false;
-    return this.result(false, res, nft, t0, problems);
+    const out = this.result(false, res, nft, t0, problems);
+    out.conntrackDeleted = await this.cleanConntrack();
+    return out;
   }
 
   async cleanup(): Promise<boolean> {
@@ -228,6 +239,23 @@ export class IpvsProxier implements Dataplane {
   close(): void {
     this.client.close();
     this.filter.close();
+    this.conntrack?.close();
+  }
+
+  /** Deletes the conntrack entries of UDP real servers this sync deleted (conntrack.ts); never fails the sync. */
+  private async cleanConntrack(): Promise<{ 4: number; 6: number } | undefined> {
+    const flows = this.staleFlows;
+    this.staleFlows = [];
+    if (!this.conntrack || flows.length === 0) return undefined;
+    try {
+      const r = await this.conntrack.deleteStale(flows);
+      for (const e of r.errors) this.log.warn('stale UDP conntrack entries not deleted', { error: e });
+      if (r.deleted[4] + r.deleted[6] > 0) this.log.info('stale UDP conntrack entries deleted', { v4: r.deleted[4], v6: r.deleted[6], flows: flows.length });
+      return r.deleted;
+    } catch (e) {
+      this.log.warn('stale UDP conntrack entries not deleted', { error: (e as Error).message });
+      return undefined;
+    }
   }
 
   /** Sets IPVS_SYSCTLS where they differ. Without vs.conntrack masquerade cannot work: that one is required. */
@@ -435,6 +463,7 @@ export class IpvsProxier implements Dataplane {
         if (want.vs.protocol === 'UDP') {
           ipvs.writeDelDest(ops.w, fam, want.vs, cur);
           ops.op(4, [ENOENT], k, dk);
+          this.staleFlows.push({ family: want.vs.family, dst: want.vs.address, dport: want.vs.port, endpoint: cur.address, endpointPort: cur.port });
           continue;
         }
         if (!this.draining.has(id)) this.draining.set(id, now);

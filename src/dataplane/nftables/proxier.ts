@@ -13,8 +13,10 @@ import { Ledger } from './ledger';
 import type { NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, TableState } from './objects';
 import { elementKey } from './objects';
-import { FAMILIES, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
+import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
 import { statusRows } from './status';
+import type { ConntrackCleaner, StaleFlow } from '../conntrack';
+import { staleUdpFlows } from './stale';
 import { NftTransaction } from './transaction';
 
 /**
@@ -46,7 +48,31 @@ export class NftablesProxier implements Dataplane {
     private readonly client: NftClient,
     private readonly config: NftablesConfig,
     private readonly log: Logger = silentLogger,
+    /** Deletes UDP conntrack entries of endpoints a sync took away (none: not done, e.g. in unit tests). */
+    private readonly conntrack?: ConntrackCleaner,
   ) {}
+
+  /** After a committed sync: delete the UDP flows still pointing at endpoints it took away (conntrack.ts). */
+  private async cleanConntrack(flows: StaleFlow[]): Promise<{ 4: number; 6: number } | undefined> {
+    if (!this.conntrack || flows.length === 0) return undefined;
+    const seen = new Set<string>();
+    const unique = flows.filter((f) => {
+      const k = `${f.family}|${f.dst ?? '*'}|${f.dport}|${f.endpoint}|${f.endpointPort}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    try {
+      const r = await this.conntrack.deleteStale(unique);
+      for (const e of r.errors) this.log.warn('stale UDP conntrack entries not deleted', { error: e });
+      if (r.deleted[4] + r.deleted[6] > 0) this.log.info('stale UDP conntrack entries deleted', { v4: r.deleted[4], v6: r.deleted[6], flows: unique.length });
+      return r.deleted;
+    } catch (e) {
+      // The dataplane is programmed; a failed clean-up is reported, not a failed sync.
+      this.log.warn('stale UDP conntrack entries not deleted', { error: (e as Error).message });
+      return undefined;
+    }
+  }
 
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
@@ -70,6 +96,7 @@ export class NftablesProxier implements Dataplane {
     const tBuilt = process.hrtime.bigint();
     let dumpNs = 0n;
     const tx = new NftTransaction();
+    const stale: StaleFlow[] = [];
     for (const fam of FAMILIES) {
       const st = families.get(fam.nf)!;
       const want = desired.get(fam.nf)!;
@@ -78,12 +105,14 @@ export class NftablesProxier implements Dataplane {
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
       diffTable(tx, current, want);
+      if (this.conntrack && current) for (const [set, addrLen] of slotSets(fam.ip)) stale.push(...staleUdpFlows(fam.ip, addrLen, current.elements.get(set)?.values() ?? [], want.elements.get(set) ?? []));
     }
     const tDiffed = process.hrtime.bigint();
     const res = await this.client.run(tx);
     this.families = families;
     this.needFull = false;
     const out = this.result(true, tx, res, t0, problems);
+    out.conntrackDeleted = await this.cleanConntrack(stale);
     out.phases = {
       buildMicros: Number((tBuilt - t0) / 1000n),
       dumpMicros: Number(dumpNs / 1000n),
@@ -130,6 +159,7 @@ export class NftablesProxier implements Dataplane {
       holder === undefined ? undefined : fragmentsOfHolder(holder, phase)?.get(nf)?.claims.find((c) => c.id === id);
 
     this.needFull = true; // until the batch is acknowledged: our ledger is updated before the commit
+    const stale: StaleFlow[] = [];
     for (const fam of FAMILIES) {
       const st = this.families.get(fam.nf)!;
       const touchedClaims = new Set<string>();
@@ -168,10 +198,18 @@ export class NftablesProxier implements Dataplane {
       // every operation is its own, so a kernel refusal names it.
       const only = changes.size === 1 ? `Service ${[...changes.keys()][0]}` : undefined;
       applyChanges(tx, fam.nf, this.config.tableName, chains, elements, () => only);
+      if (this.conntrack) {
+        for (const [set, addrLen] of slotSets(fam.ip)) {
+          const of = elements.filter((e) => e.set === set);
+          stale.push(...staleUdpFlows(fam.ip, addrLen, of.flatMap((e) => (e.before ? [e.before] : [])), of.flatMap((e) => (e.after ? [e.after] : []))));
+        }
+      }
     }
     const res = await this.client.run(tx);
     this.needFull = false;
-    return this.result(false, tx, res, t0, problems);
+    const out = this.result(false, tx, res, t0, problems);
+    out.conntrackDeleted = await this.cleanConntrack(stale);
+    return out;
   }
 
   async cleanup(): Promise<boolean> {
@@ -202,6 +240,7 @@ export class NftablesProxier implements Dataplane {
 
   close(): void {
     this.client.close();
+    this.conntrack?.close();
   }
 
   /** Whether the next sync must be full (after a failure, or before the first). */
@@ -292,4 +331,10 @@ function claimChanges(before: Claim | undefined, after: Claim | undefined, out: 
     out.push({ set: e.set, before: b, after: e });
   }
   for (const e of old.values()) out.push({ set: e.set, before: e });
+}
+
+/** The endpoint-slot maps of a family's table, with the length of the address their keys start with (0: NodePorts). */
+function slotSets(ip: 4 | 6): Array<[string, number]> {
+  const a = ip === 4 ? 4 : 16;
+  return [[SETS.serviceEndpoints, a], [SETS.nodePortEndpoints, 0], [SETS.localEndpoints, a], [SETS.localNodePortEndpoints, 0]];
 }

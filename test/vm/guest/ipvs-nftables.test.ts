@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCTP_PY, createSandbox, startBackend, type Sandbox } from '../../../scripts/lib/sandbox';
-import { countsFor, runClient } from '../../../scripts/lib/traffic';
+import { countsFor, runClient, runUdpLoop } from '../../../scripts/lib/traffic';
 import { REPO, svcplane } from '../../helpers/cli';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
@@ -203,6 +203,38 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     expect(await routes()).toContain('local 198.18.100.10 ');
     await reach();
     expect(sync().operations).toBe(0);
+  });
+
+  it('stale UDP conntrack: a DNS-like client switches to a live real server once its own is gone', async () => {
+    const loop = runUdpLoop(sb, sb.clientNs, { addr: '198.18.100.10', port: 53, loopMs: 8000, intervalMs: 100 });
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = (await sb.exec(sb.nodeNs, ['conntrack', '-L', '-p', 'udp', '--orig-dst', '198.18.100.10', '--orig-port-dst', '53'])).stdout;
+    const m = /src=(198\.18\.2\.1[123]) dst=\S+ sport=8080/.exec(before);
+    expect(m, before).not.toBeNull();
+    const dead = m![1];
+    const i = sb.backends.findIndex((b) => b.v4 === dead);
+    await sb.stopBackend(i);
+    const web = path.join(manifests, 'web.yaml');
+    const original = fs.readFileSync(web, 'utf8');
+    fs.writeFileSync(web, original.replace(new RegExp(` {2}- addresses: \\[${dead.replace(/\./g, '\\.')}\\]\\n.*\\n.*\\n`), ''));
+    const r1 = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
+      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a']);
+    expect(r1.code, r1.stderr).toBe(0);
+    // IPVS itself expires a flow whose real server is gone at its next packet (expire_nodest_conn, dropping the
+    // conntrack entry with it), so the client's entry may be gone before svcplane's clean-up looks; either way none
+    // is left pointing at the dead endpoint.
+    const left = (await sb.exec(sb.nodeNs, ['conntrack', '-L', '-p', 'udp', '--orig-dst', '198.18.100.10', '--orig-port-dst', '53'])).stdout;
+    expect(left).not.toContain(`src=${dead} `);
+    const r = await loop;
+    const last = r.timeline.lastIndexOf(sb.backends[i].name);
+    const after = r.timeline.slice(last + 1);
+    const firstLive = after.findIndex((x) => x !== 'ETIMEDOUT');
+    expect(firstLive, r.timeline.join(' ')).toBeGreaterThanOrEqual(0);
+    expect(firstLive, r.timeline.join(' ')).toBeLessThanOrEqual(8);
+    expect(after.slice(firstLive).every((x) => x !== sb.backends[i].name && x !== 'ETIMEDOUT'), r.timeline.join(' ')).toBe(true);
+    fs.writeFileSync(web, original);
+    await sb.restartBackend(i);
+    sync();
   });
 
   it('never touches virtual services it did not create: a sync and a cleanup leave a foreign one as it was', async () => {

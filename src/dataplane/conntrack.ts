@@ -1,0 +1,81 @@
+// Stale UDP conntrack entries: a UDP "connection" through a Service is a conntrack entry that keeps its DNAT to
+// the endpoint first chosen for as long as the client keeps sending (DNS clients reuse a socket), so when that
+// endpoint goes away, the client's packets keep going to it and are lost. Like kube-proxy, svcplane deletes the
+// entries that point at an endpoint no longer serving the Service port (UDP only: TCP and SCTP end their own
+// connections). Unlike kube-proxy (which dumps the whole table and matches in userspace), each deletion is
+// preceded by a dump the kernel filters (CTA_FILTER: original destination and protocol, reply source = the old
+// endpoint), so svcplane reads only the entries it deletes, whatever the size of the table.
+import { native } from '../native';
+import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeFilteredDump } from '../netlink/ctnetlink';
+import { NetlinkWriter } from '../netlink/writer';
+import { splitMessages } from './ipvs/client';
+
+/** UDP flows to delete: sent to dst:dport (a Service address, or any address for a NodePort), answered by the endpoint. */
+export interface StaleFlow {
+  family: 4 | 6;
+  /** The Service address the client sent to; undefined for a NodePort (any node address). */
+  dst?: string;
+  dport: number;
+  endpoint: string;
+  endpointPort: number;
+}
+
+export interface ConntrackCleanup {
+  /** Entries deleted, by family. */
+  deleted: { 4: number; 6: number };
+  /** Exchanges the kernel refused (reported, never fatal: the dataplane itself is programmed). */
+  errors: string[];
+}
+
+const ENOENT = 2;
+
+export class ConntrackCleaner {
+  private readonly sock: InstanceType<ReturnType<typeof native>['NetlinkTransceiver']>;
+
+  constructor(opts: { netns?: string } = {}) {
+    this.sock = new (native().NetlinkTransceiver)({ bus: 'netfilter', ...(opts.netns ? { netns: opts.netns } : {}) });
+  }
+
+  async deleteStale(flows: StaleFlow[]): Promise<ConntrackCleanup> {
+    const out: ConntrackCleanup = { deleted: { 4: 0, 6: 0 }, errors: [] };
+    if (flows.length === 0) return out;
+    // One kernel-filtered dump per flow (they go one after another in one exchange), then every match deleted.
+    const dumps = new NetlinkWriter();
+    for (const f of flows) {
+      writeFilteredDump(dumps, {
+        family: f.family,
+        orig: { dst: f.dst, proto: IPPROTO_UDP, dport: f.dport },
+        reply: { src: f.endpoint, proto: IPPROTO_UDP, sport: f.endpointPort },
+      });
+    }
+    const res = await this.sock.transactPacked(dumps.finish());
+    for (const e of res.failures) out.errors.push(`dump conntrack entries of ${describe(flows[e.index])}: ${e.code}`);
+    const entries: CtEntry[] = [];
+    for (const r of res.replies) for (const m of splitMessages(r.data)) {
+      const e = decodeEntry(m);
+      if (e && e.orig.proto === IPPROTO_UDP) entries.push(e);
+    }
+    if (entries.length === 0) return out;
+    const dels = new NetlinkWriter();
+    for (const e of entries) writeDelete(dels, e);
+    const d = await this.sock.transactPacked(dels.finish(), { ackLastOnly: true });
+    const failed = new Set<number>();
+    for (const f of d.failures) {
+      failed.add(f.index);
+      // Gone meanwhile (expired, or deleted by someone else): what we wanted.
+      if (f.errno !== ENOENT) out.errors.push(`delete conntrack entry ${entries[f.index].orig.src}:${entries[f.index].orig.sport} -> ${entries[f.index].orig.dst}:${entries[f.index].orig.dport}: ${f.code}`);
+    }
+    entries.forEach((e, i) => {
+      if (!failed.has(i)) out.deleted[e.family]++;
+    });
+    return out;
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+}
+
+function describe(f: StaleFlow): string {
+  return `UDP ${f.dst ?? '*'}:${f.dport} answered by ${f.endpoint}:${f.endpointPort}`;
+}
