@@ -12,8 +12,6 @@ export function unhonouredFeatures(sp: ServicePort, mode = 'nftables', agent = t
   const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
   if (sp.sessionAffinity.type === 'ClientIP' && mode !== 'ipvs')
     out.push('sessionAffinity ClientIP is not implemented yet: connections are spread without affinity');
-  if (sp.endpointWeights && mode !== 'ipvs')
-    out.push('svcplane.io/endpoint-weights is honoured by the ipvs mode only so far: endpoints are chosen uniformly');
   if (!agent && sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
     out.push(`healthCheckNodePort ${sp.healthCheckNodePort} is served by \`svcplane run\` only (sync --once exits)`);
   return out;

@@ -17,6 +17,7 @@ export const POLICY_IPS = {
   zoned: '198.18.100.66',
   zonedPartial: '198.18.100.67',
   sameNode: '198.18.100.68',
+  weighted: '198.18.100.69',
   /** LoadBalancer IPs (status.loadBalancer.ingress) with loadBalancerSourceRanges. */
   fwAllow: '198.18.100.80',
   fwDeny: '198.18.100.81',
@@ -90,6 +91,9 @@ export function policyManifests(sb: Sandbox): { yaml: string; servicePorts: numb
     slice('zoned-partial', [{ ip: b0, zones: [ZONE] }, { ip: b1, zones: ['z2'] }, { ip: b2 }]),
     service('same-node', POLICY_IPS.sameNode),
     slice('same-node', [{ ip: b0, nodes: ['node-b'], zones: [ZONE] }, { ip: b1, nodes: [NODE], zones: [ZONE] }, { ip: b2, nodes: ['node-c'], zones: ['z2'] }]),
+    // Endpoint weights 2 / 1 / 0 (svcplane.io/endpoint-weights).
+    service('weighted', POLICY_IPS.weighted).replace('namespace: policy}', `namespace: policy, annotations: {svcplane.io/endpoint-weights: "${b0}=2, ${b1}=1, ${b2}=0"}}`),
+    slice('weighted', [{ ip: b0 }, { ip: b1 }, { ip: b2 }]),
     // loadBalancerSourceRanges: the client's subnet allowed; only another network allowed; everything allowed.
     service('fw-allow', '198.18.100.90', { nodePort: 30103, lbIP: POLICY_IPS.fwAllow, spec: `  loadBalancerSourceRanges: [${sb.clientCIDR.v4}, 203.0.113.0/24]\n` }),
     slice('fw-allow', [{ ip: b0 }]),
@@ -98,5 +102,5 @@ export function policyManifests(sb: Sandbox): { yaml: string; servicePorts: numb
     service('fw-open', '198.18.100.92', { nodePort: 30104, lbIP: POLICY_IPS.fwOpen, spec: '  loadBalancerSourceRanges: [0.0.0.0/0]\n' }),
     slice('fw-open', [{ ip: b0 }]),
   ];
-  return { yaml: docs.join('---\n'), servicePorts: 12 };
+  return { yaml: docs.join('---\n'), servicePorts: 13 };
 }

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
-import { countsFor, runClient } from '../../scripts/lib/traffic';
+import { chiSquareSurvival, countsFor, runClient } from '../../scripts/lib/traffic';
 import { svcplane } from '../helpers/cli';
 import { NODE, POLICY_IPS, POLICY_NODEPORTS, ZONE, policyManifests } from '../helpers/policy-manifests';
 import { requireRoot } from '../helpers/root';
@@ -97,6 +97,18 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     const partial = await tcp(sb.clientNs, POLICY_IPS.zonedPartial, 80, 60);
     expect(countsFor(partial, BE).every((n) => n > 0)).toBe(true);
     expect(countsFor(await tcp(sb.clientNs, POLICY_IPS.sameNode), BE)).toEqual([0, 30, 0]);
+  });
+
+  it('endpoint weights: 600 connections split 2:1:0 (chi-square), the weight-0 endpoint never chosen', async () => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: POLICY_IPS.weighted, port: 80, count: 600 });
+    expect(r.errors).toEqual({});
+    const [a, b, c] = countsFor(r, BE);
+    expect(c).toBe(0);
+    const n = a + b;
+    const x2 = (a - (2 * n) / 3) ** 2 / ((2 * n) / 3) + (b - n / 3) ** 2 / (n / 3);
+    expect(chiSquareSurvival(x2, 1), `${a}/${b}`).toBeGreaterThan(0.001);
+    const st = JSON.parse(svcplane(['status', '--output', 'json'], { netns: sb.nodeNs }).stdout) as { rows: Array<{ address: string; endpoints: Array<{ address: string; weight?: number }> }> };
+    expect(st.rows.find((x) => x.address === POLICY_IPS.weighted)?.endpoints.map((e) => [e.address, e.weight])).toEqual([[sb.backends[0].v4, 2], [sb.backends[1].v4, 1]]);
   });
 
   it('loadBalancerSourceRanges: only those sources reach the LoadBalancer IP; its ClusterIP and NodePort stay open', async () => {

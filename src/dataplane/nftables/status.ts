@@ -30,7 +30,17 @@ export function statusRows(t: TableState): StatusRow[] {
       const ep = endpointOf(all.get(key.toString('latin1'))?.data, addrLen);
       if (ep) out.push(ep);
     }
-    return out;
+    // A weighted endpoint holds several slots (ruleset.ts slotted()): one row with its share as weight.
+    const byEp = new Map<string, StatusEndpoint>();
+    for (const ep of out) {
+      const id = `${ep.address}|${ep.port}`;
+      const have = byEp.get(id);
+      if (have) have.weight = (have.weight ?? 1) + 1;
+      else byEp.set(id, ep);
+    }
+    if (byEp.size === out.length) return out;
+    for (const ep of byEp.values()) ep.weight ??= 1;
+    return [...byEp.values()];
   };
   // A count is only served if its pick chain has a rule for it (the rule's numgen modulus is the count).
   const pickCounts = (chain: string) => new Set((t.chains.get(chain)?.rules ?? []).flatMap((body) =>
