@@ -1,17 +1,18 @@
-// Service features kube-proxy honours that this version does not program yet. Each is reported once per Service
+// Service features kube-proxy honours that svcplane cannot honour in some setting. Each is reported per Service
 // port with what svcplane does instead, so an operator never has to guess (the brief: honour or reject with a
-// clear, logged reason). Issue 5 implements them; this list shrinks as it does.
+// clear, logged reason).
 import type { ServicePort } from '../model/types';
+import { MAX_AFFINITY_COUNT } from './nftables/ruleset';
 
 /**
- * `mode`: the dataplane's ('ipvs' honours sessionAffinity ClientIP as IPVS persistence); `agent`: whether this is
- * the long-running agent (healthCheckNodePorts need a process to answer them: `sync --once` exits).
+ * `mode`: the dataplane's; `agent`: whether this is the long-running agent (healthCheckNodePorts need a process to
+ * answer them: `sync --once` exits).
  */
 export function unhonouredFeatures(sp: ServicePort, mode = 'nftables', agent = true): string[] {
   const out: string[] = [];
   const external = sp.nodePort > 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0;
-  if (sp.sessionAffinity.type === 'ClientIP' && mode !== 'ipvs')
-    out.push('sessionAffinity ClientIP is not implemented yet: connections are spread without affinity');
+  if (mode === 'nftables' && sp.sessionAffinity.type === 'ClientIP' && sp.allEndpoints.length > MAX_AFFINITY_COUNT)
+    out.push(`sessionAffinity ClientIP is not applied beyond ${MAX_AFFINITY_COUNT} endpoints in nftables mode: connections are spread without it`);
   if (!agent && sp.healthCheckNodePort > 0 && external && sp.externalTrafficPolicy === 'Local')
     out.push(`healthCheckNodePort ${sp.healthCheckNodePort} is served by \`svcplane run\` only (sync --once exits)`);
   return out;

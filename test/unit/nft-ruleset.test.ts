@@ -16,7 +16,7 @@ import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_PICK_COUNTS, TABLE_NAME, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';
@@ -393,6 +393,31 @@ describe('NftablesProxier on FakeNftClient', () => {
     expect(elem(t, SETS.serviceNodePorts, portKey(30081))?.data).toEqual(count(1));
     await p.syncPartial(ports(b));
     expect(fake.dump()).toBe(await fullSyncDump([b]));
+  });
+
+  it('sessionAffinity ClientIP: the count carries the mark and timeout; affinity rules come and go with the ports needing them', async () => {
+    const fake = new FakeNftClient();
+    const p = new NftablesProxier(fake, cfg);
+    const plain = svc('plain', { clusterIPs: ['198.18.0.50'], endpoints: [ep('10.1.0.1'), ep('10.1.0.2')] });
+    const sticky = { ...svc('sticky', { clusterIPs: ['198.18.0.51'], endpoints: [ep('10.1.0.1'), ep('10.1.0.2')], nodePort: 30151 }), sessionAffinity: { type: 'ClientIP' as const, timeoutSeconds: 600 } };
+    await p.syncFull(ports(plain));
+    const rulesOf = async (chain: string) => (await table(fake)).chains.get(chain)!.rules.length;
+    const base = await rulesOf(CHAINS.pickIPs);
+    expect(base).toBe(STATIC_PICK_COUNTS);
+    await p.syncPartial(ports(sticky));
+    const t = await table(fake);
+    expect(countOf(elem(t, SETS.serviceIPs, addrKey('198.18.0.51', 80))!.data!)).toEqual({ count: 2, affinitySeconds: 600 });
+    // 2 slot checks and 1 pick rule for the timeout in use, for addresses and for NodePorts.
+    expect(await rulesOf(CHAINS.pickIPs)).toBe(base + 3);
+    expect(await rulesOf(CHAINS.pickNodePorts)).toBe(STATIC_PICK_COUNTS + 3);
+    const dyn = parseRuleBody(t.chains.get(CHAINS.pickIPs)!.rules[base + 2]).filter((e) => attrString(e, EXPR_NAME) === 'dynset');
+    expect(dyn).toHaveLength(1);
+    expect(t.sets.get('affinity')).toMatchObject({ keyLen: 20 });
+    // Without affinity again: a plain count, the rules gone, and the tables as a fresh full sync would make them.
+    const unstuck = { ...sticky, sessionAffinity: { type: 'None' as const } };
+    await p.syncPartial(ports(unstuck));
+    expect(await rulesOf(CHAINS.pickIPs)).toBe(base);
+    expect(fake.dump()).toBe(await fullSyncDump([plain, unstuck]));
   });
 
   it('an IPv6-only Service port lives only in the ip6 table; a dual-stack one in both, each with its own endpoints', async () => {

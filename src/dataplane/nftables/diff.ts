@@ -1,7 +1,7 @@
 // Diffs (pure): what is programmed vs what is wanted -> operations queued on an NftTransaction, in an order the
 // kernel accepts within one batch: new sets and chains first; element deletions before the chains they point
 // to are flushed and deleted; rules after the chains and sets they reference exist; removed chains last.
-import type { NfFamily } from './netlink/constants';
+import { NFT_SET_EVAL, type NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, ElementState, TableState } from './objects';
 import { elementKey, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
 import type { NftTransaction } from './transaction';
@@ -25,6 +25,8 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
   const adds = new Map<string, ElementState[]>();
   const gones = new Map<string, ElementState[]>();
   for (const [set, want] of desired.elements) {
+    // Elements the kernel adds itself (dynset: sessionAffinity's remembered clients) are not ours to compare.
+    if ((desired.sets.get(set)?.flags ?? 0) & NFT_SET_EVAL) continue;
     const cur = current.elements.get(set);
     if (!cur || cur.size === 0) {
       if (want.length) adds.set(set, want);

@@ -33,9 +33,9 @@ import { constants as osConstants } from 'node:os';
 import type { CommitResult } from '../../native';
 import { NftTransactionError, type NftClient } from './client';
 import {
-  BITWISE, CHAIN, CMP, CT, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
+  BITWISE, CHAIN, CMP, CT, DYNSET, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-  NFT_SET_CONCAT, NFT_SET_INTERVAL, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
+  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
 import { decodeElementComment } from './netlink/udata';
@@ -455,6 +455,15 @@ class Batch {
         case 'numgen':
           regs.store(u(NUMGEN.DREG), 4);
           break;
+        case 'dynset': {
+          // nft_dynset_init: the set must take updates from rules (NFT_SET_EVAL) and, for a timeout, have one.
+          const set = this.set(t, e, DYNSET.SET_NAME, DYNSET.SET_ID);
+          if (!(set.flags & NFT_SET_EVAL)) refuse('EOPNOTSUPP', `dynset on set ${set.name}, which rules cannot update`);
+          if (e.get(DYNSET.TIMEOUT) && !(set.flags & NFT_SET_TIMEOUT)) refuse('EINVAL', `dynset timeout on set ${set.name}, which has none`);
+          regs.load(u(DYNSET.SREG_KEY), set.keyLen);
+          lookups.push(set.name);
+          break;
+        }
         case 'fib':
           regs.store(u(FIB.DREG), u(FIB.RESULT) === 2 ? 16 : 4); // NFT_FIB_RESULT_OIFNAME is a name
           break;
@@ -760,6 +769,7 @@ const EXPR_ATTRS: Record<string, Record<number, [string, AttrKind]>> = {
     [NAT.TYPE]: ['type', NAT_TYPES], [NAT.FAMILY]: ['family', 'u32'], [NAT.REG_ADDR_MIN]: ['addr_min', 'u32'], [NAT.REG_ADDR_MAX]: ['addr_max', 'u32'],
     [NAT.REG_PROTO_MIN]: ['proto_min', 'u32'], [NAT.REG_PROTO_MAX]: ['proto_max', 'u32'], [NAT.FLAGS]: ['flags', 'u32'],
   },
+  dynset: { [DYNSET.SREG_KEY]: ['sreg', 'u32'], [DYNSET.OP]: ['op', 'u32'], [DYNSET.TIMEOUT]: ['timeout', 'hex'], [DYNSET.SET_NAME]: ['set', 'str'] },
   lookup: { [LOOKUP.SREG]: ['sreg', 'u32'], [LOOKUP.DREG]: ['dreg', 'u32'], [LOOKUP.SET]: ['set', 'str'], [LOOKUP.SET_ID]: ['set_id', 'u32'], [LOOKUP.FLAGS]: ['flags', 'u32'] },
   ct: { [CT.DREG]: ['dreg', 'u32'], [CT.KEY]: ['key', { 0: 'state', 2: 'status' }], [CT.DIR]: ['dir', 'u8'], [CT.SREG]: ['sreg', 'u32'] },
   reject: { [REJECT.TYPE]: ['type', { 0: 'icmp', 1: 'tcp-rst', 2: 'icmpx' }], [REJECT.CODE]: ['code', 'u8'] },

@@ -25,6 +25,8 @@ export interface SetSpec {
   dataLen?: number;
   /** Concatenated range sets: each field's length in bytes (NFTA_SET_DESC_CONCAT). */
   concat?: number[];
+  /** The most elements the set may hold (NFTA_SET_DESC_SIZE); dynamic sets get a default of 65535 otherwise. */
+  size?: number;
 }
 
 export interface ElementState {

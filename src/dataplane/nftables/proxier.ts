@@ -254,7 +254,7 @@ export class NftablesProxier implements Dataplane {
    */
   private pickChains(ip: 4 | 6, st: FamilyState): ChainState[] {
     const dynamic = dynamicCounts(st.pickUsers.keys());
-    const signature = [...dynamic].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, l]) => `${k}=${l.join(',')}`).join('/');
+    const signature = [...st.pickUsers.keys()].sort().join('/');
     if (st.picks?.signature === signature) return st.picks.chains;
     const chains = pickChains(familyShape(ip), dynamic);
     st.picks = { signature, chains };

@@ -44,7 +44,7 @@ import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
   NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
-  NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_CONCAT, NFT_SET_INTERVAL, NFT_SET_MAP,
+  NFT_DYNSET_OP_UPDATE, NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT,
   NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_MAP_IPS,
   NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, NfFamily, RTN_LOCAL, TYPE_INET_PROTOCOL,
   TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
@@ -321,7 +321,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
     ...nodePortRules(f, cfg, (r) => goto(protoPort(fromOutside(r, f, cfg)), SETS.localNodePorts, CHAINS.pickLocalNodePorts)),
     ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.serviceNodePorts, CHAINS.pickNodePorts)),
   ]);
-  for (const c of pickChains(f, new Map())) t.chains.set(c.name, c);
+  for (const c of pickChains(f, { counts: new Map(), affinity: new Map() })) t.chains.set(c.name, c);
   // Before DNAT, new connections only: no endpoints at all is refused at once; endpoints elsewhere but none here
   // under a Local policy is dropped (for external traffic only from outside: pods and the node short-circuit).
   const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
@@ -391,6 +391,8 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
     set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
     set(SETS.firewallIPs, addrProtoPort, f.addrLen + 8),
     firewallAllowSpec(f),
+    affinitySetSpec(f, false),
+    affinitySetSpec(f, true),
   ]) {
     t.sets.set(s.name, s);
     t.elements.set(s.name, []);
@@ -479,24 +481,56 @@ export function pickRuleId(kind: PickKind, count: number): string {
   return `${kind}:${count}`;
 }
 
-/** The endpoint counts named by pick rule ids (pickRuleId), beyond the static ones, per kind, ascending. */
-export function dynamicCounts(ids: Iterable<string>): Map<PickKind, number[]> {
-  const out = new Map<PickKind, number[]>();
+/** Names the rules a sessionAffinity ClientIP port of `count` endpoints and timeout `seconds` needs. */
+export function affinityRuleId(kind: PickKind, seconds: number, count: number): string {
+  return `aff:${kind}:${seconds}:${count}`;
+}
+
+export interface DynamicPicks {
+  /** Endpoint counts beyond the static ones, per kind, ascending. */
+  counts: Map<PickKind, number[]>;
+  /** sessionAffinity ClientIP: per kind, per timeout (seconds), the endpoint counts in use, ascending. */
+  affinity: Map<PickKind, Map<number, number[]>>;
+}
+
+/** The rules named by pick rule ids (pickRuleId, affinityRuleId) beyond the static ones. */
+export function dynamicCounts(ids: Iterable<string>): DynamicPicks {
+  const out: DynamicPicks = { counts: new Map(), affinity: new Map() };
   for (const id of ids) {
-    const colon = id.lastIndexOf(':');
-    const kind = id.slice(0, colon) as PickKind;
-    const list = out.get(kind);
-    if (list) list.push(Number(id.slice(colon + 1)));
-    else out.set(kind, [Number(id.slice(colon + 1))]);
+    const parts = id.split(':');
+    if (parts[0] === 'aff') {
+      const kind = parts[1] as PickKind;
+      let m = out.affinity.get(kind);
+      if (!m) out.affinity.set(kind, (m = new Map()));
+      const t = Number(parts[2]);
+      const list = m.get(t);
+      if (list) list.push(Number(parts[3]));
+      else m.set(t, [Number(parts[3])]);
+      continue;
+    }
+    const kind = parts[0] as PickKind;
+    const list = out.counts.get(kind);
+    if (list) list.push(Number(parts[1]));
+    else out.counts.set(kind, [Number(parts[1])]);
   }
-  for (const list of out.values()) list.sort((a, b) => a - b);
+  for (const list of out.counts.values()) list.sort((a, b) => a - b);
+  for (const m of out.affinity.values()) for (const list of m.values()) list.sort((a, b) => a - b);
   return out;
 }
 
-/** The pick chains, one per kind, with rules for the static counts plus `extra` (per kind, all above the static). */
-export function pickChains(f: FamilyShape, extra: ReadonlyMap<PickKind, readonly number[]>): ChainState[] {
+/**
+ * The pick chains, one per kind: rules for the static counts plus the dynamic ones; then, per affinity timeout in
+ * use, the affinity rules (see affinityRules). A Service port without affinity matches a count rule and never
+ * reaches them.
+ */
+export function pickChains(f: FamilyShape, dyn: DynamicPicks): ChainState[] {
   const all = (more: readonly number[]) => [...new Set([...STATIC_COUNTS, ...more])].sort((a, b) => a - b);
-  return PICK_KINDS.map((kind) => ({ name: PICK[kind].chain, rules: all(extra.get(kind) ?? []).map((n) => pickRule(f, n, kind)) }));
+  return PICK_KINDS.map((kind) => {
+    const rules = all(dyn.counts.get(kind) ?? []).map((n) => pickRule(f, n, kind));
+    const aff = dyn.affinity.get(kind);
+    for (const t of [...(aff?.keys() ?? [])].sort((a, b) => a - b)) rules.push(...affinityRules(f, kind, t, aff!.get(t)!));
+    return { name: PICK[kind].chain, rules };
+  });
 }
 
 // Registers of a pick rule. The key (address . proto . port . slot) starts at NFT_REG32_00 and is contiguous;
@@ -523,6 +557,80 @@ export function pickRule(f: FamilyShape, count: number, kind: PickKind): Buffer 
       .lookup(k.slots, NFT_REG32_00, ENDPOINT_REG);
   }
   return r.nat(NFT_NAT_DNAT, f.nf, ENDPOINT_REG, ENDPOINT_REG + words, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED).body();
+}
+
+// ---- sessionAffinity ClientIP ---------------------------------------------------------------------------------
+// kube-proxy keeps a set of client addresses per endpoint (a set and a rule per endpoint); svcplane keeps one set
+// per key shape, of `client . service address . proto . port . slot` with a timeout per element, so affinity is
+// elements the kernel adds itself (dynset), and rules exist per timeout in use, not per Service:
+//   for each slot k below the largest endpoint count with that timeout:
+//     client . destination . k in @affinity -> refresh its timeout, DNAT to slot k (if the slot still exists)
+//   for each endpoint count N with that timeout:
+//     count == N with the affinity mark -> slot = numgen mod N, remember client . destination . slot, DNAT
+// An affinity port's count carries the mark and its timeout (affinityData), so only these rules match it.
+// Differences from kube-proxy, by design: affinity is per address the client uses (ClusterIP, NodePort, each
+// external address), not across them; when the endpoints change, slots are renumbered and some clients move.
+
+/** The sets of remembered clients: for addresses, and for NodePorts (no destination address in the key). */
+export const AFFINITY_SETS = { ip: 'affinity', nodeport: 'affinity-nodeport' } as const;
+/** Endpoint counts above this cannot carry the affinity mark: such ports are programmed without affinity. */
+export const MAX_AFFINITY_COUNT = 0xfff;
+
+/** An affinity port's count: mark bit 31, the timeout in seconds (bits 12-28: at most 86400), the count (0-11). */
+export function affinityData(count: number, seconds: number): Buffer {
+  const b = zeroed(4);
+  b.writeUInt32BE((0x80000000 | (seconds << 12) | count) >>> 0, 0);
+  return b;
+}
+
+/** Count, and timeout when affinity is on, of a count element's data. */
+export function countOf(data: Buffer): { count: number; affinitySeconds?: number } {
+  const v = data.readUInt32BE(0);
+  if (!(v & 0x80000000)) return { count: v };
+  return { count: v & 0xfff, affinitySeconds: (v >>> 12) & 0x1ffff };
+}
+
+/**
+ * A dynamic set gets room for 65535 elements unless told otherwise, and a full one makes the rule that would add a
+ * client fail (no DNAT): room for a million remembered clients per family (memory goes with what is held).
+ */
+export const AFFINITY_SET_SIZE = 1 << 20;
+
+export function affinitySetSpec(f: FamilyShape, nodePort: boolean): SetSpec {
+  const flags = NFT_SET_TIMEOUT | NFT_SET_EVAL;
+  return nodePort
+    ? { name: AFFINITY_SETS.nodeport, flags, keyType: concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), keyLen: f.addrLen + 12, size: AFFINITY_SET_SIZE }
+    : { name: AFFINITY_SETS.ip, flags, keyType: concatType(f.addrType, f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK), keyLen: 2 * f.addrLen + 12, size: AFFINITY_SET_SIZE };
+}
+
+/** The affinity rules of one kind and timeout, for ports of these endpoint counts (ascending). */
+export function affinityRules(f: FamilyShape, kind: PickKind, seconds: number, counts: readonly number[]): Buffer[] {
+  const k = PICK[kind];
+  const w = f.addrLen / 4;
+  // Registers: client address at 00, then (for addresses) the destination address, proto, port and the slot; the
+  // service tuple + slot (the slot map's key) is the tail of the remembered key.
+  const dst = NFT_REG32_00 + w;
+  const slot = k.nodePort ? dst + 2 : dst + w + 2;
+  const endpoint = slot + 1;
+  const set = k.nodePort ? AFFINITY_SETS.nodeport : AFFINITY_SETS.ip;
+  const load = () => {
+    const r = new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen);
+    if (!k.nodePort) r.payload(dst, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen);
+    const p = k.nodePort ? dst : dst + w;
+    return r.metaGet(NFT_META_L4PROTO, p).payload(p + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+  };
+  const dnat = (r: RuleBuilder) => r.lookup(k.slots, dst, endpoint).nat(NFT_NAT_DNAT, f.nf, endpoint, endpoint + w, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED).body();
+  const ms = seconds * 1000;
+  const rules: Buffer[] = [];
+  const max = Math.max(...counts);
+  for (let i = 0; i < max; i++) {
+    rules.push(dnat(load().immediateData(slot, hostU32(i)).lookup(set, NFT_REG32_00).dynset(NFT_DYNSET_OP_UPDATE, set, NFT_REG32_00, ms)));
+  }
+  for (const n of counts) {
+    rules.push(dnat(load().lookup(k.counts, dst, COUNT_REG).cmp(COUNT_REG, 'eq', affinityData(n, seconds))
+      .numgenRandom(slot, n).dynset(NFT_DYNSET_OP_UPDATE, set, NFT_REG32_00, ms)));
+  }
+  return rules;
 }
 
 /**
@@ -621,6 +729,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   const nodePortId = ['nodeport', proto, sp.nodePort].join('|');
   for (const ip of clusterIPs) frag.shared.push({ id: [SETS.clusterIPs, ip].join('|'), set: SETS.clusterIPs, key: ipToBytes(ip) });
   const hairpins = new Set<string>();
+  const affinity = sp.sessionAffinity.type === 'ClientIP' ? Math.min(Math.max(1, sp.sessionAffinity.timeoutSeconds), 86400) : 0;
   const pick = (kind: PickKind, n: number) => {
     const id = pickRuleId(kind, n);
     if (n > STATIC_PICK_COUNTS && !frag.picks.includes(id)) frag.picks.push(id);
@@ -630,7 +739,8 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
     const k = PICK[kind];
     const bySlot = slotted(endpoints, sp.endpointWeights);
     const n = bySlot.length;
-    out.push({ set: k.counts, key, data: countData(n), comment });
+    const sticky = affinity > 0 && n <= MAX_AFFINITY_COUNT;
+    out.push({ set: k.counts, key, data: sticky ? affinityData(n, affinity) : countData(n), comment });
     const slots = slotKeys(key, n);
     for (let i = 0; i < n; i++) out.push({ set: k.slots, key: slots[i], data: endpointData(bySlot[i].address, bySlot[i].port) });
     for (const ep of endpoints) {
@@ -639,7 +749,10 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
         frag.shared.push({ id: [SETS.hairpin, ep.address].join('|'), set: SETS.hairpin, key: pairBytes(ep.address) });
       }
     }
-    pick(kind, n);
+    if (sticky) {
+      const id = affinityRuleId(kind, affinity, n);
+      if (!frag.picks.includes(id)) frag.picks.push(id);
+    } else pick(kind, n);
   };
 
   // Endpoint weights (svcplane.io/endpoint-weights): an endpoint of weight w holds w slots (weights divided by their

@@ -6,7 +6,7 @@ import { EXPR_NAME, NFPROTO_IPV4, NUMGEN } from './netlink/constants';
 import { parseRuleBody } from './netlink/expr';
 import { attrString, attrU32 } from './netlink/records';
 import type { ElementState, TableState } from './objects';
-import { CHAINS, SETS } from './ruleset';
+import { CHAINS, SETS, countOf } from './ruleset';
 
 const PROTO_NAME: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
@@ -55,7 +55,7 @@ export function statusRows(t: TableState): StatusRow[] {
     if (e.key.length !== addrLen + 8 || !e.data) continue;
     const local = has(SETS.localPolicyIPs, e.key);
     const view = local ? elems(SETS.localIPs).get(e.key.toString('latin1')) : e;
-    const count = view?.data?.readUInt32BE(0) ?? 0;
+    const { count, affinitySeconds } = view?.data ? countOf(view.data) : { count: 0, affinitySeconds: undefined };
     const row: StatusRow = {
       family,
       protocol: PROTO_NAME[e.key[addrLen]] ?? String(e.key[addrLen]),
@@ -68,6 +68,7 @@ export function statusRows(t: TableState): StatusRow[] {
     };
     if (local) row.policy = 'Local';
     if (has(SETS.dropExternal, e.key)) row.drop = true;
+    if (affinitySeconds) row.persistentSeconds = affinitySeconds;
     rows.push(row);
   }
   for (const e of elems(SETS.dropServices).values()) {
@@ -88,7 +89,7 @@ export function statusRows(t: TableState): StatusRow[] {
     if (e.key.length !== 8 || !e.data) continue;
     const local = has(SETS.localPolicyNodePorts, e.key);
     const view = local ? elems(SETS.localNodePorts).get(e.key.toString('latin1')) : e;
-    const count = view?.data?.readUInt32BE(0) ?? 0;
+    const { count, affinitySeconds } = view?.data ? countOf(view.data) : { count: 0, affinitySeconds: undefined };
     const row: StatusRow = {
       family, protocol: PROTO_NAME[e.key[0]] ?? String(e.key[0]), address: '*', port: e.key.readUInt16BE(4), kind: 'NodePort',
       service: e.comment ?? '', reject: false,
@@ -96,6 +97,7 @@ export function statusRows(t: TableState): StatusRow[] {
     };
     if (local) row.policy = 'Local';
     if (has(SETS.dropNodePorts, e.key)) row.drop = true;
+    if (affinitySeconds) row.persistentSeconds = affinitySeconds;
     rows.push(row);
   }
   for (const e of elems(SETS.noEndpointNodePorts).values()) {

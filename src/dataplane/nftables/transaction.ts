@@ -96,6 +96,7 @@ export class NftTransaction {
     if (set.dataType !== undefined) a.u32(SET.DATA_TYPE, set.dataType);
     if (set.dataLen !== undefined) a.u32(SET.DATA_LEN, set.dataLen);
     a.u32(SET.ID, this.setId++); // nf_tables_newset requires an id, unique within the batch
+    if (set.size !== undefined) a.u32(SET.DESC_SIZE, set.size);
     if (set.concat) a.bytes(SET.DESC_CONCAT, Buffer.from(set.concat));
     a.end();
   }

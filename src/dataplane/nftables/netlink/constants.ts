@@ -53,6 +53,10 @@ export const IMM = { DREG: 1, DATA: 2, VERDICT: 3, CHAIN: 4 } as const;
 export const BITWISE = { SREG: 1, DREG: 2, LEN: 3, MASK: 4, XOR: 5, OP: 6 } as const;
 export const NAT = { TYPE: 1, FAMILY: 2, REG_ADDR_MIN: 3, REG_ADDR_MAX: 4, REG_PROTO_MIN: 5, REG_PROTO_MAX: 6, FLAGS: 7 } as const;
 export const LOOKUP = { SREG: 1, DREG: 2, SET: 3, SET_ID: 4, FLAGS: 5 } as const;
+/** libnftnl's NFTNL_EXPR_DYNSET_* (TIMEOUT: u64 milliseconds, host order). */
+export const DYNSET = { SREG_KEY: 1, SREG_DATA: 2, OP: 3, TIMEOUT: 4, SET_NAME: 5, SET_ID: 6, FLAGS: 9 } as const;
+export const NFT_DYNSET_OP_ADD = 0;
+export const NFT_DYNSET_OP_UPDATE = 1;
 export const CT = { DREG: 1, KEY: 2, DIR: 3, SREG: 4 } as const;
 export const REJECT = { TYPE: 1, CODE: 2 } as const;
 export const MASQ = { FLAGS: 1, REG_PROTO_MIN: 2, REG_PROTO_MAX: 3 } as const;
@@ -92,6 +96,9 @@ export const NFT_BITWISE_BOOL = 0;
 export const NFT_LOOKUP_F_INV = 1;
 
 export const NFT_SET_MAP = 0x8;
+/** NFT_SET_TIMEOUT | NFT_SET_EVAL: elements expire; rules add them (dynset). nft calls these "flags timeout, dynamic". */
+export const NFT_SET_TIMEOUT = 0x10;
+export const NFT_SET_EVAL = 0x20;
 /** NFT_SET_INTERVAL | NFT_SET_CONCAT: a set of concatenated ranges (the kernel's pipapo backend). */
 export const NFT_SET_INTERVAL = 0x4;
 export const NFT_SET_CONCAT = 0x80;

@@ -7,7 +7,7 @@
 // canonicalRuleBody() is byte-identical to the rule we built.
 import * as os from 'node:os';
 import {
-  BITWISE, CMP, CT, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NUMGEN, PAYLOAD, REJECT,
+  BITWISE, CMP, CT, DYNSET, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NUMGEN, PAYLOAD, REJECT,
   NFT_BITWISE_BOOL, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_NG_RANDOM, NFT_REG_VERDICT,
 } from './constants';
 import { AttrMap, AttrWriter, ByteWriter } from './records';
@@ -50,6 +50,7 @@ const SIGNIFICANT: Record<string, readonly number[]> = {
   bitwise: [BITWISE.SREG, BITWISE.DREG, BITWISE.LEN, BITWISE.MASK, BITWISE.XOR, BITWISE.OP],
   nat: [NAT.TYPE, NAT.FAMILY, NAT.REG_ADDR_MIN, NAT.REG_ADDR_MAX, NAT.REG_PROTO_MIN, NAT.REG_PROTO_MAX, NAT.FLAGS],
   lookup: [LOOKUP.SREG, LOOKUP.DREG, LOOKUP.SET, LOOKUP.FLAGS],
+  dynset: [DYNSET.SREG_KEY, DYNSET.SREG_DATA, DYNSET.OP, DYNSET.TIMEOUT, DYNSET.SET_NAME],
   ct: [CT.DREG, CT.KEY, CT.DIR, CT.SREG],
   reject: [REJECT.TYPE, REJECT.CODE],
   masq: [MASQ.FLAGS, MASQ.REG_PROTO_MIN, MASQ.REG_PROTO_MAX],
@@ -142,6 +143,14 @@ export class RuleBuilder {
     const a = this.expr('immediate').u32(IMM.DREG, NFT_REG_VERDICT).u32(IMM.VERDICT, verdictCode(v));
     if (v.kind === 'jump' || v.kind === 'goto') a.str(IMM.CHAIN, v.chain);
     a.end();
+    return this;
+  }
+  /** Adds (op 0) or refreshes (op 1, adding if missing) the element keyed by sregKey, with its own timeout. */
+  dynset(op: number, set: string, sregKey: number, timeoutMs: number): this {
+    const t = Buffer.allocUnsafe(8);
+    if (LE) t.writeBigUInt64LE(BigInt(timeoutMs));
+    else t.writeBigUInt64BE(BigInt(timeoutMs));
+    this.expr('dynset').u32(DYNSET.SREG_KEY, reg(sregKey)).u32(DYNSET.OP, op).bytes(DYNSET.TIMEOUT, t).str(DYNSET.SET_NAME, set).end();
     return this;
   }
   numgenRandom(dreg: number, modulus: number): this {
