@@ -1,0 +1,68 @@
+// Node-level settings with real traffic (issue 5), IPVS mode in the guest: nodePortAddresses (CIDRs and "primary"),
+// the masquerade decision (cluster-CIDR detection, masqueradeAll, neither), LoadBalancer ingress with ipMode Proxy
+// left to the load balancer. The same manifests as the nftables kernel test.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
+import { runClient } from '../../../scripts/lib/traffic';
+import { svcplane } from '../../helpers/cli';
+import { FEATURE_IPS, FEATURE_NODEPORT, featureManifests } from '../../helpers/node-features';
+
+const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
+
+describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings, ipMode Proxy (guest kernel)', () => {
+  let sb: Sandbox;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-feat-'));
+  const sync = (...flags: string[]) => {
+    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--output', 'json', '--netns', sb.nodeNsPath, ...flags]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  };
+  const tcp = (ns: string, addr: string, port: number, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count: 3, concurrency: 1, timeoutMs });
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    fs.writeFileSync(path.join(dir, 'edge.yaml'), featureManifests(sb));
+  });
+  afterAll(async () => {
+    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    await sb?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('nodePortAddresses: a CIDR, or "primary" with --node-ip, limits the node addresses with a NodePort virtual service', async () => {
+    const other = '198.18.3.1';
+    sync();
+    expect((await tcp(sb.clientNs, other, FEATURE_NODEPORT)).ok).toBe(3);
+    for (const flags of [['--nodeport-addresses', '198.18.1.0/24'], ['--nodeport-addresses', 'primary', '--node-ip', sb.nodeIPs.v4]]) {
+      sync(...flags);
+      const vs = (await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln'])).stdout;
+      expect(vs, flags.join(' ')).toContain(`${sb.nodeIPs.v4}:${FEATURE_NODEPORT}`);
+      expect(vs, flags.join(' ')).not.toContain(`${other}:${FEATURE_NODEPORT}`);
+      expect((await tcp(sb.clientNs, sb.nodeIPs.v4, FEATURE_NODEPORT)).ok).toBe(3);
+      expect((await tcp(sb.clientNs, other, FEATURE_NODEPORT)).errors).toEqual({ ECONNREFUSED: 3 });
+    }
+  });
+
+  it('masquerade: off-cluster clients with --cluster-cidr, everyone with --masquerade-all, nobody with neither', async () => {
+    const pod = sb.backends[0];
+    const via = async (ns: string) => Object.keys((await runClient(sb, ns, { proto: 'tcp', addr: FEATURE_IPS.clusterIP, port: 80, count: 9, concurrency: 1 })).sources);
+    sync('--cluster-cidr', sb.podCIDR.v4);
+    expect(await via(sb.clientNs)).toEqual([sb.podGateway.v4]);
+    expect(await via(pod.ns)).toContain(pod.v4);
+    sync('--masquerade-all');
+    expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4)).toBe(true);
+    sync();
+    expect(await via(sb.clientNs)).toEqual([sb.clientIP.v4]);
+  });
+
+  it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {
+    sync('--cluster-cidr', sb.podCIDR.v4);
+    const vs = (await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln'])).stdout;
+    expect(vs).toContain(`${FEATURE_IPS.lbVip}:80`);
+    expect(vs).not.toContain(FEATURE_IPS.lbProxy);
+    expect((await tcp(sb.clientNs, FEATURE_IPS.lbVip, 80)).ok).toBe(3);
+    expect((await tcp(sb.clientNs, FEATURE_IPS.lbProxy, 80, 1200)).errors).toEqual({ ETIMEDOUT: 3 });
+  });
+});
