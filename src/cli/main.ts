@@ -8,15 +8,18 @@ import { KubeConfigError } from '../k8s/kubeconfig';
 import { openTransport } from '../k8s/transport';
 import { IpvsClient } from '../dataplane/ipvs/client';
 import { ConntrackCleaner } from '../dataplane/conntrack';
+import { type FlowQuery, explainIpvs, explainNftables, formatExplanation } from '../explain';
+import { NFPROTO_IPV4, NFPROTO_IPV6 } from '../dataplane/nftables/netlink/constants';
+import { OWNED_FLAG } from '../dataplane/ipvs/desired';
 import { SCHEDULERS } from '../dataplane/ipvs/desired';
 import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
-import { defaultConfig } from '../dataplane/nftables/ruleset';
+import { TABLE_NAME, defaultConfig } from '../dataplane/nftables/ruleset';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
 import { createLogger, type Logger } from '../log';
-import { parseCIDR, parseIP } from '../model/ip';
+import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
 import { loadManifests } from '../source/manifests';
 import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
@@ -65,13 +68,19 @@ const RUN_FLAGS: FlagSpec[] = [
   NETNS, LOG, HELP,
 ];
 const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
+const EXPLAIN_FLAGS: FlagSpec[] = [
+  MODE,
+  { name: 'from', type: 'string', value: 'ADDRESS', help: 'the client\'s address (policy, source ranges, masquerade and affinity depend on it)' },
+  OUTPUT, { ...NETNS, help: 'read the network namespace at FILE instead of the current one' }, HELP,
+];
 const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 
-const COMMANDS: Record<string, { summary: string; flags: FlagSpec[] }> = {
+const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: string }> = {
   run: { summary: 'the node agent: watch the cluster and keep the dataplane in sync (replaces kube-proxy)', flags: RUN_FLAGS },
   sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
   status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
   cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
+  explain: { summary: 'explain a flow as the kernel will handle it: the Service port it matches, the endpoints a new connection can reach and why', flags: EXPLAIN_FLAGS, args: '<TCP|UDP|SCTP> <address>:<port>' },
 };
 
 function usage(): string {
@@ -89,7 +98,7 @@ Run 'svcplane <command> --help' for a command's flags.
 
 function commandUsage(name: string): string {
   const c = COMMANDS[name];
-  return `svcplane ${name}: ${c.summary}\n\nUsage: svcplane ${name} [flags]\n\nFlags:\n${formatFlags(c.flags)}\n`;
+  return `svcplane ${name}: ${c.summary}\n\nUsage: svcplane ${name} [flags]${c.args ? ` ${c.args}` : ''}\n\nFlags:\n${formatFlags(c.flags)}\n`;
 }
 
 function out(s: string): void {
@@ -155,6 +164,44 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
     return 0;
   } finally {
     dp.close();
+  }
+}
+
+/** "TCP" "198.18.100.10:80" (or "[fd00::1]:80") -> a flow query. */
+function parseFlow(positionals: string[], from: string | undefined): FlowQuery {
+  if (positionals.length !== 2) throw new UsageError('explain needs <TCP|UDP|SCTP> <address>:<port>');
+  const protocol = positionals[0].toUpperCase();
+  if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') throw new UsageError(`protocol "${positionals[0]}" is not TCP, UDP or SCTP`);
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(positionals[1]);
+  const address = m ? canonicalIP(m[1] ?? m[2]) : undefined;
+  const port = m ? Number(m[3]) : 0;
+  if (!address || port < 1 || port > 65535) throw new UsageError(`"${positionals[1]}" is not <address>:<port>`);
+  if (from !== undefined && !canonicalIP(from)) throw new UsageError(`--from "${from}" is not an IP address`);
+  return { protocol, address, port, from: from !== undefined ? canonicalIP(from) : undefined };
+}
+
+async function cmdExplain(flags: ParsedFlags, positionals: string[]): Promise<number> {
+  const q = parseFlow(positionals, str(flags, 'from'));
+  const netns = str(flags, 'netns');
+  const ns = netns ? { netns } : {};
+  const family = q.address.includes(':') ? NFPROTO_IPV6 : NFPROTO_IPV4;
+  const nft = new NetlinkNftClient(ns);
+  // IpvsClient holds the route socket too: the node's addresses (is the destination a NodePort?) come from it.
+  const ipvsClient = new IpvsClient(ns);
+  try {
+    const table = await nft.dumpTable(family, TABLE_NAME);
+    // The node's own addresses: a destination among them is a NodePort; a source among them is the node itself.
+    const addrs = (await ipvsClient.allAddresses()).map((a) => a.address).filter((a) => a !== '127.0.0.1' && a !== '::1');
+    let e;
+    if (str(flags, 'mode') === 'ipvs') {
+      const services = (await ipvsClient.listServices()).filter((s) => s.flags & OWNED_FLAG);
+      e = explainIpvs(services, await ipvsClient.listDests(services), table, q, addrs);
+    } else e = explainNftables(table, q, addrs);
+    out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
+    return 0;
+  } finally {
+    nft.close();
+    ipvsClient.close();
   }
 }
 
@@ -247,10 +294,13 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   let flags: ParsedFlags;
+  let positionals: string[] = [];
   try {
     const parsed = parseFlags(rest, spec.flags);
-    if (parsed.positionals.length) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
+    const allowed = command === 'explain' ? 2 : 0;
+    if (parsed.positionals.length > allowed) throw new UsageError(`unexpected argument "${parsed.positionals[allowed]}"`);
     flags = parsed.flags;
+    positionals = parsed.positionals;
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`svcplane ${command}: ${e.message}\n\n${commandUsage(command)}`);
@@ -268,6 +318,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'run') return await cmdRun(flags);
     if (command === 'sync') return await cmdSync(flags, log);
     if (command === 'status') return await cmdStatus(flags);
+    if (command === 'explain') return await cmdExplain(flags, positionals);
     return await cmdCleanup(flags);
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError || e instanceof KubeConfigError) {

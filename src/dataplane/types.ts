@@ -47,6 +47,8 @@ export interface StatusRow {
   drop?: boolean;
   /** 'Local': externalTrafficPolicy Local (endpoints: what clients from outside the node get; source kept). */
   policy?: 'Local';
+  /** Why the endpoints are these (policy, topology, termination, weights), as the kernel's element comment says. */
+  why?: string[];
   /** IPVS: the virtual service's scheduler, and its persistence timeout when sessionAffinity is ClientIP. */
   scheduler?: string;
   persistentSeconds?: number;

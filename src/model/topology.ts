@@ -35,6 +35,22 @@ export interface EndpointChoice {
   externalLocal: boolean;
   hasAny: boolean;
   topology: TopologyMode;
+  /** Whether the cluster / local list fell back to serving-terminating endpoints (none ready). */
+  clusterTerminating: boolean;
+  localTerminating: boolean;
+}
+
+/**
+ * Why a list of endpoints is what it is, for people (explain, status): policy, topology, termination. Kept short:
+ * it travels in the kernel as part of an element comment (127 bytes at most).
+ */
+export function choiceReasons(c: EndpointChoice, view: 'cluster' | 'local', node: NodeTopology): string[] {
+  const out: string[] = [];
+  if (view === 'local') out.push(`this node's endpoints only${node.name ? ` (${node.name})` : ''}`);
+  if (view === 'cluster' && c.topology === 'PreferSameZone') out.push(`topology: zone ${node.zone}`);
+  if (view === 'cluster' && c.topology === 'PreferSameNode') out.push(`topology: node ${node.name}`);
+  if (view === 'cluster' ? c.clusterTerminating : c.localTerminating) out.push('none ready: serving-terminating');
+  return out;
 }
 
 /** Whether the port can be reached from outside the cluster (kube-proxy's ExternallyAccessible). */
@@ -72,14 +88,16 @@ export function chooseEndpoints(sp: ServicePort, family: IPFamily, node: NodeTop
   const servingTerminating = (list: Endpoint[]) => list.filter((e) => !e.ready && e.serving && e.terminating);
   const mode = topologyMode(ready, node);
   let cluster = mode === '' ? ready : ready.filter((e) => availableForTopology(e, mode, node));
-  if (cluster.length === 0) cluster = servingTerminating(all);
+  const clusterTerminating = cluster.length === 0;
+  if (clusterTerminating) cluster = servingTerminating(all);
   const isLocal = (e: Endpoint) => node.name !== undefined && e.nodeName === node.name;
   let local = ready.filter(isLocal);
-  if (local.length === 0) local = servingTerminating(all).filter(isLocal);
+  const localTerminating = local.length === 0;
+  if (localTerminating) local = servingTerminating(all).filter(isLocal);
   const hasAny = ready.length > 0 || servingTerminating(all).length > 0;
   const externalLocal = sp.externalTrafficPolicy === 'Local' && externallyAccessible(sp);
   return {
-    cluster, local, hasAny, topology: mode,
+    cluster, local, hasAny, topology: mode, clusterTerminating: clusterTerminating && cluster.length > 0, localTerminating: localTerminating && local.length > 0,
     internal: sp.internalTrafficPolicy === 'Local' ? local : cluster,
     external: externalLocal ? local : cluster,
     externalLocal,

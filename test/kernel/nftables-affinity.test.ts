@@ -56,12 +56,14 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
 
   it('each client stays on one endpoint (ClusterIP and NodePort); different clients spread', async () => {
     const chosen = new Set<number>();
+    let first = -1;
     for (const bind of SOURCES) {
       const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: VIP, port: 80, count: 10, concurrency: 1, bind });
       expect(r.errors).toEqual({});
       const counts = countsFor(r, BE);
       expect(counts.filter((n) => n > 0), `${bind}: ${counts}`).toEqual([10]);
       chosen.add(counts.findIndex((n) => n > 0));
+      if (bind === SOURCES[0]) first = counts.findIndex((n) => n > 0);
     }
     expect(chosen.size).toBeGreaterThan(1);
     const np = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 30140, count: 10, concurrency: 1, bind: SOURCES[0] });
@@ -72,6 +74,13 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     expect(set).toMatch(/expires/);
     const rules = await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset']);
     expect(rules.code, rules.stderr).toBe(0);
+    // explain reads the remembered entry back from the kernel: the endpoint this client was sent to.
+    const e = svcplane(['explain', 'TCP', `${VIP}:80`, '--from', SOURCES[0], '--output', 'json'], { netns: sb.nodeNs });
+    expect(e.code, e.stderr).toBe(0);
+    const why = (JSON.parse(e.stdout) as { why: string[] }).why.join(' | ');
+    expect(why).toContain('sessionAffinity ClientIP, 3 s');
+    expect(why).toContain(`${SOURCES[0]} is remembered on slot`);
+    expect(why).toContain(`(${sb.backends[first].v4}:`);
   });
 
   it('a second sync leaves the remembered clients alone; the kernel forgets them after the timeout', async () => {

@@ -140,4 +140,64 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     expect(rows.find((x) => x.address === POLICY_IPS.itpNone)?.drop).toBe(true);
     expect(rows.find((x) => x.address === POLICY_IPS.zoned)?.endpoints.map((e) => e.address)).toEqual([sb.backends[0].v4]);
   });
+
+  describe('svcplane explain (read from the kernel by a fresh process; checked against the traffic)', () => {
+    interface Explained { kind: string; service?: string; verdict: string; endpoints: Array<{ address: string; share?: number }>; why: string[]; masquerade?: boolean }
+    const explain = (proto: string, target: string, from?: string): Explained => {
+      const r = svcplane(['explain', proto, target, ...(from ? ['--from', from] : []), '--output', 'json'], { netns: sb.nodeNs });
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Explained;
+    };
+    const reached = (r: Awaited<ReturnType<typeof tcp>>) => countsFor(r, BE).flatMap((n, i) => (n > 0 ? [i] : []));
+    const addrs = (e: Explained) => e.endpoints.map((x) => x.address).sort();
+    const be = (...i: number[]) => i.map((k) => sb.backends[k].v4).sort();
+
+    it('externalTrafficPolicy Local: the external address from outside names this node\'s endpoint; from a pod, every one', async () => {
+      const out = explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.clientIP.v4);
+      expect(out).toMatchObject({ kind: 'External', service: 'policy/etp-local:http', verdict: 'forwarded' });
+      expect(addrs(out)).toEqual(be(0));
+      expect(out.why.join(' | ')).toContain('externalTrafficPolicy Local');
+      expect(out.masquerade).toBeFalsy();
+      const r = await tcp(sb.clientNs, POLICY_IPS.etpLocal, 80, 20);
+      expect(reached(r).map((i) => sb.backends[i].v4)).toEqual(addrs(out));
+      const pod = explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.backends[1].v4);
+      expect(addrs(pod)).toEqual(be(0, 1, 2));
+      const np = explain('TCP', `${sb.nodeIPs.v4}:${POLICY_NODEPORTS.etpLocal}`, sb.clientIP.v4);
+      expect(np).toMatchObject({ kind: 'NodePort', service: 'policy/etp-local:http', verdict: 'forwarded' });
+      expect(addrs(np)).toEqual(be(0));
+    });
+
+    it('drops, topology and termination are told with their reason', async () => {
+      const none = explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.clientIP.v4);
+      expect(none.verdict).toBe('dropped');
+      expect(none.why.join(' | ')).toContain('none of the endpoints');
+      expect(explain('TCP', `${POLICY_IPS.itpNone}:80`).verdict).toBe('dropped');
+      const zoned = explain('TCP', `${POLICY_IPS.zoned}:80`, sb.clientIP.v4);
+      expect(addrs(zoned)).toEqual(be(0));
+      expect(zoned.why).toContain(`topology: zone ${ZONE}`);
+      expect(zoned.masquerade).toBe(true); // off-cluster client to a ClusterIP
+      const term = explain('TCP', `${POLICY_IPS.terminatingOnly}:80`);
+      expect(addrs(term)).toEqual(be(1));
+      expect(term.why).toContain('none ready: serving-terminating');
+      const r = await tcp(sb.clientNs, POLICY_IPS.terminatingOnly, 80, 10);
+      expect(reached(r)).toEqual([1]);
+      const w = explain('TCP', `${POLICY_IPS.weighted}:80`);
+      expect(Object.fromEntries(w.endpoints.map((x) => [x.address, x.share]))).toEqual({ [sb.backends[0].v4]: 2 / 3, [sb.backends[1].v4]: 1 / 3 });
+      expect(w.why).toContain('weighted');
+    });
+
+    it('loadBalancerSourceRanges, unused ports and foreign addresses', async () => {
+      const deny = explain('TCP', `${POLICY_IPS.fwDeny}:80`, sb.clientIP.v4);
+      expect(deny.verdict).toBe('dropped');
+      expect(deny.why[0]).toContain('203.0.113.0/24');
+      expect(explain('TCP', `${POLICY_IPS.fwAllow}:80`, sb.clientIP.v4).verdict).toBe('forwarded');
+      expect(explain('TCP', `${POLICY_IPS.itpLocal}:81`)).toMatchObject({ kind: 'unused ClusterIP port', verdict: 'rejected' });
+      expect(explain('UDP', '198.18.250.1:53')).toMatchObject({ kind: 'none', verdict: 'not a Service' });
+      const text = svcplane(['explain', 'tcp', `${POLICY_IPS.zoned}:80`], { netns: sb.nodeNs });
+      expect(text.stdout).toMatch(new RegExp(`TCP ${POLICY_IPS.zoned}:80: forwarded\\n  matches    ClusterIP of Service policy/zoned:http`));
+      const bad = svcplane(['explain', 'TCP', 'nowhere:80'], { netns: sb.nodeNs });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('is not <address>:<port>');
+    });
+  });
 });

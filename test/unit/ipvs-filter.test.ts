@@ -105,6 +105,28 @@ describe('IPVS mode: the nftables table beside IPVS', () => {
     expect((await contents(fake))[IPVS_SETS.noEndpointServices]).toEqual(['198.18.100.10 6 80']);
   });
 
+  it('service-ips and NodePort elements carry the Service port and why; a changed reason is replaced, in partial and full syncs', async () => {
+    const fake = new FakeNftClient();
+    const t = new IpvsNftables(fake, cfg);
+    const web = sp('web', { nodePort: 30080 });
+    await t.full(ports(web), always);
+    const comments = async () => {
+      const tb = (await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!;
+      return [IPVS_SETS.serviceIPs, IPVS_SETS.masqNodePorts].map((set) => [...tb.elements.get(set)!.values()].map((e) => e.comment));
+    };
+    expect(await comments()).toEqual([['default/web:http'], ['default/web:http']]);
+    // None ready, one serving-terminating: same keys, another reason (the kernel keeps old user data on a re-add,
+    // so the element is deleted and added in the same batch).
+    const term = sp('web', { nodePort: 30080, endpoints: [ep('198.18.2.11'), ep('198.18.2.12')].map((e) => ({ ...e, ready: false, terminating: true })) });
+    const r = await t.partial(ports(term), always);
+    expect(r.tx.summary()).toEqual({ 'delete elements': 2, 'add elements': 2 });
+    expect(await comments()).toEqual([['default/web:http (none ready: serving-terminating)'], ['default/web:http (none ready: serving-terminating)']]);
+    // A fresh process's full sync puts the reason right too (here: back to ready).
+    const back = await new IpvsNftables(fake, cfg).full(ports(web), always);
+    expect(back.tx.summary()).toEqual({ 'delete elements': 2, 'add elements': 2 });
+    expect(await comments()).toEqual([['default/web:http'], ['default/web:http']]);
+  });
+
   it('a refused batch changes nothing and the counts stay as they were', async () => {
     const fake = new FakeNftClient();
     const t = new IpvsNftables(fake, cfg);

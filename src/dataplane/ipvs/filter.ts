@@ -33,7 +33,7 @@ import {
   needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
-import { chooseEndpoints } from '../../model/topology';
+import { choiceReasons, chooseEndpoints } from '../../model/topology';
 
 
 export const IPVS_CHAINS = {
@@ -179,6 +179,8 @@ export interface FilterElement {
   set: string;
   key: Buffer;
   keyEnd?: Buffer;
+  /** service-ips only: the Service port and why its real servers are these (explain reads it from the kernel). */
+  comment?: string;
 }
 
 /**
@@ -197,10 +199,21 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
   const out: FilterElement[] = [];
   // A NodePort lives in the families of the Service's ClusterIPs (a single-stack Service in one).
   const inFamily = clusterIPs.length > 0;
+  const node = { name: cfg.nodeName, zone: cfg.nodeZone };
+  /** The Service port and why the virtual service's real servers are these (as the nftables mode's counts say). */
+  const why = (external: boolean) => {
+    const local = external ? choice.externalLocal : sp.internalTrafficPolicy === 'Local';
+    const r = choiceReasons(choice, local ? 'local' : 'cluster', node);
+    // IPVS has one real-server list per address: eTP Local with no local endpoint keeps them all for the node's
+    // pods (the nftables table drops the rest), as kube-proxy's IPVS mode does.
+    if (local && external && choice.local.length === 0 && choice.hasAny) r.splice(0, r.length, 'no endpoint here: every endpoint, for pods only');
+    if (sp.endpointWeights) r.push('weighted');
+    return r.length ? `${sp.key} (${r.join('; ')})` : sp.key;
+  };
   const address = (a: string, external: boolean) => {
     const key = addrProtoPortKey(a, proto, sp.port);
     const addr = key.subarray(0, v6 ? 16 : 4);
-    out.push({ set: IPVS_SETS.serviceIPs, key });
+    out.push({ set: IPVS_SETS.serviceIPs, key, comment: why(external) });
     if (external && sp.loadBalancerIPs.includes(a)) out.push(...firewallElements(key, sp.loadBalancerSourceRanges, ip));
     if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: addr });
     if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointServices, key });
@@ -219,9 +232,10 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
   if (sp.nodePort && inFamily) {
     const key = protoPortKey(proto, sp.nodePort);
     if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointNodePorts, key });
-    if (!choice.externalLocal) out.push({ set: IPVS_SETS.masqNodePorts, key });
+    // The NodePort's policy element carries the comment (one per NodePort, like service-ips per address).
+    if (!choice.externalLocal) out.push({ set: IPVS_SETS.masqNodePorts, key, comment: why(true) });
     else {
-      out.push({ set: IPVS_SETS.localPolicyNodePorts, key });
+      out.push({ set: IPVS_SETS.localPolicyNodePorts, key, comment: why(true) });
       if (choice.hasAny && choice.local.length === 0) out.push({ set: IPVS_SETS.dropNodePorts, key });
     }
   }

@@ -6,7 +6,7 @@
 import type { ServicePort, ServicePortKey } from '../../model/types';
 import type { NftClient } from '../nftables/client';
 import { diffTable } from '../nftables/diff';
-import { type ElementState, elementKey } from '../nftables/objects';
+import { type ElementState, type TableState, elementKey } from '../nftables/objects';
 import { FAMILIES, type NftablesConfig } from '../nftables/ruleset';
 import { NftTransaction } from '../nftables/transaction';
 import { type FilterElement, elementsOf, ipvsSkeleton } from './filter';
@@ -80,7 +80,7 @@ export class IpvsNftables {
     FAMILIES.forEach((_fam, f) => {
       const skel = this.skeletons[f];
       const want = { ...skel, elements: new Map([...skel.sets.keys()].map((set) => [set, [] as ElementState[]])) };
-      for (const e of counts[f].elements()) want.elements.get(e.set)!.push(e.keyEnd ? { key: e.key, keyEnd: e.keyEnd } : { key: e.key });
+      for (const e of counts[f].elements()) want.elements.get(e.set)!.push(stateOf(e));
       diffTable(tx, current[f], want);
     });
     const res = await this.client.run(tx);
@@ -102,7 +102,7 @@ export class IpvsNftables {
       const was = this.counts[f].bump(e, d);
       undo.push([f, e, d]);
       const now = was + d;
-      const el: ElementState = e.keyEnd ? { key: e.key, keyEnd: e.keyEnd } : { key: e.key };
+      const el = stateOf(e);
       if (was <= 0 && now > 0) push(adds[f], e.set, el);
       if (was > 0 && now <= 0) push(dels[f], e.set, el);
     };
@@ -122,11 +122,12 @@ export class IpvsNftables {
       for (const [set, list] of dels[f]) {
         const added = adds[f].get(set);
         if (!added) continue;
-        const back = new Set(added.map((e) => elementKey(e)));
+        // (Unless its comment changed: the kernel keeps the old one on a re-add, so it is deleted and added.)
+        const back = new Map(added.map((e) => [elementKey(e), e.comment]));
         const kept = new Set<string>();
         dels[f].set(set, list.filter((e) => {
           const k = elementKey(e);
-          if (back.has(k)) {
+          if (back.has(k) && back.get(k) === e.comment) {
             kept.add(k);
             return false;
           }
@@ -153,6 +154,11 @@ export class IpvsNftables {
     }
   }
 
+  /** The table of each family as the kernel holds it (FAMILIES order), for status. */
+  async dump(): Promise<Array<TableState | undefined>> {
+    return Promise.all(FAMILIES.map((fam) => this.client.dumpTable(fam.nf, this.config.tableName)));
+  }
+
   /** Deletes the table in both families (cleanup). */
   async remove(): Promise<boolean> {
     const tx = new NftTransaction();
@@ -170,6 +176,12 @@ export class IpvsNftables {
   close(): void {
     this.client.close();
   }
+}
+
+function stateOf(e: FilterElement): ElementState {
+  const el: ElementState = e.keyEnd ? { key: e.key, keyEnd: e.keyEnd } : { key: e.key };
+  if (e.comment !== undefined) el.comment = e.comment;
+  return el;
 }
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {

@@ -24,6 +24,7 @@ import { TABLE_NAME, defaultConfig as defaultNftConfig } from '../nftables/rules
 import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
 import { IpvsClient, OpBatch, type ApplyResult } from './client';
 import { IpvsNftables } from './nftables';
+import { describeVirtualService } from './describe';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
 import * as ipvs from './netlink';
@@ -215,17 +216,19 @@ export class IpvsProxier implements Dataplane {
   async status(): Promise<StatusReport> {
     const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
     const dests = await this.client.listDests(services);
-    const rows: StatusRow[] = services.map((s, i) => ({
-      family: s.family, protocol: s.protocol, address: s.address, port: s.port,
-      kind: 'ClusterIP', service: '', reject: dests[i].length === 0, scheduler: s.scheduler,
-      persistentSeconds: s.flags & ipvs.SVC_FLAG.PERSISTENT ? s.timeout : undefined,
-      endpoints: dests[i].map((d) => ({ address: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns })),
-    }));
-    // Name rows after the Service ports this process knows (a fresh `status` process knows none: addresses only).
-    for (const r of rows) {
-      const d = this.desired.get(vsKey(r as { protocol: ipvs.IpvsProtocol; address: string; port: number }));
-      if (d) r.service = d.owner;
-    }
+    const [t4, t6] = await this.filter.dump();
+    const rows: StatusRow[] = services.map((s, i) => {
+      // Which Service port and why: the comments of the nftables table beside IPVS (read from the kernel, so a
+      // fresh `status` process names Services as the agent does).
+      const d = describeVirtualService(s.family === 4 ? t4 : t6, s.protocol, s.address, s.port);
+      return {
+        family: s.family, protocol: s.protocol, address: s.address, port: s.port,
+        kind: d.kind, service: d.service, reject: dests[i].length === 0, scheduler: s.scheduler,
+        ...(d.policy ? { policy: d.policy } : {}), ...(d.drop ? { drop: true } : {}), ...(d.why.length ? { why: d.why } : {}),
+        persistentSeconds: s.flags & ipvs.SVC_FLAG.PERSISTENT ? s.timeout : undefined,
+        endpoints: dests[i].map((e) => ({ address: e.address, port: e.port, weight: e.weight, activeConns: e.activeConns, inactiveConns: e.inactiveConns })),
+      };
+    });
     return { mode: this.mode, present: services.length > 0, rows };
   }
 

@@ -39,7 +39,9 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
       const k = elementKey(e);
       seen.add(k);
       const c = cur.get(k);
-      if (c && sameElement(c, e)) continue;
+      // A changed comment (why a Service's endpoints are these: explain reads it) is replaced too: the kernel keeps
+      // an existing element's user data on a re-add.
+      if (c && sameElement(c, e) && (e.comment === undefined || e.comment === c.comment)) continue;
       if (c) gone.push(c);
       add.push(e);
     }

@@ -40,6 +40,8 @@ export interface ElementState {
   data?: Buffer;
   /** Shown by `nft list` and read back by status: which Service port the element belongs to. Not compared. */
   comment?: string;
+  /** Dumped elements of a timeout set: milliseconds left (the kernel's; never written by svcplane). */
+  expiresMs?: number;
 }
 
 export interface TableState {

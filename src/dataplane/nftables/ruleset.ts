@@ -38,7 +38,7 @@
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
 import { CIDR, ipToBytes, parseCIDR } from '../../model/ip';
 import type { Endpoint, IPFamily, Protocol, ServicePort } from '../../model/types';
-import { chooseEndpoints } from '../../model/topology';
+import { choiceReasons, chooseEndpoints } from '../../model/topology';
 import { type EndpointWeights, endpointWeight } from '../../model/weights';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
@@ -735,12 +735,20 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
     if (n > STATIC_PICK_COUNTS && !frag.picks.includes(id)) frag.picks.push(id);
   };
   /** count + slot elements of `endpoints` under `key`, in the count map and slot map of `kind`. */
+  const node = { name: cfg.nodeName, zone: cfg.nodeZone };
+  /** The count element's comment: the Service port, and why its endpoints are these (explain and status read it). */
+  const why = (view: 'cluster' | 'local') => {
+    const r = choiceReasons(choice, view, node);
+    if (sp.endpointWeights) r.push('weighted');
+    return r.length ? `${comment} (${r.join('; ')})` : comment;
+  };
   const slotsOf = (kind: PickKind, key: Buffer, endpoints: Endpoint[], out: FragmentElement[]) => {
     const k = PICK[kind];
     const bySlot = slotted(endpoints, sp.endpointWeights);
     const n = bySlot.length;
     const sticky = affinity > 0 && n <= MAX_AFFINITY_COUNT;
-    out.push({ set: k.counts, key, data: sticky ? affinityData(n, affinity) : countData(n), comment });
+    const view = kind === 'local-ip' || kind === 'local-nodeport' || (kind === 'ip' && endpoints === choice.local && choice.local !== choice.cluster) ? 'local' : 'cluster';
+    out.push({ set: k.counts, key, data: sticky ? affinityData(n, affinity) : countData(n), comment: why(view) });
     const slots = slotKeys(key, n);
     for (let i = 0; i < n; i++) out.push({ set: k.slots, key: slots[i], data: endpointData(bySlot[i].address, bySlot[i].port) });
     for (const ep of endpoints) {

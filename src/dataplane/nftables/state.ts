@@ -57,6 +57,8 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
           if (chain !== undefined) e.chain = chain;
           const data = c.get(ELEM.DATA);
           if (data && verdict === undefined) e.data = Buffer.from(data);
+          const exp = c.get(ELEM.EXPIRATION);
+          if (exp && exp.length === 8) e.expiresMs = Number(exp.readBigUInt64LE(0));
           const udata = c.get(ELEM.USERDATA);
           if (udata) {
             const comment = decodeElementComment(udata);

@@ -15,6 +15,14 @@ function endpointOf(data: Buffer | undefined, addrLen: number): StatusEndpoint |
   return { address: bytesToIp(data.subarray(0, addrLen)), port: data.readUInt16BE(addrLen) };
 }
 
+/** A count element's comment: "ns/name:port" or "ns/name:port (reason; reason)" (ruleset.ts fragmentFor). */
+export function splitComment(comment: string | undefined): { service: string; why: string[] } {
+  if (!comment) return { service: '', why: [] };
+  const i = comment.indexOf(' (');
+  if (i < 0) return { service: comment, why: [] };
+  return { service: comment.slice(0, i), why: comment.slice(i + 2).replace(/\)$/, '').split('; ').filter(Boolean) };
+}
+
 export function statusRows(t: TableState): StatusRow[] {
   const family: 4 | 6 = t.family === NFPROTO_IPV4 ? 4 : 6;
   const addrLen = family === 4 ? 4 : 16;
@@ -62,13 +70,15 @@ export function statusRows(t: TableState): StatusRow[] {
       address: bytesToIp(e.key.subarray(0, addrLen)),
       port: e.key.readUInt16BE(addrLen + 4),
       kind: local || has(SETS.externalIPs, e.key) ? 'External' : 'ClusterIP',
-      service: e.comment ?? '',
+      service: splitComment(e.comment).service,
       endpoints: !view ? [] : served(count, local ? CHAINS.pickLocalIPs : CHAINS.pickIPs) ? slots(local ? SETS.localEndpoints : SETS.serviceEndpoints, e.key, count) : [],
       reject: false,
     };
     if (local) row.policy = 'Local';
     if (has(SETS.dropExternal, e.key)) row.drop = true;
     if (affinitySeconds) row.persistentSeconds = affinitySeconds;
+    const why = splitComment(view?.comment ?? e.comment).why;
+    if (why.length) row.why = why;
     rows.push(row);
   }
   for (const e of elems(SETS.dropServices).values()) {
@@ -92,12 +102,14 @@ export function statusRows(t: TableState): StatusRow[] {
     const { count, affinitySeconds } = view?.data ? countOf(view.data) : { count: 0, affinitySeconds: undefined };
     const row: StatusRow = {
       family, protocol: PROTO_NAME[e.key[0]] ?? String(e.key[0]), address: '*', port: e.key.readUInt16BE(4), kind: 'NodePort',
-      service: e.comment ?? '', reject: false,
+      service: splitComment(e.comment).service, reject: false,
       endpoints: !view ? [] : served(count, local ? CHAINS.pickLocalNodePorts : CHAINS.pickNodePorts) ? slots(local ? SETS.localNodePortEndpoints : SETS.nodePortEndpoints, e.key, count) : [],
     };
     if (local) row.policy = 'Local';
     if (has(SETS.dropNodePorts, e.key)) row.drop = true;
     if (affinitySeconds) row.persistentSeconds = affinitySeconds;
+    const why = splitComment(view?.comment ?? e.comment).why;
+    if (why.length) row.why = why;
     rows.push(row);
   }
   for (const e of elems(SETS.noEndpointNodePorts).values()) {

@@ -39,7 +39,7 @@ export const SET = {
   TABLE: 0, NAME: 1, FLAGS: 2, KEY_TYPE: 3, KEY_LEN: 4, DATA_TYPE: 5, DATA_LEN: 6, FAMILY: 7, ID: 8, POLICY: 9,
   DESC_SIZE: 10, TIMEOUT: 11, GC_INTERVAL: 12, USERDATA: 13, DESC_CONCAT: 16,
 } as const;
-export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5, USERDATA: 7, KEY_END: 10 } as const;
+export const ELEM = { FLAGS: 0, KEY: 1, VERDICT: 2, CHAIN: 3, DATA: 4, TIMEOUT: 5, EXPIRATION: 6, USERDATA: 7, KEY_END: 10 } as const;
 /** nft's user-data TLV type for an element comment (libnftnl udata.h NFTNL_UDATA_SET_ELEM_COMMENT). */
 export const UDATA_SET_ELEM_COMMENT = 0;
 
