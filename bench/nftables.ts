@@ -20,6 +20,7 @@ import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel, toServicePort } from './lib/model';
 import { renderSyncPlot } from './lib/plot';
 import { waitForQuiet, type QuietWait } from './lib/quiet';
+import { type Percentiles, percentiles } from './lib/stats';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { PEER_ARGV, execInNetns, runPeer, withFreshNetns, type PeerResult } from './peers/run';
@@ -188,18 +189,6 @@ async function fullCase(n: number, e: number, only?: Set<string>): Promise<FullC
 }
 
 // ---- incremental ----------------------------------------------------------------------------------------------
-
-interface Percentiles {
-  p50Ms: number;
-  p99Ms: number;
-  n: number;
-}
-
-function percentiles(samplesUs: number[]): Percentiles {
-  const s = [...samplesUs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] / 1000;
-  return { p50Ms: at(0.5), p99Ms: at(0.99), n: s.length };
-}
 
 interface IncrementalCase {
   services: number;

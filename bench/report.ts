@@ -1,4 +1,5 @@
-// Prints bench/results/nftables.json as the Markdown tables README shows (node dist/bench/report.js [file]).
+// Prints bench/results/nftables.json (and ipvs.json, affinity.json beside it) as the Markdown tables README shows
+// (node dist/bench/report.js [file]).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -62,5 +63,35 @@ if (fs.existsSync(ipvsFile)) {
   for (const c of ip.incremental) o.push(`| ${c.services} Services | ${c.addEndpoint.p50Ms.toFixed(2)} / ${c.addEndpoint.p99Ms.toFixed(2)} | ${c.removeEndpoint.p50Ms.toFixed(2)} / ${c.removeEndpoint.p99Ms.toFixed(2)} |`);
   o.push('', '| Target | this run |', '|---|---|');
   for (const [k, v] of Object.entries(ip.targets)) o.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
+  console.log(o.join('\n'));
+}
+
+// bench/results/affinity.json, when present (`npm run bench:affinity`).
+interface AffTimed { seconds: number | null; timedOut?: boolean; operations?: number }
+interface AffResults {
+  date: string;
+  machine: Record<string, unknown>;
+  full: Array<{ services: number; svcplane: { none: AffTimed; affinity: AffTimed }; kubeProxyNft: { none: AffTimed; affinity: AffTimed } }>;
+  incremental: Array<{ services: number; addEndpoint: Pct; removeEndpoint: Pct; operationsPerChange: Record<string, number> }>;
+  dataplane: Array<{ services: number; svcplane: Lat | null; kubeProxyNft: Lat | null }>;
+  summary: Record<string, number | null>;
+}
+const affFile = path.join(path.dirname(file), 'affinity.json');
+if (fs.existsSync(affFile)) {
+  const a = JSON.parse(fs.readFileSync(affFile, 'utf8')) as AffResults;
+  const o: string[] = ['', `sessionAffinity ClientIP, run of ${a.date.slice(0, 10)} on ${String(a.machine.cpus)} CPUs, kernel ${String(a.machine.kernel)}.`, ''];
+  const secs = (x: AffTimed) => (x.seconds !== null ? `${x.seconds.toFixed(3)} s` : x.timedOut ? '> 120 s' : 'failed');
+  const over = (x: AffTimed, base: AffTimed) => (!base.seconds ? '' : x.seconds !== null ? ` (${(x.seconds / base.seconds).toFixed(1)}×)` : x.timedOut ? ` (> ${(120 / base.seconds).toFixed(0)}×)` : '');
+  o.push('| Full sync, Services × 2 | svcplane | svcplane, all with affinity | kube-proxy `nft -f` | kube-proxy `nft -f`, all with affinity |', '|---|---|---|---|---|');
+  for (const c of a.full) {
+    o.push(`| ${c.services} | ${secs(c.svcplane.none)} | ${secs(c.svcplane.affinity)} | ${secs(c.kubeProxyNft.none)}${over(c.kubeProxyNft.none, c.svcplane.none)} | ${secs(c.kubeProxyNft.affinity)}${over(c.kubeProxyNft.affinity, c.svcplane.affinity)} |`);
+  }
+  o.push('', '| Incremental change, affinity Services (p50 / p99 ms) | add endpoint | remove endpoint | operations |', '|---|---|---|---|');
+  for (const c of a.incremental) o.push(`| ${c.services} Services | ${c.addEndpoint.p50Ms.toFixed(2)} / ${c.addEndpoint.p99Ms.toFixed(2)} | ${c.removeEndpoint.p50Ms.toFixed(2)} / ${c.removeEndpoint.p99Ms.toFixed(2)} | ${c.operationsPerChange.addEndpoint} / ${c.operationsPerChange.removeEndpoint} |`);
+  o.push('', '| New connections of a remembered client, p50 / p99 µs | svcplane | kube-proxy nftables |', '|---|---|---|');
+  const f = (l: Lat | null) => (l && l.p50Us !== null && l.p99Us !== null ? `${l.p50Us.toFixed(0)} / ${l.p99Us.toFixed(0)}` : 'not measured');
+  for (const c of a.dataplane) o.push(`| ${c.services} affinity Services | ${f(c.svcplane)} | ${f(c.kubeProxyNft)} |`);
+  o.push('', '| Ratio | this run |', '|---|---|');
+  for (const [k, v] of Object.entries(a.summary)) o.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
   console.log(o.join('\n'));
 }

@@ -35,7 +35,7 @@ export function toServicePort(b: BenchService): ServicePort {
     loadBalancerIPs: [],
     externalTrafficPolicy: 'Cluster',
     internalTrafficPolicy: 'Cluster',
-    sessionAffinity: { type: 'None' },
+    sessionAffinity: b.affinitySeconds ? { type: 'ClientIP', timeoutSeconds: b.affinitySeconds } : { type: 'None' },
     healthCheckNodePort: 0,
     loadBalancerSourceRanges: [],
     endpoints,

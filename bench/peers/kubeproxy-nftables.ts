@@ -8,7 +8,10 @@
 //     `fib daddr type local`;
 //   - --masquerade-bit 14 (mark 0x00004000, Go's "%#08x"), --masquerade-all=false;
 //   - local-traffic detection by cluster CIDR (the `ip saddr != <cidr> jump mark-for-masquerade` rule);
-//   - traffic policies Cluster/Cluster, no session affinity, no externalIPs / LoadBalancers;
+//   - traffic policies Cluster/Cluster, no externalIPs / LoadBalancers;
+//   - sessionAffinity ClientIP where a BenchService has affinitySeconds: one dynamic set per endpoint
+//     (affinity-<endpoint chain base>, flags dynamic,timeout), an `ip saddr @set goto endpoint-...` rule per
+//     endpoint in the service chain before the numgen, and `update @set { ip saddr }` in each endpoint chain;
 //   - the first sync of a kube-proxy process (`flushed == false`: base chains are added+deleted first so
 //     they can be recreated), on a fresh table, so there are no stale chains or elements to remove.
 // The text is byte-for-byte what knftables' writeOperation() produces for those operations, in the order
@@ -238,12 +241,17 @@ export function kubeProxyNftablesRuleset(
       rule(externalChain, 'jump mark-for-masquerade');
       rule(externalChain, `goto ${clusterChain}`);
     }
+    // Session affinity (proxier.go): the per-endpoint sets, then the service chain's checks before its numgen.
+    const affinitySets = svc.affinitySeconds ? svc.endpoints.map((ep) => `affinity-${nftEndpointChainBase(svc, ep)}`) : [];
+    for (const set of affinitySets) w(`add set ${TABLE} ${set} { type ipv4_addr ; flags dynamic,timeout ; timeout ${svc.affinitySeconds}s ; }`);
+    affinitySets.forEach((set, i) => rule(clusterChain, `ip saddr @${set} goto ${epChains[i]}`));
     const vmap = epChains.map((c, i) => `${i} : goto ${c}`).join(' , ');
     rule(clusterChain, `numgen random mod ${epChains.length} vmap { ${vmap} }`);
 
     svc.endpoints.forEach((ep, i) => {
       const c = epChains[i] as string;
       rule(c, `ip saddr ${ep.ip} jump mark-for-masquerade`);
+      if (affinitySets.length) rule(c, `update @${affinitySets[i]} { ip saddr }`);
       rule(c, `meta l4proto ${protocol} dnat to ${ep.ip}:${ep.port}`);
     });
   }

@@ -39,6 +39,8 @@ export interface BenchService {
    * Defaults to `p<port>` (the convention of kube-proxy's own tests, e.g. "p80").
    */
   portName?: string;
+  /** sessionAffinity ClientIP with this timeoutSeconds (absent: None). */
+  affinitySeconds?: number;
 }
 
 export interface TargetServiceSpec {

@@ -16,7 +16,7 @@ import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';
@@ -407,12 +407,18 @@ describe('NftablesProxier on FakeNftClient', () => {
     await p.syncPartial(ports(sticky));
     const t = await table(fake);
     expect(countOf(elem(t, SETS.serviceIPs, addrKey('198.18.0.51', 80))!.data!)).toEqual({ count: 2, affinitySeconds: 600 });
-    // 2 slot checks and 1 pick rule for the timeout in use, for addresses and for NodePorts.
-    expect(await rulesOf(CHAINS.pickIPs)).toBe(base + 3);
-    expect(await rulesOf(CHAINS.pickNodePorts)).toBe(STATIC_PICK_COUNTS + 3);
-    const dyn = parseRuleBody(t.chains.get(CHAINS.pickIPs)!.rules[base + 2]).filter((e) => attrString(e, EXPR_NAME) === 'dynset');
+    // For the timeout in use, slot checks and pick rules for 1..STATIC_AFFINITY_COUNTS endpoints, for addresses
+    // and for NodePorts: an endpoint more or less is then elements only.
+    const aff = 2 * STATIC_AFFINITY_COUNTS;
+    expect(await rulesOf(CHAINS.pickIPs)).toBe(base + aff);
+    expect(await rulesOf(CHAINS.pickNodePorts)).toBe(STATIC_PICK_COUNTS + aff);
+    const dyn = parseRuleBody(t.chains.get(CHAINS.pickIPs)!.rules[base + STATIC_AFFINITY_COUNTS + 1]).filter((e) => attrString(e, EXPR_NAME) === 'dynset');
     expect(dyn).toHaveLength(1);
     expect(t.sets.get('affinity')).toMatchObject({ keyLen: 20 });
+    const three = { ...sticky, endpoints: [...sticky.endpoints, ep('10.1.0.3')], allEndpoints: [...sticky.endpoints, ep('10.1.0.3')] };
+    const grown = await p.syncPartial(ports(three));
+    expect(Object.keys(grown.summary).every((k) => k.includes('element')), JSON.stringify(grown.summary)).toBe(true);
+    await p.syncPartial(ports(sticky));
     // Without affinity again: a plain count, the rules gone, and the tables as a fresh full sync would make them.
     const unstuck = { ...sticky, sessionAffinity: { type: 'None' as const } };
     await p.syncPartial(ports(unstuck));

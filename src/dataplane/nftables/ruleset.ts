@@ -481,9 +481,16 @@ export function pickRuleId(kind: PickKind, count: number): string {
   return `${kind}:${count}`;
 }
 
+/**
+ * Affinity rules for counts up to this exist whenever a timeout is in use (one id per kind and timeout), so adding or
+ * removing an endpoint of an affinity port is elements only, as without affinity; counts beyond it get their own.
+ * (Measured, bench/affinity.ts: rules per count made each such change rebuild the pick chain, ~80 operations.)
+ */
+export const STATIC_AFFINITY_COUNTS = 16;
+
 /** Names the rules a sessionAffinity ClientIP port of `count` endpoints and timeout `seconds` needs. */
 export function affinityRuleId(kind: PickKind, seconds: number, count: number): string {
-  return `aff:${kind}:${seconds}:${count}`;
+  return count <= STATIC_AFFINITY_COUNTS ? `aff:${kind}:${seconds}` : `aff:${kind}:${seconds}:${count}`;
 }
 
 export interface DynamicPicks {
@@ -503,9 +510,10 @@ export function dynamicCounts(ids: Iterable<string>): DynamicPicks {
       let m = out.affinity.get(kind);
       if (!m) out.affinity.set(kind, (m = new Map()));
       const t = Number(parts[2]);
+      const more = parts.length > 3 ? [Number(parts[3])] : Array.from({ length: STATIC_AFFINITY_COUNTS }, (_, i) => i + 1);
       const list = m.get(t);
-      if (list) list.push(Number(parts[3]));
-      else m.set(t, [Number(parts[3])]);
+      if (list) list.push(...more);
+      else m.set(t, more);
       continue;
     }
     const kind = parts[0] as PickKind;
@@ -514,7 +522,7 @@ export function dynamicCounts(ids: Iterable<string>): DynamicPicks {
     else out.counts.set(kind, [Number(parts[1])]);
   }
   for (const list of out.counts.values()) list.sort((a, b) => a - b);
-  for (const m of out.affinity.values()) for (const list of m.values()) list.sort((a, b) => a - b);
+  for (const m of out.affinity.values()) for (const [t, list] of m) m.set(t, [...new Set(list)].sort((a, b) => a - b));
   return out;
 }
 
