@@ -17,14 +17,15 @@ import * as path from 'node:path';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
-import type { ServicePort } from '../src/model/types';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
+import { timeChanges, withExtraEndpoint } from './lib/incremental';
+import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
-import { PEER_ARGV, execInNetns, runPeer, withFreshNetns } from './peers/run';
+import { PEER_ARGV, runPeer, withFreshNetns } from './peers/run';
 import { POD_CIDR, makeServices, type BenchService } from './peers/shape';
 
 const PEER_TIMEOUT_MS = 120_000;
@@ -123,35 +124,13 @@ interface IncrementalCase {
 
 async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
   const model = toModel(sticky(makeServices(n, 2, { withNodePorts: true })));
-  const keys = [...model.keys()];
   return withFreshNetns(async (ns) => {
     const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
     try {
       await p.syncFull(model);
       await waitForQuiet();
-      const time = async (sp: ServicePort) => {
-        const t0 = process.hrtime.bigint();
-        const r = await p.syncPartial(new Map([[sp.key, sp]]));
-        if (r.full) throw new Error('expected a partial sync');
-        return { us: Number(process.hrtime.bigint() - t0) / 1000, ops: r.operations };
-      };
-      const add: number[] = [];
-      const remove: number[] = [];
-      const ops: Record<string, number> = {};
-      const warmup = 10;
-      for (let i = 0; i < reps + warmup; i++) {
-        const sp = model.get(keys[(i * 7919) % keys.length])!;
-        const more = [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.127.${(i % 250) + 1}` }];
-        const a = await time({ ...sp, endpoints: more, allEndpoints: more });
-        const r = await time(sp);
-        ops.addEndpoint = a.ops;
-        ops.removeEndpoint = r.ops;
-        if (i >= warmup) {
-          add.push(a.us);
-          remove.push(r.us);
-        }
-      }
-      return { services: n, addEndpoint: percentiles(add), removeEndpoint: percentiles(remove), operationsPerChange: ops };
+      const { samples, operations } = await timeChanges(p, model, [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], reps);
+      return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), operationsPerChange: operations };
     } finally {
       p.close();
     }
@@ -172,21 +151,9 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 }));
 
   log(`dataplane ${n}: svcplane`);
-  let ours: LatencyResult | null = null;
-  const p = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
-  try {
-    await p.syncFull(toModel(services));
-    ours = await measure();
-    await p.cleanup();
-  } finally {
-    p.close();
-  }
+  const ours = await latencyUnderSvcplane(sb, services, config(), measure);
   log(`dataplane ${n}: kube-proxy nftables`);
-  let knft: LatencyResult | null = null;
-  const r = await runPeer(PEER_ARGV.nft, kubeProxyNftablesRuleset(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  if (r.code === 0) knft = await measure();
-  else notes.push(r.timedOut ? 'kube-proxy nft -f still loading after 120 s: not measured' : `nft -f failed: ${r.stderr.slice(-200)}`);
-  await execInNetns(sb.nodeNs, ['nft', 'delete', 'table', 'ip', 'kube-proxy']).catch(() => '');
+  const knft = await latencyUnderKubeProxyNft(sb, services, PEER_TIMEOUT_MS, measure, notes);
   log(`dataplane ${n}: p50/p99 svcplane=${ours?.p50Us}/${ours?.p99Us}us kube-proxy-nft=${knft?.p50Us}/${knft?.p99Us}us`);
   return { services: n, svcplane: ours, kubeProxyNft: knft, notes };
 }

@@ -13,7 +13,6 @@ import { NetlinkNftClient, type NftClient } from '../src/dataplane/nftables/clie
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
 import type { NftTransaction } from '../src/dataplane/nftables/transaction';
-import type { ServicePort } from '../src/model/types';
 import { native } from '../src/native';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
@@ -21,6 +20,8 @@ import { BENCH_NODE, toModel, toServicePort } from './lib/model';
 import { renderSyncPlot } from './lib/plot';
 import { waitForQuiet, type QuietWait } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
+import { timeChanges, withExtraEndpoint } from './lib/incremental';
+import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { PEER_ARGV, execInNetns, runPeer, withFreshNetns, type PeerResult } from './peers/run';
@@ -201,43 +202,17 @@ interface IncrementalCase {
 async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
   const services = makeServices(n, 2, { withNodePorts: true });
   const model = toModel(services);
-  const keys = [...model.keys()];
   return withFreshNetns(async (ns) => {
     const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
     try {
       await p.syncFull(model);
       await waitForQuiet();
-      const time = async (sp: ServicePort) => {
-        const t0 = process.hrtime.bigint();
-        const r = await p.syncPartial(new Map([[sp.key, sp]]));
-        if (r.full) throw new Error('expected a partial sync');
-        return { us: Number(process.hrtime.bigint() - t0) / 1000, ops: r.operations };
-      };
-      const add: number[] = [];
-      const remove: number[] = [];
-      const addSvc: number[] = [];
-      const ops: Record<string, number> = {};
-      // The first rounds warm up the JIT and the kernel's set memory; they are not recorded.
-      const warmup = 10;
-      for (let i = 0; i < reps + warmup; i++) {
-        // Spread the changes over the cluster, so no one chain gets long.
-        const key = keys[(i * 7919) % keys.length];
-        const sp = model.get(key)!;
-        const more = [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.127.${(i % 250) + 1}` }];
-        const grown: ServicePort = { ...sp, endpoints: more, allEndpoints: more };
-        const record = i >= warmup;
-        const a = await time(grown);
-        if (record) add.push(a.us);
-        ops.addEndpoint = a.ops;
-        const r = await time(sp);
-        if (record) remove.push(r.us);
-        ops.removeEndpoint = r.ops;
-        const extra = toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] });
-        const s = await time(extra);
-        if (record) addSvc.push(s.us);
-        ops.addService = s.ops;
-      }
-      return { services: n, addEndpoint: percentiles(add), removeEndpoint: percentiles(remove), addService: percentiles(addSvc), operationsPerChange: ops };
+      const { samples, operations } = await timeChanges(p, model, [
+        { name: 'addEndpoint', make: withExtraEndpoint },
+        { name: 'removeEndpoint', make: (sp) => sp },
+        { name: 'addService', make: (_sp, i) => toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] }) },
+      ], reps);
+      return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), addService: percentiles(samples.addService), operationsPerChange: operations };
     } finally {
       p.close();
     }
@@ -261,15 +236,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 }));
 
   log(`dataplane ${n}: svcplane`);
-  const p = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
-  let ours: LatencyResult | null = null;
-  try {
-    await p.syncFull(toModel(services));
-    ours = await measure();
-    await p.cleanup();
-  } finally {
-    p.close();
-  }
+  const ours = await latencyUnderSvcplane(sb, services, config(), measure);
 
   log(`dataplane ${n}: kube-proxy iptables (legacy)`);
   let ipt: LatencyResult | null = null;
@@ -283,11 +250,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   }
 
   log(`dataplane ${n}: kube-proxy nftables`);
-  let knft: LatencyResult | null = null;
-  const r = await runPeer(PEER_ARGV.nft, kubeProxyNftablesRuleset(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  if (r.code === 0) knft = await measure();
-  else notes.push(r.timedOut ? 'kube-proxy nft -f still loading after 120 s: not measured' : `nft -f failed: ${r.stderr.slice(-200)}`);
-  await execInNetns(sb.nodeNs, ['nft', 'delete', 'table', 'ip', 'kube-proxy']).catch(() => '');
+  const knft = await latencyUnderKubeProxyNft(sb, services, PEER_TIMEOUT_MS, measure, notes);
   log(`dataplane ${n}: p99 svcplane=${ours?.p99Us}us iptables=${ipt?.p99Us}us kube-proxy-nft=${knft?.p99Us}us`);
   return { services: n, svcplane: ours, kubeProxyIptables: ipt, kubeProxyNft: knft, notes };
 }

@@ -21,15 +21,6 @@ std::string ErrnoText(int err) { return strerror(err); }
 
 namespace {
 
-// RAII fd, so every early return closes it.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
-
 void SetIntOpt(int fd, int level, int opt, int value) {
   setsockopt(fd, level, opt, &value, sizeof(value));  // best effort: older kernels lack some options
 }
@@ -43,19 +34,9 @@ NetlinkSocket::NetlinkSocket(int bus, const std::string& netnsPath) {
     s = mnl_socket_open(bus);
     if (!s) throw NetlinkError(errno, "netlink socket: " + ErrnoText(errno));
   } else {
-    Fd target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
-    if (target.fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
-    Fd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (self.fd < 0) throw NetlinkError(errno, "open own netns: " + ErrnoText(errno));
-    if (setns(target.fd, CLONE_NEWNET) < 0)
-      throw NetlinkError(errno, "setns " + netnsPath + ": " + ErrnoText(errno));
-    s = mnl_socket_open(bus);
-    int openErr = errno;
-    // Return to our namespace before anything else can run on this thread.
-    if (setns(self.fd, CLONE_NEWNET) < 0) {
-      if (s) mnl_socket_close(s);
-      throw NetlinkError(errno, "setns back from " + netnsPath + ": " + ErrnoText(errno));
-    }
+    auto [made, openErr] = CreateInNetns(
+        netnsPath, [bus] { return mnl_socket_open(bus); }, [](mnl_socket* m) { if (m) mnl_socket_close(m); });
+    s = made;
     if (!s) throw NetlinkError(openErr, "netlink socket in " + netnsPath + ": " + ErrnoText(openErr));
   }
   sock_.reset(s);

@@ -5,13 +5,18 @@
 // talks to that namespace's nf_tables.
 #pragma once
 
+#include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace svcplane {
 
@@ -24,6 +29,38 @@ class NetlinkError : public std::runtime_error {
 
 std::string ErrnoName(int err);  // "ENOENT"
 std::string ErrnoText(int err);  // "No such file or directory"
+
+// RAII fd, so every early return closes it.
+struct UniqueFd {
+  int fd = -1;
+  explicit UniqueFd(int f) : fd(f) {}
+  ~UniqueFd() {
+    if (fd >= 0) close(fd);
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+};
+
+// Runs create() inside the network namespace at netnsPath and returns this thread to its own namespace before
+// anything else can run on it: a socket or a /proc/sys file belongs to the namespace it was made in, whichever
+// thread uses it later. Returns what create() made and the errno it left; if the way back fails, discard(made)
+// and throw.
+template <typename Create, typename Discard>
+auto CreateInNetns(const std::string& netnsPath, Create create, Discard discard) -> std::pair<decltype(create()), int> {
+  UniqueFd target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (target.fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
+  UniqueFd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (self.fd < 0) throw NetlinkError(errno, "open own netns: " + ErrnoText(errno));
+  if (setns(target.fd, CLONE_NEWNET) < 0) throw NetlinkError(errno, "setns " + netnsPath + ": " + ErrnoText(errno));
+  auto made = create();
+  int createErr = errno;
+  if (setns(self.fd, CLONE_NEWNET) < 0) {
+    int err = errno;
+    discard(made);
+    throw NetlinkError(err, "setns back from " + netnsPath + ": " + ErrnoText(err));
+  }
+  return {made, createErr};
+}
 
 struct MnlSocketDeleter {
   void operator()(mnl_socket* s) const {

@@ -35,6 +35,13 @@ void CloseAllSockets() {
 
 namespace {
 
+// The exchange's counters, as every transact result carries them.
+void SetStats(Napi::Env env, Napi::Object& res, const NlTransactStats& stats) {
+  res.Set("sends", Napi::Number::New(env, stats.sends));
+  res.Set("bytes", Napi::Number::New(env, static_cast<double>(stats.bytes)));
+  res.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(stats.kernelMicros)));
+}
+
 class TransactWorker : public PromiseWorker {
  public:
   TransactWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, std::vector<std::vector<uint8_t>> requests)
@@ -68,9 +75,7 @@ class TransactWorker : public PromiseWorker {
     }
     Napi::Object res = Napi::Object::New(env);
     res.Set("results", list);
-    res.Set("sends", Napi::Number::New(env, stats_.sends));
-    res.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
-    res.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(stats_.kernelMicros)));
+    SetStats(env, res, stats_);
     deferred_.Resolve(res);
   }
 
@@ -131,9 +136,7 @@ class PackedTransactWorker : public PromiseWorker {
     res.Set("count", Napi::Number::New(env, static_cast<double>(results_.size())));
     res.Set("failures", failures);
     res.Set("replies", replies);
-    res.Set("sends", Napi::Number::New(env, stats_.sends));
-    res.Set("bytes", Napi::Number::New(env, static_cast<double>(stats_.bytes)));
-    res.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(stats_.kernelMicros)));
+    SetStats(env, res, stats_);
     deferred_.Resolve(res);
   }
 

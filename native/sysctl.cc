@@ -11,16 +11,6 @@
 namespace svcplane {
 namespace {
 
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
-
 // "net/ipv4/vs/conntrack" or "net.ipv4.vs.conntrack" -> "/proc/sys/net/ipv4/vs/conntrack". Only net/ sysctls
 // are per namespace; anything else (or a path escaping /proc/sys) is refused.
 std::string PathOf(const std::string& name) {
@@ -40,17 +30,8 @@ int OpenIn(const std::string& path, int flags, const std::string& netnsPath) {
     if (fd < 0) throw NetlinkError(errno, "open " + path + ": " + ErrnoText(errno));
     return fd;
   }
-  Fd target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
-  if (target.fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
-  Fd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (self.fd < 0) throw NetlinkError(errno, "open own netns: " + ErrnoText(errno));
-  if (setns(target.fd, CLONE_NEWNET) < 0) throw NetlinkError(errno, "setns " + netnsPath + ": " + ErrnoText(errno));
-  int fd = open(path.c_str(), flags | O_CLOEXEC);
-  int openErr = errno;
-  if (setns(self.fd, CLONE_NEWNET) < 0) {
-    if (fd >= 0) close(fd);
-    throw NetlinkError(errno, "setns back from " + netnsPath + ": " + ErrnoText(errno));
-  }
+  auto [fd, openErr] = CreateInNetns(
+      netnsPath, [&] { return open(path.c_str(), flags | O_CLOEXEC); }, [](int f) { if (f >= 0) close(f); });
   if (fd < 0) throw NetlinkError(openErr, "open " + path + " in " + netnsPath + ": " + ErrnoText(openErr));
   return fd;
 }
@@ -59,7 +40,7 @@ int OpenIn(const std::string& path, int flags, const std::string& netnsPath) {
 
 std::string ReadNetSysctl(const std::string& name, const std::string& netnsPath) {
   std::string path = PathOf(name);
-  Fd fd(OpenIn(path, O_RDONLY, netnsPath));
+  UniqueFd fd(OpenIn(path, O_RDONLY, netnsPath));
   char buf[256];
   ssize_t n = read(fd.fd, buf, sizeof(buf));
   if (n < 0) throw NetlinkError(errno, "read " + path + ": " + ErrnoText(errno));
@@ -70,7 +51,7 @@ std::string ReadNetSysctl(const std::string& name, const std::string& netnsPath)
 
 void WriteNetSysctl(const std::string& name, const std::string& value, const std::string& netnsPath) {
   std::string path = PathOf(name);
-  Fd fd(OpenIn(path, O_WRONLY, netnsPath));
+  UniqueFd fd(OpenIn(path, O_WRONLY, netnsPath));
   std::string v = value + "\n";
   ssize_t n = write(fd.fd, v.data(), v.size());
   if (n < 0) throw NetlinkError(errno, "write " + value + " to " + path + ": " + ErrnoText(errno));

@@ -13,7 +13,7 @@ import { BITWISE, CMP, EXPR_NAME, IPPROTO, LOOKUP, PAYLOAD } from './dataplane/n
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
 import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
-import { AFFINITY_SETS, CHAINS, SETS, countOf } from './dataplane/nftables/ruleset';
+import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './dataplane/nftables/ruleset';
 import { splitComment } from './dataplane/nftables/status';
 
 export interface FlowQuery {
@@ -73,22 +73,6 @@ export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boole
   return { cidrs: [], all: false };
 }
 
-function keyOf(address: string, proto: number, port: number): Buffer {
-  const a = ipToBytes(address);
-  const k = Buffer.alloc(a.length + 8);
-  a.copy(k);
-  k[a.length] = proto;
-  k.writeUInt16BE(port, a.length + 4);
-  return k;
-}
-
-function portKey(proto: number, port: number): Buffer {
-  const k = Buffer.alloc(8);
-  k[0] = proto;
-  k.writeUInt16BE(port, 4);
-  return k;
-}
-
 const elems = (t: TableState, set: string) => t.elements.get(set) ?? new Map<string, ElementState>();
 const has = (t: TableState, set: string, key: Buffer) => elems(t, set).has(key.toString('latin1'));
 const get = (t: TableState, set: string, key: Buffer) => elems(t, set).get(key.toString('latin1'));
@@ -144,7 +128,7 @@ export function explainNftables(t: TableState | undefined, q: FlowQuery, nodeAdd
   }
   const addrLen = t.family === 2 ? 4 : 16;
   const proto = PROTO[q.protocol];
-  const key = keyOf(q.address, proto, q.port);
+  const key = addrProtoPortKey(q.address, proto, q.port);
   const masq = masqueradeSettings(t);
   const fromPod = q.from !== undefined && masq.cidrs.some((c) => cidrContains(c, q.from!));
   const fromNode = q.from !== undefined && nodeAddresses.includes(q.from);
@@ -240,7 +224,7 @@ export function explainNftables(t: TableState | undefined, q: FlowQuery, nodeAdd
   }
 
   // A node address: a NodePort, if one is programmed for this protocol and port.
-  const pk = portKey(proto, q.port);
+  const pk = protoPortKey(proto, q.port);
   out.kind = 'NodePort';
   if (has(t, SETS.noEndpointNodePorts, pk)) {
     out.service = service(get(t, SETS.noEndpointNodePorts, pk)).service;

@@ -7,6 +7,15 @@ import { NLA_F_NESTED, NLA_HDRLEN, NLMSG_HDRLEN } from './message';
 
 const align4 = (n: number) => (n + 3) & ~3;
 
+/** A copy of buf's first `used` bytes in a buffer doubled until `need` more fit (amortised O(1) appends). */
+export function grownBuffer(buf: Buffer, used: number, need: number): Buffer {
+  let size = buf.length * 2;
+  while (size < used + need) size *= 2;
+  const next = Buffer.allocUnsafe(size);
+  buf.copy(next, 0, 0, used);
+  return next;
+}
+
 export class NetlinkWriter {
   private buf: Buffer;
   private len = 0;
@@ -19,12 +28,7 @@ export class NetlinkWriter {
   }
 
   private room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.len + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.len);
-    this.buf = next;
+    if (this.len + n > this.buf.length) this.buf = grownBuffer(this.buf, this.len, n);
   }
 
   /** Starts a message: header with type and flags (seq and pid are the addon's). */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runUdpLoop } from '../../scripts/lib/traffic';
-import { REPO, svcplane } from '../helpers/cli';
+import { REPO, svcplaneOk } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('stale UDP conntrack');
@@ -18,9 +18,7 @@ describe.runIf(haveRoot)('stale UDP conntrack entries are deleted when their end
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ct-'));
   const sync = (manifests: string) => {
-    const r = svcplane(['sync', '--once', '--manifests', manifests, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
-    if (r.code !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as { operations: number; conntrackDeleted?: { 4: number; 6: number } };
+    return JSON.parse(svcplaneOk(['sync', '--once', '--manifests', manifests, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number; conntrackDeleted?: { 4: number; 6: number } };
   };
   const udpEntries = async () => (await sb.exec(sb.nodeNs, ['conntrack', '-L', '-p', 'udp', '--orig-dst', '198.18.100.10', '--orig-port-dst', '53'])).stdout;
 

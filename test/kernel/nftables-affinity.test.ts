@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { countsFor, runClient } from '../../scripts/lib/traffic';
-import { svcplane } from '../helpers/cli';
+import { svcplane, svcplaneOk } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables affinity');
@@ -19,9 +19,7 @@ describe.runIf(haveRoot)('nftables dataplane: sessionAffinity ClientIP (real tra
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-aff-'));
   const sync = () => {
-    const r = svcplane(['sync', '--once', '--manifests', dir, '--output', 'json'], { netns: sb.nodeNs });
-    if (r.code !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as { operations: number };
+    return JSON.parse(svcplaneOk(['sync', '--once', '--manifests', dir, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number };
   };
   const nft = async (...args: string[]) => (await sb.exec(sb.nodeNs, ['nft', ...args])).stdout;
 

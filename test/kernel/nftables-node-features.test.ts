@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
-import { svcplane } from '../helpers/cli';
+import { svcplaneOk } from '../helpers/cli';
 import { FEATURE_IPS, FEATURE_NODEPORT, featureManifests } from '../helpers/node-features';
 import { requireRoot } from '../helpers/root';
 
@@ -16,10 +16,7 @@ const haveRoot = requireRoot('nftables node features');
 describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade settings, ipMode Proxy (real traffic)', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-feat-'));
-  const sync = (...flags: string[]) => {
-    const r = svcplane(['sync', '--once', '--manifests', dir, '--output', 'json', ...flags], { netns: sb.nodeNs });
-    if (r.code !== 0) throw new Error(r.stderr);
-  };
+  const sync = (...flags: string[]) => svcplaneOk(['sync', '--once', '--manifests', dir, '--output', 'json', ...flags], { netns: sb.nodeNs });
   const tcp = (ns: string, addr: string, port: number, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count: 4, concurrency: 1, timeoutMs });
 
   beforeAll(async () => {

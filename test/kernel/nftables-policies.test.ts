@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { chiSquareSurvival, countsFor, runClient } from '../../scripts/lib/traffic';
-import { svcplane } from '../helpers/cli';
+import { execOk, svcplane } from '../helpers/cli';
 import { NODE, POLICY_IPS, POLICY_NODEPORTS, ZONE, policyManifests } from '../helpers/policy-manifests';
 import { requireRoot } from '../helpers/root';
 
@@ -18,11 +18,7 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-policy-'));
   const tcp = (ns: string, addr: string, port = 80, count = 30, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count, concurrency: 1, timeoutMs });
-  const nft = async (...args: string[]) => {
-    const r = await sb.exec(sb.nodeNs, ['nft', ...args]);
-    if (r.code !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const nft = (...args: string[]) => execOk(sb, sb.nodeNs, ['nft', ...args]);
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });

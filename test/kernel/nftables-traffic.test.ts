@@ -15,7 +15,7 @@ import { buildProxyModel } from '../../src/model/build';
 import { loadManifests } from '../../src/source/manifests';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { chiSquareUniform, countsFor, runClient, runHold } from '../../scripts/lib/traffic';
-import { REPO, svcplane } from '../helpers/cli';
+import { REPO, execOk, svcplane } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables traffic');
@@ -24,11 +24,7 @@ const EXAMPLES = path.join(REPO, 'deploy', 'examples');
 describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
   let sb: Sandbox;
   let clusterCIDR: string;
-  const nft = async (...args: string[]) => {
-    const r = await sb.exec(sb.nodeNs, ['nft', ...args]);
-    if (r.code !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const nft = (...args: string[]) => execOk(sb, sb.nodeNs, ['nft', ...args]);
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCTP_PY, createSandbox, startBackend, type Sandbox } from '../../../scripts/lib/sandbox';
 import { countsFor, runClient, runUdpLoop } from '../../../scripts/lib/traffic';
-import { REPO, svcplane } from '../../helpers/cli';
+import { REPO, execOk, svcplane, svcplaneOk } from '../../helpers/cli';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
@@ -24,16 +24,10 @@ describe.runIf(inGuest)('IPVS mode: masquerade and filtering in nftables, SCTP a
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-nft-'));
   const manifests = path.join(dir, 'm');
-  const run = async (ns: string, argv: string[]) => {
-    const r = await sb.exec(ns, argv);
-    if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const run = (ns: string, argv: string[]) => execOk(sb, ns, argv);
   const sync = (extra: string[] = []) => {
-    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
-      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a', ...extra]);
-    if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
-    return JSON.parse(r.stdout) as { operations: number; servicePorts: number };
+    return JSON.parse(svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
+      '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a', ...extra])) as { operations: number; servicePorts: number };
   };
   const sctpServers: Array<{ kill(): void }> = [];
 

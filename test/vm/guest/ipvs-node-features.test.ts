@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
-import { svcplane } from '../../helpers/cli';
+import { svcplane, svcplaneOk } from '../../helpers/cli';
 import { FEATURE_IPS, FEATURE_NODEPORT, featureManifests } from '../../helpers/node-features';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
@@ -15,10 +15,7 @@ const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings, ipMode Proxy (guest kernel)', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-feat-'));
-  const sync = (...flags: string[]) => {
-    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--output', 'json', '--netns', sb.nodeNsPath, ...flags]);
-    if (r.code !== 0) throw new Error(r.stderr);
-  };
+  const sync = (...flags: string[]) => svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--output', 'json', '--netns', sb.nodeNsPath, ...flags]);
   const tcp = (ns: string, addr: string, port: number, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count: 3, concurrency: 1, timeoutMs });
 
   beforeAll(async () => {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { countsFor, runClient } from '../../../scripts/lib/traffic';
-import { svcplane } from '../../helpers/cli';
+import { execOk, svcplane } from '../../helpers/cli';
 import { NODE, POLICY_IPS, POLICY_NODEPORTS, ZONE, policyManifests } from '../../helpers/policy-manifests';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
@@ -18,11 +18,7 @@ describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-policy-'));
   const tcp = (ns: string, addr: string, port = 80, count = 30, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count, concurrency: 1, timeoutMs });
-  const run = async (ns: string, argv: string[]) => {
-    const r = await sb.exec(ns, argv);
-    if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const run = (ns: string, argv: string[]) => execOk(sb, ns, argv);
   const realServers = async (vip: string, port: number) => [...(await run(sb.nodeNs, ['ipvsadm', '-Ln', '-t', `${vip}:${port}`])).matchAll(/-> ([\d.]+):8080/g)].map((m) => m[1]);
 
   beforeAll(async () => {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { countsFor, runClient, runHold } from '../../../scripts/lib/traffic';
-import { REPO, svcplane } from '../../helpers/cli';
+import { REPO, execOk, svcplane, svcplaneOk } from '../../helpers/cli';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
@@ -15,15 +15,9 @@ const EXAMPLES = path.join(REPO, 'deploy', 'examples');
 describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-'));
-  const ipvsadm = async () => {
-    const r = await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln']);
-    if (r.code !== 0) throw new Error(`ipvsadm: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ipvsadm = () => execOk(sb, sb.nodeNs, ['ipvsadm', '-Ln']);
   const sync = (manifests = EXAMPLES, extra: string[] = []) => {
-    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath, ...extra]);
-    if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
-    return JSON.parse(r.stdout) as { operations: number; servicePorts: number };
+    return JSON.parse(svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath, ...extra])) as { operations: number; servicePorts: number };
   };
 
   beforeAll(async () => {

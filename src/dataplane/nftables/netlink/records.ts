@@ -1,6 +1,7 @@
 // The record stream shared with the addon (layout in native/nft_records.h): encoder for transactions and
 // decoder for dumps, mirror images of each other. Integers are host order (as libnftnl's *_set_data wants).
 import { RecordAction, RecordKind } from './constants';
+import { grownBuffer } from '../../../netlink/writer';
 
 const MAGIC = 0x424e5653;
 const VERSION = 1;
@@ -19,12 +20,7 @@ export class ByteWriter {
   }
 
   private ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.len + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.len);
-    this.buf = next;
+    if (this.len + n > this.buf.length) this.buf = grownBuffer(this.buf, this.len, n);
   }
 
   u8(v: number): void {
