@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/netlink_socket.cc",
+        "native/nl_ack.cc",
         "native/nft_records.cc",
         "native/nft_commit.cc",
         "native/nft_dump.cc",

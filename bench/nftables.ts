@@ -67,6 +67,9 @@ class CaptureClient implements NftClient {
   async dumpTable() {
     return undefined;
   }
+  async check() {
+    return { errors: [], lostReports: false };
+  }
   close() {}
 }
 

@@ -27,7 +27,7 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NftSocket",
                        {InstanceMethod("commit", &NftSocket::Commit), InstanceMethod("dump", &NftSocket::Dump),
-                        InstanceMethod("encode", &NftSocket::Encode),
+                        InstanceMethod("check", &NftSocket::Check), InstanceMethod("encode", &NftSocket::Encode),
                         InstanceMethod("sendEncoded", &NftSocket::SendEncoded),
                         InstanceMethod("generation", &NftSocket::Generation),
                         InstanceMethod("close", &NftSocket::Close)});
@@ -60,6 +60,7 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   }
 
   Napi::Value Commit(const Napi::CallbackInfo& info);
+  Napi::Value Check(const Napi::CallbackInfo& info);
   Napi::Value Dump(const Napi::CallbackInfo& info);
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value SendEncoded(const Napi::CallbackInfo& info);
@@ -72,11 +73,33 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   std::shared_ptr<NetlinkSocket> sock_;
 };
 
+// One refused record as JS sees it (BatchErrorInfo in index.d.ts).
+Napi::Object BatchErrorObject(Napi::Env env, const BatchError& be) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("index", Napi::Number::New(env, static_cast<double>(be.index)));
+  o.Set("errno", Napi::Number::New(env, be.errnum));
+  o.Set("code", Napi::String::New(env, ErrnoName(be.errnum)));
+  o.Set("object", Napi::String::New(env, be.object));
+  o.Set("kernelMessage", Napi::String::New(env, be.extack));
+  if (be.attribute >= 0) o.Set("attribute", Napi::Number::New(env, be.attribute));
+  if (be.expression >= 0) {
+    Napi::Object x = Napi::Object::New(env);
+    x.Set("index", Napi::Number::New(env, be.expression));
+    x.Set("name", Napi::String::New(env, be.expressionName));
+    o.Set("expression", x);
+  }
+  return o;
+}
+
+// What a worker does with its buffer: commit records, send an encoded batch as it is, or check records in a batch
+// that is never committed (the kernel's verdict on each record; resolves with the refusals instead of rejecting).
+enum class BatchMode { Commit, SendEncoded, Check };
+
 class CommitWorker : public PromiseWorker {
  public:
-  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, bool encodedOnly,
+  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, BatchMode mode,
                uint32_t firstSeq, uint32_t lastSeq, uint32_t messages)
-      : PromiseWorker(env), sock_(std::move(sock)), data_(buf.Data()), len_(buf.Length()), encodedOnly_(encodedOnly) {
+      : PromiseWorker(env), sock_(std::move(sock)), data_(buf.Data()), len_(buf.Length()), mode_(mode) {
     ref_ = Napi::Persistent(buf);  // keeps the bytes alive while Execute reads them
     preEncoded_.firstSeq = firstSeq;
     preEncoded_.lastSeq = lastSeq;
@@ -87,7 +110,7 @@ class CommitWorker : public PromiseWorker {
   void Execute() override {
     std::lock_guard<std::mutex> lock(sock_->mutex());
     try {
-      if (encodedOnly_) {
+      if (mode_ == BatchMode::SendEncoded) {
         preEncoded_.bytes.assign(data_, data_ + len_);
         outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
         return;
@@ -97,7 +120,7 @@ class CommitWorker : public PromiseWorker {
       operations_ = records_.size();
       if (records_.empty()) return;
       {
-        EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)));
+        EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)), mode_ == BatchMode::Commit);
         encodeMicros_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
         outcome_ = SendBatch(*sock_, batch, &records_);
       }
@@ -115,10 +138,21 @@ class CommitWorker : public PromiseWorker {
   }
 
   void Settle(Napi::Env env) override {
+    if (mode_ == BatchMode::Check) {
+      Napi::Array all = Napi::Array::New(env);
+      for (size_t i = 0; i < outcome_.errors.size(); i++) all.Set(static_cast<uint32_t>(i), BatchErrorObject(env, outcome_.errors[i]));
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("errors", all);
+      r.Set("lostReports", Napi::Boolean::New(env, outcome_.lostReports));
+      deferred_.Resolve(r);
+      return;
+    }
     if (!outcome_.errors.empty()) {
       const BatchError& first = outcome_.errors.front();
+      std::string where = first.expression >= 0
+          ? ", expression #" + std::to_string(first.expression) + " (" + first.expressionName + ")" : "";
       std::string msg = "nftables transaction rejected, nothing applied: " + first.object +
-                        (first.index >= 0 ? " (operation #" + std::to_string(first.index) + ")" : "") + ": " +
+                        (first.index >= 0 ? " (operation #" + std::to_string(first.index) + ")" : "") + where + ": " +
                         ErrnoText(first.errnum) + " (" + ErrnoName(first.errnum) + ")" +
                         (first.extack.empty() ? "" : " - kernel says: " + first.extack);
       if (outcome_.errors.size() > 1) msg += " [+" + std::to_string(outcome_.errors.size() - 1) + " more]";
@@ -126,23 +160,16 @@ class CommitWorker : public PromiseWorker {
       e.Set("index", Napi::Number::New(env, static_cast<double>(first.index)));
       e.Set("object", Napi::String::New(env, first.object));
       if (!first.extack.empty()) e.Set("kernelMessage", Napi::String::New(env, first.extack));
+      Napi::Object firstInfo = BatchErrorObject(env, first);
+      if (firstInfo.Has("expression")) e.Set("expression", firstInfo.Get("expression"));
       Napi::Array all = Napi::Array::New(env);
-      for (size_t i = 0; i < outcome_.errors.size() && i < 100; i++) {
-        const BatchError& be = outcome_.errors[i];
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("index", Napi::Number::New(env, static_cast<double>(be.index)));
-        o.Set("errno", Napi::Number::New(env, be.errnum));
-        o.Set("code", Napi::String::New(env, ErrnoName(be.errnum)));
-        o.Set("object", Napi::String::New(env, be.object));
-        o.Set("kernelMessage", Napi::String::New(env, be.extack));
-        all.Set(static_cast<uint32_t>(i), o);
-      }
+      for (size_t i = 0; i < outcome_.errors.size() && i < 100; i++) all.Set(static_cast<uint32_t>(i), BatchErrorObject(env, outcome_.errors[i]));
       e.Set("errors", all);
       deferred_.Reject(e.Value());
       return;
     }
     Napi::Object r = Napi::Object::New(env);
-    r.Set("operations", Napi::Number::New(env, static_cast<double>(encodedOnly_ ? preEncoded_.messages : operations_)));
+    r.Set("operations", Napi::Number::New(env, static_cast<double>(mode_ == BatchMode::SendEncoded ? preEncoded_.messages : operations_)));
     r.Set("messages", Napi::Number::New(env, outcome_.messages));
     r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
     r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
@@ -156,7 +183,7 @@ class CommitWorker : public PromiseWorker {
   Napi::Reference<Napi::Buffer<uint8_t>> ref_;
   const uint8_t* data_;
   size_t len_;
-  bool encodedOnly_;
+  BatchMode mode_;
   EncodedBatch preEncoded_;
   std::vector<Record> records_;
   size_t operations_ = 0;
@@ -224,7 +251,23 @@ Napi::Value NftSocket::Commit(const Napi::CallbackInfo& info) {
   }
   auto sock = Live(env);
   if (!sock) return env.Undefined();
-  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), false, 0, 0, 0);
+  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), BatchMode::Commit, 0, 0, 0);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// check(records) -> { errors, lostReports }: the same batch without its END, so the kernel checks every record
+// and commits nothing (how svcplane probes what a kernel accepts).
+Napi::Value NftSocket::Check(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "check(records: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto sock = Live(env);
+  if (!sock) return env.Undefined();
+  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), BatchMode::Check, 0, 0, 0);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -265,7 +308,7 @@ Napi::Value NftSocket::SendEncoded(const Napi::CallbackInfo& info) {
   auto sock = Live(env);
   if (!sock) return env.Undefined();
   Napi::Object o = info[0].As<Napi::Object>();
-  auto* w = new CommitWorker(env, sock, o.Get("bytes").As<Napi::Buffer<uint8_t>>(), true,
+  auto* w = new CommitWorker(env, sock, o.Get("bytes").As<Napi::Buffer<uint8_t>>(), BatchMode::SendEncoded,
                              o.Get("firstSeq").As<Napi::Number>().Uint32Value(),
                              o.Get("lastSeq").As<Napi::Number>().Uint32Value(),
                              o.Get("messages").As<Napi::Number>().Uint32Value());

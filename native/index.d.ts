@@ -20,6 +20,17 @@ export interface BatchErrorInfo {
   code: string;
   object: string;
   kernelMessage: string;
+  /** The top-level attribute type the kernel blamed (extended ack NLMSGERR_ATTR_OFFS), when it named one. */
+  attribute?: number;
+  /** For a rule: the expression the kernel blamed, by position in the rule and name ("lookup"). */
+  expression?: { index: number; name: string };
+}
+
+/** What the kernel said of each record of a batch it never committed (check()). */
+export interface CheckResult {
+  errors: BatchErrorInfo[];
+  /** Some refusals were dropped (receive buffer overflow): treat every record as suspect. */
+  lostReports: boolean;
 }
 
 /** The Error a rejected commit rejects with (besides message). */
@@ -29,6 +40,8 @@ export interface NftCommitError extends Error {
   index: number;
   object: string;
   kernelMessage?: string;
+  /** The first refused record's blamed expression (see BatchErrorInfo). */
+  expression?: { index: number; name: string };
   errors: BatchErrorInfo[];
 }
 
@@ -50,6 +63,8 @@ export declare class NftSocket {
   /** netns: a network namespace file (/run/netns/NAME) the socket is opened in; default: the caller's. */
   constructor(options?: { netns?: string });
   commit(records: Buffer): Promise<CommitResult>;
+  /** The same batch without its END: the kernel checks every record, reports refusals and commits nothing. */
+  check(records: Buffer): Promise<CheckResult>;
   dump(family: number, table: string): Promise<DumpResult>;
   encode(records: Buffer): EncodedBatch;
   sendEncoded(batch: EncodedBatch): Promise<CommitResult>;

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "nft_objects.h"
+#include "nl_ack.h"
 
 namespace svcplane {
 namespace {
@@ -106,39 +107,46 @@ void BuildPayload(nlmsghdr* nlh, const Record& r, size_t index) {
   }
 }
 
-struct ReplyParse {
-  uint32_t seq;
-  int errnum;
-  std::string extack;
-};
-
-// NLMSG_ERROR payload: struct nlmsgerr, then (NLM_F_ACK_TLVS) extended-ack attributes. With
-// NETLINK_CAP_ACK the echoed request is only its header (NLM_F_CAPPED).
-ReplyParse ParseError(const nlmsghdr* nlh) {
-  ReplyParse out{nlh->nlmsg_seq, 0, {}};
-  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
-    out.errnum = EBADMSG;
-    return out;
-  }
-  const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(nlh));
-  out.errnum = -err->error;
-  if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
-    size_t off = sizeof(nlmsgerr);
-    if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - sizeof(nlmsghdr);
-    const char* base = static_cast<const char*>(NLMSG_DATA(nlh));
-    size_t total = nlh->nlmsg_len - NLMSG_HDRLEN;
-    off = NLMSG_ALIGN(off);
-    while (off + sizeof(nlattr) <= total) {
-      const auto* a = reinterpret_cast<const nlattr*>(base + off);
-      if (a->nla_len < sizeof(nlattr) || off + a->nla_len > total) break;
-      if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG) {
-        const char* s = base + off + NLA_HDRLEN;
-        out.extack.assign(s, strnlen(s, a->nla_len - NLA_HDRLEN));
+// Where in a request the attribute the kernel blamed (NLMSGERR_ATTR_OFFS) lies: its top-level attribute type and,
+// for a rule, the expression holding it (nf_tables_newrule blames the NFTA_LIST_ELEM of the expression whose init
+// failed). That is what turns "add rule: EINVAL" into "expression #5 (lookup)". Lengths checked throughout.
+void LocateBadAttr(const uint8_t* msg, size_t len, uint32_t offset, BatchError& out) {
+  if (len < NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg))) return;
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(msg);
+  if (nlh->nlmsg_len < len) len = nlh->nlmsg_len;
+  auto attrAt = [&](size_t off, size_t end) -> const nlattr* {
+    if (off + NLA_HDRLEN > end) return nullptr;
+    const auto* a = reinterpret_cast<const nlattr*>(msg + off);
+    if (a->nla_len < NLA_HDRLEN || off + a->nla_len > end) return nullptr;
+    return a;
+  };
+  for (size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)); const nlattr* a = attrAt(off, len); off += NLA_ALIGN(a->nla_len)) {
+    if (offset < off || offset >= off + a->nla_len) continue;
+    out.attribute = a->nla_type & NLA_TYPE_MASK;
+    if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWRULE || out.attribute != NFTA_RULE_EXPRESSIONS) return;
+    const size_t end = off + a->nla_len;
+    int index = 0;
+    for (size_t in = off + NLA_HDRLEN; const nlattr* el = attrAt(in, end); in += NLA_ALIGN(el->nla_len), index++) {
+      if (offset < in || offset >= in + el->nla_len) continue;
+      out.expression = index;
+      const size_t elEnd = in + el->nla_len;
+      for (size_t x = in + NLA_HDRLEN; const nlattr* f = attrAt(x, elEnd); x += NLA_ALIGN(f->nla_len)) {
+        if ((f->nla_type & NLA_TYPE_MASK) != NFTA_EXPR_NAME) continue;
+        const char* name = reinterpret_cast<const char*>(f) + NLA_HDRLEN;
+        out.expressionName.assign(name, strnlen(name, f->nla_len - NLA_HDRLEN));
       }
-      off += NLA_ALIGN(a->nla_len);
+      return;
     }
+    return;
   }
-  return out;
+}
+
+// The message with sequence number seq in an encoded batch (a linear walk: only done for refused records).
+const nlmsghdr* MessageWithSeq(const EncodedBatch& batch, uint32_t seq) {
+  int left = static_cast<int>(batch.bytes.size());
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data()); NLMSG_OK(nlh, left); nlh = NLMSG_NEXT(nlh, left))
+    if (nlh->nlmsg_seq == seq) return nlh;
+  return nullptr;
 }
 
 uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
@@ -148,7 +156,7 @@ uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq) {
+EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, bool commit) {
   EncodedBatch out;
   out.firstSeq = firstSeq;
   size_t estimate = 64;
@@ -176,9 +184,11 @@ EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq) 
     BuildPayload(nlh, r, i);
     advance(nlh);
   }
-  advance(nftnl_batch_end(room(64), seq++));
+  // Without END the kernel processes every message, reports what it refuses, then aborts: nothing is committed
+  // (nfnetlink_rcv_batch; what `nft --check` relies on).
+  if (commit) advance(nftnl_batch_end(room(64), seq++));
   out.bytes.resize(len);
-  out.messages = static_cast<uint32_t>(records.size() + 2);
+  out.messages = static_cast<uint32_t>(records.size() + (commit ? 2 : 1));
   return out;
 }
 
@@ -241,13 +251,20 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
       // Replies to someone else (or to an older request on this socket) are not ours.
       if (nlh->nlmsg_pid != sock.portid() || nlh->nlmsg_seq < batch.firstSeq || nlh->nlmsg_seq > batch.lastSeq + 1) continue;
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
-      ReplyParse reply = ParseError(nlh);
-      int64_t index = static_cast<int64_t>(reply.seq) - static_cast<int64_t>(batch.firstSeq) - 1;
-      bool batchLevel = index < 0 || reply.seq == batch.lastSeq + 1;
-      if (reply.errnum != 0)
-        out.errors.push_back(BatchError{batchLevel ? -1 : index, reply.errnum, describe(batchLevel ? -1 : index), reply.extack});
+      NlAck reply = ParseAck(nlh);
+      const uint32_t seq = nlh->nlmsg_seq;
+      int64_t index = static_cast<int64_t>(seq) - static_cast<int64_t>(batch.firstSeq) - 1;
+      bool batchLevel = index < 0 || seq == batch.lastSeq + 1;
+      if (reply.errnum != 0) {
+        BatchError e{batchLevel ? -1 : index, reply.errnum, describe(batchLevel ? -1 : index), reply.message};
+        if (!batchLevel && reply.badAttrOffset >= 0) {
+          if (const nlmsghdr* req = MessageWithSeq(batch, seq))
+            LocateBadAttr(reinterpret_cast<const uint8_t*>(req), req->nlmsg_len, static_cast<uint32_t>(reply.badAttrOffset), e);
+        }
+        out.errors.push_back(std::move(e));
+      }
       // The ack (or error) of the last record ends the batch; an error on BEGIN means it was refused whole.
-      if (reply.seq == batch.lastSeq || (batchLevel && reply.errnum != 0)) done = true;
+      if (seq == batch.lastSeq || (batchLevel && reply.errnum != 0)) done = true;
     }
   }
   std::sort(out.errors.begin(), out.errors.end(), [](const BatchError& a, const BatchError& b) { return a.index < b.index; });

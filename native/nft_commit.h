@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "netlink_socket.h"
@@ -19,10 +20,15 @@ struct EncodedBatch {
 };
 
 struct BatchError {
+  BatchError(int64_t i, int err, std::string obj, std::string ack)
+      : index(i), errnum(err), object(std::move(obj)), extack(std::move(ack)) {}
   int64_t index;  // record index, -1 for the batch itself (BEGIN/END)
   int errnum;
   std::string object;      // DescribeRecord of the record at fault
   std::string extack;      // the kernel's extended-ack message, if any
+  int attribute = -1;      // the top-level attribute the kernel blamed (NLMSGERR_ATTR_OFFS), if it named one
+  int expression = -1;     // for a rule: the index of the expression it blamed...
+  std::string expressionName;  // ...and that expression's name ("lookup")
 };
 
 struct CommitOutcome {
@@ -34,8 +40,9 @@ struct CommitOutcome {
   uint32_t messages = 0;
 };
 
-// Throws RecordFormatError / NetlinkError for records libnftnl refuses (before anything is sent).
-EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq);
+// Throws RecordFormatError / NetlinkError for records libnftnl refuses (before anything is sent). commit=false
+// leaves out the batch's END: the kernel then checks every message and aborts, committing nothing.
+EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, bool commit = true);
 
 // Sends an encoded batch and reads its replies. `records` (may be null) names the objects in errors.
 CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const std::vector<Record>* records);

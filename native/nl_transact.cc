@@ -1,5 +1,7 @@
 #include "nl_transact.h"
 
+#include "nl_ack.h"
+
 #include <linux/netlink.h>
 #include <sys/socket.h>
 
@@ -18,26 +20,6 @@ constexpr size_t kPageMessages = 2048;
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string ExtAckMessage(const nlmsghdr* nlh) {
-  // NLMSG_ERROR payload: struct nlmsgerr, then (with NETLINK_CAP_ACK) no echoed request, then TLVs when the
-  // kernel sets NLM_F_ACK_TLVS.
-  if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return "";
-  const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-  size_t off = sizeof(nlmsghdr) + sizeof(nlmsgerr);
-  if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) off += err->msg.nlmsg_len - sizeof(nlmsghdr);
-  const uint8_t* base = reinterpret_cast<const uint8_t*>(nlh);
-  while (off + sizeof(nlattr) <= nlh->nlmsg_len) {
-    const auto* a = reinterpret_cast<const nlattr*>(base + off);
-    if (a->nla_len < sizeof(nlattr) || off + a->nla_len > nlh->nlmsg_len) break;
-    if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG) {
-      const char* s = reinterpret_cast<const char*>(a) + sizeof(nlattr);
-      return std::string(s, strnlen(s, a->nla_len - sizeof(nlattr)));
-    }
-    off += NLA_ALIGN(a->nla_len);
-  }
-  return "";
 }
 
 }  // namespace
@@ -110,9 +92,9 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
         if (nlh->nlmsg_seq < first || idx < start || idx >= next) continue;  // stale (an earlier, failed exchange)
         NlResult& res = results[idx];
         if (nlh->nlmsg_type == NLMSG_ERROR) {
-          const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-          res.err = -e->error;
-          res.kernelMessage = ExtAckMessage(nlh);
+          NlAck ack = ParseAck(nlh);
+          res.err = ack.errnum;
+          res.kernelMessage = std::move(ack.message);
           if (!quiet || idx == next - 1) pending--;
         } else if (nlh->nlmsg_type == NLMSG_DONE) {
           // A dump's end; its payload is an int, negative when the dump failed part-way.

@@ -108,6 +108,13 @@ export class Agent {
         new ConntrackCleaner(netns),
       );
     }
+    // What the kernel accepts decides the ruleset's shape: said once, here. A kernel this mode cannot run on stops
+    // the agent now, with the reason in words, rather than failing every sync.
+    const kernel = await this.dataplane.prepare?.();
+    if (kernel) {
+      const missing = kernel.constructs.filter((c) => !c.supported).map((c) => c.id);
+      log.info('nf_tables: ruleset shape chosen for this kernel', { kernel: kernel.release, shape: kernel.shape, missing });
+    }
     // healthCheckNodePorts listen in this process's network namespace (the host's, in a DaemonSet), as kube-proxy's.
     this.serviceHealth = new ServiceHealthServers(this.health, this.o.nodeName, log);
     const loop = new SyncLoop({

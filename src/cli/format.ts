@@ -1,15 +1,23 @@
 // Human-readable output: a status table like `ipvsadm -Ln` (service address:port proto, then its endpoints).
 import type { StatusReport, StatusRow, SyncResult } from '../dataplane/types';
+import type { KernelReport } from '../dataplane/nftables/kernel';
+
+/** "nf_tables on 6.1.0-57-amd64: no map-membership (Linux 6.5): ..." - the shape chosen for this kernel. */
+export function formatKernel(k: KernelReport): string {
+  return `nf_tables on ${k.release}: ${k.shape}`;
+}
 
 function hostPort(address: string, port: number, family: 4 | 6): string {
   return family === 6 && address !== '*' ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 export function formatStatus(st: StatusReport): string {
-  if (!st.present) return `svcplane ${st.mode}: nothing programmed`;
+  const kernel = st.kernel ? `\n${formatKernel(st.kernel)}` : '';
+  if (!st.present) return `svcplane ${st.mode}: nothing programmed${kernel}`;
   const lines: string[] = [];
   const services = new Set(st.rows.filter((r) => !r.reject).map((r) => r.service)).size;
   lines.push(`svcplane ${st.mode}: ${st.rows.length} service address(es), ${services} service port(s) with endpoints`);
+  if (st.kernel) lines.push(formatKernel(st.kernel));
   if (st.mode === 'ipvs') {
     // ipvsadm -Ln's columns, so an IPVS operator reads it at a glance.
     lines.push('Prot LocalAddress:Port Scheduler Flags');
@@ -34,12 +42,13 @@ function formatRow(r: StatusRow): string[] {
   return [head, ...r.endpoints.map((e) => `  -> ${hostPort(e.address, e.port, r.family)}`)];
 }
 
-export function formatSyncSummary(mode: string, files: number, res: SyncResult, problems: number): string {
+export function formatSyncSummary(mode: string, files: number, res: SyncResult, problems: number, kernel?: KernelReport): string {
   const kb = (res.bytes / 1024).toFixed(1);
   const ms = (us: number) => (us / 1000).toFixed(1);
   const ops = res.operations === 0 ? 'nothing to change' : `${res.operations} operations (${kb} KiB)${mode === 'nftables' ? ' in one transaction' : ''}`;
   return [
     `svcplane ${mode}: ${res.full ? 'full' : 'partial'} sync of ${res.servicePorts} service port(s) from ${files} file(s): ${ops}`,
     `  kernel ${ms(res.kernelMicros)} ms, total ${ms(res.totalMicros)} ms${problems ? `; ${problems} object(s) skipped or not programmed (see log)` : ''}`,
+    ...(kernel ? [`  ${formatKernel(kernel)}`] : []),
   ].join('\n');
 }

@@ -153,13 +153,14 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
     for (const f of unhonouredFeatures(sp, str(flags, 'mode'), false)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
   const dp = openDataplane(flags, config, log);
   try {
+    const kernel = await dp.prepare?.();
     const res = await dp.syncFull(model.servicePorts);
     for (const p of res.problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
     const all = [...problems, ...res.problems];
     if (str(flags, 'output') === 'json') {
-      out(JSON.stringify({ mode: dp.mode, files: loaded.files.length, ...res, problems: all }));
+      out(JSON.stringify({ mode: dp.mode, files: loaded.files.length, ...res, problems: all, kernel }));
     } else {
-      out(formatSyncSummary(dp.mode, loaded.files.length, res, all.length));
+      out(formatSyncSummary(dp.mode, loaded.files.length, res, all.length, kernel));
     }
     return 0;
   } finally {
@@ -271,7 +272,13 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
   const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
   const api = await openTransport(cfg.kubeconfig || undefined);
   const agent = new Agent({ config: cfg, nodeName, api, log, netns });
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (e) {
+    // e.g. a kernel this mode cannot run on: stop watching and serving, so the process can exit with the reason.
+    await agent.stop();
+    throw e;
+  }
   // SIGTERM/SIGINT: stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));

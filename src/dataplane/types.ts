@@ -1,6 +1,7 @@
 // The small interface every dataplane (nftables now; IPVS and eBPF later) implements. The sync layer above it
 // knows only this.
 import type { ModelProblem, ServicePort, ServicePortKey } from '../model/types';
+import type { KernelReport } from './nftables/kernel';
 
 export interface SyncResult {
   /** A full sync (everything compared with what the kernel holds) or a partial one (changed Service ports only). */
@@ -58,10 +59,17 @@ export interface StatusReport {
   mode: string;
   present: boolean;
   rows: StatusRow[];
+  /** The kernel's nf_tables constructs and the ruleset shape chosen for them. */
+  kernel?: KernelReport;
 }
 
 export interface Dataplane {
   readonly mode: string;
+  /**
+   * Probes what the kernel accepts and chooses the shape (once; syncFull does it too when nobody asked). Throws,
+   * naming what is missing, when this mode cannot run on the kernel.
+   */
+  prepare?(): Promise<KernelReport>;
   /** Programs exactly this set of Service ports, comparing with what the kernel holds (adoption, repair). */
   syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult>;
   /** Programs only these changes (undefined: the Service port is gone). Falls back to full when required. */

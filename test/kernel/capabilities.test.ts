@@ -1,6 +1,12 @@
 // deploy/kubernetes/daemonset.yaml grants svcplane CAP_NET_ADMIN and nothing else. This proves it is enough: the
 // real CLI, run as an unprivileged user (nobody) holding only CAP_NET_ADMIN (setpriv, ambient), programs, reads back
 // and cleans up a namespace; without it, it fails with a message that says what is missing.
+//
+// nobody must be able to read the CLI wherever the repository was cloned, including under root's 0700 home. So the
+// nobody process runs in a private mount namespace (unshare) in which the repository is bind-mounted at a fresh
+// 0755 directory under /tmp, and runs the CLI and reads the manifests from there. That changes which path it
+// reads files through, nothing else: its user, groups and capabilities are still set by setpriv alone.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,39 +14,51 @@ import { REPO, SVCPLANE } from '../helpers/cli';
 import { makeNetns, requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('capabilities');
-const EXAMPLES = path.join(REPO, 'deploy', 'examples');
 
-function asNobody(ns: string, caps: string[], args: string[]) {
+function asNobody(ns: string, mnt: string, caps: string[], args: string[]) {
   const capList = ['-all', ...caps.map((c) => `+${c}`)].join(',');
-  const r = spawnSync('ip', ['netns', 'exec', ns, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups',
+  // The bind mount lives only in the unshared namespace (private propagation) and goes when the process does.
+  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh',
+    REPO, mnt,
+    'ip', 'netns', 'exec', ns, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups',
     `--inh-caps=${capList}`, ...(caps.length ? [`--ambient-caps=${capList}`] : []), `--bounding-set=${capList}`, '--',
-    process.execPath, SVCPLANE, ...args], { encoding: 'utf8', timeout: 60_000 });
+    process.execPath, path.join(mnt, path.relative(REPO, SVCPLANE)), ...args], { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => {
   let ns: ReturnType<typeof makeNetns>;
+  let mnt = '';
+  let examples = '';
   beforeAll(() => {
     ns = makeNetns('cap');
+    // /tmp itself, not os.tmpdir(): TMPDIR may point somewhere nobody cannot reach. mkdtemp makes it 0700.
+    mnt = fs.mkdtempSync('/tmp/svcplane-cap-');
+    fs.chmodSync(mnt, 0o755);
+    examples = path.join(mnt, 'deploy', 'examples');
   });
-  afterAll(() => ns?.remove());
+  afterAll(() => {
+    ns?.remove();
+    // rmdir, not a recursive rm: should the mount ever be visible here, this fails instead of deleting the clone.
+    if (mnt) fs.rmdirSync(mnt);
+  });
 
   it('programs, reads back and cleans up as nobody with only CAP_NET_ADMIN', () => {
-    const sync = asNobody(ns.name, ['net_admin'], ['sync', '--once', '--manifests', EXAMPLES, '--output', 'json']);
+    const sync = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json']);
     expect(sync.stderr).toBe('');
     expect(sync.code).toBe(0);
     expect((JSON.parse(sync.stdout) as { servicePorts: number }).servicePorts).toBe(4);
     const tables = execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' });
     expect(tables).toContain('table ip svcplane');
-    const status = asNobody(ns.name, ['net_admin'], ['status', '--output', 'json']);
+    const status = asNobody(ns.name, mnt, ['net_admin'], ['status', '--output', 'json']);
     expect(status.code).toBe(0);
     expect((JSON.parse(status.stdout) as { rows: unknown[] }).rows.length).toBeGreaterThan(0);
-    expect(asNobody(ns.name, ['net_admin'], ['cleanup']).code).toBe(0);
+    expect(asNobody(ns.name, mnt, ['net_admin'], ['cleanup']).code).toBe(0);
     expect(execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' })).not.toContain('svcplane');
   });
 
   it('without it, refuses with a message naming the capability', () => {
-    const r = asNobody(ns.name, [], ['sync', '--once', '--manifests', EXAMPLES]);
+    const r = asNobody(ns.name, mnt, [], ['sync', '--once', '--manifests', examples]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('Operation not permitted');
     expect(r.stderr).toContain('CAP_NET_ADMIN');

@@ -9,6 +9,10 @@ import { diffTable } from '../nftables/diff';
 import { type ElementState, type TableState, elementKey } from '../nftables/objects';
 import { FAMILIES, type NftablesConfig } from '../nftables/ruleset';
 import { NftTransaction } from '../nftables/transaction';
+import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from '../nftables/kernel';
+
+/** The constructs of kernel.ts the table beside IPVS uses (loadBalancerSourceRanges: a set of concatenated ranges). */
+export const IPVS_NFT_CONSTRUCTS: readonly ConstructId[] = ['concat-ranges'];
 import { type FilterElement, elementsOf, ipvsSkeleton } from './filter';
 
 /** A Service port's elements, per family in FAMILIES order (IPv4, IPv6). */
@@ -57,9 +61,23 @@ export class IpvsNftables {
   /** The skeleton depends only on the config: built once (its rules are a few dozen RuleBuilder runs). */
   private readonly skeletons: ReturnType<typeof ipvsSkeleton>[];
   private byPort = new Map<ServicePortKey, Contribution>();
+  private support?: KernelSupport;
 
   constructor(private readonly client: NftClient, private readonly config: NftablesConfig) {
     this.skeletons = FAMILIES.map((fam) => ipvsSkeleton(fam.ip, config));
+  }
+
+  /** Probes the kernel once; throws NftKernelError when it lacks what this table needs. */
+  async prepare(): Promise<KernelReport> {
+    this.support ??= await probeKernel(this.client);
+    requireConstructs(this.support, IPVS_NFT_CONSTRUCTS, 'ipvs');
+    return kernelReport(this.support, IPVS_NFT_CONSTRUCTS);
+  }
+
+  /** The probe's findings for status (probing once if nobody did), never throwing for a missing construct. */
+  async kernel(): Promise<KernelReport> {
+    this.support ??= await probeKernel(this.client);
+    return kernelReport(this.support, IPVS_NFT_CONSTRUCTS);
   }
 
   private contribution(sp: ServicePort, bound: (a: string) => boolean): Contribution {

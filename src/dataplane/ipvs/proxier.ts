@@ -19,6 +19,7 @@ import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import * as rtnl from '../../netlink/rtnl';
+import type { KernelReport } from '../nftables/kernel';
 import type { NftClient } from '../nftables/client';
 import { TABLE_NAME, defaultConfig as defaultNftConfig } from '../nftables/ruleset';
 import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
@@ -131,8 +132,14 @@ export class IpvsProxier implements Dataplane {
   /** Whether svcplane binds this address on svcplane0 (and so filters its unused ports). */
   private readonly bound = (address: string): boolean => !this.localAddresses.has(address);
 
+  /** What the kernel's nf_tables accepts, for the table beside IPVS (throws, in words, when it cannot run). */
+  prepare(): Promise<KernelReport> {
+    return this.filter.prepare();
+  }
+
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
+    await this.filter.prepare();
     this.needFull = true;
     // Independent reads on different sockets (and the sysctls, off the JS thread too): in parallel.
     await Promise.all([this.ensureSysctls(), this.readKernel()]);
@@ -229,7 +236,7 @@ export class IpvsProxier implements Dataplane {
         endpoints: dests[i].map((e) => ({ address: e.address, port: e.port, weight: e.weight, activeConns: e.activeConns, inactiveConns: e.inactiveConns })),
       };
     });
-    return { mode: this.mode, present: services.length > 0, rows };
+    return { mode: this.mode, present: services.length > 0, rows, kernel: await this.filter.kernel() };
   }
 
   setNodeZone(zone: string | undefined): void {

@@ -1,6 +1,7 @@
 // The one small interface between the nftables dataplane and the kernel, with the real implementation (the
 // addon over netlink). test/ holds a transactional fake held to the same contract.
-import { native, type CommitResult, type NftCommitError } from '../../native';
+import { native, type CheckResult, type CommitResult, type NftCommitError } from '../../native';
+import { refusalHint } from './kernel';
 import type { NfFamily } from './netlink/constants';
 import type { TableState } from './objects';
 import { decodeTable } from './state';
@@ -9,6 +10,8 @@ import type { NftTransaction } from './transaction';
 export interface NftClient {
   /** Sends the transaction as one batch: all of it is applied, or (rejecting) none of it. */
   run(tx: NftTransaction): Promise<CommitResult>;
+  /** The kernel's verdict on every operation of the transaction, which is never committed (probing constructs). */
+  check(tx: NftTransaction): Promise<CheckResult>;
   /** What the kernel holds for one table, or undefined when the table does not exist. */
   dumpTable(family: NfFamily, table: string): Promise<TableState | undefined>;
   close(): void;
@@ -48,9 +51,16 @@ export class NetlinkNftClient implements NftClient {
       if (!isCommitError(e) || typeof e.index !== 'number') throw e;
       const op = e.index >= 0 ? tx.operation(e.index) : undefined;
       const owner = op?.owner;
-      const message = owner ? `${owner}: ${e.message}` : e.message;
+      // A refused expression (or set) may be a construct this kernel lacks: say so in words, not only the errno.
+      const hint = await refusalHint(this, e.expression?.name ?? (op?.verb === 'add set' ? 'set' : undefined));
+      const message = `${owner ? `${owner}: ` : ''}${e.message}${hint}`;
       throw new NftTransactionError(message, e.code, e.errno, e.index, e.object, owner);
     }
+  }
+
+  async check(tx: NftTransaction): Promise<CheckResult> {
+    if (tx.size === 0) return { errors: [], lostReports: false };
+    return this.sock.check(tx.records());
   }
 
   async dumpTable(family: NfFamily, table: string): Promise<TableState | undefined> {

@@ -29,13 +29,18 @@
 //          DEL: no elements flushes the set; a missing element is ENOENT.
 //          Not the kernel's: a record whose element list would not fit one netlink attribute (u16 length) throws a
 //          plain Error; the kernel would silently commit only the elements that fit (measured on 6.18).
+//   older kernels: `new FakeNftClient({ lacks })` refuses the constructs of kernel.ts the way kernels without them
+//          do (e.g. lacks ['map-membership'] is Debian 12's 6.1: a lookup without a destination register on a map is
+//          EINVAL); a refused expression is named (index and name) as the kernel's extended ack names it.
+//   check: every record applied to a copy, every refusal reported, nothing kept (a batch without its END).
 import { constants as osConstants } from 'node:os';
-import type { CommitResult } from '../../native';
+import type { BatchErrorInfo, CheckResult, CommitResult } from '../../native';
 import { NftTransactionError, type NftClient } from './client';
+import { type ConstructId, refusalHint } from './kernel';
 import {
   BITWISE, CHAIN, CMP, CT, DYNSET, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
+  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NF_INET_PRE_ROUTING, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
 import { decodeElementComment } from './netlink/udata';
@@ -63,6 +68,8 @@ const STRERROR: Record<Errno, string> = {
 };
 
 class Refusal extends Error {
+  /** For a rule: the expression refused, as the kernel's extended ack names it (its position and name). */
+  expression?: { index: number; name: string };
   constructor(readonly code: Errno, detail: string) {
     super(detail);
   }
@@ -266,7 +273,7 @@ class Batch {
   /** NFTA_SET_ID -> set name, for sets created in this batch. */
   private readonly setIds = new Map<number, string>();
 
-  constructor(readonly tables: Map<string, FakeTable>) {}
+  constructor(readonly tables: Map<string, FakeTable>, private readonly lacks: ReadonlySet<ConstructId> = new Set()) {}
 
   private table(family: number, name: string | undefined): FakeTable {
     if (name === undefined) refuse('EINVAL', 'table name missing');
@@ -399,12 +406,26 @@ class Batch {
     for (const s of m.lookups) bump(t.setUse, s, -1);
   }
 
-  /** Checks a rule's expressions the way their init functions do, and returns what it references. */
-  private ruleRefs(t: FakeTable, exprs: AttrMap[]): { jumps: string[]; lookups: string[] } {
-    const jumps: string[] = [];
-    const lookups: string[] = [];
+  /**
+   * Checks a rule's expressions the way their init functions do, and returns what it references. A refusal names
+   * the expression, as the kernel's extended ack does.
+   */
+  private ruleRefs(t: FakeTable, chain: ChainState, exprs: AttrMap[]): { jumps: string[]; lookups: string[] } {
+    const refs = { jumps: [] as string[], lookups: [] as string[] };
     const regs = new Registers();
-    for (const e of exprs) {
+    exprs.forEach((e, index) => {
+      try {
+        this.checkExpr(t, chain, e, regs, refs);
+      } catch (err) {
+        if (err instanceof Refusal) err.expression = { index, name: exprName(e) };
+        throw err;
+      }
+    });
+    return refs;
+  }
+
+  private checkExpr(t: FakeTable, chain: ChainState, e: AttrMap, regs: Registers, { jumps, lookups }: { jumps: string[]; lookups: string[] }): void {
+    {
       const u = (type: number) => attrU32(e, type);
       switch (exprName(e)) {
         case 'immediate': {
@@ -422,6 +443,9 @@ class Batch {
           const set = this.set(t, e, LOOKUP.SET, LOOKUP.SET_ID);
           regs.load(u(LOOKUP.SREG), set.keyLen);
           const dreg = u(LOOKUP.DREG);
+          // Kernels before 6.5 want a destination register on every map lookup (construct map-membership).
+          if (dreg === undefined && set.flags & NFT_SET_MAP && this.lacks.has('map-membership')) refuse('EINVAL', `lookup without a destination register on map ${set.name}`);
+          if (set.flags & NFT_SET_EVAL && this.lacks.has('dynamic-set-lookup')) refuse('EOPNOTSUPP', `lookup in dynamic set ${set.name}`);
           if (dreg !== undefined) {
             if (!(set.flags & NFT_SET_MAP)) refuse('EINVAL', `lookup with a destination register on set ${set.name}, not a map`);
             if ((dreg === NFT_REG_VERDICT) !== (set.dataType === NFT_DATA_VERDICT)) refuse('EINVAL', `lookup register does not fit map ${set.name}`);
@@ -480,13 +504,14 @@ class Batch {
           regs.load(u(MASQ.REG_PROTO_MAX), 2);
           break;
         case 'reject':
+          if (chain.base?.hook === NF_INET_PRE_ROUTING && this.lacks.has('reject-prerouting')) refuse('EOPNOTSUPP', 'reject in a prerouting chain');
+          break;
         case 'counter':
           break;
         default:
           regs.stop();
       }
     }
-    return { jumps, lookups };
   }
 
   private newRule(r: DecodedRecord): void {
@@ -515,7 +540,7 @@ class Batch {
         at = append ? metas.length : 0;
       }
     }
-    const refs = this.ruleRefs(t, r.children);
+    const refs = this.ruleRefs(t, chain, r.children);
     const body = canonicalRuleBody(r.children);
     if (replaceAt >= 0) {
       this.release(t, metas[replaceAt]);
@@ -575,6 +600,7 @@ class Batch {
     }
     const spec: SetSpec = { name, flags, keyType: attrU32(a, SET.KEY_TYPE) ?? 0, keyLen, dataType, dataLen };
     const concat = a.get(SET.DESC_CONCAT);
+    if (flags & NFT_SET_CONCAT && flags & NFT_SET_INTERVAL && this.lacks.has('concat-ranges')) refuse('EOPNOTSUPP', `set ${name}: no set type for concatenated ranges`);
     if (flags & NFT_SET_CONCAT) {
       // The kernel needs the field lengths of a concatenation of ranges, and they must add up (each padded to 4).
       if (!(flags & NFT_SET_INTERVAL) || !concat || concat.length < 2) refuse('EINVAL', `set ${name}: NFT_SET_CONCAT needs NFT_SET_INTERVAL and two fields or more`);
@@ -687,11 +713,38 @@ class Batch {
   }
 }
 
+export interface FakeKernel {
+  /** Constructs this fake kernel refuses as the kernels without them do (kernel.ts): e.g. ['map-membership'] for 6.1. */
+  lacks?: ConstructId[];
+}
+
 export class FakeNftClient implements NftClient {
   private tables = new Map<string, FakeTable>();
   /** Batches accepted so far (empty transactions included). */
   commits = 0;
   private closed = false;
+  private readonly lacks: ReadonlySet<ConstructId>;
+
+  constructor(kernel: FakeKernel = {}) {
+    this.lacks = new Set(kernel.lacks ?? []);
+  }
+
+  /** Every record checked on a copy, every refusal reported, nothing kept: a batch without its END. */
+  async check(tx: NftTransaction): Promise<CheckResult> {
+    if (this.closed) throw new Error('FakeNftClient: closed');
+    const records = decodeRecords(tx.records());
+    const batch = new Batch(new Map(this.tables), this.lacks);
+    const errors: BatchErrorInfo[] = [];
+    records.forEach((r, i) => {
+      try {
+        batch.apply(r);
+      } catch (e) {
+        if (!(e instanceof Refusal)) throw e;
+        errors.push({ index: i, errno: osConstants.errno[e.code], code: e.code, object: describeRecord(r), kernelMessage: '', ...(e.expression ? { expression: e.expression } : {}) });
+      }
+    });
+    return { errors, lostReports: false };
+  }
 
   async run(tx: NftTransaction): Promise<CommitResult> {
     if (this.closed) throw new Error('FakeNftClient: closed');
@@ -701,15 +754,18 @@ export class FakeNftClient implements NftClient {
     }
     const stream = tx.records();
     const records = decodeRecords(stream);
-    const batch = new Batch(new Map(this.tables));
+    const batch = new Batch(new Map(this.tables), this.lacks);
     for (let i = 0; i < records.length; i++) {
       try {
         batch.apply(records[i]);
       } catch (e) {
         if (!(e instanceof Refusal)) throw e;
         const object = describeRecord(records[i]);
-        const owner = tx.operation(i)?.owner;
-        const text = `nftables transaction rejected, nothing applied: ${object} (operation #${i}): ${STRERROR[e.code]} (${e.code}) - fake says: ${e.message}`;
+        const op = tx.operation(i);
+        const owner = op?.owner;
+        const where = e.expression ? `, expression #${e.expression.index} (${e.expression.name})` : '';
+        const hint = await refusalHint(this, e.expression?.name ?? (op?.verb === 'add set' ? 'set' : undefined));
+        const text = `nftables transaction rejected, nothing applied: ${object} (operation #${i})${where}: ${STRERROR[e.code]} (${e.code}) - fake says: ${e.message}${hint}`;
         throw new NftTransactionError(owner ? `${owner}: ${text}` : text, e.code, osConstants.errno[e.code], i, object, owner);
       }
     }

@@ -15,6 +15,7 @@ import type { ChainState, DesiredTable, TableState } from './objects';
 import { elementKey } from './objects';
 import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
 import { statusRows } from './status';
+import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from './kernel';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { staleUdpFlows } from './stale';
 import { NftTransaction } from './transaction';
@@ -36,6 +37,9 @@ interface FamilyState {
 }
 
 type Fragments = Map<NfFamily, Fragment>;
+
+/** The constructs the nftables mode's tables use (kernel.ts); the ones without a fallback are required. */
+export const NFTABLES_CONSTRUCTS: readonly ConstructId[] = ['map-membership', 'concat-ranges', 'reject-prerouting', 'dynamic-set-lookup'];
 
 export class NftablesProxier implements Dataplane {
   readonly mode = 'nftables';
@@ -74,8 +78,27 @@ export class NftablesProxier implements Dataplane {
     }
   }
 
+  /**
+   * What this kernel accepts, probed once (kernel.ts) unless the config pinned it, and the shape chosen for it.
+   * Throws NftKernelError, naming what is missing, on a kernel this mode cannot run on.
+   */
+  async prepare(): Promise<KernelReport> {
+    const k = await this.kernelSupport();
+    requireConstructs(k, NFTABLES_CONSTRUCTS, this.mode);
+    return kernelReport(k, NFTABLES_CONSTRUCTS);
+  }
+
+  private async kernelSupport(): Promise<KernelSupport> {
+    if (!this.config.kernel) {
+      this.config.kernel = await probeKernel(this.client);
+      this.log.debug('nf_tables constructs probed', { kernel: this.config.kernel.release, missing: this.config.kernel.missing });
+    }
+    return this.config.kernel;
+  }
+
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
+    await this.prepare();
     this.needFull = true;
     this.servicePorts = new Map(servicePorts);
     const problems: ModelProblem[] = [];
@@ -229,7 +252,8 @@ export class NftablesProxier implements Dataplane {
       const t = await this.client.dumpTable(fam.nf, this.config.tableName);
       if (t) tables.push(t);
     }
-    return { mode: this.mode, present: tables.length > 0, rows: tables.flatMap((t) => statusRows(t)) };
+    const kernel = kernelReport(await this.kernelSupport(), NFTABLES_CONSTRUCTS);
+    return { mode: this.mode, present: tables.length > 0, rows: tables.flatMap((t) => statusRows(t)), kernel };
   }
 
   setNodeZone(zone: string | undefined): void {

@@ -50,6 +50,7 @@ import {
   TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
 } from './netlink/constants';
 import { RuleBuilder, hostU32 } from './netlink/expr';
+import { type KernelSupport, supports } from './kernel';
 import type { ChainState, DesiredTable, ElementState, SetSpec } from './objects';
 import { emptyTable } from './objects';
 
@@ -69,6 +70,11 @@ export interface NftablesConfig {
   nodeName?: string;
   /** This node's zone (topology.kubernetes.io/zone): topology hints are used only when it is known. */
   nodeZone?: string;
+  /**
+   * What the kernel's nf_tables accepts (kernel.ts), which picks the ruleset's shape; undefined until probed (the
+   * proxier probes before its first sync) and, for the pure functions here, every construct.
+   */
+  kernel?: KernelSupport;
 }
 
 export function defaultConfig(overrides: Partial<NftablesConfig> = {}): NftablesConfig {
@@ -284,6 +290,45 @@ export function markForMasquerade(r: RuleBuilder, cfg: NftablesConfig): RuleBuil
 export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable {
   const f = familyShape(ipFamily);
   const t: DesiredTable = { ...emptyTable(f.nf, cfg.tableName), elements: new Map() };
+  const map = (name: string, keyType: number, keyLen: number, dataType: number, dataLen?: number): SetSpec =>
+    ({ name, flags: NFT_SET_MAP, keyType, keyLen, dataType, dataLen });
+  const set = (name: string, keyType: number, keyLen: number): SetSpec => ({ name, flags: 0, keyType, keyLen });
+  const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
+  const endpointType = concatType(f.addrType, TYPE_INET_SERVICE);
+  const addrSlot = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
+  const portSlot = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
+  const specs: SetSpec[] = [
+    map(SETS.serviceIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
+    set(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
+    map(SETS.serviceNodePorts, protoPortType, 8, TYPE_MARK, 4),
+    set(SETS.masqNodePorts, protoPortType, 8),
+    map(SETS.serviceEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
+    map(SETS.nodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
+    set(SETS.localPolicyIPs, addrProtoPort, f.addrLen + 8),
+    set(SETS.localPolicyNodePorts, protoPortType, 8),
+    map(SETS.localIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
+    map(SETS.localEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
+    map(SETS.localNodePorts, protoPortType, 8, TYPE_MARK, 4),
+    map(SETS.localNodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
+    set(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
+    set(SETS.noEndpointNodePorts, protoPortType, 8),
+    set(SETS.dropServices, addrProtoPort, f.addrLen + 8),
+    set(SETS.dropExternal, addrProtoPort, f.addrLen + 8),
+    set(SETS.dropNodePorts, protoPortType, 8),
+    set(SETS.clusterIPs, f.addrType, f.addrLen),
+    set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
+    set(SETS.firewallIPs, addrProtoPort, f.addrLen + 8),
+    firewallAllowSpec(f),
+    affinitySetSpec(f, false),
+    affinitySetSpec(f, true),
+  ];
+  // A membership test on a map (the endpoint-count maps: is this a Service port?) has no destination register on
+  // kernels that allow it (Linux 6.5, construct map-membership); before that the kernel wants one, and the count
+  // goes to a scratch register no rule reads (the same hash lookup plus a 4-byte copy).
+  const maps = new Set(specs.filter((x) => x.flags & NFT_SET_MAP).map((x) => x.name));
+  const loadsValue = !supports(cfg.kernel, 'map-membership');
+  const member = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00, loadsValue && maps.has(set) ? SCRATCH_REG : undefined);
   const chain = (name: string, rules: Buffer[], base?: ChainState['base']) => t.chains.set(name, { name, rules, base });
   const jump = (target: string) => new RuleBuilder().verdict({ kind: 'jump', chain: target }).body();
 
@@ -298,7 +343,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
 
   // Marks first (each guarded by a membership test, so only Service traffic is marked), then the pick chains,
   // whose rules depend on which endpoint counts are in use (pickChains).
-  const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
+  const markIf = (r: RuleBuilder, set: string) => markForMasquerade(member(r, set), cfg).body();
   // ClusterIP traffic (the address alone: service-ips also holds external addresses, which follow their own
   // policy below): masqueraded from off-cluster sources (not from a pod CIDR), so replies come back through this
   // node; all of it with masqueradeAll.
@@ -309,7 +354,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   // externalTrafficPolicy (kube-proxy's external chain): Cluster is always masqueraded; Local keeps the client's
   // source and goes to this node's endpoints (pick-local-*), except for this node's pods and the node itself,
   // which are sent to all endpoints ("short-circuit"; the node's own traffic masqueraded).
-  const goto = (r: RuleBuilder, set: string, target: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'goto', chain: target }).body();
+  const goto = (r: RuleBuilder, set: string, target: string) => member(r, set).verdict({ kind: 'goto', chain: target }).body();
   chain(CHAINS.services, [
     ...clusterIPMark,
     markIf(daddrProtoPort(new RuleBuilder(), f), SETS.externalIPs),
@@ -324,7 +369,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   for (const c of pickChains(f, { counts: new Map(), affinity: new Map() })) t.chains.set(c.name, c);
   // Before DNAT, new connections only: no endpoints at all is refused at once; endpoints elsewhere but none here
   // under a Local policy is dropped (for external traffic only from outside: pods and the node short-circuit).
-  const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
+  const drop = (r: RuleBuilder, set: string) => member(r, set).verdict({ kind: 'drop' }).body();
   chain(CHAINS.endpointsCheck, [
     firewallRule(f),
     goto(daddrProtoPort(new RuleBuilder(), f), SETS.noEndpointServices, CHAINS.reject),
@@ -361,39 +406,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
       .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
   ]);
 
-  const map = (name: string, keyType: number, keyLen: number, dataType: number, dataLen?: number): SetSpec =>
-    ({ name, flags: NFT_SET_MAP, keyType, keyLen, dataType, dataLen });
-  const set = (name: string, keyType: number, keyLen: number): SetSpec => ({ name, flags: 0, keyType, keyLen });
-  const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
-  const protoPortType = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
-  const endpointType = concatType(f.addrType, TYPE_INET_SERVICE);
-  const addrSlot = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
-  const portSlot = concatType(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK);
-  for (const s of [
-    map(SETS.serviceIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
-    set(SETS.externalIPs, addrProtoPort, f.addrLen + 8),
-    map(SETS.serviceNodePorts, protoPortType, 8, TYPE_MARK, 4),
-    set(SETS.masqNodePorts, protoPortType, 8),
-    map(SETS.serviceEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
-    map(SETS.nodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
-    set(SETS.localPolicyIPs, addrProtoPort, f.addrLen + 8),
-    set(SETS.localPolicyNodePorts, protoPortType, 8),
-    map(SETS.localIPs, addrProtoPort, f.addrLen + 8, TYPE_MARK, 4),
-    map(SETS.localEndpoints, addrSlot, f.addrLen + 12, endpointType, f.addrLen + 4),
-    map(SETS.localNodePorts, protoPortType, 8, TYPE_MARK, 4),
-    map(SETS.localNodePortEndpoints, portSlot, 12, endpointType, f.addrLen + 4),
-    set(SETS.noEndpointServices, addrProtoPort, f.addrLen + 8),
-    set(SETS.noEndpointNodePorts, protoPortType, 8),
-    set(SETS.dropServices, addrProtoPort, f.addrLen + 8),
-    set(SETS.dropExternal, addrProtoPort, f.addrLen + 8),
-    set(SETS.dropNodePorts, protoPortType, 8),
-    set(SETS.clusterIPs, f.addrType, f.addrLen),
-    set(SETS.hairpin, concatType(f.addrType, f.addrType), 2 * f.addrLen),
-    set(SETS.firewallIPs, addrProtoPort, f.addrLen + 8),
-    firewallAllowSpec(f),
-    affinitySetSpec(f, false),
-    affinitySetSpec(f, true),
-  ]) {
+  for (const s of specs) {
     t.sets.set(s.name, s);
     t.elements.set(s.name, []);
   }
@@ -545,6 +558,8 @@ export function pickChains(f: FamilyShape, dyn: DynamicPicks): ChainState[] {
 // the endpoint (address, then port) lands in NFT_REG_3 (NFT_REG32_08..12); the count in NFT_REG32_14, clear of
 // both for either family.
 const COUNT_REG = NFT_REG32_00 + 14;
+/** Where a membership test on a map puts the value nobody reads (kernels before 6.5: see skeleton). */
+const SCRATCH_REG = COUNT_REG;
 const ENDPOINT_REG = NFT_REG32_00 + 8;
 
 /**

@@ -52,8 +52,11 @@ export class NftTransaction {
     return new AttrWriter(this.stream.w);
   }
 
-  addTable(family: NfFamily, table: string): void {
-    this.begin(RecordAction.New, RecordKind.Table, family, NLM_F_CREATE, 'add table', table).str(TABLE.NAME, table).end();
+  /** flags: NFT_TABLE_F_* (the probe's table is dormant: its base chains never hook packets). */
+  addTable(family: NfFamily, table: string, flags = 0): void {
+    const a = this.begin(RecordAction.New, RecordKind.Table, family, NLM_F_CREATE, 'add table', table).str(TABLE.NAME, table);
+    if (flags) a.u32(TABLE.FLAGS, flags);
+    a.end();
   }
 
   deleteTable(family: NfFamily, table: string): void {
