@@ -9,23 +9,21 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NetlinkNftClient, type NftClient } from '../src/dataplane/nftables/client';
+import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
-import type { NftTransaction } from '../src/dataplane/nftables/transaction';
-import { native } from '../src/native';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel, toServicePort } from './lib/model';
 import { renderSyncPlot } from './lib/plot';
-import { waitForQuiet, type QuietWait } from './lib/quiet';
+import { waitForQuiet } from './lib/quiet';
+import { type ToolResult, iptablesPeer, kernelFloor, median, nftPeer, svcplaneFull } from './lib/full';
 import { type Percentiles, percentiles } from './lib/stats';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
-import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
-import { PEER_ARGV, execInNetns, runPeer, withFreshNetns, type PeerResult } from './peers/run';
-import { POD_CIDR, makeServices, type BenchService } from './peers/shape';
+import { PEER_ARGV, execInNetns, runPeer, withFreshNetns } from './peers/run';
+import { POD_CIDR, makeServices } from './peers/shape';
 
 const PEER_TIMEOUT_MS = 120_000;
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
@@ -55,112 +53,6 @@ function parseArgs(argv: string[]): Args {
 
 const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
-const secs = (us: number) => us / 1e6;
-
-/** An NftClient that keeps the transaction instead of sending it (the kernel floor needs the exact batch). */
-class CaptureClient implements NftClient {
-  records: Buffer | undefined;
-  async run(tx: NftTransaction) {
-    this.records = Buffer.from(tx.records());
-    return { operations: tx.size, messages: tx.size + 2, bytes: this.records.length, kernelMicros: 0, totalMicros: 0 };
-  }
-  async dumpTable() {
-    return undefined;
-  }
-  async check() {
-    return { errors: [], lostReports: false };
-  }
-  close() {}
-}
-
-// ---- full sync ------------------------------------------------------------------------------------------------
-
-interface ToolResult {
-  seconds: number | null;
-  timedOut?: boolean;
-  error?: string;
-  kernelSeconds?: number;
-  phases?: Record<string, number>;
-  /** every sample's seconds, when the tool ran more than once (seconds is then their median) */
-  samples?: number[];
-  /** how long the machine took to be quiet before the (median) sample, and its load then */
-  quiet?: QuietWait;
-}
-
-/** Runs one timed tool once the machine is quiet (see lib/quiet.ts), recording the wait. */
-async function quietly(run: () => Promise<ToolResult>): Promise<ToolResult> {
-  const quiet = await waitForQuiet();
-  return { ...(await run()), quiet };
-}
-
-/**
- * svcplane and the kernel floor take seconds, not minutes, so they run SAMPLES times (each in a fresh netns) and
- * report the median: one sample on this shared 2-vCPU machine swings by +-30%. The peers run once (minutes each).
- */
-const SAMPLES = 3;
-async function median(run: () => Promise<ToolResult>): Promise<ToolResult> {
-  const rs: ToolResult[] = [];
-  for (let i = 0; i < SAMPLES; i++) {
-    const r = await run();
-    if (r.seconds === null) return r;
-    rs.push(r);
-  }
-  rs.sort((a, b) => a.seconds! - b.seconds!);
-  return { ...rs[Math.floor(rs.length / 2)], samples: rs.map((r) => r.seconds!) };
-}
-
-async function svcplaneFull(services: BenchService[]): Promise<ToolResult> {
-  const model = toModel(services);
-  return withFreshNetns(async (ns) => {
-    const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
-    try {
-      const quiet = await waitForQuiet();
-      const t0 = process.hrtime.bigint();
-      const r = await p.syncFull(model);
-      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { seconds: wall, kernelSeconds: secs(r.kernelMicros), phases: r.phases, quiet };
-    } finally {
-      p.close();
-    }
-  });
-}
-
-async function kernelFloor(services: BenchService[]): Promise<ToolResult> {
-  const capture = new CaptureClient();
-  await new NftablesProxier(capture, config()).syncFull(toModel(services));
-  return withFreshNetns(async (ns) => {
-    const sock = new (native().NftSocket)({ netns: `/run/netns/${ns}` });
-    try {
-      const batch = sock.encode(capture.records!);
-      const quiet = await waitForQuiet();
-      const t0 = process.hrtime.bigint();
-      const r = await sock.sendEncoded(batch);
-      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: secs(r.kernelMicros), quiet };
-    } finally {
-      sock.close();
-    }
-  });
-}
-
-function peer(r: PeerResult): ToolResult {
-  if (r.timedOut) return { seconds: null, timedOut: true };
-  if (r.code !== 0) return { seconds: null, error: r.stderr.slice(-500) };
-  return { seconds: r.seconds };
-}
-
-async function nftPeer(services: BenchService[]): Promise<ToolResult> {
-  const input = kubeProxyNftablesRuleset(services);
-  return withFreshNetns(async (ns) => quietly(async () => peer(await runPeer(PEER_ARGV.nft, input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' }))));
-}
-
-async function iptablesPeer(kind: 'iptablesLegacy' | 'iptablesNft', services: BenchService[]): Promise<ToolResult> {
-  const input = kubeProxyIptablesRestore(services);
-  return withFreshNetns(async (ns) => {
-    const jumps = await runPeer(PEER_ARGV[kind], kubeProxyIptablesJumpRules(), { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-    if (jumps.code !== 0) return { seconds: null, error: `jump rules: ${jumps.stderr.slice(-300)}` };
-    return quietly(async () => peer(await runPeer(PEER_ARGV[kind], input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' })));
-  });
-}
 
 interface FullCase {
   services: number;
@@ -174,11 +66,11 @@ async function fullCase(n: number, e: number, only?: Set<string>): Promise<FullC
   const services = makeServices(n, e, { withNodePorts: true });
   const tools: Record<string, ToolResult> = {};
   const runners: Array<[string, string, () => Promise<ToolResult>]> = [
-    ['svcplane', 'svcplane', () => median(() => svcplaneFull(services))],
-    ['kernelFloor', 'kernel floor', () => median(() => kernelFloor(services))],
-    ['kubeProxyNft', 'kube-proxy nft -f', () => nftPeer(services)],
-    ['iptablesLegacy', 'iptables-legacy-restore', () => iptablesPeer('iptablesLegacy', services)],
-    ['iptablesNft', 'iptables-nft-restore', () => iptablesPeer('iptablesNft', services)],
+    ['svcplane', 'svcplane', () => median(() => svcplaneFull(services, config()))],
+    ['kernelFloor', 'kernel floor', () => median(() => kernelFloor(services, config()))],
+    ['kubeProxyNft', 'kube-proxy nft -f', () => nftPeer(services, PEER_TIMEOUT_MS)],
+    ['iptablesLegacy', 'iptables-legacy-restore', () => iptablesPeer('iptablesLegacy', services, PEER_TIMEOUT_MS)],
+    ['iptablesNft', 'iptables-nft-restore', () => iptablesPeer('iptablesNft', services, PEER_TIMEOUT_MS)],
   ];
   for (const [key, label, run] of runners) {
     if (only && !only.has(key)) continue;

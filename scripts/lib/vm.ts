@@ -51,12 +51,23 @@ function run(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer }
   return r.stdout.toString();
 }
 
-/** The kernel package: SVCPLANE_VM_KERNEL, else what linux-image-amd64 depends on. */
-export function kernelPackage(): string {
-  if (process.env.SVCPLANE_VM_KERNEL) return process.env.SVCPLANE_VM_KERNEL;
-  const deps = run('apt-cache', ['depends', 'linux-image-amd64']);
+/**
+ * The kernels the harness knows, by the short name tests and scripts use, as the Debian 12 meta package that
+ * depends on the newest build of each: 6.1 is Debian 12's default (and Amazon Linux 2023's series), 6.12 the newer
+ * one Debian 12 also carries. (This machine's own kernel is the third of the matrix: the host suites run on it.)
+ */
+export const KNOWN_KERNELS: Readonly<Record<string, string>> = { '6.1': 'linux-image-amd64', '6.12': 'linux-image-6.12-amd64' };
+
+/**
+ * The kernel package for `name`: a known short name ("6.1", "6.12"), a package name, or by default
+ * SVCPLANE_VM_KERNEL, else Debian 12's default (6.1). A meta package is resolved to the versioned one it depends on.
+ */
+export function kernelPackage(name = process.env.SVCPLANE_VM_KERNEL || '6.1'): string {
+  const meta = KNOWN_KERNELS[name] ?? name;
+  if (!/^linux-image-(amd64|[\d.]+-amd64)$/.test(meta)) return meta;
+  const deps = run('apt-cache', ['depends', meta]);
   const m = /Depends: (linux-image-[\w.+-]+)/.exec(deps);
-  if (!m) throw new Error(`cannot tell which kernel linux-image-amd64 depends on:\n${deps}`);
+  if (!m) throw new Error(`cannot tell which kernel ${meta} depends on:\n${deps}`);
   return m[1];
 }
 

@@ -1,10 +1,11 @@
 import { defineConfig } from 'vitest/config';
+import { IPVS_SUITES, NFTABLES_KERNEL_SUITES } from './suites';
 
-// The suites that need a kernel with IPVS: run inside the qemu guest (scripts/lib/vm.ts) by test/vm/ipvs.test.ts,
-// never directly on this machine (whose kernel has no IPVS). One file at a time: the guest has 2 vCPUs under TCG.
+// What runs inside the qemu guest (scripts/lib/vm.ts), started by test/vm/kernels.test.ts: the IPVS suites and the
+// nftables kernel suites (test/vm/suites.ts). One file at a time: the guest has 2 vCPUs under TCG.
 export default defineConfig({
   test: {
-    include: ['test/vm/guest/**/*.test.ts'],
+    include: [IPVS_SUITES, ...NFTABLES_KERNEL_SUITES],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     pool: 'forks',

@@ -54,7 +54,7 @@ export const CONSTRUCTS: readonly NftConstruct[] = [
     cannot: 'test whether a key is in a map without loading the value it maps to (it wants a destination register)',
     since: '6.5',
     commit: 'netfilter: nf_tables: relax set/map validation checks',
-    fallback: 'the services chain\'s four membership tests on the endpoint-count maps load the count into a scratch register (the same hash lookup plus a 4-byte copy per new connection)',
+    fallback: 'the services chain\'s membership tests on the endpoint-count maps load the count into a scratch register (the same hash lookup plus a 4-byte copy per new connection)',
     usedFor: 'sending Service traffic to the pick chains (services chain)',
     refusedAs: 'lookup',
     probe(tx, table) {
@@ -159,10 +159,19 @@ export async function probeKernel(client: NftClient, constructs: readonly NftCon
   const missing = new Set<ConstructId>();
   for (const e of r.errors) {
     const owner = e.index >= 0 ? tx.operation(e.index)?.owner : undefined;
-    if (owner === undefined || owner === 'table') throw new Error(`probing nf_tables: ${e.object}: ${e.code}${e.kernelMessage ? ` (${e.kernelMessage})` : ''}`);
+    if (owner === undefined || owner === 'table') {
+      // Not a construct: no nf_tables at all, or no permission (EPERM without CAP_NET_ADMIN). Keep the errno.
+      const err = new Error(`probing nf_tables: ${e.object}: ${strerror(e.code)} (${e.code})${e.kernelMessage ? ` - kernel says: ${e.kernelMessage}` : ''}`);
+      throw Object.assign(err, { code: e.code, errno: e.errno });
+    }
     missing.add(owner as ConstructId);
   }
   return { release: os.release(), missing: constructs.map((c) => c.id).filter((id) => missing.has(id)) };
+}
+
+const ERRNO_TEXT: Record<string, string> = { EPERM: 'Operation not permitted', EPROTONOSUPPORT: 'Protocol not supported', ENOENT: 'No such file or directory', EINVAL: 'Invalid argument', EOPNOTSUPP: 'Operation not supported' };
+function strerror(code: string): string {
+  return ERRNO_TEXT[code] ?? code;
 }
 
 /** Throws NftKernelError naming every required construct (of `needed`) the kernel lacks. */
