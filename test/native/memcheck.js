@@ -27,6 +27,11 @@ execFileSync('ip', ['netns', 'add', ns]);
   const bad = new NftTransaction();
   bad.addRule(2, 'svcplane', 'no-such-chain', new RuleBuilder().verdict({ kind: 'accept' }).body());
   await client.run(bad).then(() => { throw new Error('expected a rejection'); }, () => undefined);
+  // A refused expression: the extended ack's offset mapped back to the rule's expression (and the refusal probed).
+  const badExpr = new NftTransaction();
+  badExpr.addRule(2, 'svcplane', 'services', new RuleBuilder().payload(1, 1, 16, 4).lookup('no-such-set', 1).verdict({ kind: 'accept' }).body());
+  const refused = await client.run(badExpr).then(() => null, (e) => e);
+  if (!refused || !/expression #1 \(lookup\)/.test(refused.message)) throw new Error(`expected the refused expression to be named: ${refused && refused.message}`);
   const rows = (await p.status()).rows.length;
   const sock = client.socket;
   const tx = new NftTransaction();
