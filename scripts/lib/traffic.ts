@@ -190,6 +190,166 @@ export async function runHold(sandbox: Sandbox, ns: string, opts: HoldOptions): 
   return { ...base, replies: o.replies, switched: o.switched };
 }
 
+/** A client.js run in the background, stopped by closing its stdin (--until-eof). */
+interface RunningTool {
+  /** stdout lines so far */
+  lines: string[];
+  /** Resolves when a new stdout line arrives or the tool exits. */
+  changed(): Promise<void>;
+  exited: boolean;
+  /** Closes stdin, waits for the exit (killing the tool after graceMs) and returns the final JSON line, parsed. */
+  finish(graceMs: number): Promise<unknown>;
+}
+
+function startTool(sandbox: Sandbox, ns: string, args: string[]): RunningTool {
+  const child = sandbox.spawn(ns, [process.execPath, CLIENT_JS, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let wake: Array<() => void> = [];
+  const notify = () => {
+    const w = wake;
+    wake = [];
+    for (const f of w) f();
+  };
+  const tool: RunningTool = {
+    lines: [],
+    exited: false,
+    changed: () => new Promise<void>((resolve) => (tool.exited ? resolve() : wake.push(resolve))),
+    finish: async (graceMs) => {
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(timer);
+      const line = tool.lines[tool.lines.length - 1] ?? '';
+      if (child.exitCode !== 0 || line === '') {
+        throw new Error(`client.js ${args.join(' ')} in ${ns}: exit ${child.exitCode ?? child.signalCode}: ${err.trim() || out.trim()}`);
+      }
+      try {
+        return JSON.parse(line) as unknown;
+      } catch {
+        throw new Error(`client.js ${args.join(' ')} in ${ns}: not JSON: ${line}`);
+      }
+    },
+  };
+  child.stdin?.on('error', () => {
+    /* the tool may have exited already */
+  });
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString('utf8');
+    let nl;
+    let any = false;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      tool.lines.push(out.slice(0, nl));
+      out = out.slice(nl + 1);
+      any = true;
+    }
+    if (any) notify();
+  });
+  child.stderr?.on('data', (b: Buffer) => (err += b.toString('utf8')));
+  const exit = new Promise<void>((resolve) => {
+    child.once('close', () => {
+      tool.exited = true;
+      notify();
+      resolve();
+    });
+  });
+  return tool;
+}
+
+/** Resolves once cond() holds (checked at each stdout line); rejects after timeoutMs, or when the tool has ended. */
+async function waitForTool(tool: RunningTool, cond: () => boolean, timeoutMs: number, what: string, detail: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (cond()) return;
+    if (tool.exited) throw new Error(`client ended before ${what}: ${detail()}`);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms: ${detail()}`);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([tool.changed(), new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+    clearTimeout(timer);
+  }
+}
+
+export interface RunningHold {
+  /** Resolves once every connection has its greeting; rejects after timeoutMs, or when the client has ended. */
+  established(timeoutMs: number): Promise<void>;
+  /**
+   * Ends the connections: each completes one more exchange begun after this call, then closes. Resolves with the
+   * result: stoppedBy 'eof', or 'itself' when they had all ended before (holdMs ran out, or every one failed).
+   */
+  stop(): Promise<HoldResult & { stoppedBy: string }>;
+}
+
+/**
+ * runHold, until stop() (holdMs is only an upper bound): for tests that keep connections open across an event
+ * whose duration they cannot know in advance (a sync on a loaded machine).
+ */
+export function startHold(sandbox: Sandbox, ns: string, opts: HoldOptions): RunningHold {
+  const args = ['--proto', 'tcp', ...commonArgs(opts), '--hold-ms', String(opts.holdMs), '--count', String(opts.count ?? 1), '--until-eof'];
+  if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
+  const tool = startTool(sandbox, ns, args);
+  return {
+    established: (timeoutMs) =>
+      waitForTool(tool, () => tool.lines.some((l) => l.startsWith('{"established"')), timeoutMs,
+        `${opts.count ?? 1} held connections to ${opts.addr}:${opts.port}`, () => tool.lines.join(' | ')),
+    async stop() {
+      const v = await tool.finish(2 * (opts.timeoutMs ?? 2000) + 30_000);
+      const base = checkClientResult(v, `startHold ${opts.addr}:${opts.port}`);
+      const o = v as Record<string, unknown>;
+      if (typeof o.replies !== 'number' || typeof o.switched !== 'number' || typeof o.stoppedBy !== 'string') {
+        throw new Error(`startHold: unexpected output ${JSON.stringify(v)}`);
+      }
+      return { ...base, replies: o.replies, switched: o.switched, stoppedBy: o.stoppedBy };
+    },
+  };
+}
+
+export interface RunningUdpLoop {
+  /** The entries so far (the backend that answered, or the error code), in order, as the client reports them. */
+  readonly timeline: readonly string[];
+  /** Resolves once pred(timeline) holds; rejects after timeoutMs, or when the client has ended without it. */
+  waitFor(pred: (timeline: readonly string[]) => boolean, timeoutMs: number, what: string): Promise<void>;
+  /** Ends the loop (after the request in flight) and resolves with its result (stoppedBy 'eof', or 'itself'). */
+  stop(): Promise<UdpLoopResult & { stoppedBy: string }>;
+}
+
+/** runUdpLoop, streaming its timeline, until stop() (loopMs is only an upper bound). */
+export function startUdpLoop(sandbox: Sandbox, ns: string, opts: UdpLoopOptions): RunningUdpLoop {
+  const args = ['--proto', 'udp', ...commonArgs(opts), '--loop-ms', String(opts.loopMs), '--until-eof', '--stream'];
+  if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
+  const tool = startTool(sandbox, ns, args);
+  const timeline: string[] = [];
+  let seen = 0;
+  const update = () => {
+    for (; seen < tool.lines.length; seen++) {
+      try {
+        const o = JSON.parse(tool.lines[seen]) as { r?: unknown };
+        if (typeof o.r === 'string') timeline.push(o.r);
+      } catch {
+        /* not a timeline line */
+      }
+    }
+  };
+  return {
+    get timeline() {
+      update();
+      return timeline;
+    },
+    waitFor: (pred, timeoutMs, what) =>
+      waitForTool(tool, () => {
+        update();
+        return pred(timeline);
+      }, timeoutMs, what, () => timeline.join(' ')),
+    async stop() {
+      const v = await tool.finish((opts.timeoutMs ?? opts.intervalMs ?? 100) + 30_000);
+      const r = checkClientResult(v, `startUdpLoop ${opts.addr}:${opts.port}`);
+      const o = v as { timeline?: unknown; stoppedBy?: unknown };
+      if (!Array.isArray(o.timeline) || typeof o.stoppedBy !== 'string') throw new Error(`startUdpLoop: unexpected output ${JSON.stringify(v)}`);
+      return { ...r, timeline: o.timeline.map(String), stoppedBy: o.stoppedBy };
+    },
+  };
+}
+
 /** Sequential TCP connects from ns; connect() to 'connect' latency percentiles in microseconds. */
 export async function runLatency(sandbox: Sandbox, ns: string, opts: LatencyOptions): Promise<LatencyResult> {
   const count = opts.count ?? 1000;

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
-import { countsFor, runClient, runHold } from '../../scripts/lib/traffic';
+import { countsFor, runClient, startHold } from '../../scripts/lib/traffic';
 import { ApiServerDouble, type KubeObject } from '../apiserver/double';
 import { SVCPLANE } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
@@ -295,20 +295,25 @@ describe.runIf(haveRoot)('svcplane run against the API-server double, real traff
 
   it('SIGTERM leaves the dataplane programmed and exits 0; a restarted agent changes nothing and open connections survive', async () => {
     const before = (await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout;
-    const hold = runHold(sb, sb.clientNs, { addr: CLUSTER_IP, port: 80, holdMs: 6000, intervalMs: 100 });
-    await new Promise((r) => setTimeout(r, 500));
-    agent.kill('SIGTERM');
-    expect(await agent.exited).toBe(0);
-    expect(agent.lines.some((l) => l.msg.startsWith('stopping'))).toBe(true);
-    // Nobody is running: traffic still flows.
-    expect(await reached()).toEqual(['be0', 'be1', 'be2']);
-    agent = new AgentProcess(agentArgs);
-    const first = await agent.waitFor((l) => l.msg === 'synced');
-    expect(first).toMatchObject({ full: true, operations: 0 });
-    const held = await hold;
-    expect(held.errors).toEqual({});
-    expect(held.switched).toBe(0);
-    expect(held.replies).toBeGreaterThan(20);
+    // Held from before the SIGTERM until the restarted agent has synced, however long that takes.
+    const hold = startHold(sb, sb.clientNs, { addr: CLUSTER_IP, port: 80, holdMs: 600_000, intervalMs: 100 });
+    try {
+      await hold.established(60_000);
+      agent.kill('SIGTERM');
+      expect(await agent.exited).toBe(0);
+      expect(agent.lines.some((l) => l.msg.startsWith('stopping'))).toBe(true);
+      // Nobody is running: traffic still flows.
+      expect(await reached()).toEqual(['be0', 'be1', 'be2']);
+      agent = new AgentProcess(agentArgs);
+      const first = await agent.waitFor((l) => l.msg === 'synced');
+      expect(first).toMatchObject({ full: true, operations: 0 });
+    } finally {
+      const held = await hold.stop();
+      expect(held.stoppedBy).toBe('eof');
+      expect(held.errors).toEqual({});
+      expect(held.switched).toBe(0);
+      expect(held.replies).toBeGreaterThan(1);
+    }
     expect((await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout).toBe(before);
   }, 120_000);
 });

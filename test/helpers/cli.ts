@@ -1,5 +1,5 @@
 // Runs the real CLI (bin/svcplane.js, the built dist/) as a user would, optionally inside a network namespace.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 
@@ -12,10 +12,25 @@ export interface CliResult {
   stderr: string;
 }
 
+function command(args: string[], netns?: string): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, process.execPath, SVCPLANE, ...args]] : [process.execPath, [SVCPLANE, ...args]];
+}
+
 export function svcplane(args: string[], opts: { netns?: string } = {}): CliResult {
-  const argv = opts.netns ? ['netns', 'exec', opts.netns, process.execPath, SVCPLANE, ...args] : [SVCPLANE, ...args];
-  const r = spawnSync(opts.netns ? 'ip' : process.execPath, argv, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
+  const [file, argv] = command(args, opts.netns);
+  const r = spawnSync(file, argv, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** svcplane() without blocking this process: for tests whose background clients must be heard while it runs. */
+export function svcplaneAsync(args: string[], opts: { netns?: string } = {}): Promise<CliResult> {
+  const [file, argv] = command(args, opts.netns);
+  return new Promise((resolve) => {
+    execFile(file, argv, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** svcplane(), for set-up steps that must succeed: its stdout, or a throw naming the command and its stderr. */

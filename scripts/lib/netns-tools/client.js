@@ -29,15 +29,24 @@
 //     (percentiles by nearest rank; null when n is 0).
 //
 //   node client.js --proto tcp --target ADDR:PORT --hold-ms D [--interval-ms I] [--count N] [--timeout-ms T]
+//                  [--until-eof]
 //     N TCP connections opened together and kept for D ms: each sends "HOLD", then a line every I ms (default 100)
-//     and expects "NAME" back within T ms. Output as the first form plus "replies" (answered lines in total) and
-//     "switched" (connections where an answer named another backend than the greeting); "ok" counts the
-//     connections that lasted D ms without an error; "counts" counts greetings.
+//     and expects "NAME" back within T ms. Output as the first form plus "replies" (answered lines in total),
+//     "switched" (connections where an answer named another backend than the greeting) and "stoppedBy" ("eof",
+//     or "itself": D passed or every connection failed first); "ok" counts the connections that lasted without an
+//     error; "counts" counts greetings.
+//     --until-eof: the connections end when stdin closes (D is then only an upper bound): each first completes
+//     one more exchange, begun after the EOF, so a connection that broke before the caller closed stdin is an
+//     error even when its last line had been answered. Prints {"established":N} once all N have their greeting.
 //
-//   node client.js --proto udp --target ADDR:PORT --loop-ms D [--interval-ms I] [--timeout-ms T]
+//   node client.js --proto udp --target ADDR:PORT --loop-ms D [--interval-ms I] [--timeout-ms T] [--until-eof]
+//                  [--stream]
 //     A DNS-like client: ONE socket (one source port, so one conntrack entry) sending a request every I ms (default
 //     100) for D ms, each waiting up to T ms (default I) for its answer. Output: the first form's fields plus
-//     "timeline": per request, in order, the backend that answered or the error code.
+//     "timeline": per request, in order, the backend that answered or the error code, and "stoppedBy" ("eof", or
+//     "itself": D passed).
+//     --until-eof: the loop also ends when stdin closes (after the request in flight). --stream: each timeline
+//     entry is also printed at once, as a line {"r":ENTRY}, before the final JSON line.
 //
 //   node client.js --probe JSON [--timeout-ms T]
 //     Readiness check used by the sandbox: JSON is [{"proto":"tcp"|"udp","target":"ADDR:PORT"},...]; each is
@@ -52,7 +61,7 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const flags = new Set(['latency']);
+  const flags = new Set(['latency', 'until-eof', 'stream']);
   const out = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -96,6 +105,20 @@ function intArg(args, key, def, min) {
 const t0 = process.hrtime.bigint();
 function sinceStartMs() {
   return Math.round(Number(process.hrtime.bigint() - t0) / 1e4) / 100;
+}
+
+/** Calls fn once stdin ends (--until-eof). */
+function onStdinEof(fn) {
+  let called = false;
+  const once = () => {
+    if (!called) {
+      called = true;
+      fn();
+    }
+  };
+  process.stdin.on('end', once);
+  process.stdin.on('error', once);
+  process.stdin.resume();
 }
 
 function parseReply(text) {
@@ -214,10 +237,14 @@ async function runExchanges(args) {
   return { ...tally, elapsedMs: sinceStartMs() };
 }
 
-/** One held TCP connection: HOLD, then a line every intervalMs until holdMs pass. */
-function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally) {
-  return new Promise((resolve) => {
-    let done = false;
+/**
+ * One held TCP connection: HOLD, then a line every intervalMs until holdMs pass or stop() is called (stdin EOF);
+ * after stop(), one more exchange, then it ends. Returns {done: Promise, stop()}.
+ */
+function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally, onGreeting) {
+  let stop = () => {};
+  const done = new Promise((resolve) => {
+    let finished = false;
     let greeting = null;
     let connected = false;
     let switched = false;
@@ -226,10 +253,12 @@ function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally) {
     let ticker;
     let replyTimer;
     let holdTimer;
+    let stopping = false;
+    let finalSent = false;
     const sock = net.connect({ host: target.host, port: target.port, localAddress: bind, noDelay: true });
     const finish = (error) => {
-      if (done) return;
-      done = true;
+      if (finished) return;
+      finished = true;
       clearTimeout(connectTimer);
       clearTimeout(replyTimer);
       clearTimeout(holdTimer);
@@ -247,9 +276,17 @@ function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally) {
     const connectTimer = setTimeout(() => finish(connected ? 'EREPLYTIMEOUT' : 'ETIMEDOUT'), timeoutMs);
     const sendPing = () => {
       if (pendingSince) return; // previous line still unanswered; its timer is running
+      if (stopping) finalSent = true;
       pendingSince = Date.now();
       sock.write('ping\n');
       replyTimer = setTimeout(() => finish('EREPLYTIMEOUT'), timeoutMs);
+    };
+    stop = () => {
+      if (finished || stopping) return;
+      stopping = true;
+      clearInterval(ticker);
+      // The final exchange: now, or once the line in flight (sent before the stop) is answered.
+      if (greeting && !pendingSince) sendPing();
     };
     sock.setEncoding('utf8');
     sock.on('connect', () => {
@@ -266,9 +303,10 @@ function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally) {
           const r = parseReply(line);
           if (!r) return finish('EBADREPLY');
           greeting = r;
+          onGreeting();
           clearTimeout(connectTimer);
           holdTimer = setTimeout(() => finish(null), holdMs);
-          ticker = setInterval(sendPing, intervalMs);
+          if (!stopping) ticker = setInterval(sendPing, intervalMs);
           sendPing();
           continue;
         }
@@ -277,11 +315,14 @@ function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally) {
         clearTimeout(replyTimer);
         tally.replies++;
         if (line !== greeting.name) switched = true;
+        if (finalSent) return finish(null);
+        if (stopping) sendPing();
       }
     });
     sock.on('error', (err) => finish(err.code || 'EUNKNOWN'));
     sock.on('close', () => finish('ECLOSED'));
   });
+  return { done, stop: () => stop() };
 }
 
 async function runHold(args) {
@@ -293,10 +334,21 @@ async function runHold(args) {
   const intervalMs = intArg(args, 'interval-ms', 100, 1);
   const timeoutMs = intArg(args, 'timeout-ms', 2000, 1);
   const tally = { ...newTally(), replies: 0, switched: 0 };
-  await Promise.all(
-    Array.from({ length: count }, () => holdOnce(target, holdMs, intervalMs, timeoutMs, args.bind, tally)),
-  );
-  return { ...tally, elapsedMs: sinceStartMs() };
+  let stoppedBy = 'itself';
+  let open = count;
+  let greeted = 0;
+  const onGreeting = () => {
+    if (++greeted === count && args['until-eof'] === 'true') process.stdout.write(JSON.stringify({ established: count }) + '\n');
+  };
+  const conns = Array.from({ length: count }, () => holdOnce(target, holdMs, intervalMs, timeoutMs, args.bind, tally, onGreeting));
+  if (args['until-eof'] === 'true') {
+    onStdinEof(() => {
+      if (open > 0) stoppedBy = 'eof';
+      for (const c of conns) c.stop();
+    });
+  }
+  await Promise.all(conns.map((c) => c.done.then(() => open--)));
+  return { ...tally, stoppedBy, elapsedMs: sinceStartMs() };
 }
 
 function connectLatency(target, timeoutMs, bind) {
@@ -358,6 +410,9 @@ async function runUdpLoop(args) {
   const timeoutMs = intArg(args, 'timeout-ms', intervalMs, 1);
   const tally = newTally();
   const timeline = [];
+  const stream = args.stream === 'true';
+  let stoppedBy = 'itself';
+  if (args['until-eof'] === 'true') onStdinEof(() => (stoppedBy = 'eof'));
   const sock = dgram.createSocket(target.family === 6 ? 'udp6' : 'udp4');
   let waiting = null;
   sock.on('message', (msg) => {
@@ -375,7 +430,7 @@ async function runUdpLoop(args) {
   });
   await new Promise((resolve, reject) => sock.connect(target.port, target.host, (err) => (err ? reject(err) : resolve())));
   const end = Date.now() + loopMs;
-  while (Date.now() < end) {
+  while (Date.now() < end && stoppedBy === 'itself') {
     const started = Date.now();
     const r = await new Promise((resolve) => {
       const t = setTimeout(() => {
@@ -403,11 +458,12 @@ async function runUdpLoop(args) {
       bump(tally.sources, r.remote);
       timeline.push(r.name);
     }
+    if (stream) process.stdout.write(JSON.stringify({ r: timeline[timeline.length - 1] }) + '\n');
     const rest = intervalMs - (Date.now() - started);
-    if (rest > 0) await new Promise((res) => setTimeout(res, rest));
+    if (rest > 0 && stoppedBy === 'itself') await new Promise((res) => setTimeout(res, rest));
   }
   sock.close();
-  return { ...tally, timeline, elapsedMs: sinceStartMs() };
+  return { ...tally, timeline, stoppedBy, elapsedMs: sinceStartMs() };
 }
 
 async function runProbe(args) {

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
-import { countsFor, runClient, runHold } from '../../../scripts/lib/traffic';
+import { countsFor, runClient, startHold } from '../../../scripts/lib/traffic';
 import { REPO, execOk, svcplane, svcplaneOk } from '../../helpers/cli';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
@@ -57,13 +57,21 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
     const before = await ipvsadm();
     const nftBefore = (await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])).stdout;
     expect(nftBefore).toContain('"svcplane"');
-    const hold = runHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 3000, intervalMs: 100 });
-    await new Promise((r) => setTimeout(r, 500));
-    expect(sync().operations).toBe(0);
-    const held = await hold;
+    // Open before the sync and kept until after it, however long the sync takes; 10 s per answer, as a loaded TCG
+    // guest can be slow to answer (a broken connection fails at once, or at the latest then).
+    const hold = startHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 600_000, intervalMs: 100, timeoutMs: 10_000 });
+    let held;
+    try {
+      await hold.established(60_000);
+      expect(sync().operations).toBe(0);
+    } finally {
+      held = await hold.stop();
+    }
+    expect(held.stoppedBy).toBe('eof');
     expect(held.errors).toEqual({});
     expect(held.switched).toBe(0);
-    expect(held.replies).toBeGreaterThan(5);
+    // At least the exchange stop() begins, after the sync.
+    expect(held.replies).toBeGreaterThan(0);
     // Counters aside (the held connection), the table is the same.
     const strip = (t: string) => t.replace(/(Masq\s+\d+)\s+\d+\s+\d+/g, '$1');
     expect(strip(await ipvsadm())).toBe(strip(before));
@@ -106,34 +114,43 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
   });
 
   it('graceful termination: a removed endpoint drains (weight 0), its open connection keeps working, then it goes', async () => {
-    // Six held connections: rr gives every backend two, whatever its position.
-    const hold = runHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 5000, count: 6, intervalMs: 100 });
-    await new Promise((r) => setTimeout(r, 1000));
-    // Drop be2 (198.18.2.13) from the manifests.
+    // Six held connections: rr gives every backend two, whatever its position. They are open before the sync and
+    // stay open until the checks below are done, however long those take; 10 s per answer (see the restart test).
+    const hold = startHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 600_000, count: 6, intervalMs: 100, timeoutMs: 10_000 });
     const m = path.join(dir, 'm1');
-    fs.mkdirSync(m, { recursive: true });
-    fs.writeFileSync(path.join(m, 'web.yaml'), fs.readFileSync(path.join(EXAMPLES, 'web.yaml'), 'utf8').replace(/ {2}- addresses: \[198\.18\.2\.13\]\n.*\n.*\n/, ''));
-    sync(m);
-    const out = await ipvsadm();
-    // Weight 0, and its held connections still counted (IPVS may count them active or inactive).
-    const drained = /-> 198\.18\.2\.13:8080\s+Masq\s+0\s+(\d+)\s+(\d+)/.exec(out.slice(out.indexOf('TCP  198.18.100.10:80')));
-    expect(drained, out).not.toBeNull();
-    expect(Number(drained![1]) + Number(drained![2]), out).toBeGreaterThan(0);
-    // New connections avoid it.
-    const fresh = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, concurrency: 1 });
-    expect(countsFor(fresh, ['be0', 'be1', 'be2'])[2]).toBe(0);
-    const held = await hold;
+    let held;
+    try {
+      await hold.established(60_000);
+      // Drop be2 (198.18.2.13) from the manifests.
+      fs.mkdirSync(m, { recursive: true });
+      fs.writeFileSync(path.join(m, 'web.yaml'), fs.readFileSync(path.join(EXAMPLES, 'web.yaml'), 'utf8').replace(/ {2}- addresses: \[198\.18\.2\.13\]\n.*\n.*\n/, ''));
+      sync(m);
+      const out = await ipvsadm();
+      // Weight 0, and its held connections still counted (IPVS may count them active or inactive).
+      const drained = /-> 198\.18\.2\.13:8080\s+Masq\s+0\s+(\d+)\s+(\d+)/.exec(out.slice(out.indexOf('TCP  198.18.100.10:80')));
+      expect(drained, out).not.toBeNull();
+      expect(Number(drained![1]) + Number(drained![2]), out).toBeGreaterThan(0);
+      // New connections avoid it.
+      const fresh = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, concurrency: 1 });
+      expect(fresh.errors).toEqual({});
+      expect(countsFor(fresh, ['be0', 'be1', 'be2'])[2]).toBe(0);
+    } finally {
+      held = await hold.stop();
+    }
+    expect(held.stoppedBy).toBe('eof');
     expect(held.errors).toEqual({});
     expect(held.switched).toBe(0);
-    // Once its connection has closed (and IPVS counts it inactive no more), the next sync deletes it.
+    expect(countsFor(held, ['be0', 'be1', 'be2'])).toEqual([2, 2, 2]);
+    // Once its connections have closed and IPVS no longer counts them (a closed TCP connection stays counted as
+    // inactive for up to 2 min: IPVS's FIN_WAIT and TIME_WAIT timeouts), a sync deletes it. Polled, at most 5 min.
     let gone = false;
-    for (let i = 0; i < 30 && !gone; i++) {
-      await new Promise((r) => setTimeout(r, 2000));
+    for (const deadline = Date.now() + 300_000; !gone && Date.now() < deadline; ) {
       sync(m);
       gone = !(await ipvsadm()).includes('198.18.2.13:8080');
+      if (!gone) await new Promise((r) => setTimeout(r, 2000));
     }
     expect(gone).toBe(true);
-  });
+  }, 600_000);
 
   it('status reads the virtual services back like ipvsadm -Ln; cleanup removes them and svcplane0', async () => {
     const st = svcplane(['status', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
