@@ -28,7 +28,14 @@ export const GUEST_MODULES = [
   'nft_redir', 'nft_hash', 'nft_limit', 'nft_compat', 'nf_defrag_ipv4', 'nf_defrag_ipv6',
   'ip_vs', 'ip_vs_rr', 'ip_vs_wrr', 'ip_vs_lc', 'ip_vs_wlc', 'ip_vs_lblc', 'ip_vs_lblcr', 'ip_vs_sh', 'ip_vs_dh', 'ip_vs_sed', 'ip_vs_nq', 'ip_vs_mh',
   'sctp',
+  // iptables-legacy (the benchmarks' kube-proxy iptables peer): its tables and the matches/targets kube-proxy's rules
+  // use. Loaded up front: iptables asks the chroot's own modprobe (the host's kmod, which knows no guest kernel).
+  'ip_tables', 'iptable_filter', 'iptable_nat', 'ip6_tables', 'ip6table_filter', 'ip6table_nat', 'xt_comment', 'xt_mark',
+  'xt_conntrack', 'xt_statistic', 'xt_addrtype', 'xt_MASQUERADE', 'xt_nat', 'xt_tcpudp', 'xt_nfacct', 'ipt_REJECT', 'ip6t_REJECT',
 ];
+
+/** Bumped when the way the initramfs is put together changes (its cached image is rebuilt). */
+const INITRAMFS_LAYOUT = '2: compressed single modules';
 
 /** Module folders copied into the initramfs (relative to /lib/modules/<version>). */
 const MODULE_DIRS = [
@@ -94,7 +101,7 @@ export function prepareGuest(pkg = kernelPackage()): GuestImage {
   // The initramfs, rebuilt when what goes into it changes.
   const busybox = '/bin/busybox';
   if (!fs.existsSync(busybox)) throw new Error('busybox-static is not installed (scripts/setup.sh installs it)');
-  const stamp = crypto.createHash('sha256').update(fs.readFileSync(INIT)).update(GUEST_MODULES.join(',')).update(MODULE_DIRS.join(',')).digest('hex').slice(0, 16);
+  const stamp = crypto.createHash('sha256').update(fs.readFileSync(INIT)).update(GUEST_MODULES.join(',')).update(MODULE_DIRS.join(',')).update(INITRAMFS_LAYOUT).digest('hex').slice(0, 16);
   const initrd = path.join(dir, `initrd-${stamp}.gz`);
   if (!fs.existsSync(initrd)) {
     const tree = path.join(dir, 'initramfs');
@@ -109,11 +116,12 @@ export function prepareGuest(pkg = kernelPackage()): GuestImage {
     const modDst = path.join(tree, 'lib', 'modules', version);
     fs.mkdirSync(modDst, { recursive: true });
     for (const f of fs.readdirSync(modSrc)) if (f.startsWith('modules.')) fs.copyFileSync(path.join(modSrc, f), path.join(modDst, f));
-    for (const d of MODULE_DIRS) {
-      const src = path.join(modSrc, d);
-      if (!fs.existsSync(src)) continue;
+    for (const entry of MODULE_DIRS) {
+      // A single module may be packaged compressed (Debian's 6.12 ships veth.ko.xz, 6.1 veth.ko).
+      const d = ['', '.xz', '.zst', '.gz'].map((ext) => entry + (entry.endsWith('.ko') ? ext : '')).find((x) => fs.existsSync(path.join(modSrc, x)));
+      if (!d) continue;
       fs.mkdirSync(path.dirname(path.join(modDst, d)), { recursive: true });
-      fs.cpSync(src, path.join(modDst, d), { recursive: true });
+      fs.cpSync(path.join(modSrc, d), path.join(modDst, d), { recursive: true });
     }
     const files = run('find', ['.', '-print'], { cwd: tree });
     const cpio = spawnSync('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: tree, input: files, maxBuffer: 1 << 30 });

@@ -189,6 +189,11 @@ describe.runIf(haveRoot)('svcplane run against the API-server double, real traff
     const status = await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset']);
     expect(status.stdout).not.toContain('default/other');
     expect(agent.syncs()[0]).toMatchObject({ full: true });
+    // The ruleset shape chosen for this kernel (kernel.ts) is said once, at start, before the first sync.
+    const shape = agent.lines.filter((l) => l.msg === 'nf_tables: ruleset shape chosen for this kernel');
+    expect(shape).toHaveLength(1);
+    expect(shape[0]).toMatchObject({ level: 'info', kernel: os.release() });
+    expect(agent.lines.indexOf(shape[0])).toBeLessThan(agent.lines.findIndex((l) => l.msg === 'synced'));
   });
 
   it('reflects an EndpointSlice scaled up and down, each through a partial sync', async () => {
