@@ -2,11 +2,12 @@
 // This machine's kernel runs natively; Debian's 6.1 and 6.12 run in the qemu guest (scripts/lib/vm.ts, TCG: an
 // emulated CPU, so absolute times mean nothing there and only ratios within one kernel's run are quoted).
 // Per kernel, each case in a fresh network namespace:
-//   full sync     N Services x 2 endpoints: svcplane in the shape the kernel allows (probed), svcplane in the
-//                 fallback shape (map membership loading the value, as on kernels before 6.5), kube-proxy's
+//   full sync     N Services x 2 endpoints: svcplane in the shape the kernel allows (probed) and in the fallback
+//                 shape (map membership loading the value, as on kernels before 6.5), samples alternated; kube-proxy's
 //                 `nft -f` and iptables-legacy-restore of the same Services.
 //   incremental   one endpoint added / removed, p50 and p99, in the shape the kernel allows.
-//   data plane    new-connection latency through the DNAT with N Services programmed, in both shapes.
+//   data plane    new-connection latency through the DNAT with N Services programmed, in both shapes, rounds
+//                 alternated.
 // Results: bench/results/kernels.json. On the host this runs the host's case, then boots each guest kernel and
 // runs itself there (--in-guest), reading the result back from the console.
 import * as fs from 'node:fs';
@@ -20,7 +21,7 @@ import { createSandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { KNOWN_KERNELS, kernelPackage, prepareGuest, runInGuest } from '../scripts/lib/vm';
 import { latencyUnderSvcplane } from './lib/dataplane';
-import { type ToolResult, iptablesPeer, median, nftPeer, svcplaneFull } from './lib/full';
+import { type ToolResult, iptablesPeer, nftPeer, svcplaneFull } from './lib/full';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
@@ -42,7 +43,8 @@ interface KernelRun {
   missing: string[];
   full: Array<{ services: number; tools: Record<string, ToolResult>; ratios: Record<string, number | null> }>;
   incremental: Array<{ services: number; addEndpoint: Percentiles; removeEndpoint: Percentiles }>;
-  dataplane: Array<{ services: number; chosen: LatencyResult | null; fallback: LatencyResult | null }>;
+  /** chosen / fallback: the round with the median p50 of each shape; rounds: every round, in order. */
+  dataplane: Array<{ services: number; chosen: LatencyResult | null; fallback: LatencyResult | null; rounds?: Array<{ chosen: LatencyResult; fallback: LatencyResult }> }>;
   ratios: Record<string, number | null>;
 }
 
@@ -59,17 +61,43 @@ async function probe(): Promise<KernelSupport> {
   });
 }
 
-async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: number; connects: number; emulation: KernelRun['emulation'] }): Promise<KernelRun> {
+/** Samples of each shape per size: alternated after one unrecorded warm-up sync of each (see interleaved). */
+const SHAPE_SAMPLES = 3;
+
+/**
+ * Times several tools `samples` times each, alternating them (a, b, a, b, ...) after one unrecorded run of each:
+ * run back to back, the second tool measured faster only for coming second (the first sync of a size warms the
+ * JIT and the allocator: on 6.1, where both are the same shape, one run had them 0.52x apart). Median of each.
+ */
+async function interleaved(tools: Record<string, () => Promise<ToolResult>>, samples: number): Promise<Record<string, ToolResult>> {
+  const names = Object.keys(tools);
+  for (const name of names) await tools[name]();
+  const got: Record<string, ToolResult[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let i = 0; i < samples; i++) for (const name of names) got[name].push(await tools[name]());
+  const out: Record<string, ToolResult> = {};
+  for (const name of names) {
+    const ok = got[name].filter((r) => r.seconds !== null).sort((a, b) => a.seconds! - b.seconds!);
+    out[name] = ok.length ? { ...ok[Math.floor(ok.length / 2)], samples: got[name].map((r) => r.seconds ?? NaN) } : got[name][0];
+  }
+  return out;
+}
+
+/** The round whose p50 is the median of the rounds' (its p99 with it: one real run, not a mix). */
+function medianLatency(rounds: LatencyResult[]): LatencyResult {
+  const sorted = [...rounds].sort((a, b) => (a.p50Us ?? Infinity) - (b.p50Us ?? Infinity));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: number; connects: number; latencyRounds: number; emulation: KernelRun['emulation'] }): Promise<KernelRun> {
   const support = await probe();
   const run: KernelRun = { kernel: os.release(), emulation: opts.emulation, missing: support.missing, full: [], incremental: [], dataplane: [], ratios: {} };
   log(`kernel ${run.kernel}: probe found missing [${support.missing.join(', ')}]`);
   for (const n of opts.sizes) {
     const services = makeServices(n, 2, { withNodePorts: true });
     const tools: Record<string, ToolResult> = {};
-    log(`full ${n}: svcplane (shape this kernel allows)`);
-    tools.svcplane = await median(() => svcplaneFull(services, config()));
-    log(`full ${n}: svcplane (fallback shape)`);
-    tools.svcplaneFallback = await median(() => svcplaneFull(services, config(FALLBACK)));
+    log(`full ${n}: svcplane, shape this kernel allows and fallback shape, interleaved`);
+    const both = await interleaved({ svcplane: () => svcplaneFull(services, config()), svcplaneFallback: () => svcplaneFull(services, config(FALLBACK)) }, SHAPE_SAMPLES);
+    Object.assign(tools, both);
     log(`full ${n}: kube-proxy nft -f`);
     tools.kubeProxyNft = await nftPeer(services, opts.peerTimeoutMs);
     log(`full ${n}: iptables-legacy-restore`);
@@ -101,12 +129,18 @@ async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: num
       const target = { clusterIP: '198.18.100.50', port: 80, endpoints: [{ ip: sb.backends[0].v4, port: 8080 }] };
       const services = makeServices(n, 2, { target });
       const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: opts.connects, warmup: Math.min(500, opts.connects / 2), timeoutMs: 5000 }));
-      log(`dataplane ${n}: shape this kernel allows`);
-      const chosen = await latencyUnderSvcplane(sb, services, config(), measure);
-      log(`dataplane ${n}: fallback shape`);
-      const fallback = await latencyUnderSvcplane(sb, services, config(FALLBACK), measure);
-      log(`dataplane ${n}: p50/p99 chosen=${chosen?.p50Us}/${chosen?.p99Us}us fallback=${fallback?.p50Us}/${fallback?.p99Us}us`);
-      run.dataplane.push({ services: n, chosen, fallback });
+      // Rounds alternate the shapes, so neither gains from running second (a warmer JIT, a quieter machine).
+      const rounds: Array<{ chosen: LatencyResult; fallback: LatencyResult }> = [];
+      for (let i = 0; i < opts.latencyRounds; i++) {
+        log(`dataplane ${n}: round ${i + 1}, both shapes`);
+        const chosen = await latencyUnderSvcplane(sb, services, config(), measure);
+        const fallback = await latencyUnderSvcplane(sb, services, config(FALLBACK), measure);
+        rounds.push({ chosen, fallback });
+      }
+      const chosen = medianLatency(rounds.map((r) => r.chosen));
+      const fallback = medianLatency(rounds.map((r) => r.fallback));
+      log(`dataplane ${n}: p50/p99 chosen=${chosen.p50Us}/${chosen.p99Us}us fallback=${fallback.p50Us}/${fallback.p99Us}us`);
+      run.dataplane.push({ services: n, chosen, fallback, rounds });
     }
   } finally {
     await sb.destroy();
@@ -127,7 +161,7 @@ async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: num
 }
 
 async function inGuest(quick: boolean): Promise<void> {
-  const run = await runHere({ sizes: quick ? [1000] : [1000, 10000], peerTimeoutMs: 600_000, reps: quick ? 20 : 50, connects: quick ? 300 : 1000, emulation: 'qemu TCG' });
+  const run = await runHere({ sizes: quick ? [1000] : [1000, 10000], peerTimeoutMs: 600_000, reps: quick ? 20 : 50, connects: quick ? 300 : 1000, latencyRounds: quick ? 1 : 3, emulation: 'qemu TCG' });
   process.stdout.write(`${MARK}${JSON.stringify(run)}${MARK}\n`);
 }
 
@@ -144,7 +178,7 @@ async function onHost(args: string[]): Promise<void> {
   };
   if (!args.includes('--guests-only')) {
     log(`this machine's kernel ${os.release()}`);
-    result.runs.push(await runHere({ sizes: quick ? [1000] : [1000, 10000], peerTimeoutMs: 120_000, reps: quick ? 20 : 100, connects: quick ? 500 : 3000, emulation: 'native' }));
+    result.runs.push(await runHere({ sizes: quick ? [1000] : [1000, 10000], peerTimeoutMs: 120_000, reps: quick ? 20 : 100, connects: quick ? 500 : 3000, latencyRounds: quick ? 1 : 5, emulation: 'native' }));
   }
   for (const k of kernels) {
     const image = prepareGuest(kernelPackage(k));

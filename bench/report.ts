@@ -95,3 +95,37 @@ if (fs.existsSync(affFile)) {
   for (const [k, v] of Object.entries(a.summary)) o.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
   console.log(o.join('\n'));
 }
+
+// bench/results/kernels.json: the nftables mode on each kernel of the matrix (bench/kernels.ts).
+interface KernelRun {
+  kernel: string;
+  emulation: string;
+  missing: string[];
+  full: Array<{ services: number; tools: Record<string, Tool>; ratios: Record<string, number | null> }>;
+  incremental: Array<{ services: number; addEndpoint: Pct; removeEndpoint: Pct }>;
+  dataplane: Array<{ services: number; chosen: Lat | null; fallback: Lat | null }>;
+}
+const kernFile = path.join(path.dirname(file), 'kernels.json');
+if (fs.existsSync(kernFile)) {
+  const k = JSON.parse(fs.readFileSync(kernFile, 'utf8')) as { date: string; machine: Record<string, unknown>; runs: KernelRun[] };
+  const o: string[] = ['', `Kernels, run of ${k.date.slice(0, 10)} on ${String(k.machine.cpus)} CPUs (guest kernels under qemu TCG: compare within a row only).`, ''];
+  const secs = (x: Tool | undefined) => (!x ? '' : x.seconds !== null ? `${x.seconds.toFixed(2)} s` : x.timedOut ? 'timed out' : 'failed');
+  const times = (x: Tool | undefined, base: Tool) => (x?.seconds && base.seconds ? ` (${(x.seconds / base.seconds).toFixed(x.seconds / base.seconds < 10 ? 2 : 0)}×)` : '');
+  o.push('| kernel | shape chosen | Services × 2 | svcplane | svcplane, fallback shape | kube-proxy `nft -f` | iptables-legacy-restore |', '|---|---|---|---|---|---|---|');
+  for (const run of k.runs) {
+    const shape = run.missing.length ? `fallback (no ${run.missing.join(', ')})` : 'native';
+    for (const c of run.full) {
+      const s = c.tools.svcplane;
+      o.push(`| ${run.kernel}${run.emulation === 'native' ? '' : ' (qemu)'} | ${shape} | ${c.services} | ${secs(s)} | ${secs(c.tools.svcplaneFallback)}${times(c.tools.svcplaneFallback, s)} | ${secs(c.tools.kubeProxyNft)}${times(c.tools.kubeProxyNft, s)} | ${secs(c.tools.iptablesLegacy)}${times(c.tools.iptablesLegacy, s)} |`);
+    }
+  }
+  o.push('', '| kernel | incremental p50 / p99 ms: add endpoint, remove endpoint | new connection p50 / p99 µs: shape chosen vs fallback shape |', '|---|---|---|');
+  for (const run of k.runs) {
+    const f = (p: Pct) => `${p.p50Ms.toFixed(2)} / ${p.p99Ms.toFixed(2)}`;
+    const inc = run.incremental.map((c) => `${c.services}: ${f(c.addEndpoint)}, ${f(c.removeEndpoint)}`).join('; ');
+    const dp = run.dataplane[run.dataplane.length - 1];
+    const l = (x: Lat | null) => (x && x.p50Us !== null && x.p99Us !== null ? `${x.p50Us.toFixed(0)} / ${x.p99Us.toFixed(0)}` : 'n/a');
+    o.push(`| ${run.kernel} | ${inc} | ${dp ? `${l(dp.chosen)} vs ${l(dp.fallback)} (${dp.services} Services)` : ''} |`);
+  }
+  console.log(o.join('\n'));
+}
