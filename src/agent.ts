@@ -138,6 +138,8 @@ export class Agent {
     const r = new Reflector(this.o.api, { path, resource, ...sel, backoff: this.o.backoff }, {
       ...h,
       restarted: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
+      failing: (error) => this.health.watchFailing(resource, error),
+      recovered: () => this.health.watchRecovered(resource),
     }, this.o.log);
     this.reflectors.push(r);
     r.start();

@@ -4,14 +4,22 @@
 // asks for bookmarks, and stops for good on any error other than 410. Here:
 // * the list is paginated (limit 500) and each page handed over as it comes; the caller keeps parsed state only;
 //   a list that fails part-way has applied only up-to-date objects, and is retried whole;
-// * the watch asks for bookmarks and a server-side timeout (5-10 min, randomised so a fleet of agents does not
-//   re-watch in step) and has a client-side inactivity timeout, so a half-open connection is noticed;
-// * a stream that ends cleanly is re-watched at once from the last resourceVersion; ERROR 410 (Expired/Gone), on
-//   the stream or as the HTTP status, means that resourceVersion is compacted: relist;
+// * every request is bounded (transport.ts: connect, headers, a list page's body); the watch asks for bookmarks
+//   and a server-side timeout (5-10 min, randomised so a fleet of agents does not re-watch in step) and has a
+//   client-side inactivity timeout, so a half-open connection is noticed; a watch line longer than
+//   MAX_WATCH_LINE_BYTES ends the watch (and relists) instead of growing without bound;
+// * a stream that ends cleanly after a healthy run is re-watched at once from the last resourceVersion; one that
+//   ends within a second having delivered nothing is a failure (client-go's "very short watch");
+// * ERROR 410 (Expired/Gone), on the stream or as the HTTP status, means that resourceVersion is compacted:
+//   relist, at once the first time, then with the backoff (a server answering 410 to every watch is not relisted
+//   in a tight loop);
 // * any other failure (refused, reset, 5xx, timeouts) backs off 0.8 s doubling to 30 s with jitter (client-go's
-//   numbers), then re-watches from the last resourceVersion, relisting only if that has expired meanwhile. The
-//   backoff resets once a watch has delivered something.
-// Nothing here touches the dataplane: an API server gone for any length of time leaves it as it is.
+//   numbers), or as long as the server's Retry-After says (429/503), then re-watches from the last
+//   resourceVersion, relisting only if that has expired meanwhile. The backoff resets once a watch is healthy
+//   (it delivered something, or stayed open a second).
+// Each restart is counted (svcplane_watch_restarts_total); a failure streak is reported (`failing`) until a watch
+// is healthy again (`recovered`), so /healthz can say the agent is blind. Nothing here touches the dataplane: an
+// API server gone for any length of time leaves it as it is.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log';
 import { ApiError, type ApiTransport } from './transport';
@@ -32,8 +40,24 @@ export interface ReflectorHandlers {
   listDone(): void;
   event(type: WatchEventType, obj: WatchObject): void;
   /** A restart of the watch, and why (for metrics). */
-  restarted?(reason: 'closed' | 'expired' | 'error'): void;
+  restarted?(reason: RestartReason): void;
+  /** A failure streak began or goes on: the newest error. */
+  failing?(error: string): void;
+  /** A watch is healthy again after a failure streak. */
+  recovered?(): void;
 }
+
+/** closed: ended cleanly after a healthy run; short: ended at once with nothing; expired: 410; error: any failure. */
+export type RestartReason = 'closed' | 'short' | 'expired' | 'error';
+
+/**
+ * Longest watch line (one event, one object) accepted. The API server refuses request bodies over 3 MiB and etcd
+ * objects over 1.5 MiB, so a real event is far below this; a longer line is a broken or hostile stream.
+ */
+export const MAX_WATCH_LINE_BYTES = 8 * 1024 * 1024;
+
+/** A watch that lasted less than this and delivered nothing is a failure (client-go's "very short watch"). */
+const SHORT_WATCH_MS = 1000;
 
 export interface ReflectorOptions {
   /** e.g. /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices, /api/v1/nodes */
@@ -63,6 +87,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
   });
 
 class Expired extends Error {}
+class ShortWatch extends Error {}
 
 export class Reflector {
   private readonly abort = new AbortController();
@@ -101,29 +126,44 @@ export class Reflector {
     while (!this.signal.aborted) {
       try {
         if (!this.rv) await this.list();
-        const delivered = await this.watch();
+        await this.watch();
         this.h.restarted?.('closed');
-        if (delivered) this.failures = 0;
         this.log.debug('watch ended; resuming', { resource: this.o.resource, resourceVersion: this.rv });
       } catch (e) {
         if (this.signal.aborted) break;
-        if (e instanceof Expired || (e instanceof ApiError && e.statusCode === 410)) {
-          this.log.info('resourceVersion expired; relisting', { resource: this.o.resource, resourceVersion: this.rv });
-          this.rv = '';
-          this.h.restarted?.('expired');
-          continue;
-        }
-        this.failures++;
-        const base = Math.min(this.o.backoff?.maxMs ?? 30_000, (this.o.backoff?.initialMs ?? 800) * 2 ** (this.failures - 1));
-        const wait = base * (1 + Math.random());
-        // The first failure of a streak is a warning; the rest repeat at debug so an outage does not flood the log.
-        (this.failures === 1 ? this.log.warn : this.log.debug)('watch failed; retrying (the dataplane stays as programmed)', {
-          resource: this.o.resource, error: (e as Error).message, retryInMs: Math.round(wait), failures: this.failures,
-        });
-        this.h.restarted?.('error');
-        await sleep(wait, this.signal);
+        await this.failed(e as Error);
       }
     }
+  }
+
+  /** One failure of a streak: counted, reported, logged, and waited out (the backoff, or the server's Retry-After). */
+  private async failed(e: Error): Promise<void> {
+    const expired = e instanceof Expired || (e instanceof ApiError && e.statusCode === 410);
+    const reason: RestartReason = expired ? 'expired' : e instanceof ShortWatch ? 'short' : 'error';
+    this.failures++;
+    this.h.restarted?.(reason);
+    if (expired) this.rv = '';
+    const b = this.o.backoff ?? { initialMs: 800, maxMs: 30_000 };
+    const backoff = Math.min(b.maxMs, b.initialMs * 2 ** (this.failures - 1)) * (1 + Math.random());
+    // An expiry after a healthy watch is routine (compaction): relist at once. One after another is not.
+    const wait = e instanceof ApiError && e.retryAfterMs !== undefined ? e.retryAfterMs : expired && this.failures === 1 ? 0 : backoff;
+    if (expired) {
+      this.log.info('resourceVersion expired; relisting', { resource: this.o.resource, relistInMs: Math.round(wait), failures: this.failures });
+    } else {
+      // The first failure of a streak is a warning; the rest repeat at debug so an outage does not flood the log.
+      (this.failures === 1 ? this.log.warn : this.log.debug)('watch failed; retrying (the dataplane stays as programmed)', {
+        resource: this.o.resource, error: e.message, retryInMs: Math.round(wait), failures: this.failures,
+      });
+    }
+    if (!expired || this.failures > 1) this.h.failing?.(e.message);
+    await sleep(wait, this.signal);
+  }
+
+  /** The watch is working (delivered something, or stayed open SHORT_WATCH_MS): the failure streak ends. */
+  private healthy(): void {
+    if (this.failures === 0) return;
+    this.failures = 0;
+    this.h.recovered?.();
   }
 
   private query(extra: Record<string, string>): string {
@@ -159,8 +199,8 @@ export class Reflector {
     this.h.listDone();
   }
 
-  /** One watch, to its end. True if it delivered anything (events or bookmarks). Throws on failure or 410. */
-  private async watch(): Promise<boolean> {
+  /** One watch, to its end. Throws on failure, on 410 (Expired), and when it ended at once with nothing (ShortWatch). */
+  private async watch(): Promise<void> {
     const [lo, hi] = this.o.watchTimeoutSeconds ?? [300, 600];
     const timeoutSeconds = Math.floor(lo + Math.random() * (hi - lo));
     const ac = new AbortController();
@@ -169,49 +209,75 @@ export class Reflector {
     this.watches++;
     try {
       const res = await this.api.stream(this.query({ watch: 'true', resourceVersion: this.rv, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) }), ac.signal);
-      return await this.consume(res, ac, this.o.inactivityMs ?? 180_000);
+      await this.consume(res, ac, this.o.inactivityMs ?? 180_000);
     } finally {
       this.signal.removeEventListener('abort', onStop);
       ac.abort();
     }
   }
 
-  private consume(res: IncomingMessage, ac: AbortController, inactivityMs: number): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      let buf = '';
-      let delivered = false;
+  private consume(res: IncomingMessage, ac: AbortController, inactivityMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // The line being received, in chunks: only each new chunk is searched for '\n' (a long line costs its
+      // length once, not its length squared), and its size is bounded.
+      let parts: string[] = [];
+      let partBytes = 0;
+      let healthy = false;
       let failed: Error | undefined;
       let idle: NodeJS.Timeout | undefined;
+      const markHealthy = () => {
+        if (healthy) return;
+        healthy = true;
+        clearTimeout(settle);
+        this.healthy();
+      };
+      const settle = setTimeout(markHealthy, SHORT_WATCH_MS);
+      const fail = (e: Error) => {
+        failed ??= e;
+        res.destroy();
+      };
       const armIdle = () => {
         clearTimeout(idle);
-        idle = setTimeout(() => {
-          failed = new Error(`watch ${this.o.path}: nothing received for ${Math.round(inactivityMs / 1000)} s`);
-          res.destroy(failed);
-        }, inactivityMs);
+        idle = setTimeout(() => fail(new Error(`watch ${this.o.path}: nothing received for ${Math.round(inactivityMs / 1000)} s`)), inactivityMs);
       };
       armIdle();
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
+        if (failed) return;
         armIdle();
-        buf += chunk;
+        let from = 0;
         let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (!line || failed) continue;
+        while ((nl = chunk.indexOf('\n', from)) >= 0) {
+          parts.push(chunk.slice(from, nl));
+          const line = parts.join('').trim();
+          parts = [];
+          partBytes = 0;
+          from = nl + 1;
+          if (!line) continue;
           try {
-            if (this.handleLine(line)) delivered = true;
+            if (this.handleLine(line)) markHealthy();
           } catch (e) {
-            failed = e as Error;
-            res.destroy();
+            return fail(e as Error);
+          }
+        }
+        if (from < chunk.length) {
+          parts.push(from ? chunk.slice(from) : chunk);
+          partBytes += chunk.length - from;
+          // Characters, not bytes: a line of multi-byte text is cut later, never sooner. The watch is dropped and
+          // the resource relisted (the event it carried is lost with the stream; the list has its outcome).
+          if (partBytes > MAX_WATCH_LINE_BYTES) {
+            this.rv = '';
+            fail(new Error(`watch ${this.o.path}: an event line over ${MAX_WATCH_LINE_BYTES / 1048576} MiB without a newline; dropping the watch and relisting`));
           }
         }
       });
       const finish = (err?: Error) => {
         clearTimeout(idle);
+        clearTimeout(settle);
         if (failed) return reject(failed);
         if (err) return reject(ac.signal.aborted && this.signal.aborted ? new Error('stopped') : err);
-        resolve(delivered);
+        if (!healthy) return reject(new ShortWatch(`watch ${this.o.path}: closed by the server within ${SHORT_WATCH_MS / 1000} s with no event`));
+        resolve();
       };
       res.on('end', () => finish());
       res.on('error', (e) => finish(e));

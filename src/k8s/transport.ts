@@ -17,51 +17,85 @@ export interface ApiTransport {
 }
 
 export class ApiError extends Error {
-  constructor(message: string, readonly statusCode: number, readonly reason?: string) {
+  constructor(message: string, readonly statusCode: number, readonly reason?: string, readonly retryAfterMs?: number) {
     super(message);
   }
 }
+
+/**
+ * Bounds on every request, so no server (hung, overloaded, or a proxy in between) can leave the agent waiting for
+ * good: the TCP/TLS connection, the response headers, and a list page's whole body. A watch's body is bounded by
+ * the reflector's inactivity timeout instead (it is meant to last minutes). client-go leaves these to the caller;
+ * kube-proxy gets them from its informers' request contexts. The numbers are far above what a healthy API server
+ * needs (a 500-object page of EndpointSlices is well under a second) and far below "blind for good".
+ */
+export interface RequestBounds {
+  connectMs: number;
+  headersMs: number;
+  listBodyMs: number;
+}
+
+export const DEFAULT_REQUEST_BOUNDS: RequestBounds = { connectMs: 10_000, headersMs: 30_000, listBodyMs: 60_000 };
+
+/** A request that overran one of its bounds (RequestBounds). */
+export class ApiTimeoutError extends Error {}
 
 /** Request options (TLS, Authorization) for one request. */
 type OptionsSource = () => Promise<https.RequestOptions>;
 
 class HttpTransport implements ApiTransport {
-  constructor(readonly server: string, readonly source: string, private readonly options: OptionsSource) {}
+  constructor(readonly server: string, readonly source: string, private readonly options: OptionsSource, private readonly bounds: RequestBounds) {}
 
+  /** One GET, resolved with its response once the headers are in; connection and headers bounded. */
   private async request(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
     const opts = await this.options();
     const url = new URL(this.server + path);
     const mod = url.protocol === 'http:' ? http : https;
     const headers = { ...(opts.headers as Record<string, string> | undefined), Accept: 'application/json', 'User-Agent': 'svcplane' };
+    const { connectMs, headersMs } = this.bounds;
     return new Promise((resolve, reject) => {
-      const req = mod.request(url, { ...opts, method: 'GET', headers, signal }, resolve);
-      req.on('error', reject);
+      const req = mod.request(url, { ...opts, method: 'GET', headers, signal }, (res) => {
+        clearTimeout(headersTimer);
+        resolve(res);
+      });
+      const headersTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`GET ${path}: no response headers from ${this.server} in ${headersMs / 1000} s`)), headersMs);
+      req.on('socket', (sock) => {
+        // A reused keep-alive socket is already connected; a new one gets its own, shorter bound.
+        if (!sock.connecting) return;
+        const connectTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`GET ${path}: could not connect to ${this.server} in ${connectMs / 1000} s`)), connectMs);
+        sock.once(url.protocol === 'http:' ? 'connect' : 'secureConnect', () => clearTimeout(connectTimer));
+        sock.once('close', () => clearTimeout(connectTimer));
+      });
+      req.on('error', (e) => {
+        clearTimeout(headersTimer);
+        reject(e);
+      });
       req.end();
     });
   }
 
   async getJSON(path: string, signal: AbortSignal): Promise<unknown> {
     const res = await this.request(path, signal);
-    const body = await readAll(res);
-    if (res.statusCode !== 200) throw errorOf(path, res.statusCode ?? 0, body);
+    const body = await readAll(res, this.bounds.listBodyMs, path);
+    if (res.statusCode !== 200) throw errorOf(path, res, body);
     return JSON.parse(body);
   }
 
   async stream(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
     const res = await this.request(path, signal);
     if (res.statusCode === 200) return res;
-    throw errorOf(path, res.statusCode ?? 0, await readAll(res).catch(() => ''));
+    throw errorOf(path, res, await readAll(res, this.bounds.listBodyMs, path).catch(() => ''));
   }
 }
 
 /** The transport for an explicit kubeconfig file, or the default locations / in-cluster config. */
-export async function openTransport(kubeconfig?: string): Promise<ApiTransport> {
+export async function openTransport(kubeconfig?: string, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS): Promise<ApiTransport> {
   const access = loadClusterAccess(kubeconfig);
-  if ('needsClientNode' in access) return clientNodeTransport(access.file, access.reason);
-  return accessTransport(access);
+  if ('needsClientNode' in access) return clientNodeTransport(access.file, access.reason, bounds);
+  return accessTransport(access, bounds);
 }
 
-export function accessTransport(a: ClusterAccess): ApiTransport {
+export function accessTransport(a: ClusterAccess, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS): ApiTransport {
   const secure = a.server.startsWith('https:');
   // One keep-alive agent: list pages and re-watches reuse connections.
   const agent = secure
@@ -77,10 +111,10 @@ export function accessTransport(a: ClusterAccess): ApiTransport {
     if (token) headers.Authorization = `Bearer ${token}`;
     else if (a.basic) headers.Authorization = `Basic ${Buffer.from(`${a.basic.username}:${a.basic.password}`).toString('base64')}`;
     return { agent, headers };
-  });
+  }, bounds);
 }
 
-async function clientNodeTransport(file: string | undefined, reason: string): Promise<ApiTransport> {
+async function clientNodeTransport(file: string | undefined, reason: string, bounds: RequestBounds): Promise<ApiTransport> {
   // Loaded here only: see the file comment. (An ES module, loaded through Node >= 20.19's require(esm).)
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
@@ -92,21 +126,46 @@ async function clientNodeTransport(file: string | undefined, reason: string): Pr
     const opts: https.RequestOptions = {};
     await kc.applyToHTTPSOptions(opts);
     return opts;
-  });
+  }, bounds);
 }
 
-function readAll(res: http.IncomingMessage): Promise<string> {
+/** The whole body, within `ms` of the headers (a body trickling at 1 byte/s fails instead of taking days). */
+function readAll(res: http.IncomingMessage, ms: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let b = '';
+    const timer = setTimeout(() => res.destroy(new ApiTimeoutError(`GET ${path}: response body not complete after ${ms / 1000} s (${b.length} bytes received)`)), ms);
     res.setEncoding('utf8');
     res.on('data', (c: string) => (b += c));
-    res.on('end', () => resolve(b));
-    res.on('error', reject);
+    res.on('end', () => {
+      clearTimeout(timer);
+      resolve(b);
+    });
+    res.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    res.on('close', () => {
+      clearTimeout(timer);
+      if (!res.complete) reject(new Error(`GET ${path}: connection closed before the response body ended`));
+    });
   });
 }
 
-/** An HTTP error with the API's Status reason and message when the body is one. */
-function errorOf(path: string, code: number, body: string): ApiError {
+/**
+ * Retry-After (seconds, or an HTTP date), as the API server sends it with 429 and 503. client-go waits this long
+ * before retrying; so does svcplane, capped at 10 min (a bogus header must not park the agent for a day).
+ */
+export function retryAfterMs(header: string | undefined, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const secs = /^\s*\d+\s*$/.test(header) ? Number(header) * 1000 : Date.parse(header) - now;
+  if (!Number.isFinite(secs)) return undefined;
+  return Math.min(Math.max(secs, 0), 600_000);
+}
+
+/** An HTTP error with the API's Status reason and message when the body is one, and its Retry-After. */
+function errorOf(path: string, res: http.IncomingMessage, body: string): ApiError {
+  const code = res.statusCode ?? 0;
+  const retryAfter = retryAfterMs(res.headers['retry-after']);
   let reason: string | undefined;
   let message = body.slice(0, 200);
   try {
@@ -118,5 +177,6 @@ function errorOf(path: string, code: number, body: string): ApiError {
   } catch {
     /* not JSON */
   }
-  return new ApiError(`GET ${path}: HTTP ${code}${reason ? ` ${reason}` : ''}: ${message}`, code, reason);
+  const after = retryAfter !== undefined ? ` (Retry-After ${Math.round(retryAfter / 1000)} s)` : '';
+  return new ApiError(`GET ${path}: HTTP ${code}${reason ? ` ${reason}` : ''}: ${message}${after}`, code, reason, retryAfter);
 }

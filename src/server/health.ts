@@ -2,6 +2,9 @@
 // when an update has been queued and not synced for healthTimeout (2 x syncPeriod); /healthz is also 503 when this
 // node is gone, being deleted, or tainted for deletion by the cluster autoscaler (so load balancers drain it
 // first); /livez ignores the node. Body and headers as kube-proxy's. Pure state here; http.ts serves it.
+// Beyond kube-proxy: /healthz is also 503 while a watch has been failing for healthTimeout (the agent is blind: it
+// cannot see the changes it should apply, so "nothing queued" proves nothing); the body then says which and why.
+// /livez stays 200 then: the reflectors retry on their own, and restarting the agent would not reach the server.
 import type { Clock } from '../sync/clock';
 
 export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
@@ -21,6 +24,8 @@ export class ProxyHealth {
   private lastUpdated: number | undefined;
   private oldestPendingQueued: number | undefined;
   private node: NodeState | undefined;
+  /** Watches in a failure streak: since when (monotonic) and the newest error. */
+  private readonly failingWatches = new Map<string, { since: number; error: string }>();
 
   constructor(private readonly clock: Clock, private readonly healthTimeoutMs: number) {}
 
@@ -37,6 +42,24 @@ export class ProxyHealth {
 
   setNode(n: NodeState | undefined): void {
     this.node = n;
+  }
+
+  /** A watch failed (again): its streak starts now unless it is already running. */
+  watchFailing(resource: string, error: string): void {
+    const f = this.failingWatches.get(resource);
+    this.failingWatches.set(resource, { since: f?.since ?? this.clock.now(), error });
+  }
+
+  watchRecovered(resource: string): void {
+    this.failingWatches.delete(resource);
+  }
+
+  /** Why the agent is blind, if a watch has been failing for healthTimeout; undefined otherwise. */
+  get blindReason(): string | undefined {
+    const now = this.clock.now();
+    const blind = [...this.failingWatches].filter(([, f]) => now - f.since >= this.healthTimeoutMs);
+    if (!blind.length) return undefined;
+    return blind.map(([r, f]) => `${r} watch failing for ${Math.round((now - f.since) / 1000)} s: ${f.error}`).join('; ');
   }
 
   get healthy(): boolean {
@@ -58,7 +81,8 @@ export class ProxyHealth {
 
   private report(withNode: boolean): HealthReport {
     const healthy = this.healthy;
-    const ok = healthy && (!withNode || this.nodeEligible);
+    const blind = withNode ? this.blindReason : undefined;
+    const ok = healthy && (!withNode || (this.nodeEligible && !blind));
     const now = this.clock.wallNow();
     const toWall = (mono: number | undefined) => (mono === undefined ? new Date(0) : new Date(now - (this.clock.now() - mono)));
     // kube-proxy reports "now" as lastUpdated while healthy (kept for backward compatibility).
@@ -66,6 +90,7 @@ export class ProxyHealth {
     const body: Record<string, unknown> = { lastUpdated: lastUpdated.toISOString(), currentTime: new Date(now).toISOString() };
     if (withNode) body.nodeEligible = this.nodeEligible;
     body.healthy = healthy;
+    if (blind) body.reason = blind;
     return { code: ok ? 200 : 503, body: JSON.stringify(body) };
   }
 }

@@ -71,7 +71,7 @@ export class ProxyMetrics {
     this.kernelApplyDuration = new Histogram({ name: 'svcplane_sync_kernel_apply_duration_seconds', help: 'Time the kernel took to apply one sync transaction (send to last ack)', labelNames: ['kind'], buckets: SYNC_BUCKETS, registers: r });
     this.programmedServicePorts = new Gauge({ name: 'svcplane_programmed_service_ports', help: 'Service ports programmed by the last successful sync, by dataplane mode', labelNames: ['mode'], registers: r });
     this.problemsTotal = new Counter({ name: 'svcplane_object_problems_total', help: 'Problems found in Services and EndpointSlices (each object skipped or partly skipped, and logged)', registers: r });
-    this.watchRestarts = new Counter({ name: 'svcplane_watch_restarts_total', help: 'Watches restarted, by resource and reason (closed, error, expired)', labelNames: ['resource', 'reason'], registers: r });
+    this.watchRestarts = new Counter({ name: 'svcplane_watch_restarts_total', help: 'Watches restarted, by resource and reason (closed: ended after a healthy run; short: closed at once with nothing; expired: 410, relisted; error: any failure, backed off)', labelNames: ['resource', 'reason'], registers: r });
     this.noLocalEndpoints.set({ traffic_policy: 'internal' }, 0);
     this.noLocalEndpoints.set({ traffic_policy: 'external' }, 0);
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });

@@ -20,6 +20,9 @@
 // * Test controls: apply/remove objects, dropWatches() (connections cut mid-stream), expireWatches() (every open
 //   watch gets ERROR 410 and history is compacted), compact(), pause()/resume() (the server disappears: listening
 //   socket closed and every connection reset, then back on the same port), request counters.
+// * Faults (setFault), what broken servers and proxies in between do: requests that never get response headers,
+//   list bodies trickling a byte at a time, watches closed at once with no event, every watch answered 410,
+//   every request answered 429/503 with Retry-After; sendLongLine() writes an endless line to open watches.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -75,7 +78,17 @@ export interface RequestRecord {
   method: string;
   path: string;
   query: Record<string, string>;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
+
+/** A fault every request meets until setFault(undefined). */
+export type ApiFault =
+  | { kind: 'hang' }
+  | { kind: 'trickle-lists'; intervalMs: number }
+  | { kind: 'close-watches' }
+  | { kind: 'expire-watches' }
+  | { kind: 'status'; code: 429 | 503; retryAfter: string };
 
 export class ApiServerDouble {
   private rv = 1;
@@ -88,6 +101,9 @@ export class ApiServerDouble {
   private server: http.Server | undefined;
   private uidCounter = 0;
   private listenPort = 0;
+  private fault: ApiFault | undefined;
+  /** Requests held by a 'hang' or 'trickle-lists' fault, and whether the client went away. */
+  readonly held: Array<{ res: http.ServerResponse; clientGone: boolean }> = [];
   readonly requests: RequestRecord[] = [];
 
   constructor(private readonly opts: ApiServerOptions = {}) {}
@@ -125,6 +141,7 @@ export class ApiServerDouble {
 
   async stop(): Promise<void> {
     for (const w of [...this.watchers]) this.endWatch(w);
+    for (const h of this.held.splice(0)) h.res.destroy();
     for (const s of this.sockets) s.destroy();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
     this.server = undefined;
@@ -219,12 +236,39 @@ export class ApiServerDouble {
     }
   }
 
+  setFault(f: ApiFault | undefined): void {
+    this.fault = f;
+  }
+
+  /**
+   * Writes a line of `bytes` without a newline to every open watch, in 64 KiB chunks as the client drains them;
+   * resolves with how many bytes each watch took before its client hung up (or all of them).
+   */
+  sendLongLine(bytes: number): Promise<number[]> {
+    const chunk = '{"type":"ADDED","object":{"metadata":{"name":"' + 'x'.repeat(65536);
+    return Promise.all([...this.watchers].map((w) => new Promise<number>((resolve) => {
+      let sent = 0;
+      const done = () => resolve(sent);
+      w.res.once('close', done);
+      const pump = () => {
+        while (sent < bytes && !w.res.destroyed) {
+          sent += chunk.length;
+          if (!w.res.write(chunk)) return void w.res.once('drain', pump);
+        }
+        w.res.off('close', done);
+        done();
+      };
+      pump();
+    })));
+  }
+
   // ---- HTTP ------------------------------------------------------------------------------------------------
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://double');
     const query = Object.fromEntries(url.searchParams);
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query });
+    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query, at: Date.now() });
+    if (this.injectFault(res, query)) return;
     const route = this.route(url.pathname);
     if (req.method !== 'GET' || !route) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
     const { def, namespace, name } = route;
@@ -244,6 +288,54 @@ export class ApiServerDouble {
     const filter = { namespace, fieldName, labels };
     if (query.watch === 'true' || query.watch === '1') return this.watch(res, def, filter, query);
     this.list(res, def, filter, query);
+  }
+
+  /** Answers the request as the current fault would; false when there is none (or it does not apply). */
+  private injectFault(res: http.ServerResponse, query: Record<string, string>): boolean {
+    const f = this.fault;
+    const watch = query.watch === 'true' || query.watch === '1';
+    if (!f) return false;
+    if (f.kind === 'hang') {
+      // Headers never come: the request is held until the client gives up.
+      const h = { res, clientGone: false };
+      this.held.push(h);
+      res.on('close', () => (h.clientGone = true));
+      return true;
+    }
+    if (f.kind === 'status') {
+      const text = JSON.stringify(statusObject(f.code, f.code === 429 ? 'TooManyRequests' : 'ServiceUnavailable', 'injected'));
+      res.writeHead(f.code, { 'Content-Type': 'application/json', 'Retry-After': f.retryAfter, 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+      return true;
+    }
+    if (f.kind === 'close-watches' && watch) {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.end();
+      return true;
+    }
+    if (f.kind === 'expire-watches' && watch) {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.end(JSON.stringify({ type: 'ERROR', object: expiredStatus(Number(query.resourceVersion) || 0) }) + '\n');
+      return true;
+    }
+    if (f.kind === 'trickle-lists' && !watch) {
+      // Headers at once, then the body a byte at a time: a list that would take hours.
+      const h = { res, clientGone: false };
+      this.held.push(h);
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      const body = JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [] });
+      let i = 0;
+      const t = setInterval(() => {
+        if (res.destroyed) return clearInterval(t);
+        res.write(body[i++ % body.length]);
+      }, f.intervalMs);
+      res.on('close', () => {
+        h.clientGone = true;
+        clearInterval(t);
+      });
+      return true;
+    }
+    return false;
   }
 
   private route(pathname: string): { def: ResourceDef; namespace?: string; name?: string } | undefined {
@@ -285,6 +377,8 @@ export class ApiServerDouble {
   private watch(res: http.ServerResponse, def: ResourceDef, filter: Filter, query: Record<string, string>): void {
     const rvParam = query.resourceVersion;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    // The API server flushes a watch's headers at once (its WatchServer does), before any event.
+    res.flushHeaders();
     const w: Watcher = { def, namespace: filter.namespace, fieldName: filter.fieldName, labels: filter.labels, res, bookmarks: query.allowWatchBookmarks === 'true' };
     res.on('close', () => this.forget(w));
     if (rvParam === undefined || rvParam === '' || rvParam === '0') {

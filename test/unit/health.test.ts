@@ -25,6 +25,22 @@ describe('ProxyHealth (kube-proxy\'s /healthz and /livez)', () => {
     expect(ok.lastUpdated).toBe(ok.currentTime);
   });
 
+  it('/healthz (not /livez) is 503, with the reason, once a watch has been failing for healthTimeout', async () => {
+    const clock = new FakeClock();
+    const h = new ProxyHealth(clock, 60_000);
+    h.setNode(nodeInfoOf({ metadata: {} }));
+    h.watchFailing('services', 'GET /api/v1/services: no response headers in 30 s');
+    await clock.advance(30_000);
+    h.watchFailing('services', 'connect ECONNREFUSED'); // the streak goes on: it started 30 s ago
+    expect(h.healthz().code).toBe(200);
+    await clock.advance(30_000);
+    expect([h.healthz().code, h.livez().code]).toEqual([503, 200]);
+    expect(JSON.parse(h.healthz().body)).toMatchObject({ healthy: true, nodeEligible: true, reason: 'services watch failing for 60 s: connect ECONNREFUSED' });
+    h.watchRecovered('services');
+    expect(h.healthz().code).toBe(200);
+    expect(JSON.parse(h.healthz().body)).not.toHaveProperty('reason');
+  });
+
   it('/healthz (not /livez) is 503 when the Node is missing, being deleted, or tainted for deletion', () => {
     const h = new ProxyHealth(new FakeClock(), 60_000);
     expect([h.healthz().code, h.livez().code]).toEqual([503, 200]);

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Reflector, type WatchObject } from '../../src/k8s/reflector';
-import { openTransport } from '../../src/k8s/transport';
-import { silentLogger } from '../../src/log';
+import { MAX_WATCH_LINE_BYTES, Reflector, type WatchObject } from '../../src/k8s/reflector';
+import { openTransport, retryAfterMs, type RequestBounds } from '../../src/k8s/transport';
+import { createLogger, silentLogger } from '../../src/log';
 import { ApiServerDouble } from '../apiserver/double';
 
 function svc(name: string, port = 80) {
@@ -26,17 +26,17 @@ describe('Reflector against the API-server double', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setup(opts: { pageSize?: number; bookmarkIntervalMs?: number } = {}) {
+  async function setup(opts: { pageSize?: number; bookmarkIntervalMs?: number; bounds?: RequestBounds; backoff?: { initialMs: number; maxMs: number } } = {}) {
     const api = new ApiServerDouble({ bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000 });
     await api.start();
     cleanups.push(() => api.stop());
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-refl-'));
     fs.writeFileSync(path.join(dir, 'kubeconfig'), api.kubeconfig());
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const transport = await openTransport(path.join(dir, 'kubeconfig'));
-    const seen = { lists: [] as string[][], events: [] as string[], restarts: [] as string[] };
+    const transport = await openTransport(path.join(dir, 'kubeconfig'), opts.bounds);
+    const seen = { lists: [] as string[][], events: [] as string[], restarts: [] as string[], failing: [] as string[], recovered: 0 };
     let current: string[] = [];
-    const r = new Reflector(transport, { path: '/api/v1/services', resource: 'services', pageSize: opts.pageSize, backoff: { initialMs: 50, maxMs: 200 } }, {
+    const r = new Reflector(transport, { path: '/api/v1/services', resource: 'services', pageSize: opts.pageSize, backoff: opts.backoff ?? { initialMs: 50, maxMs: 200 } }, {
       listPage: (items: WatchObject[], first: boolean) => {
         if (first) current = [];
         current.push(...items.map((i) => i.metadata!.name!));
@@ -44,7 +44,9 @@ describe('Reflector against the API-server double', () => {
       listDone: () => seen.lists.push(current),
       event: (type, obj) => seen.events.push(`${type} ${obj.metadata!.name}`),
       restarted: (reason) => seen.restarts.push(reason),
-    }, silentLogger);
+      failing: (error) => seen.failing.push(error),
+      recovered: () => seen.recovered++,
+    }, process.env.DEBUG_REFL ? createLogger({ level: 'debug', format: 'text', stream: process.stderr }) : silentLogger);
     cleanups.push(() => r.stop());
     return { api, r, seen };
   }
@@ -119,5 +121,113 @@ describe('Reflector against the API-server double', () => {
     api.apply(svc('z'));
     await until(() => seen.events.includes('ADDED z'));
     expect(seen.lists).toHaveLength(1);
+  });
+
+  // ---- faults: each of these left the agent blind for good, or hammering the server, before the bounds --------
+
+  const bounds: RequestBounds = { connectMs: 2_000, headersMs: 400, listBodyMs: 600 };
+  const watchRequests = (api: ApiServerDouble) => api.requests.filter((q) => q.query.watch === 'true');
+  const listRequests = (api: ApiServerDouble) => api.requests.filter((q) => q.query.watch === undefined);
+
+  it('gives up on a request that never gets response headers, says so, and recovers when the server answers', async () => {
+    const { api, r, seen } = await setup({ bounds });
+    api.apply(svc('a'));
+    api.setFault({ kind: 'hang' });
+    r.start();
+    await until(() => seen.failing.length >= 2);
+    expect(seen.failing[0]).toMatch(/no response headers .* in 0\.4 s/);
+    // Every held request was abandoned by the client, not left open.
+    await until(() => api.held.length >= 2 && api.held.slice(0, -1).every((h) => h.clientGone));
+    api.setFault(undefined);
+    await until(() => seen.lists.length === 1 && api.openWatches('Service') === 1);
+    await until(() => seen.recovered === 1);
+    expect(seen.lists[0]).toEqual(['a']);
+  });
+
+  it('gives up on a list body that trickles, and recovers', async () => {
+    const { api, r, seen } = await setup({ bounds });
+    api.apply(svc('a'));
+    api.setFault({ kind: 'trickle-lists', intervalMs: 50 });
+    r.start();
+    await until(() => seen.failing.length >= 1);
+    expect(seen.failing[0]).toMatch(/response body not complete after 0\.6 s/);
+    api.setFault(undefined);
+    await until(() => seen.lists.length === 1);
+    expect(seen.lists[0]).toEqual(['a']);
+  });
+
+  it('backs off on watches the server closes at once with nothing (client-go\'s "very short watch")', async () => {
+    const { api, r, seen } = await setup({ backoff: { initialMs: 100, maxMs: 400 } });
+    r.start();
+    await until(() => api.openWatches('Service') === 1);
+    api.setFault({ kind: 'close-watches' });
+    api.dropWatches();
+    const from = watchRequests(api).length;
+    await until(() => seen.restarts.filter((x) => x === 'short').length >= 4);
+    // Without the backoff, these came 40-45 a second; with it, the gaps grow: the last exceeds the first.
+    const at = watchRequests(api).slice(from).map((q) => q.at);
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    expect(gaps.length).toBeGreaterThanOrEqual(3);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(90);
+    expect(seen.failing.at(-1)).toMatch(/closed by the server within 1 s with no event/);
+    api.setFault(undefined);
+    await until(() => seen.recovered >= 1 && api.openWatches('Service') === 1);
+  });
+
+  it('relists at once after one 410, but backs off when every watch is answered 410', async () => {
+    const { api, r, seen } = await setup({ backoff: { initialMs: 100, maxMs: 400 } });
+    r.start();
+    await until(() => api.openWatches('Service') === 1);
+    api.setFault({ kind: 'expire-watches' });
+    api.dropWatches();
+    const from = listRequests(api).length;
+    await until(() => seen.lists.length >= 5);
+    const at = listRequests(api).slice(from).map((q) => q.at);
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    // 22-42 relists a second before; now each repeat waits at least the initial backoff.
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(90);
+    expect(seen.restarts.filter((x) => x === 'expired').length).toBeGreaterThanOrEqual(4);
+    api.setFault(undefined);
+    await until(() => api.openWatches('Service') === 1 && seen.recovered >= 1);
+  });
+
+  it('waits as long as Retry-After says on 429 and 503', async () => {
+    const { api, r, seen } = await setup();
+    api.setFault({ kind: 'status', code: 429, retryAfter: '1' });
+    r.start();
+    await until(() => api.requests.length >= 3);
+    api.setFault({ kind: 'status', code: 503, retryAfter: '1' });
+    await until(() => api.requests.length >= 5);
+    const at = api.requests.map((q) => q.at);
+    // The backoff here is 50-200 ms; only Retry-After explains gaps of a second.
+    for (let i = 1; i < at.length; i++) expect(at[i] - at[i - 1]).toBeGreaterThanOrEqual(950);
+    expect(seen.failing[0]).toMatch(/HTTP 429 TooManyRequests: injected \(Retry-After 1 s\)/);
+    api.setFault(undefined);
+    await until(() => seen.lists.length === 1);
+  });
+
+  it('drops a watch whose line never ends (bounded), and relists', async () => {
+    const { api, r, seen } = await setup();
+    api.apply(svc('a'));
+    r.start();
+    await until(() => seen.lists.length === 1 && api.openWatches('Service') === 1);
+    const taken = await api.sendLongLine(50 * 1024 * 1024);
+    // The client hung up once the line passed the bound: it did not read (or hold) 50 MB. (What the server counts
+    // as sent includes both sockets' buffers, a few MB on loopback.)
+    expect(taken[0]).toBeLessThan(MAX_WATCH_LINE_BYTES + 16 * 1024 * 1024);
+    await until(() => seen.lists.length === 2 && api.openWatches('Service') === 1);
+    expect(seen.failing.at(-1)).toMatch(/event line over 8 MiB without a newline/);
+    api.apply(svc('b'));
+    await until(() => seen.events.includes('ADDED b'));
+  });
+});
+
+describe('Retry-After', () => {
+  it('reads seconds and HTTP dates, and caps what it waits', () => {
+    expect(retryAfterMs('3')).toBe(3000);
+    expect(retryAfterMs(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(retryAfterMs('86400')).toBe(600_000);
+    expect(retryAfterMs('soon')).toBeUndefined();
+    expect(retryAfterMs(undefined)).toBeUndefined();
   });
 });
