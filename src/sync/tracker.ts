@@ -2,6 +2,7 @@
 // EndpointsChangeTracker in one). Events only mark Services dirty; collect() rebuilds each dirty Service's ports
 // from ClusterState and compares them with what the last collect handed out, so an add followed by its delete,
 // or a change and its undo, is no change at all. Pure: no clock, no I/O.
+import { isDeepStrictEqual } from 'node:util';
 import type { ModelProblem, ServiceKey, ServicePort, ServicePortKey } from '../model/types';
 import type { ClusterState } from './clusterState';
 
@@ -97,7 +98,10 @@ export class ChangeTracker {
   }
 }
 
-/** Structural equality of two Service ports (both built by the model, so field order is the same). */
+/**
+ * Structural equality of two Service ports, Maps included (the endpoint weights are Maps: JSON.stringify wrote
+ * them as `{}`, so a change of weights alone went unseen until the next full sync).
+ */
 export function sameServicePort(a: ServicePort, b: ServicePort): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return isDeepStrictEqual(a, b);
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ClusterState, TRIGGER_TIME_ANNOTATION } from '../../src/sync/clusterState';
-import { ChangeTracker } from '../../src/sync/tracker';
-import type { KubeEndpointSlice, KubeService } from '../../src/model/types';
+import { ChangeTracker, sameServicePort } from '../../src/sync/tracker';
+import type { KubeEndpointSlice, KubeService, ServicePort } from '../../src/model/types';
 
 function service(name: string, opts: { rv?: string; port?: number; ns?: string; clusterIP?: string } = {}): KubeService {
   return {
@@ -129,5 +129,56 @@ describe('ClusterState + ChangeTracker', () => {
     const p = tracker.collect(state);
     expect([...p.changes.keys()]).toEqual(['default/good:http']);
     expect(p.problems.map((x) => x.object)).toEqual(['Service default/bad']);
+  });
+});
+
+describe('sameServicePort', () => {
+  const endpoint = { address: '198.19.0.1', family: 4 as const, port: 8080, ready: true, serving: true, terminating: false, nodeName: 'n1', zone: 'a', zoneHints: ['a'], nodeHints: ['n1'] };
+  const base: ServicePort = {
+    key: 'default/a:http', namespace: 'default', name: 'a', portName: 'http', protocol: 'TCP', port: 80, nodePort: 30080,
+    clusterIPs: ['198.18.100.1'], externalIPs: ['198.18.200.1'], loadBalancerIPs: ['198.18.201.1'], externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster', sessionAffinity: { type: 'ClientIP', timeoutSeconds: 10 }, healthCheckNodePort: 30999,
+    loadBalancerSourceRanges: ['198.18.0.0/16'], ipvsScheduler: 'rr',
+    endpointWeights: { addresses: new Map([['198.19.0.1', 2]]), nodes: new Map([['n1', 3]]), zones: new Map([['a', 4]]) },
+    endpoints: [endpoint], allEndpoints: [endpoint],
+  };
+
+  /** Every leaf of a value (numbers, strings, booleans, Map values), each with a function making a copy with that leaf changed. */
+  function mutations(v: unknown, path = ''): Array<[string, (x: unknown) => unknown]> {
+    if (typeof v === 'number') return [[path, (x) => (x as number) + 1]];
+    if (typeof v === 'string') return [[path, (x) => `${x as string}x`]];
+    if (typeof v === 'boolean') return [[path, (x) => !(x as boolean)]];
+    const out: Array<[string, (x: unknown) => unknown]> = [];
+    if (v instanceof Map) {
+      for (const [k, inner] of v) for (const [p, f] of mutations(inner, `${path}[${String(k)}]`)) out.push([p, (x) => new Map([...(x as Map<unknown, unknown>)].map(([kk, vv]) => [kk, kk === k ? f(vv) : vv]))]);
+    } else if (Array.isArray(v)) {
+      v.forEach((inner, i) => {
+        for (const [p, f] of mutations(inner, `${path}[${i}]`)) out.push([p, (x) => (x as unknown[]).map((vv, j) => (j === i ? f(vv) : vv))]);
+      });
+    } else if (v && typeof v === 'object') {
+      for (const [k, inner] of Object.entries(v)) for (const [p, f] of mutations(inner, `${path}.${k}`)) out.push([p, (x) => ({ ...(x as object), [k]: f((x as Record<string, unknown>)[k]) })]);
+    }
+    return out;
+  }
+
+  it('sees a change of any field of a Service port, endpoint weights (Maps) included', () => {
+    const all = mutations(base);
+    expect(all.length).toBeGreaterThan(35);
+    expect(all.map(([p]) => p)).toContain('.endpointWeights.zones[a]');
+    const unseen = all.filter(([, f]) => sameServicePort(base, f(base) as ServicePort)).map(([p]) => p);
+    expect(unseen).toEqual([]);
+    expect(sameServicePort(base, structuredClone(base))).toBe(true);
+  });
+
+  it('a change of the endpoint-weights annotation alone is a change (applied by a partial sync)', () => {
+    const { state, tracker, addService, addSlice } = setup();
+    const weighted = (w: string, rv: string): KubeService => ({ ...service('a'), metadata: { ...service('a', { rv }).metadata, annotations: { 'svcplane.io/endpoint-weights': w } } });
+    addService(weighted('198.19.0.1=2', '1'));
+    addSlice(slice('a-1', 'a', ['198.19.0.1', '198.19.0.2']));
+    tracker.collect(state);
+    addService(weighted('198.19.0.1=5', '2'));
+    const p = tracker.collect(state);
+    expect([...p.changes.keys()]).toEqual(['default/a:http']);
+    expect(p.changes.get('default/a:http')!.endpointWeights!.addresses.get('198.19.0.1')).toBe(5);
   });
 });
