@@ -45,6 +45,12 @@ export class SyncLoop {
   private slicesSynced = false;
   private started = false;
   private lastFullAt = -Infinity;
+  /**
+   * A full sync was asked for (start, a failed sync, resync()). Read and cleared at the start of a sync, as
+   * kube-proxy's needFullSync is: a request that arrives while a sync is in flight survives it, so the next sync
+   * is full (when the flag was cleared at the end, a zone change during a full sync was lost until syncPeriod).
+   */
+  private fullSyncRequested = true;
   private failures = 0;
   private readonly noLocal = { internal: new Set<ServicePortKey>(), external: new Set<ServicePortKey>() };
   /** Resolves after every sync (tests and benchmarks wait on it). */
@@ -193,7 +199,7 @@ export class SyncLoop {
 
   /** Asks for a full sync soon (something every Service port depends on changed, e.g. this node's zone). */
   resync(): void {
-    this.lastFullAt = -Infinity;
+    this.fullSyncRequested = true;
     this.queue();
   }
 
@@ -207,7 +213,8 @@ export class SyncLoop {
 
   private async sync(): Promise<void> {
     const t0 = this.o.clock.now();
-    const full = t0 - this.lastFullAt >= this.o.syncPeriodMs;
+    const full = this.fullSyncRequested || t0 - this.lastFullAt >= this.o.syncPeriodMs;
+    this.fullSyncRequested = false;
     const pending = this.tracker.collect(this.state);
     this.o.metrics.serviceChangesPending.set(0);
     this.o.metrics.endpointChangesPending.set(0);
@@ -262,7 +269,7 @@ export class SyncLoop {
       if (this.o.dataplane.mode === 'nftables') this.o.metrics.nftablesSyncFailures.inc();
       this.o.log.error('sync failed; the next sync is full', { error: err.message, retryInMs: retryMs, failures: this.failures });
       // The dataplane already forces its next sync to be full; make the loop agree so it sends the whole state.
-      this.lastFullAt = -Infinity;
+      this.fullSyncRequested = true;
       this.runner.retryAfter(retryMs);
     } finally {
       const secs = (this.o.clock.now() - t0) / 1000;

@@ -13,8 +13,13 @@ class RecordingDataplane implements Dataplane {
   readonly mode = 'nftables';
   calls: Array<{ full: boolean; keys: string[] }> = [];
   failNext = 0;
+  /** When set, the next syncFull waits for this promise (a sync in flight). */
+  holdFull: Promise<void> | undefined;
   private needFull = false;
   async syncFull(sp: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
+    const hold = this.holdFull;
+    this.holdFull = undefined;
+    if (hold) await hold;
     return this.done(true, [...sp.keys()]);
   }
   async syncPartial(ch: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {
@@ -127,6 +132,27 @@ describe('SyncLoop', () => {
     expect(r.code).toBe(503);
     expect(JSON.parse(r.body)).toMatchObject({ healthy: false });
     expect(JSON.parse(health.healthz().body)).toMatchObject({ nodeEligible: false, healthy: false });
+  });
+
+  it('a full sync asked for while a full sync is in flight is not lost: the next sync is full (kube-proxy\'s needFullSync)', async () => {
+    const { clock, dp, loop } = setup({ min: 1000, sync: 30_000 });
+    loop.onServicesListed([svc('a')]);
+    loop.onSlicesListed([slice('a', ['198.19.0.1'])]);
+    await clock.advance(0);
+    expect(dp.calls).toEqual([{ full: true, keys: ['default/a:http'] }]);
+    // The periodic full sync starts and is held in the kernel; meanwhile this node's zone changes (resync()).
+    let release!: () => void;
+    dp.holdFull = new Promise((r) => (release = r));
+    const inFlight = loop.nextSync();
+    await clock.advance(30_000);
+    loop.resync();
+    release();
+    expect(await inFlight).toMatchObject({ ok: true, full: true });
+    // The request made during the sync gets a full sync of its own, well before the next syncPeriod.
+    const next = loop.nextSync();
+    await clock.advance(1000);
+    expect(await next).toMatchObject({ ok: true, full: true });
+    expect(dp.calls.map((c) => c.full)).toEqual([true, true, true]);
   });
 
   it('measures network programming latency from the slice\'s trigger time to the sync', async () => {
