@@ -7,7 +7,7 @@
 
 import type { Endpoint, IPFamily, KubeEndpointSlice, ModelProblem, Protocol } from './types';
 import { isDNSLabel, isDNSSubdomain, isPort, isRecord, isUnset, namespaceOf, objectRef, protocolOf, show } from './guards';
-import { bytesToIp, compareIPBytes, ipToBytes, parseIP } from './ip';
+import { bytesToIp, compareIPBytes, ipToBytes, parseIP, specialAddress } from './ip';
 
 /** The label tying an EndpointSlice to its Service (discovery.k8s.io/v1 LabelServiceName). */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -114,6 +114,8 @@ function checkEndpoint(e: unknown, family: IPFamily, port: number): SliceEndpoin
   if (!Array.isArray(e.addresses) || e.addresses.length === 0) return 'no addresses';
   const ip = parseIP(e.addresses[0]);
   if (!ip) return `address ${show(e.addresses[0])} is not a valid IP address`;
+  const special = specialAddress(ip);
+  if (special) return `address ${show(e.addresses[0])} is ${special}, which cannot be an endpoint's (the API server refuses it)`;
   if (ip.family !== family) return `address ${show(e.addresses[0])} is not IPv${family} as the slice's addressType says`;
   const c: unknown = e.conditions ?? {};
   if (!isRecord(c)) return 'conditions is not an object';

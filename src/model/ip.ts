@@ -106,6 +106,29 @@ export function parseIP(text: unknown): ParsedIP | undefined {
   return { family: 6, bytes: b };
 }
 
+/**
+ * Why an address can be no Service's (nor an endpoint's): what the API server's ValidateNonSpecialIP refuses
+ * (unspecified, loopback, link-local unicast and multicast), and all multicast and the IPv4 broadcast address, which
+ * no connection can be made to. Undefined for an ordinary unicast address. Programming one is harmful, not only
+ * useless: a DNAT of 127.0.0.1:53/UDP takes the node's own resolver.
+ */
+export function specialAddress(p: ParsedIP): string | undefined {
+  const b = p.bytes;
+  if (p.family === 4) {
+    if (b.every((x) => x === 0)) return 'the unspecified address';
+    if (b[0] === 127) return 'a loopback address (127.0.0.0/8)';
+    if (b[0] === 169 && b[1] === 254) return 'a link-local address (169.254.0.0/16)';
+    if (b.every((x) => x === 255)) return 'the broadcast address';
+    if (b[0] >= 224 && b[0] <= 239) return 'a multicast address (224.0.0.0/4)';
+    return undefined;
+  }
+  if (b.every((x) => x === 0)) return 'the unspecified address';
+  if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'the loopback address (::1)';
+  if (b[0] === 0xfe && (b[1] & 0xc0) === 0x80) return 'a link-local address (fe80::/10)';
+  if (b[0] === 0xff) return 'a multicast address (ff00::/8)';
+  return undefined;
+}
+
 export function isValidIP(text: unknown): text is string {
   return parseIP(text) !== undefined;
 }

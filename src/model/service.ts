@@ -5,7 +5,7 @@
 
 import type { IPFamily, KubeService, ModelProblem, Protocol, ServiceKey, ServicePort, TrafficPolicy } from './types';
 import { flat, isDNSLabel, isInt, isPort, isRecord, isUnset, namespaceOf, objectRef, protocolOf, show } from './guards';
-import { bytesToIp, canonicalIP, cidrToString, parseCIDR, parseIP } from './ip';
+import { bytesToIp, canonicalIP, cidrToString, parseCIDR, parseIP, specialAddress } from './ip';
 import { ENDPOINT_WEIGHTS_ANNOTATION, type EndpointWeights, parseEndpointWeights } from './weights';
 
 export type ServicePortSpec = Omit<ServicePort, 'endpoints' | 'allEndpoints'>;
@@ -143,6 +143,8 @@ function clusterIPsOf(spec: Record<string, unknown>): string[] {
     const p = parseIP(ip);
     const field = fromList ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
     if (!p) throw new Invalid(`${field} ${show(ip)} is not a valid IP address`);
+    const special = specialAddress(p);
+    if (special) throw new Invalid(`${field} ${show(ip)} is ${special}, which cannot be a Service's (the API server refuses it)`);
     if (seen.has(p.family)) throw new Invalid(`spec.clusterIPs has two IPv${p.family} addresses`);
     seen.add(p.family);
     out.push(bytesToIp(p.bytes));
@@ -188,6 +190,8 @@ function ipListOf(x: unknown, field: string, families: Set<IPFamily>, warn: Warn
   x.forEach((ip, i) => {
     const p = parseIP(ip);
     if (!p) return warn(`${field}[${i}] ${show(ip)} is not a valid IP address; ignored`);
+    const special = specialAddress(p);
+    if (special) return warn(`${field}[${i}] ${show(ip)} is ${special}, which cannot be a Service's (the API server refuses it); ignored`);
     const text = bytesToIp(p.bytes);
     if (families.has(p.family) && !out.includes(text)) out.push(text);
   });
@@ -219,6 +223,11 @@ function loadBalancerIPsOf(status: unknown, families: Set<IPFamily>, warn: Warn)
     const p = parseIP(ip);
     if (!p) {
       warn(`status.loadBalancer.ingress ip ${show(ip)} is not a valid IP address; ignored`);
+      continue;
+    }
+    const special = specialAddress(p);
+    if (special) {
+      warn(`status.loadBalancer.ingress ip ${show(ip)} is ${special}, which cannot be a load balancer's; ignored`);
       continue;
     }
     const text = bytesToIp(p.bytes);

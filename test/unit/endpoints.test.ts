@@ -227,6 +227,12 @@ describe('ports', () => {
     expect(m.problems[0]).toEqual({ object: 'EndpointSlice default/web-a', message: 'endpoints[0]: address "nope" is not a valid IP address; endpoint skipped' });
   });
 
+  it('skips an endpoint whose address is loopback or otherwise special (the API server refuses it)', () => {
+    const m = buildProxyModel([svc('web', [{ name: 'http', port: 80 }])], [slice('web-a', 'web', [ep('127.0.0.1'), ep('10.0.0.1')], [{ name: 'http', port: 8080 }])]);
+    expect(m.problems).toEqual([{ object: 'EndpointSlice default/web-a', message: 'endpoints[0]: address "127.0.0.1" is a loopback address (127.0.0.0/8), which cannot be an endpoint\'s (the API server refuses it); endpoint skipped' }]);
+    expect(addrs(port(m, 'default/web:http').endpoints)).toEqual(['10.0.0.1:8080']);
+  });
+
   it('skips a duplicate slice port name/protocol', () => {
     const r = parseEndpointSlice(slice('web-a', 'web', [ep('10.0.0.1')], [{ name: 'http', port: 8080 }, { name: 'http', port: 8081 }]));
     expect(r.problems).toEqual([{ object: 'EndpointSlice default/web-a', message: 'ports[1]: duplicate port name "http" for TCP; port skipped' }]);

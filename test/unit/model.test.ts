@@ -121,6 +121,16 @@ describe('malformed Services: exactly one problem naming the Service, the others
     ['no name', { ...svc('x'), metadata: { namespace: 'default' } }, 'Service default/<no name>', /no metadata\.name/],
     ['invalid namespace', { ...svc('bad'), metadata: { name: 'bad', namespace: 'Kube System' } }, 'Service Kube System/bad', /metadata\.namespace "Kube System"/],
     ['not an object', bogus<KubeService>('a string'), 'Service default/<no name>', /not an object/],
+    // What the API server refuses as a Service address (ValidateNonSpecialIP), and what no connection can reach.
+    ['loopback cluster IP', svc('bad', { clusterIP: '127.0.0.1', clusterIPs: undefined }), 'Service default/bad', /spec\.clusterIP "127\.0\.0\.1" is a loopback address \(127\.0\.0\.0\/8\), which cannot be a Service's/],
+    ['unspecified cluster IP', svc('bad', { clusterIP: '0.0.0.0', clusterIPs: undefined }), 'Service default/bad', /"0\.0\.0\.0" is the unspecified address/],
+    ['unspecified IPv6 cluster IP', svc('bad', { clusterIP: '::', clusterIPs: ['::'] }), 'Service default/bad', /spec\.clusterIPs\[0\] "::" is the unspecified address/],
+    ['IPv6 loopback cluster IP', svc('bad', { clusterIP: '::1', clusterIPs: ['::1'] }), 'Service default/bad', /"::1" is the loopback address/],
+    ['multicast cluster IP', svc('bad', { clusterIP: '224.0.0.1', clusterIPs: undefined }), 'Service default/bad', /"224\.0\.0\.1" is a multicast address/],
+    ['IPv6 multicast cluster IP', svc('bad', { clusterIP: 'ff02::1', clusterIPs: ['ff02::1'] }), 'Service default/bad', /"ff02::1" is a multicast address \(ff00::\/8\)/],
+    ['broadcast cluster IP', svc('bad', { clusterIP: '255.255.255.255', clusterIPs: undefined }), 'Service default/bad', /"255\.255\.255\.255" is the broadcast address/],
+    ['link-local cluster IP', svc('bad', { clusterIP: '169.254.169.254', clusterIPs: undefined }), 'Service default/bad', /is a link-local address \(169\.254\.0\.0\/16\)/],
+    ['IPv4-mapped loopback cluster IP', svc('bad', { clusterIP: '::ffff:127.0.0.1', clusterIPs: undefined }), 'Service default/bad', /is a loopback address/],
   ];
 
   it.each(cases)('%s', (_what, bad, object, message) => {
@@ -228,6 +238,18 @@ describe('externalIPs', () => {
     expect(m.servicePorts.has('default/good:http')).toBe(true);
   });
 
+  it('drops a loopback, unspecified, multicast, broadcast or link-local external IP with a problem', () => {
+    const m = buildProxyModel([svc('ext', { externalIPs: ['127.0.0.53', '0.0.0.0', '224.0.0.1', '255.255.255.255', '169.254.1.1', '192.0.2.1'] })], []);
+    expect(m.problems.map((p) => p.message)).toEqual([
+      'spec.externalIPs[0] "127.0.0.53" is a loopback address (127.0.0.0/8), which cannot be a Service\'s (the API server refuses it); ignored',
+      'spec.externalIPs[1] "0.0.0.0" is the unspecified address, which cannot be a Service\'s (the API server refuses it); ignored',
+      'spec.externalIPs[2] "224.0.0.1" is a multicast address (224.0.0.0/4), which cannot be a Service\'s (the API server refuses it); ignored',
+      'spec.externalIPs[3] "255.255.255.255" is the broadcast address, which cannot be a Service\'s (the API server refuses it); ignored',
+      'spec.externalIPs[4] "169.254.1.1" is a link-local address (169.254.0.0/16), which cannot be a Service\'s (the API server refuses it); ignored',
+    ]);
+    expect(port(m, 'default/ext:http').externalIPs).toEqual(['192.0.2.1']);
+  });
+
   it('makes externalTrafficPolicy Local meaningful on a ClusterIP Service only with external IPs', () => {
     const m = buildProxyModel(
       [svc('with', { externalIPs: ['192.0.2.1'], externalTrafficPolicy: 'Local' }), svc('without', { externalTrafficPolicy: 'Local' })],
@@ -258,6 +280,12 @@ describe('load balancers', () => {
       const m = buildProxyModel([svc('lb', { type }, { status: { loadBalancer: { ingress } } })], []);
       expect(port(m, 'default/lb:http').loadBalancerIPs).toEqual([]);
     }
+  });
+
+  it('drops a loopback ingress IP with a problem and keeps the Service', () => {
+    const m = buildProxyModel([svc('lb', { type: 'LoadBalancer' }, { status: { loadBalancer: { ingress: [{ ip: '127.0.0.1' }, { ip: '192.0.2.9' }] } } })], []);
+    expect(m.problems.map((p) => p.message)).toEqual(['status.loadBalancer.ingress ip "127.0.0.1" is a loopback address (127.0.0.0/8), which cannot be a load balancer\'s; ignored']);
+    expect(port(m, 'default/lb:http').loadBalancerIPs).toEqual(['192.0.2.9']);
   });
 
   it('warns about an invalid ingress IP and keeps the Service', () => {
