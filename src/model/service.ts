@@ -99,6 +99,7 @@ function build(svc: unknown, warn: Warn): ServicePortSpec[] {
     for (const w of parsed.problems) warn(w);
     endpointWeights = parsed.weights;
   }
+  const createdAt = createdAtOf(meta.creationTimestamp);
   return portsOf(spec, type, warn).map((p) => ({
     key: servicePortKey(namespace, name, p.portName),
     namespace,
@@ -117,7 +118,18 @@ function build(svc: unknown, warn: Warn): ServicePortSpec[] {
     loadBalancerSourceRanges,
     ipvsScheduler: typeof scheduler === 'string' && scheduler !== '' ? scheduler : undefined,
     endpointWeights,
+    createdAt,
   }));
+}
+
+/**
+ * creationTimestamp in one comparable form (ISO 8601 UTC, milliseconds), or "" when absent or unreadable: the API
+ * server always sets it, so only a hand-written manifest lacks it, and then the name decides (precedence.ts).
+ */
+function createdAtOf(x: unknown): string {
+  if (typeof x !== 'string' || x === '') return '';
+  const t = Date.parse(x);
+  return Number.isFinite(t) ? new Date(t).toISOString() : '';
 }
 
 /** Per-Service IPVS scheduler (issue 4): rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh. */
@@ -330,7 +342,7 @@ export function withEndpoints(p: ServicePortSpec, endpoints: ServicePort['endpoi
     clusterIPs: p.clusterIPs, externalIPs: p.externalIPs, loadBalancerIPs: p.loadBalancerIPs,
     externalTrafficPolicy: p.externalTrafficPolicy, internalTrafficPolicy: p.internalTrafficPolicy, sessionAffinity: p.sessionAffinity,
     healthCheckNodePort: p.healthCheckNodePort, loadBalancerSourceRanges: p.loadBalancerSourceRanges, ipvsScheduler: p.ipvsScheduler,
-    endpointWeights: p.endpointWeights, endpoints, allEndpoints,
+    endpointWeights: p.endpointWeights, createdAt: p.createdAt, endpoints, allEndpoints,
   };
 }
 

@@ -58,6 +58,11 @@ export interface ServicePort {
   ipvsScheduler?: string;
   /** The svcplane.io/endpoint-weights annotation, parsed (model/weights.ts); undefined: every endpoint weighs 1. */
   endpointWeights?: EndpointWeights;
+  /**
+   * metadata.creationTimestamp as the API server wrote it (RFC 3339, seconds, UTC), "" when absent (hand-written
+   * manifests; optional for ports built by hand in tests and benchmarks): decides which of two Services claiming one address:port keeps it (model/precedence.ts).
+   */
+  createdAt?: string;
   /** Endpoints after kube-proxy's choice: ready ones; if none, serving-terminating ones. Sorted by address, port. */
   endpoints: Endpoint[];
   /** Every endpoint the slices listed for this port (before the choice above), for status/explain. */
@@ -84,6 +89,7 @@ export interface KubeObjectMeta {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   resourceVersion?: string;
+  creationTimestamp?: string;
 }
 
 export interface KubeService {

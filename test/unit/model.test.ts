@@ -445,3 +445,19 @@ describe('svcplane.io/endpoint-weights', () => {
     expect(m.problems[0].message).toMatch(/zone\/x=banana/);
   });
 });
+
+describe('claim precedence (two Services claiming one address:port)', () => {
+  it('reads creationTimestamp; the older Service precedes, then the name; no timestamp comes last', async () => {
+    const { claimPrecedence } = await import('../../src/model/precedence');
+    const m = buildProxyModel([
+      svc('a', {}, { metadata: { name: 'a', namespace: 'default', creationTimestamp: '2026-03-01T10:00:00Z' } }),
+      svc('b', {}, { metadata: { name: 'b', namespace: 'default', creationTimestamp: '2026-01-01T10:00:00Z' } }),
+      svc('c', {}, { metadata: { name: 'c', namespace: 'default' } }),
+      svc('d', {}, { metadata: { name: 'd', namespace: 'default', creationTimestamp: '2026-01-01T10:00:00Z' } }),
+    ], []);
+    expect(port(m, 'default/b:http').createdAt).toBe('2026-01-01T10:00:00.000Z');
+    expect(port(m, 'default/c:http').createdAt).toBe('');
+    const order = [...m.servicePorts.values()].sort(claimPrecedence).map((p) => p.name);
+    expect(order).toEqual(['b', 'd', 'a', 'c']);
+  });
+});

@@ -347,6 +347,38 @@ describe('NftablesProxier on FakeNftClient', () => {
     expect((await p.status()).rows.filter((r) => r.address === '203.0.113.9').map((r) => r.endpoints)).toEqual([[{ address: '10.1.0.42', port: 8080 }]]);
   });
 
+  it('the older Service keeps a contested address:port, whichever sync kind saw it first; the loser is reported', async () => {
+    // "a-young" sorts first by name but is newer: age decides, then the name (model/precedence.ts).
+    const young = { ...svc('a-young', { clusterIPs: ['198.18.0.41'], externalIPs: ['203.0.113.9'], endpoints: [ep('10.1.0.41')] }), createdAt: '2026-02-01T00:00:00.000Z' };
+    const old = { ...svc('z-old', { clusterIPs: ['198.18.0.9'], endpoints: [ep('10.1.0.42')] }), createdAt: '2026-01-01T00:00:00.000Z' };
+    const oldClaiming = { ...old, externalIPs: ['203.0.113.9'] };
+    const external = async (p: NftablesProxier) => (await p.status()).rows.filter((r) => r.address === '203.0.113.9').map(rowText);
+    const holdsOld = ['External 203.0.113.9:80/TCP default/z-old:http -> 10.1.0.42:8080'];
+
+    // Partial: the young one holds it first; the old one comes to claim it and takes it.
+    const fake = new FakeNftClient();
+    const p = new NftablesProxier(fake, cfg);
+    await p.syncFull(ports(young, old));
+    expect(await external(p)).toEqual(['External 203.0.113.9:80/TCP default/a-young:http -> 10.1.0.41:8080']);
+    const res = await p.syncPartial(ports(oldClaiming));
+    expect(res.problems.map((pr) => pr.object)).toEqual(['Service default/a-young:http']);
+    expect(res.problems[0].message).toMatch(/^203\.0\.113\.9:80\/TCP is also claimed by Service default\/z-old:http, which keeps it/i);
+    expect(await external(p)).toEqual(holdsOld);
+    // A full sync agrees: nothing to change, the same loser reported.
+    const full = await p.syncFull(ports(young, oldClaiming));
+    expect(full.operations).toBe(0);
+    expect(full.problems.map((pr) => pr.object)).toEqual(['Service default/a-young:http']);
+    // And a fresh agent's first full sync decides the same.
+    const fresh = new NftablesProxier(new FakeNftClient(), cfg);
+    await fresh.syncFull(ports(young, oldClaiming));
+    expect(await external(fresh)).toEqual(holdsOld);
+    // The young one changing keeps it waiting; the old one going hands it over.
+    await p.syncPartial(ports({ ...young, endpoints: [ep('10.1.0.43')], allEndpoints: [ep('10.1.0.43')] }));
+    expect(await external(p)).toEqual(holdsOld);
+    await p.syncPartial(new Map([[old.key, undefined]]));
+    expect(await external(p)).toEqual(['External 203.0.113.9:80/TCP default/a-young:http -> 10.1.0.43:8080']);
+  });
+
   // Known bug (see the report): first's and second's @service-ips elements for the external IP have the same data
   // (endpoint count 1) and differ only in their comment, which sameElement() does not compare, so when second
   // takes over, applyChanges() skips the element and the kernel keeps first's comment: status names a Service
@@ -559,6 +591,18 @@ describe('Ledger', () => {
     expect(l.effective('k2')).toBe(1);
     l.remove('k2', 'fourth');
     expect(l.effective('k2')).toBeUndefined();
+  });
+
+  it('with an order, the owner that precedes holds the entry whatever the arrival order; the next in order takes over', () => {
+    const l = new Ledger<string>(() => false, (a, b) => a < b);
+    l.add('k', 'c', 'c');
+    expect(l.add('k', 'a', 'a')).toEqual({ id: 'k', owner: 'c', holder: 'a' });
+    expect(l.add('k', 'b', 'b')).toEqual({ id: 'k', owner: 'b', holder: 'a' });
+    expect(l.holder('k')).toBe('a');
+    l.remove('k', 'a');
+    expect(l.holder('k')).toBe('b');
+    l.remove('k', 'b');
+    expect(l.holder('k')).toBe('c');
   });
 
   it('replaces an owner\'s own value in place, and ignores removals by non-owners', () => {

@@ -138,7 +138,7 @@ describe('sameServicePort', () => {
     key: 'default/a:http', namespace: 'default', name: 'a', portName: 'http', protocol: 'TCP', port: 80, nodePort: 30080,
     clusterIPs: ['198.18.100.1'], externalIPs: ['198.18.200.1'], loadBalancerIPs: ['198.18.201.1'], externalTrafficPolicy: 'Cluster',
     internalTrafficPolicy: 'Cluster', sessionAffinity: { type: 'ClientIP', timeoutSeconds: 10 }, healthCheckNodePort: 30999,
-    loadBalancerSourceRanges: ['198.18.0.0/16'], ipvsScheduler: 'rr',
+    loadBalancerSourceRanges: ['198.18.0.0/16'], ipvsScheduler: 'rr', createdAt: '2026-01-01T00:00:00.000Z',
     endpointWeights: { addresses: new Map([['198.19.0.1', 2]]), nodes: new Map([['n1', 3]]), zones: new Map([['a', 4]]) },
     endpoints: [endpoint], allEndpoints: [endpoint],
   };

@@ -18,6 +18,7 @@
 import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
+import { claimConflictProblem, claimPrecedence } from '../../model/precedence';
 import * as rtnl from '../../netlink/rtnl';
 import type { KernelReport } from '../nftables/kernel';
 import type { NftClient } from '../nftables/client';
@@ -300,8 +301,12 @@ export class IpvsProxier implements Dataplane {
       else list.push(key);
       const holder = this.desired.get(k);
       if (holder && holder.owner !== key) {
-        problems.push({ object: `Service ${key}`, message: `${ipvs.serviceKeyString(d.vs)} is already used by Service ${holder.owner}; this one is not programmed there` });
-        continue;
+        // The one first in claim precedence keeps the virtual service, whichever arrived first (model/precedence.ts).
+        const held = this.servicePorts.get(holder.owner);
+        const newcomerWins = !held || claimPrecedence(sp, held) < 0;
+        const [loser, winner] = newcomerWins ? [holder.owner, key] : [key, holder.owner];
+        problems.push(claimConflictProblem(ipvs.serviceKeyString(d.vs), loser, winner));
+        if (!newcomerWins) continue;
       }
       this.desired.set(k, d);
     }
@@ -323,7 +328,7 @@ export class IpvsProxier implements Dataplane {
       else if (list.length === 1) this.wanters.set(k, list[0]);
       else this.wanters.delete(k);
       if (this.desired.get(k)?.owner !== key) continue;
-      const next = list[0];
+      const next = list.reduce<ServicePortKey | undefined>((best, w) => (best === undefined || claimPrecedence(this.servicePorts.get(w) ?? { key: w }, this.servicePorts.get(best) ?? { key: best }) < 0 ? w : best), undefined);
       if (next === undefined) this.desired.delete(k);
       else this.desired.set(k, this.plans.get(next)!.services.get(k)!);
     }

@@ -2,7 +2,9 @@
 // endpoints on the same pod), the same ClusterIP in cluster-ips (one per port of a Service), or, by mistake, the
 // same address:port (two Services claiming one externalIP:port). An entry stays while any owner wants it; the
 // first owner's value is the effective one, the next in arrival order takes over when it goes; a second owner
-// wanting a value `same` does not accept is a conflict, reported to the caller.
+// wanting a value `same` does not accept is a conflict, reported to the caller. A ledger given `precedes` ranks
+// owners by their values instead of by arrival (claims: the older Service keeps an address:port, whichever sync
+// kind saw it first; model/precedence.ts).
 //
 // Keys are small strings built from what the caller already has (address text, protocol, port), never from
 // encoded bytes: a 250k-endpoint sync does one Map operation per claim or shared element, not per map element.
@@ -17,6 +19,7 @@ interface Entry<V> {
 
 export interface Conflict {
   id: string;
+  /** The owner that does not hold the entry (the newcomer, or the holder it displaced). */
   owner: string;
   holder: string;
 }
@@ -24,8 +27,11 @@ export interface Conflict {
 export class Ledger<V> {
   private readonly map = new Map<string, Entry<V>>();
 
-  /** `same(a, b)`: whether two owners wanting a and b agree (no conflict). */
-  constructor(private readonly same: (a: V, b: V) => boolean) {}
+  /**
+   * `same(a, b)`: whether two owners wanting a and b agree (no conflict). `precedes(a, b)`: whether an owner
+   * wanting a holds the entry before one wanting b (without it, the earlier arrival holds it).
+   */
+  constructor(private readonly same: (a: V, b: V) => boolean, private readonly precedes?: (a: V, b: V) => boolean) {}
 
   get size(): number {
     return this.map.size;
@@ -54,6 +60,14 @@ export class Ledger<V> {
     const i = others.findIndex(([o]) => o === owner);
     if (i >= 0) others[i][1] = value;
     else others.push([owner, value]);
+    if (this.precedes?.(value, e.value)) {
+      // The newcomer outranks the holder: it takes the entry, the holder waits in line.
+      const j = others.findIndex(([o]) => o === owner);
+      others[j] = [e.owner, e.value];
+      e.owner = owner;
+      e.value = value;
+      return this.same(e.value, others[j][1]) ? undefined : { id, owner: others[j][0], holder: owner };
+    }
     return this.same(e.value, value) ? undefined : { id, owner, holder: e.owner };
   }
 
@@ -66,7 +80,7 @@ export class Ledger<V> {
       if (e.others?.length === 0) e.others = undefined;
       return;
     }
-    const next = e.others?.shift();
+    const next = this.precedes ? this.takeFirst(e.others) : e.others?.shift();
     if (!next) {
       this.map.delete(id);
       return;
@@ -74,6 +88,14 @@ export class Ledger<V> {
     if (e.others!.length === 0) e.others = undefined;
     e.owner = next[0];
     e.value = next[1];
+  }
+
+  /** Removes and returns the waiting owner that precedes the others. */
+  private takeFirst(others: Array<[string, V]> | undefined): [string, V] | undefined {
+    if (!others?.length) return undefined;
+    let best = 0;
+    for (let i = 1; i < others.length; i++) if (this.precedes!(others[i][1], others[best][1])) best = i;
+    return others.splice(best, 1)[0];
   }
 
   /** Every effective value with its id. */

@@ -5,6 +5,7 @@
 // does not depend on how many Services exist. A failed sync forces the next one to be full (kube-proxy's rule).
 import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
+import { claimConflictProblem, claimPrecedence, claimRank } from '../../model/precedence';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import type { Dataplane, StatusReport, SyncResult } from '../types';
 import type { NftClient } from './client';
@@ -14,6 +15,8 @@ import type { NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, TableState } from './objects';
 import { elementKey } from './objects';
 import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
+import { ownTableWarnings } from './drift';
+import { describeForeign, readForeignChains } from './foreign';
 import { statusRows } from './status';
 import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from './kernel';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
@@ -26,8 +29,8 @@ import { NftTransaction } from './transaction';
  * handful per change), so the agent keeps no per-element Buffer alive between syncs (memory at 30k Services).
  */
 interface FamilyState {
-  /** address:port claims -> the Service ports claiming them (the first one holds it). */
-  claims: Ledger<number>;
+  /** address:port claims -> the Service ports claiming them, valued by claimRank (the first in rank holds it). */
+  claims: Ledger<string>;
   /** cluster-ips and hairpin elements (sharedElementOf(id)) -> the Service ports wanting them. */
   shared: Ledger<number>;
   /** Pick rules beyond the static ones (pickRuleId) -> the Service ports needing them: a rule stays while any does. */
@@ -108,11 +111,12 @@ export class NftablesProxier implements Dataplane {
       families.set(fam.nf, newFamilyState());
       desired.set(fam.nf, skeleton(fam.ip, this.config));
     }
-    for (const [key, sp] of servicePorts) {
+    // In claim precedence order, so the first to own an id is the one that holds it (as a partial sync decides).
+    for (const sp of [...servicePorts.values()].sort(claimPrecedence)) {
       for (const [nf, frag] of fragmentsOf(sp, this.config)) {
         const elements = desired.get(nf)!.elements;
         // The first to own an id holds it: its elements are the ones programmed.
-        this.own(families.get(nf)!, key, frag, problems, (e) => elements.get(e.set)!.push(e));
+        this.own(families.get(nf)!, sp, frag, problems, (e) => elements.get(e.set)!.push(e));
       }
     }
 
@@ -120,6 +124,7 @@ export class NftablesProxier implements Dataplane {
     let dumpNs = 0n;
     const tx = new NftTransaction();
     const stale: StaleFlow[] = [];
+    const repairs: string[] = [];
     for (const fam of FAMILIES) {
       const st = families.get(fam.nf)!;
       const want = desired.get(fam.nf)!;
@@ -127,7 +132,7 @@ export class NftablesProxier implements Dataplane {
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
-      diffTable(tx, current, want);
+      for (const r of diffTable(tx, current, want)) repairs.push(`table ${fam.ip === 4 ? 'ip' : 'ip6'} ${this.config.tableName}: ${r}`);
       if (this.conntrack && current) for (const [set, addrLen] of slotSets(fam.ip)) stale.push(...staleUdpFlows(fam.ip, addrLen, current.elements.get(set)?.values() ?? [], want.elements.get(set) ?? []));
     }
     const tDiffed = process.hrtime.bigint();
@@ -136,6 +141,11 @@ export class NftablesProxier implements Dataplane {
     this.needFull = false;
     const out = this.result(true, tx, res, t0, problems);
     out.conntrackDeleted = await this.cleanConntrack(stale);
+    // Once per full sync, while it lasts: what was repaired, and other tables' rules that may take Service traffic.
+    if (repairs.length) this.log.warn('svcplane\'s tables were changed behind its back: repaired', { repairs });
+    const foreign = (await readForeignChains(this.client, this.config.tableName, this.log)).map(describeForeign);
+    if (foreign.length) this.log.warn('foreign rules at svcplane\'s hooks may take Service traffic', { chains: foreign });
+    if (repairs.length || foreign.length) out.warnings = [...repairs, ...foreign];
     out.phases = {
       buildMicros: Number((tBuilt - t0) / 1000n),
       dumpMicros: Number(dumpNs / 1000n),
@@ -204,7 +214,7 @@ export class NftablesProxier implements Dataplane {
       const beforePicks = this.pickChains(fam.ip, st);
       const next = new Map(news);
       for (const [key, frag] of olds) this.disown(st, key, frag, next.get(key));
-      for (const [key, frag] of news) this.own(st, key, frag, problems);
+      for (const [key, frag] of news) this.own(st, changes.get(key)!, frag, problems);
       const elements: ElementChange[] = [];
       [...touchedClaims].forEach((id, i) => claimChanges(claimsBefore[i], claimOf(st.claims.holder(id), id, fam.nf, 'after'), elements));
       [...touchedShared].forEach((id, i) => {
@@ -253,7 +263,12 @@ export class NftablesProxier implements Dataplane {
       if (t) tables.push(t);
     }
     const kernel = kernelReport(await this.kernelSupport(), NFTABLES_CONSTRUCTS);
-    return { mode: this.mode, present: tables.length > 0, rows: tables.flatMap((t) => statusRows(t)), kernel };
+    const foreign = await readForeignChains(this.client, this.config.tableName, this.log);
+    const warnings = [...ownTableWarnings(tables, this.config.tableName), ...foreign.map(describeForeign)];
+    return {
+      mode: this.mode, present: tables.length > 0, rows: tables.flatMap((t) => statusRows(t)), kernel,
+      ...(warnings.length ? { warnings } : {}), ...(foreign.length ? { foreign } : {}),
+    };
   }
 
   setNodeZone(zone: string | undefined): void {
@@ -285,16 +300,16 @@ export class NftablesProxier implements Dataplane {
     return chains;
   }
 
-  /** Records `key` as an owner of its fragment's ids; `held` gets the elements of every id it is the first to own. */
-  private own(st: FamilyState, key: ServicePortKey, frag: Fragment, problems: ModelProblem[], held?: (e: FragmentElement) => void): void {
+  /** Records `sp` as an owner of its fragment's ids; `held` gets the elements of every id it is the first to own. */
+  private own(st: FamilyState, sp: ServicePort, frag: Fragment, problems: ModelProblem[], held?: (e: FragmentElement) => void): void {
+    const key = sp.key;
     for (const c of frag.claims) {
       if (held && st.claims.holder(c.id) === undefined) for (const e of c.elements) held(e);
-      const conflict = st.claims.add(c.id, key, 1);
-      if (conflict) {
-        const what = describeClaim(c.id);
-        problems.push({ object: `Service ${key}`, message: `${what} is already used by Service ${conflict.holder}; this one is not programmed there` });
-        this.log.warn('conflicting Service address', { service: key, holder: conflict.holder, address: what });
-      }
+      const conflict = st.claims.add(c.id, key, claimRank(sp));
+      if (!conflict) continue;
+      const what = describeClaim(c.id);
+      problems.push(claimConflictProblem(what, conflict.owner, conflict.holder));
+      this.log.warn('conflicting Service address', { service: conflict.owner, holder: conflict.holder, address: what });
     }
     for (const e of frag.shared) {
       if (held && st.shared.holder(e.id) === undefined) held(e);
@@ -339,8 +354,9 @@ export class NftablesProxier implements Dataplane {
 }
 
 function newFamilyState(): FamilyState {
-  // Two Service ports claiming one address:port always conflict; wanting the same shared element never does.
-  return { claims: new Ledger<number>(() => false), shared: new Ledger<number>(() => true), pickUsers: new Map() };
+  // Two Service ports claiming one address:port always conflict (the one first in claim precedence holds it);
+  // wanting the same shared element never does.
+  return { claims: new Ledger<string>(() => false, (a, b) => a < b), shared: new Ledger<number>(() => true), pickUsers: new Map() };
 }
 
 /** The element changes from one claim's effective elements to another's (either may be absent). */
