@@ -5,6 +5,7 @@ import type { KubeEndpointSlice, KubeService, ModelProblem, ProxyModel, ServiceK
 import { flat, isDNSLabel, isRecord, namespaceOf, objectRef, show } from './guards';
 import { SERVICE_NAME_LABEL, endpointsOfParsed, parseEndpointSlice, type ParsedSlice } from './endpoints';
 import { serviceKeyOf, servicePortsOf, withEndpoints } from './service';
+import { weightScaling } from './weights';
 
 /** "ns/name" of the Service a slice belongs to (its kubernetes.io/service-name label, same namespace). */
 export function sliceServiceKey(slice: KubeEndpointSlice): ServiceKey | undefined {
@@ -37,7 +38,14 @@ export function buildServicePorts(svc: KubeService, slicesOfService: KubeEndpoin
     const { all, chosen } = endpointsOfParsed(parsed, p);
     return withEndpoints(p, chosen, all);
   });
+  for (const p of ports) problems.push(...servicePortProblems(p));
   return { ports, problems };
+}
+
+/** Problems of a Service port with its endpoints (beyond its spec's and slices'): weights scaled down. */
+export function servicePortProblems(sp: ServicePort): ModelProblem[] {
+  const scaled = weightScaling(sp.endpoints, sp.endpointWeights);
+  return scaled ? [{ object: `Service ${sp.namespace}/${sp.name}`, message: `port ${sp.portName || sp.port}: ${scaled}` }] : [];
 }
 
 /** The whole model. Duplicate objects (same kind, namespace and name) are reported and the first one kept. */

@@ -4,6 +4,12 @@
 // specific entry that matches an endpoint wins (address, then node, then zone); endpoints no entry matches weigh 1.
 // WEIGHT is an integer 0..100; 0 sends an endpoint no new connections (IPVS weight 0), as draining does.
 //
+// The nftables dataplane picks an endpoint by slot (numgen mod N), so an endpoint of weight w holds w slots: weights
+// amplify the elements programmed. Bounded here: the slots of one Service port's endpoints never exceed
+// maxWeightedSlots(n) = max(1024, 2 x n) for n endpoints; weights that need more are scaled down (each weighted
+// endpoint keeps at least one slot, ratios become approximate) and the Service is reported. IPVS takes the weights
+// as they are (a weight per real server, nothing amplified).
+//
 // Why a Service annotation: EndpointSlice endpoints carry no annotations, and a Pod annotation would cost a watch
 // of every Pod in the cluster (tens of thousands of objects, and their churn, on every node) to learn a few numbers;
 // the Service is already watched, its owner is the one who knows how its endpoints should share the load, and node
@@ -49,6 +55,56 @@ export function parseEndpointWeights(text: string, canonicalIP: (s: string) => s
   }
   if (addresses.size + nodes.size + zones.size === 0) return { problems };
   return { weights: { addresses, nodes, zones }, problems };
+}
+
+/** The most slots one Service port's `n` endpoints may hold: a 100:1 ratio among ten endpoints fits exactly. */
+export function maxWeightedSlots(n: number): number {
+  return Math.max(1024, 2 * n);
+}
+
+/**
+ * Slots per endpoint for these weights: divided by their greatest common divisor, then, when the total passes
+ * maxWeightedSlots, scaled down (every endpoint of weight > 0 keeps one slot and shares the rest of the budget in
+ * proportion to its weight above 1). `wanted` is the total before scaling.
+ */
+export function slotCounts(weights: readonly number[]): { counts: number[]; wanted: number; scaled: boolean } {
+  const g = weights.reduce((a, b) => gcd(a, b), 0);
+  if (g === 0) return { counts: weights.map(() => 0), wanted: 0, scaled: false };
+  const counts = weights.map((w) => w / g);
+  const wanted = counts.reduce((a, b) => a + b, 0);
+  const live = counts.filter((c) => c > 0).length;
+  const cap = maxWeightedSlots(live);
+  if (wanted <= cap) return { counts, wanted, scaled: false };
+  const extra = wanted - live;
+  const budget = cap - live;
+  const scaled = counts.map((c) => (c === 0 ? 0 : 1 + Math.floor(((c - 1) * budget) / extra)));
+  const g2 = scaled.reduce((a, b) => gcd(a, b), 0);
+  return { counts: scaled.map((c) => c / g2), wanted, scaled: true };
+}
+
+/** The endpoints slot by slot: each repeated by its slot count (slotCounts). */
+export function weightedSlots(endpoints: readonly Endpoint[], weights: EndpointWeights | undefined): Endpoint[] {
+  if (!weights) return endpoints as Endpoint[];
+  const { counts } = slotCounts(endpoints.map((e) => endpointWeight(weights, e)));
+  const out: Endpoint[] = [];
+  endpoints.forEach((e, i) => {
+    for (let k = 0; k < counts[i]; k++) out.push(e);
+  });
+  return out;
+}
+
+/** Why a Service port's weights were scaled down (the nftables dataplane's slot bound), or undefined. */
+export function weightScaling(endpoints: readonly Endpoint[], weights: EndpointWeights | undefined): string | undefined {
+  if (!weights) return undefined;
+  const r = slotCounts(endpoints.map((e) => endpointWeight(weights, e)));
+  if (!r.scaled) return undefined;
+  const got = r.counts.reduce((a, b) => a + b, 0);
+  return `${ENDPOINT_WEIGHTS_ANNOTATION}: ${endpoints.length} endpoints would need ${r.wanted} slots; scaled down to ${got} (at most max(1024, 2 x endpoints) per port), so the ratios are approximate (IPVS mode uses them as they are)`;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
 }
 
 /** An endpoint's weight under `weights` (1 without any). */

@@ -5,7 +5,7 @@
 import type { KubeEndpointSlice, KubeService, ModelProblem, ServiceKey, ServicePort } from '../model/types';
 import { SERVICE_NAME_LABEL, endpointsOfParsed, parseEndpointSlice, type ParsedSlice } from '../model/endpoints';
 import { serviceKeyOf, servicePortsOf, withEndpoints, type ServicePortsResult } from '../model/service';
-import { sliceServiceKey } from '../model/build';
+import { servicePortProblems, sliceServiceKey } from '../model/build';
 import { flat, isRecord, namespaceOf, objectRef } from '../model/guards';
 
 /** The EndpointSlice controller's record of when the change behind a slice update happened (RFC 3339). */
@@ -181,6 +181,7 @@ export class ClusterState {
       const { all, chosen } = endpointsOfParsed(parsed, p);
       return withEndpoints(p, chosen, all);
     });
+    for (const p of ports) problems.push(...servicePortProblems(p));
     // The built ports serve as the spec from now on (a ServicePort is a spec with endpoints): keeping both would
     // hold two objects per Service port.
     entry.spec.ports = ports;

@@ -39,7 +39,7 @@
 import { CIDR, ipToBytes, parseCIDR } from '../../model/ip';
 import type { Endpoint, IPFamily, Protocol, ServicePort } from '../../model/types';
 import { choiceReasons, chooseEndpoints } from '../../model/topology';
-import { type EndpointWeights, endpointWeight } from '../../model/weights';
+import { weightedSlots } from '../../model/weights';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
@@ -767,7 +767,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   };
   const slotsOf = (kind: PickKind, key: Buffer, endpoints: Endpoint[], out: FragmentElement[]) => {
     const k = PICK[kind];
-    const bySlot = slotted(endpoints, sp.endpointWeights);
+    const bySlot = weightedSlots(endpoints, sp.endpointWeights);
     const n = bySlot.length;
     const sticky = affinity > 0 && n <= MAX_AFFINITY_COUNT;
     const view = kind === 'local-ip' || kind === 'local-nodeport' || (kind === 'ip' && endpoints === choice.local && choice.local !== choice.cluster) ? 'local' : 'cluster';
@@ -787,10 +787,11 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   };
 
   // Endpoint weights (svcplane.io/endpoint-weights): an endpoint of weight w holds w slots (weights divided by their
-  // greatest common divisor), so numgen picks it with probability w / total. All weights 0: nothing to pick.
+  // greatest common divisor, and scaled down past a bound: model/weights.ts), so numgen picks it with probability
+  // w / total. All weights 0: nothing to pick.
   if (sp.endpointWeights) {
     for (const list of [choice.cluster, choice.local, choice.internal, choice.external]) {
-      if (list.length && slotted(list, sp.endpointWeights).length === 0) list.length = 0;
+      if (list.length && weightedSlots(list, sp.endpointWeights).length === 0) list.length = 0;
     }
     if (choice.cluster.length === 0 && choice.local.length === 0) choice.hasAny = false;
   }
@@ -835,24 +836,6 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
     frag.claims.push({ id: nodePortId, elements });
   }
   return frag;
-}
-
-/** The endpoints slot by slot: each repeated by its weight over the weights' greatest common divisor. */
-export function slotted(endpoints: Endpoint[], weights: EndpointWeights | undefined): Endpoint[] {
-  if (!weights) return endpoints;
-  const w = endpoints.map((e) => endpointWeight(weights, e));
-  const g = w.reduce((a, b) => gcd(a, b), 0);
-  if (g === 0) return [];
-  const out: Endpoint[] = [];
-  endpoints.forEach((e, i) => {
-    for (let k = 0; k < w[i] / g; k++) out.push(e);
-  });
-  return out;
-}
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
 }
 
 export function fragmentsOf(sp: ServicePort, cfg: NftablesConfig): Map<NfFamily, Fragment> {

@@ -38,7 +38,7 @@ export function statusRows(t: TableState): StatusRow[] {
       const ep = endpointOf(all.get(key.toString('latin1'))?.data, addrLen);
       if (ep) out.push(ep);
     }
-    // A weighted endpoint holds several slots (ruleset.ts slotted()): one row with its share as weight.
+    // A weighted endpoint holds several slots (model/weights.ts weightedSlots()): one row with its share as weight.
     const byEp = new Map<string, StatusEndpoint>();
     for (const ep of out) {
       const id = `${ep.address}|${ep.port}`;
