@@ -134,4 +134,30 @@ describe.runIf(haveRoot)(`nf_tables constructs on this kernel (${os.release()}):
     }
     await traffic();
   });
+
+  it('the longest legal names (63 + 63 + 63) are kept whole by the kernel: status names every Service exactly', async () => {
+    const ns = `n${'s'.repeat(62)}`;
+    const names = ['a', 'b'].map((c) => `${c}${'x'.repeat(62)}`);
+    const portName = `p${'q'.repeat(62)}`;
+    const services = names.map((name, i) => ({
+      metadata: { name, namespace: ns, annotations: { 'svcplane.io/endpoint-weights': 'zone/z=2' } },
+      spec: { type: 'NodePort', clusterIP: `198.18.120.${i + 1}`, externalTrafficPolicy: 'Local', ports: [{ name: portName, port: 80, nodePort: 31000 + i }] },
+    }));
+    const slices = names.map((name) => ({
+      metadata: { name: `${name.slice(0, 50)}-s`, namespace: ns, labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4', ports: [{ name: portName, port: 8080 }],
+      endpoints: [{ addresses: [sb.backends[0].v4], nodeName: 'elsewhere', zone: 'z' }],
+    }));
+    const m = buildProxyModel(services, slices).servicePorts;
+    const p = proxier();
+    try {
+      await p.syncFull(m);
+      const rows = (await p.status()).rows.filter((r) => r.address.startsWith('198.18.120.'));
+      expect(rows.map((r) => r.service).sort()).toEqual([...m.keys()].sort());
+      expect([...m.keys()][0].length).toBe(191);
+    } finally {
+      await p.cleanup();
+      p.close();
+    }
+  });
 });

@@ -38,7 +38,7 @@ describe('the issue\'s amplifying manifest (4 ports, 5000 endpoints, zone/a=100)
     metadata: { name: 'amp-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'amp' } },
     addressType: 'IPv4',
     endpoints: Array.from({ length: 5000 }, (_, i) => ({ addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], zone: i % 2 ? 'a' : 'b', conditions: { ready: true } })),
-    ports: ports.map((p, i) => ({ name: `p${i}`, port: 8000 + i, protocol: 'TCP' })),
+    ports: ports.map((_p, i) => ({ name: `p${i}`, port: 8000 + i, protocol: 'TCP' })),
   };
 
   it('is programmed within the bound, and the Service is reported as scaled', async () => {
@@ -52,4 +52,19 @@ describe('the issue\'s amplifying manifest (4 ports, 5000 endpoints, zone/a=100)
     // Before the bound: 1,010,000 elements. Now at most 2 x endpoints slots per port and pick kind.
     expect(elements).toBeLessThan(4 * 2 * maxWeightedSlots(5000) + 50_000);
   }, 120_000);
+});
+
+describe('element comments within the kernel\'s user-data size', () => {
+  it('keep the Service port name whole and as many reasons as fit', async () => {
+    const { commentWithReasons } = await import('../../src/dataplane/nftables/ruleset');
+    const { MAX_COMMENT_BYTES, encodeElementComment, decodeElementComment } = await import('../../src/dataplane/nftables/netlink/udata');
+    const key = `${'n'.repeat(63)}/${'s'.repeat(63)}:${'p'.repeat(63)}`;
+    const reasons = ['internalTrafficPolicy Local: endpoints on this node only', 'topology hints for zone eu-west-1a', 'weighted'];
+    const c = commentWithReasons(key, reasons);
+    expect(Buffer.byteLength(c)).toBeLessThanOrEqual(MAX_COMMENT_BYTES);
+    expect(c.startsWith(`${key} (`)).toBe(true);
+    expect(c).toMatch(/\+\d more\)$/);
+    expect(decodeElementComment(encodeElementComment(c))).toBe(c);
+    expect(commentWithReasons('ns/a:http', reasons)).toBe(`ns/a:http (${reasons.join('; ')})`);
+  });
 });

@@ -50,6 +50,7 @@ import {
   TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_MARK, concatType,
 } from './netlink/constants';
 import { RuleBuilder, hostU32 } from './netlink/expr';
+import { MAX_COMMENT_BYTES } from './netlink/udata';
 import { type KernelSupport, supports } from './kernel';
 import type { ChainState, DesiredTable, ElementState, SetSpec } from './objects';
 import { emptyTable } from './objects';
@@ -763,7 +764,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   const why = (view: 'cluster' | 'local') => {
     const r = choiceReasons(choice, view, node);
     if (sp.endpointWeights) r.push('weighted');
-    return r.length ? `${comment} (${r.join('; ')})` : comment;
+    return commentWithReasons(comment, r);
   };
   const slotsOf = (kind: PickKind, key: Buffer, endpoints: Endpoint[], out: FragmentElement[]) => {
     const k = PICK[kind];
@@ -836,6 +837,25 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
     frag.claims.push({ id: nodePortId, elements });
   }
   return frag;
+}
+
+/**
+ * "ns/name:port (reason; reason)", within the kernel's comment size: the Service port's name always whole (status
+ * and explain find the Service by it), then as many reasons as fit, the rest summed up as "+N more".
+ */
+export function commentWithReasons(service: string, reasons: string[]): string {
+  if (reasons.length === 0) return service;
+  const full = `${service} (${reasons.join('; ')})`;
+  if (Buffer.byteLength(full) <= MAX_COMMENT_BYTES) return full;
+  const kept: string[] = [];
+  for (const r of reasons) {
+    const more = reasons.length - kept.length - 1;
+    const candidate = `${service} (${[...kept, r].join('; ')}${more ? `; +${more} more` : ''})`;
+    if (Buffer.byteLength(candidate) > MAX_COMMENT_BYTES) break;
+    kept.push(r);
+  }
+  const text = `${service} (${[...kept, `+${reasons.length - kept.length} more`].join('; ')})`;
+  return Buffer.byteLength(text) <= MAX_COMMENT_BYTES ? text : service;
 }
 
 export function fragmentsOf(sp: ServicePort, cfg: NftablesConfig): Map<NfFamily, Fragment> {
