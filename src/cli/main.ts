@@ -15,6 +15,7 @@ import { SCHEDULERS } from '../dataplane/ipvs/desired';
 import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
+import { readForeignChains } from '../dataplane/nftables/foreign';
 import { TABLE_NAME, defaultConfig } from '../dataplane/nftables/ruleset';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
@@ -145,7 +146,11 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   const dir = str(flags, 'manifests');
   if (!dir) throw new UsageError('sync needs --manifests DIR');
   const config = nftablesConfig(flags);
-  const loaded = await loadManifests(dir);
+  // The directory itself missing or unreadable is an input error (exit 2) naming the flag; a bad file in it is a
+  // problem reported with the rest.
+  const loaded = await loadManifests(dir).catch((e: Error) => {
+    throw new UsageError(`--manifests: ${e.message}`);
+  });
   const model = buildProxyModel(loaded.services, loaded.slices);
   const problems = [...loaded.problems, ...model.problems];
   for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
@@ -166,6 +171,16 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   } finally {
     dp.close();
   }
+}
+
+/**
+ * What an EPERM means. The addon names the namespace when it could not enter it ("setns /run/netns/x: ..."):
+ * setns(2) into a network namespace needs CAP_SYS_ADMIN (in the namespace's owning user namespace) besides
+ * CAP_NET_ADMIN; everything else svcplane does needs CAP_NET_ADMIN only.
+ */
+export function permissionHint(message: string, netns: string | undefined): string {
+  if (netns && message.includes(netns)) return `entering the network namespace ${netns} (setns) needs CAP_SYS_ADMIN as well as CAP_NET_ADMIN (run as root, or run svcplane inside that namespace without --netns)`;
+  return 'programming the kernel needs CAP_NET_ADMIN (run as root)';
 }
 
 /** "TCP" "198.18.100.10:80" (or "[fd00::1]:80") -> a flow query. */
@@ -197,7 +212,7 @@ async function cmdExplain(flags: ParsedFlags, positionals: string[]): Promise<nu
     if (str(flags, 'mode') === 'ipvs') {
       const services = (await ipvsClient.listServices()).filter((s) => s.flags & OWNED_FLAG);
       e = explainIpvs(services, await ipvsClient.listDests(services), table, q, addrs);
-    } else e = explainNftables(table, q, addrs);
+    } else e = explainNftables(table, q, addrs, await readForeignChains(nft, TABLE_NAME, createLogger()));
     out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
     return 0;
   } finally {
@@ -234,7 +249,10 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
   const warnings: string[] = [];
   const configPath = str(flags, 'config');
   if (configPath) {
-    const loaded = decodeKubeProxyConfiguration(await fs.promises.readFile(configPath, 'utf8'), configPath);
+    const text = await fs.promises.readFile(configPath, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new UsageError(`--config: cannot read ${configPath}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    });
+    const loaded = decodeKubeProxyConfiguration(text, configPath);
     file = loaded.doc;
     warnings.push(...loaded.warnings.map((w) => `${configPath}: ${w}`));
   }
@@ -334,7 +352,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const err = e as Error & { code?: string };
     process.stderr.write(`svcplane ${command}: ${err.message}\n`);
-    if (err.code === 'EPERM') process.stderr.write('svcplane: programming the kernel needs CAP_NET_ADMIN (run as root)\n');
+    if (err.code === 'EPERM') process.stderr.write(`svcplane: ${permissionHint(err.message, str(flags, 'netns'))}\n`);
     return 1;
   }
 }

@@ -57,6 +57,18 @@ describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => 
     expect(execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' })).not.toContain('svcplane');
   });
 
+  it('--netns without CAP_SYS_ADMIN: says that entering a namespace (setns) needs CAP_SYS_ADMIN', () => {
+    const other = makeNetns('cap2');
+    try {
+      const r = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--netns', `/run/netns/${other.name}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`entering the network namespace /run/netns/${other.name} (setns) needs CAP_SYS_ADMIN`);
+      expect(r.stderr).not.toContain('programming the kernel needs CAP_NET_ADMIN');
+    } finally {
+      other.remove();
+    }
+  });
+
   it('without it, refuses with a message naming the capability', () => {
     const r = asNobody(ns.name, mnt, [], ['sync', '--once', '--manifests', examples]);
     expect(r.code).toBe(1);

@@ -42,6 +42,15 @@ describe('svcplane run (before it runs)', () => {
     expect(warnings).toEqual([`${cfg}: bogus: unknown field, ignored (field names are case-sensitive)`, `${cfg}: conntrack: set, but not acted on: svcplane does not tune conntrack sysctls; set them on the node`]);
   });
 
+  it('a missing --config file or --manifests directory is an input error (exit 2) naming the flag', () => {
+    const c = svcplane(['run', '--config', path.join(dir, 'no-such.yaml')]);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain(`--config: cannot read ${path.join(dir, 'no-such.yaml')}: no such file`);
+    const m = svcplane(['sync', '--once', '--manifests', path.join(dir, 'no-such-dir')]);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toContain(`--manifests: manifest directory ${path.join(dir, 'no-such-dir')} does not exist`);
+  });
+
   it('says clearly when there is no way to reach an API server', () => {
     const r = svcplane(['run', '--kubeconfig', path.join(dir, 'missing'), '--healthz-bind-address', '', '--metrics-bind-address', '']);
     expect(r.code).not.toBe(0);
