@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NftTransactionError, type NftClient } from '../../src/dataplane/nftables/client';
 import { NFT_VERDICT_DATA_LEN, formatTable } from '../../src/dataplane/nftables/fake';
 import {
-  IPPROTO, NFPROTO_IPV4, NFPROTO_IPV6, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NFT_DATA_VERDICT, NFT_GOTO,
+  IPPROTO, NFPROTO_IPV4, NFPROTO_IPV6, NF_ACCEPT, NF_DROP, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NFT_TABLE_F_DORMANT, NFT_DATA_VERDICT, NFT_GOTO,
   NFT_META_L4PROTO, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG_1,
   NFT_REG_2, NFT_SET_MAP, NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE,
   TYPE_IP6ADDR, TYPE_IPADDR, concatType, type NfFamily,
@@ -497,6 +497,46 @@ export function nftClientContract(name: string, make: () => Promise<ContractSubj
         tx.deleteTable(V4, T);
         queueTable(tx, t);
       });
+      expect(await text()).toBe(expected(t));
+    });
+
+    it('a table made dormant dumps back so; an update carrying flags 0 wakes it, one without flags leaves them', async () => {
+      const t = sampleV4();
+      await load(t);
+      expect((await client.dumpTable(V4, T))?.flags).toBe(0);
+      await run((tx) => tx.updateTable(V4, T, NFT_TABLE_F_DORMANT));
+      expect((await client.dumpTable(V4, T))?.flags).toBe(NFT_TABLE_F_DORMANT);
+      expect(await text()).toBe(expected({ ...t, flags: NFT_TABLE_F_DORMANT }));
+      await run((tx) => tx.addTable(V4, T));
+      expect((await client.dumpTable(V4, T))?.flags).toBe(NFT_TABLE_F_DORMANT);
+      await run((tx) => tx.updateTable(V4, T, 0));
+      expect(await text()).toBe(expected(t));
+    });
+
+    it('a base chain with policy drop dumps back so, and the same chain message with accept sets it back; a regular chain has no policy', async () => {
+      const t = sampleV4();
+      await load(t);
+      const nat = t.chains.get('nat-prerouting')!;
+      expect((await client.dumpTable(V4, T))?.chains.get('nat-prerouting')?.policy).toBe(NF_ACCEPT);
+      await run((tx) => tx.addChain(V4, T, { ...nat, policy: NF_DROP }));
+      expect((await client.dumpTable(V4, T))?.chains.get('nat-prerouting')?.policy).toBe(NF_DROP);
+      expect(await text()).toBe(expected({ ...t, chains: new Map([...t.chains, ['nat-prerouting', { ...nat, policy: NF_DROP }]]) }));
+      await run((tx) => tx.updateBaseChain(V4, T, nat));
+      expect(await text()).toBe(expected(t));
+      await refused('EOPNOTSUPP', 0, (tx) => tx.addChain(V4, T, { name: 'svc-a', policy: NF_DROP }));
+      await refused('EOPNOTSUPP', 0, (tx) => tx.addChain(V4, T, { name: 'lonely', policy: NF_DROP }));
+    });
+
+    it('deletes a base chain and re-creates it at another hook and priority, with its rules, in one batch', async () => {
+      const t = sampleV4();
+      await load(t);
+      const moved: ChainState = { name: 'nat-prerouting', base: { type: 'nat', hook: NF_INET_LOCAL_OUT, priority: -50 }, rules: [jump('services')] };
+      await run((tx) => {
+        tx.deleteChain(V4, T, 'nat-prerouting');
+        tx.addChain(V4, T, moved);
+        for (const r of moved.rules) tx.addRule(V4, T, moved.name, r);
+      });
+      addChain(t, moved);
       expect(await text()).toBe(expected(t));
     });
 

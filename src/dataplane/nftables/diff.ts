@@ -1,25 +1,65 @@
 // Diffs (pure): what is programmed vs what is wanted -> operations queued on an NftTransaction, in an order the
-// kernel accepts within one batch: new sets and chains first; element deletions before the chains they point
-// to are flushed and deleted; rules after the chains and sets they reference exist; removed chains last.
-import { NFT_SET_EVAL, type NfFamily } from './netlink/constants';
+// kernel accepts within one batch: the table's flags first; base chains on the wrong hook deleted; new sets and
+// chains; element deletions before the chains they point to are flushed and deleted; rules after the chains and
+// sets they reference exist; removed chains last.
+//
+// Besides sets, elements, chains and rules, the full diff compares what decides whether svcplane's rules see a
+// packet at all (the table's dormant flag; each base chain's type, hook, priority and policy): a dormant table or
+// a base chain with policy drop changes every Service's traffic while every rule and element is still in place.
+import { NFT_SET_EVAL, NFT_TABLE_F_DORMANT, type NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, ElementState, TableState } from './objects';
-import { elementKey, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
+import { elementKey, policyOf, sameBase, sameElement, sameRules, sameSetSpec } from './objects';
+import { describeBase, describePolicy } from './drift';
 import type { NftTransaction } from './transaction';
 
-/** Queues everything needed to turn `current` (undefined: no table) into `desired`. */
-export function diffTable(tx: NftTransaction, current: TableState | undefined, desired: DesiredTable): void {
+/**
+ * Queues everything needed to turn `current` (undefined: no table) into `desired`. Returns what it repairs beyond
+ * Services' objects (the table's flags, base chains), one sentence each, for the sync's log.
+ */
+export function diffTable(tx: NftTransaction, current: TableState | undefined, desired: DesiredTable): string[] {
   const fam = desired.family;
   const t = desired.name;
+  const repairs: string[] = [];
   if (!current || needsRebuild(current, desired)) {
-    // A structural change (first run, a set's key type, a base chain's hook) rebuilds the table inside the
-    // same batch: still atomic, and conntrack keeps established connections' NAT bindings meanwhile.
-    if (current) tx.deleteTable(fam, t);
+    // A structural change (first run, a set's key type, a regular chain where a base chain belongs) rebuilds the
+    // table inside the same batch: still atomic, and conntrack keeps established connections' NAT bindings.
+    if (current) {
+      tx.deleteTable(fam, t);
+      repairs.push('the table was rebuilt (a set\'s type or a base chain\'s kind had changed)');
+    }
     createTable(tx, desired);
-    return;
+    return repairs;
   }
 
+  // Flags first: waking the table hooks its base chains, those already there and those this batch adds.
+  const wantDormant = (desired.flags ?? 0) & NFT_TABLE_F_DORMANT;
+  if (((current.flags ?? 0) & NFT_TABLE_F_DORMANT) !== wantDormant) {
+    tx.updateTable(fam, t, desired.flags ?? 0);
+    repairs.push(wantDormant ? 'the table was made dormant' : 'the table was dormant: woken');
+  }
+  // The kernel cannot move a chain to another hook or type (nor make a base chain regular): delete and re-create
+  // it (with its rules, below) in this same batch. Nothing can reference a base chain, so the delete cannot fail
+  // on a jump or a verdict-map element.
+  const recreated = new Set<string>();
+  for (const [name, chain] of desired.chains) {
+    const cur = current.chains.get(name);
+    if (!cur?.base || sameBase(cur.base, chain.base)) continue;
+    tx.deleteChain(fam, t, name);
+    recreated.add(name);
+    repairs.push(`chain ${name} was ${describeBase(cur)}: re-created${chain.base ? ` as ${describeBase(chain)}` : ' as a regular chain'}`);
+  }
+  // A policy is changed in place (a NEWCHAIN naming the same hook updates the chain).
+  for (const [name, chain] of desired.chains) {
+    const cur = current.chains.get(name);
+    if (!cur?.base || recreated.has(name) || policyOf(cur) === policyOf(chain)) continue;
+    tx.updateBaseChain(fam, t, chain);
+    repairs.push(`chain ${name} had policy ${describePolicy(policyOf(cur))}: set back to ${describePolicy(policyOf(chain))}`);
+  }
+
+  for (const [name, chain] of desired.chains) if (chain.base && !current.chains.has(name)) repairs.push(`chain ${name} (${describeBase(chain)}) was missing: re-created`);
+
   for (const [name, spec] of desired.sets) if (!current.sets.has(name)) tx.addSet(fam, t, spec);
-  for (const [name, chain] of desired.chains) if (!current.chains.has(name)) tx.addChain(fam, t, chain);
+  for (const [name, chain] of desired.chains) if (!current.chains.has(name) || recreated.has(name)) tx.addChain(fam, t, chain);
 
   // Elements: what to add (missing or with other data) and what to delete (unwanted or with other data).
   const adds = new Map<string, ElementState[]>();
@@ -55,7 +95,7 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
 
   // Chains whose rules differ: flush and refill; chains going away: flush now (drops their references).
   for (const [name, chain] of desired.chains) {
-    const cur = current.chains.get(name);
+    const cur = recreated.has(name) ? undefined : current.chains.get(name);
     if (cur && sameRules(cur.rules, chain.rules)) continue;
     if (cur && cur.rules.length) tx.flushChain(fam, t, name);
     for (const r of chain.rules) tx.addRule(fam, t, name, r);
@@ -67,6 +107,7 @@ export function diffTable(tx: NftTransaction, current: TableState | undefined, d
   for (const [name, cur] of current.chains) if (!desired.chains.has(name) && !cur.base) tx.deleteChain(fam, t, name);
   for (const [name, cur] of current.chains) if (!desired.chains.has(name) && cur.base) tx.deleteChain(fam, t, name);
   for (const set of current.sets.keys()) if (!desired.sets.has(set)) tx.deleteSet(fam, t, set);
+  return repairs;
 }
 
 function needsRebuild(current: TableState, desired: DesiredTable): boolean {
@@ -74,9 +115,10 @@ function needsRebuild(current: TableState, desired: DesiredTable): boolean {
     const cur = current.sets.get(name);
     if (cur && !sameSetSpec(cur, spec)) return true;
   }
+  // A regular chain where a base chain belongs: other chains may jump to it, so it cannot simply be deleted.
   for (const [name, chain] of desired.chains) {
     const cur = current.chains.get(name);
-    if (cur && !sameBase(cur.base, chain.base)) return true;
+    if (cur && !cur.base && chain.base) return true;
   }
   return false;
 }

@@ -5,11 +5,13 @@
 // NftTransactionError naming the record, and the committed tables are left as they were.
 //
 // Kernel behaviours mirrored (nf_tables_api.c):
-//   table  NEW: created without NLM_F_CREATE; an existing one is fine unless NLM_F_EXCL (EEXIST).
+//   table  NEW: created without NLM_F_CREATE; an existing one is fine unless NLM_F_EXCL (EEXIST), and takes the
+//               message's flags when it carries them (dormant), keeps its own otherwise.
 //          DEL: ENOENT if missing; removes everything in it.
 //   chain  NEW: table must exist (ENOENT); an existing chain is fine unless EXCL (EEXIST); a hook given for an
 //               existing regular chain, or a different hook/priority for a base chain, is EOPNOTSUPP; a different
-//               base-chain type is EEXIST.
+//               base-chain type is EEXIST. A policy (accept, the default, or drop) is a base chain's only
+//               (EOPNOTSUPP on a regular one); an existing base chain takes the message's policy when it has one.
 //          DEL: ENOENT if missing; EBUSY while a rule jumps/goes to it or a verdict-map element points at it. Its
 //               own rules do not keep it alive: they are deleted with it.
 //   rule   NEW: needs NLM_F_CREATE (EINVAL); appends with NLM_F_APPEND, else prepends (NFTA_RULE_POSITION: after/
@@ -39,7 +41,7 @@ import { NftTransactionError, type NftClient } from './client';
 import { type ConstructId, refusalHint } from './kernel';
 import {
   BITWISE, CHAIN, CMP, CT, DYNSET, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
-  NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
+  NF_ACCEPT, NF_DROP, NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
   NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NF_INET_PRE_ROUTING, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
@@ -51,6 +53,8 @@ import type { NftTransaction } from './transaction';
 
 /** NLM_F_REPLACE (linux/netlink.h); the same bit is NLM_F_NONREC on deletes. */
 const NLM_F_REPLACE = 0x100;
+/** NFT_TABLE_F_MASK on 6.18: dormant, owner, persist. */
+const TABLE_F_MASK = 0x7;
 /** NFT_DATA_VALUE_MAXLEN: the longest key or data the kernel accepts. */
 const DATA_VALUE_MAXLEN = 64;
 /** What the kernel reports as a verdict map's data length: sizeof(struct nft_verdict) on a 64-bit kernel. */
@@ -116,6 +120,7 @@ function cloneTable(t: FakeTable): FakeTable {
   return {
     family: t.family,
     name: t.name,
+    flags: t.flags,
     chains,
     sets: new Map(t.sets),
     elements,
@@ -138,10 +143,11 @@ function copyElement(e: ElementState): ElementState {
 
 /** A deep copy in exactly the shape NetlinkNftClient.dumpTable (decodeTable) returns. */
 function exportTable(t: FakeTable): TableState {
-  const out: TableState = { family: t.family, name: t.name, chains: new Map(), sets: new Map(), elements: new Map() };
+  const out: TableState = { family: t.family, name: t.name, flags: t.flags ?? 0, chains: new Map(), sets: new Map(), elements: new Map() };
   for (const [n, c] of t.chains) {
     const chain: ChainState = { name: n, rules: c.rules.map((r) => Buffer.from(r)) };
     if (c.base) chain.base = { ...c.base };
+    if (c.base) chain.policy = c.policy ?? NF_ACCEPT;
     out.chains.set(n, chain);
   }
   for (const [n, s] of t.sets) {
@@ -337,13 +343,18 @@ class Batch {
   private newTable(r: DecodedRecord): void {
     const name = required(r.attrs, TABLE.NAME, 'table name');
     const k = tableKey(r.family, name);
-    if (this.tables.has(k)) {
+    const flags = attrU32(r.attrs, TABLE.FLAGS);
+    if (flags !== undefined && flags & ~TABLE_F_MASK) refuse('EOPNOTSUPP', `unknown table flags 0x${flags.toString(16)}`);
+    const cur = this.tables.get(k);
+    if (cur) {
       if (r.nlflags & NLM_F_EXCL) refuse('EEXIST', `table ${name} exists`);
       if (r.nlflags & NLM_F_REPLACE) refuse('EOPNOTSUPP', 'tables cannot be replaced');
+      // An update: the flags change only when the message carries them (nf_tables_updtable).
+      if (flags !== undefined && flags !== (cur.flags ?? 0)) this.table(r.family, name).flags = flags;
       return;
     }
     this.tables.set(k, {
-      family: r.family as NfFamily, name, chains: new Map(), sets: new Map(), elements: new Map(),
+      family: r.family as NfFamily, name, flags: flags ?? 0, chains: new Map(), sets: new Map(), elements: new Map(),
       nextHandle: 1n, meta: new Map(), chainUse: new Map(), setUse: new Map(),
     });
     this.copied.add(k);
@@ -368,18 +379,28 @@ class Batch {
       if (type !== 'filter' && type !== 'nat') refuse('ENOENT', `no chain type ${type}`);
       base = { type, hook, priority: prio };
     }
+    const policy = attrU32(r.attrs, CHAIN.POLICY);
+    if (policy !== undefined && policy !== NF_ACCEPT && policy !== NF_DROP) refuse('EINVAL', `policy ${policy} is neither accept nor drop`);
     const cur = t.chains.get(name);
     if (cur) {
       if (r.nlflags & NLM_F_EXCL) refuse('EEXIST', `chain ${name} exists`);
       if (r.nlflags & NLM_F_REPLACE) refuse('EOPNOTSUPP', 'chains cannot be replaced');
-      if (!base) return;
-      if (!cur.base) refuse('EOPNOTSUPP', `chain ${name} is not a base chain`);
-      if (cur.base.type !== base.type) refuse('EEXIST', `chain ${name} has type ${cur.base.type}`);
-      if (cur.base.hook !== base.hook || cur.base.priority !== base.priority) refuse('EOPNOTSUPP', `chain ${name} has another hook or priority`);
+      if (base) {
+        if (!cur.base) refuse('EOPNOTSUPP', `chain ${name} is not a base chain`);
+        if (cur.base.type !== base.type) refuse('EEXIST', `chain ${name} has type ${cur.base.type}`);
+        if (cur.base.hook !== base.hook || cur.base.priority !== base.priority) refuse('EOPNOTSUPP', `chain ${name} has another hook or priority`);
+      }
+      // An update: a policy only on a base chain (nf_tables_updchain).
+      if (policy !== undefined) {
+        if (!cur.base) refuse('EOPNOTSUPP', `chain ${name} is not a base chain: it has no policy`);
+        cur.policy = policy;
+      }
       return;
     }
+    if (policy !== undefined && !base) refuse('EOPNOTSUPP', `chain ${name} is not a base chain: it has no policy`);
     const chain: ChainState = { name, rules: [] };
     if (base) chain.base = base;
+    if (base) chain.policy = policy ?? NF_ACCEPT;
     t.chains.set(name, chain);
     t.meta.set(name, []);
     t.nextHandle++;
@@ -877,7 +898,7 @@ function formatElement(e: ElementState): string {
  * in order, as expression names and attributes). Two TableStates with the same text hold the same objects.
  */
 export function formatTable(t: TableState): string {
-  const lines = [`table ${familyName(t.family)} ${t.name}`];
+  const lines = [`table ${familyName(t.family)} ${t.name}${t.flags ? ` { flags 0x${t.flags.toString(16)} }` : ''}`];
   for (const name of [...t.sets.keys()].sort()) {
     const s = t.sets.get(name)!;
     let head = `  ${s.flags & NFT_SET_MAP ? 'map' : 'set'} ${name} { flags 0x${s.flags.toString(16)} keytype 0x${s.keyType.toString(16)} keylen ${s.keyLen}`;
@@ -889,7 +910,9 @@ export function formatTable(t: TableState): string {
   }
   for (const name of [...t.chains.keys()].sort()) {
     const c = t.chains.get(name)!;
-    const base = c.base ? ` { type ${c.base.type} hook ${HOOKS[c.base.hook] ?? c.base.hook} priority ${c.base.priority} }` : '';
+    // The policy only when it is not the default (accept), so tables built without one print the same.
+    const policy = c.base && c.policy !== undefined && c.policy !== NF_ACCEPT ? ` policy ${VERDICTS[c.policy] ?? c.policy}` : '';
+    const base = c.base ? ` { type ${c.base.type} hook ${HOOKS[c.base.hook] ?? c.base.hook} priority ${c.base.priority}${policy} }` : '';
     lines.push(`  chain ${name}${base}`);
     for (const r of c.rules) lines.push(`    ${formatRule(r)}`);
   }

@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import type { NftClient } from './client';
 import {
   NFPROTO_IPV4, NFT_DYNSET_OP_UPDATE, NFT_PAYLOAD_NETWORK_HEADER, NFT_REG_1, NFT_REJECT_ICMP_UNREACH,
-  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT, NF_INET_PRE_ROUTING, TYPE_IPADDR, TYPE_MARK,
+  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT, NFT_TABLE_F_DORMANT, NF_INET_PRE_ROUTING, TYPE_IPADDR, TYPE_MARK,
   concatType, ICMP_PORT_UNREACH,
 } from './netlink/constants';
 import { RuleBuilder } from './netlink/expr';
@@ -110,7 +110,6 @@ export const CONSTRUCTS: readonly NftConstruct[] = [
 
 /** The probe's table: never committed, so the name only has to be unique within its own batch. */
 export const PROBE_TABLE = 'svcplane-probe';
-const NFT_TABLE_F_DORMANT = 0x1;
 
 export interface KernelSupport {
   /** The kernel's release (uname -r), for people: the decisions come from the probe, not from this. */

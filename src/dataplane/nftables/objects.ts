@@ -1,6 +1,6 @@
 // The kernel objects svcplane's nftables tables are made of, as plain values: what we want (built by the
 // ruleset) and what the kernel holds (decoded from a dump) have this one shape, so the diff is a comparison.
-import type { NfFamily } from './netlink/constants';
+import { NF_ACCEPT, type NfFamily } from './netlink/constants';
 
 export interface BaseChainSpec {
   type: 'filter' | 'nat';
@@ -11,6 +11,11 @@ export interface BaseChainSpec {
 export interface ChainState {
   name: string;
   base?: BaseChainSpec;
+  /**
+   * Base chains: what happens to a packet no rule gave a verdict (NF_ACCEPT, NF_DROP). Undefined in what svcplane
+   * wants, which is always accept; a dump has the kernel's.
+   */
+  policy?: number;
   /** Rule bodies (see netlink/expr.ts), in order. */
   rules: Buffer[];
 }
@@ -47,6 +52,8 @@ export interface ElementState {
 export interface TableState {
   family: NfFamily;
   name: string;
+  /** NFT_TABLE_F_* (dormant: no base chain of the table is hooked). Undefined in what svcplane wants: 0. */
+  flags?: number;
   chains: Map<string, ChainState>;
   sets: Map<string, SetSpec>;
   /** set name -> elementKey() -> element */
@@ -90,6 +97,11 @@ export function sameSetSpec(a: SetSpec, b: SetSpec): boolean {
 export function sameBase(a?: BaseChainSpec, b?: BaseChainSpec): boolean {
   if (!a || !b) return a === b;
   return a.type === b.type && a.hook === b.hook && a.priority === b.priority;
+}
+
+/** A base chain's policy, accept when unset (svcplane never programs another). */
+export function policyOf(c: ChainState): number {
+  return c.policy ?? NF_ACCEPT;
 }
 
 export function sameRules(a: Buffer[], b: Buffer[]): boolean {

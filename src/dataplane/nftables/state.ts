@@ -13,6 +13,7 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
   const tableRec = decoded.find((r) => r.kind === RecordKind.Table);
   if (!tableRec) return undefined;
   const state = emptyTable(family, attrString(tableRec.attrs, TABLE.NAME) ?? '');
+  state.flags = attrU32(tableRec.attrs, TABLE.FLAGS) ?? 0;
   for (const r of decoded) {
     switch (r.kind) {
       case RecordKind.Chain: {
@@ -22,6 +23,8 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
         const hook = attrU32(r.attrs, CHAIN.HOOKNUM);
         if (type !== undefined && hook !== undefined) {
           chain.base = { type: type as 'filter' | 'nat', hook, priority: attrI32(r.attrs, CHAIN.PRIO) ?? 0 };
+          const policy = attrU32(r.attrs, CHAIN.POLICY);
+          if (policy !== undefined) chain.policy = policy;
         }
         state.chains.set(name, chain);
         break;

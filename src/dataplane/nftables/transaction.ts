@@ -2,7 +2,7 @@
 // are written straight into the record stream as they are queued; each can carry an owner ("Service ns/name:port")
 // so a kernel error is reported against the Kubernetes object that caused it.
 import {
-  CHAIN, ELEM, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, RecordAction, RecordKind, NfFamily,
+  CHAIN, ELEM, NF_ACCEPT, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, RecordAction, RecordKind, NfFamily,
 } from './netlink/constants';
 import { AttrWriter, RecordStreamWriter } from './netlink/records';
 import { encodeElementComment } from './netlink/udata';
@@ -59,19 +59,32 @@ export class NftTransaction {
     a.end();
   }
 
+  /** Sets an existing table's flags (NFTA_TABLE_FLAGS always sent: without it the kernel leaves them as they are). */
+  updateTable(family: NfFamily, table: string, flags: number): void {
+    this.begin(RecordAction.New, RecordKind.Table, family, 0, 'update table', table).str(TABLE.NAME, table).u32(TABLE.FLAGS, flags).end();
+  }
+
   deleteTable(family: NfFamily, table: string): void {
     this.begin(RecordAction.Del, RecordKind.Table, family, 0, 'delete table', table).str(TABLE.NAME, table).end();
   }
 
-  addChain(family: NfFamily, table: string, chain: Pick<ChainState, 'name' | 'base'>): void {
-    const a = this.begin(RecordAction.New, RecordKind.Chain, family, NLM_F_CREATE, 'add chain', chain.name)
+  /** A base chain's policy is always sent: accept unless the chain says otherwise (svcplane's never do). */
+  addChain(family: NfFamily, table: string, chain: Pick<ChainState, 'name' | 'base' | 'policy'>, verb = 'add chain'): void {
+    const a = this.begin(RecordAction.New, RecordKind.Chain, family, NLM_F_CREATE, verb, chain.name)
       .str(CHAIN.NAME, chain.name)
       .str(CHAIN.TABLE, table);
-    if (chain.base) {
-      a.u32(CHAIN.HOOKNUM, chain.base.hook).u32(CHAIN.PRIO, chain.base.priority >>> 0).u32(CHAIN.POLICY, 1);
-      a.str(CHAIN.TYPE, chain.base.type);
-    }
+    if (chain.base) a.u32(CHAIN.HOOKNUM, chain.base.hook).u32(CHAIN.PRIO, chain.base.priority >>> 0);
+    if (chain.base || chain.policy !== undefined) a.u32(CHAIN.POLICY, chain.policy ?? NF_ACCEPT);
+    if (chain.base) a.str(CHAIN.TYPE, chain.base.type);
     a.end();
+  }
+
+  /**
+   * Sets an existing base chain's policy back to accept: the same message as adding it, which the kernel takes as an
+   * update when a chain of that name exists with the same type, hook and priority (nf_tables_updchain).
+   */
+  updateBaseChain(family: NfFamily, table: string, chain: Pick<ChainState, 'name' | 'base' | 'policy'>): void {
+    this.addChain(family, table, chain, 'update chain');
   }
 
   deleteChain(family: NfFamily, table: string, name: string): void {

@@ -31,6 +31,8 @@ export const enum RecordKind {
 }
 
 export const TABLE = { NAME: 0, FAMILY: 1, FLAGS: 2, USE: 3, HANDLE: 4, USERDATA: 5 } as const;
+/** NFT_TABLE_F_DORMANT: the table's base chains are unhooked, so none of its rules sees a packet. */
+export const NFT_TABLE_F_DORMANT = 0x1;
 export const CHAIN = {
   NAME: 0, FAMILY: 1, TABLE: 2, HOOKNUM: 3, PRIO: 4, POLICY: 5, USE: 6, BYTES: 7, PACKETS: 8, HANDLE: 9, TYPE: 10,
 } as const;
