@@ -1,6 +1,7 @@
 // The small interface every dataplane (nftables now; IPVS and eBPF later) implements. The sync layer above it
 // knows only this.
 import type { ModelProblem, ServicePort, ServicePortKey } from '../model/types';
+import type { ForeignChain } from './nftables/foreign';
 import type { KernelReport } from './nftables/kernel';
 
 export interface SyncResult {
@@ -21,6 +22,11 @@ export interface SyncResult {
   problems: ModelProblem[];
   /** Stale UDP conntrack entries deleted after this sync, by IP family. */
   conntrackDeleted?: { 4: number; 6: number };
+  /**
+   * Things the sync found in the kernel that are not Services' objects, one sentence each: what it repaired in its
+   * own tables (a dormant table, a base chain's policy or hook) and other tables' rules that may take Service traffic.
+   */
+  warnings?: string[];
 }
 
 export interface StatusEndpoint {
@@ -61,6 +67,13 @@ export interface StatusReport {
   rows: StatusRow[];
   /** The kernel's nf_tables constructs and the ruleset shape chosen for them. */
   kernel?: KernelReport;
+  /**
+   * What makes the rows above not what the kernel does, one sentence each: svcplane's table dormant, a base chain
+   * missing, moved or with policy drop, another table's rule that may take the traffic first.
+   */
+  warnings?: string[];
+  /** Those other tables' base chains, in detail (nftables mode). */
+  foreign?: ForeignChain[];
 }
 
 export interface Dataplane {

@@ -1,6 +1,7 @@
 // The one small interface between the nftables dataplane and the kernel, with the real implementation (the
 // addon over netlink). test/ holds a transactional fake held to the same contract.
 import { native, type CheckResult, type CommitResult, type NftCommitError } from '../../native';
+import { type BaseChainInfo, type HookChain, HookChainReader } from './hook-chains';
 import { refusalHint } from './kernel';
 import type { NfFamily } from './netlink/constants';
 import type { TableState } from './objects';
@@ -14,6 +15,8 @@ export interface NftClient {
   check(tx: NftTransaction): Promise<CheckResult>;
   /** What the kernel holds for one table, or undefined when the table does not exist. */
   dumpTable(family: NfFamily, table: string): Promise<TableState | undefined>;
+  /** Every table's base chains (any writer's), with the rules of those `withRules` selects (hook-chains.ts). */
+  hookChains?(withRules: (c: BaseChainInfo) => boolean): Promise<HookChain[]>;
   close(): void;
 }
 
@@ -38,9 +41,11 @@ function isCommitError(e: unknown): e is NftCommitError {
 
 export class NetlinkNftClient implements NftClient {
   private readonly sock;
+  private readonly hooks: HookChainReader;
 
   constructor(options: { netns?: string } = {}) {
     this.sock = new (native().NftSocket)(options.netns ? { netns: options.netns } : {});
+    this.hooks = new HookChainReader(options);
   }
 
   async run(tx: NftTransaction): Promise<CommitResult> {
@@ -70,11 +75,16 @@ export class NetlinkNftClient implements NftClient {
   }
 
 
+  hookChains(withRules: (c: BaseChainInfo) => boolean): Promise<HookChain[]> {
+    return this.hooks.read(withRules);
+  }
+
   get socket() {
     return this.sock;
   }
 
   close(): void {
     this.sock.close();
+    this.hooks.close();
   }
 }
