@@ -15,6 +15,9 @@ import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
 import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './dataplane/nftables/ruleset';
 import { splitComment } from './dataplane/nftables/status';
+import { tableDrift } from './dataplane/nftables/drift';
+import type { ForeignChain } from './dataplane/nftables/foreign';
+import { applyHooks } from './explain-hooks';
 
 export interface FlowQuery {
   protocol: Protocol;
@@ -47,6 +50,11 @@ export interface Explanation {
   masquerade?: boolean;
   /** IPVS only. */
   scheduler?: string;
+  /**
+   * What may make the kernel do otherwise than the maps say: svcplane's table or base chains changed (dormant,
+   * missing, policy drop), another table's rule at the same hook that may take the flow first (explain-hooks.ts).
+   */
+  warnings?: string[];
 }
 
 const PROTO = IPPROTO as Record<string, number>;
@@ -119,8 +127,19 @@ function firewall(t: TableState, key: Buffer, from: string | undefined): { range
   return { ranges, allowed };
 }
 
-/** Explains a flow against the nftables mode's table of the destination's family. */
-export function explainNftables(t: TableState | undefined, q: FlowQuery, nodeAddresses: string[]): Explanation {
+/**
+ * Explains a flow against the nftables mode's table of the destination's family: the maps' answer, then whether
+ * the flow's packets reach svcplane's rules at all (its base chains, `foreign`: other tables' chains that run first).
+ */
+export function explainNftables(t: TableState | undefined, q: FlowQuery, nodeAddresses: string[], foreign: ForeignChain[] = []): Explanation {
+  const e = explainFromMaps(t, q, nodeAddresses);
+  const fromNode = q.from !== undefined && nodeAddresses.includes(q.from);
+  applyHooks(e, t ? tableDrift(t) : undefined, fromNode, foreign);
+  if (e.warnings?.length && q.from === undefined) e.warnings.push('the client was taken to be off the node (--from tells which path a flow takes)');
+  return e;
+}
+
+function explainFromMaps(t: TableState | undefined, q: FlowQuery, nodeAddresses: string[]): Explanation {
   const out: Explanation = { flow: q, kind: 'none', verdict: 'not a Service', endpoints: [], why: [] };
   if (!t) {
     out.why.push('svcplane has no table for this address family');
@@ -329,5 +348,6 @@ export function formatExplanation(e: Explanation): string {
     }
   }
   for (const w of e.why) lines.push(`  why        ${w}`);
+  for (const w of e.warnings ?? []) lines.push(`  warning    ${w}`);
   return lines.join('\n');
 }

@@ -13,11 +13,14 @@ function hostPort(address: string, port: number, family: 4 | 6): string {
 
 export function formatStatus(st: StatusReport): string {
   const kernel = st.kernel ? `\n${formatKernel(st.kernel)}` : '';
-  if (!st.present) return `svcplane ${st.mode}: nothing programmed${kernel}`;
+  // Warnings first: they say the rows below are not what the kernel does.
+  const warnings = (st.warnings ?? []).map((w) => `\nwarning: ${w}`).join('');
+  if (!st.present) return `svcplane ${st.mode}: nothing programmed${kernel}${warnings}`;
   const lines: string[] = [];
   const services = new Set(st.rows.filter((r) => !r.reject).map((r) => r.service)).size;
   lines.push(`svcplane ${st.mode}: ${st.rows.length} service address(es), ${services} service port(s) with endpoints`);
   if (st.kernel) lines.push(formatKernel(st.kernel));
+  if (warnings) lines.push(warnings.slice(1));
   if (st.mode === 'ipvs') {
     // ipvsadm -Ln's columns, so an IPVS operator reads it at a glance.
     lines.push('Prot LocalAddress:Port Scheduler Flags');

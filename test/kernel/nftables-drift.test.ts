@@ -1,0 +1,115 @@
+// svcplane's own table changed behind its back in ways that change every packet's fate, not one Service's: the
+// table set dormant (none of its chains sees a packet) and a base chain given policy drop. With real traffic in
+// the sandbox (scripts/lib/sandbox.ts): connections fail after the edit, `status` and `explain` say so (read
+// from the kernel), and the next full sync (`sync --once`) repairs it in its one transaction, after which
+// connections succeed and status agrees with the kernel again.
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { runClient } from '../../scripts/lib/traffic';
+import { REPO, execOk, svcplane } from '../helpers/cli';
+import { requireRoot } from '../helpers/root';
+
+const haveRoot = requireRoot('nftables drift');
+const EXAMPLES = path.join(REPO, 'deploy', 'examples');
+const WEB = { addr: '198.18.100.10', port: 80 };
+
+interface StatusJson {
+  present: boolean;
+  warnings?: string[];
+  rows: Array<{ address: string; port: number }>;
+}
+interface ExplainJson {
+  verdict: string;
+  why: string[];
+  warnings?: string[];
+}
+
+describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (flags, base chains)', () => {
+  let sb: Sandbox;
+  let clusterCIDR: string;
+  const nft = (command: string) => execOk(sb, sb.nodeNs, ['nft', command]);
+  /** A full sync by the CLI: its summary and its log lines (JSON on stderr). */
+  const sync = () => {
+    const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+    expect(r.code).toBe(0);
+    const logs = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; repairs?: string[] });
+    return { ...(JSON.parse(r.stdout) as { operations: number; warnings?: string[] }), logs };
+  };
+  /** The one warning a repairing sync logs, naming what it repaired. */
+  const repairLogged = (logs: ReturnType<typeof sync>['logs']) => {
+    expect(logs.map((l) => l.msg)).toEqual(['svcplane\'s tables were changed behind its back: repaired']);
+    return logs[0].repairs!.join('\n');
+  };
+  const status = () => JSON.parse(svcplane(['status', '--output', 'json'], { netns: sb.nodeNs }).stdout) as StatusJson;
+  const explain = () => JSON.parse(svcplane(['explain', 'TCP', `${WEB.addr}:${WEB.port}`, '--from', sb.clientIP.v4, '--output', 'json'], { netns: sb.nodeNs }).stdout) as ExplainJson;
+  /** Connections from the client to the ClusterIP: all succeed (the table works) or none does. */
+  const connects = async (count: number) => (await runClient(sb, sb.clientNs, { proto: 'tcp', ...WEB, count, timeoutMs: 3000 })).ok;
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
+    sync();
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  /** The state every case starts and must end in: traffic flows, status and explain say so, nothing to change. */
+  const healthy = async () => {
+    expect(await connects(20)).toBe(20);
+    expect(status().warnings ?? []).toEqual([]);
+    expect(explain().verdict).toBe('forwarded');
+    const s = sync();
+    expect(s.operations).toBe(0);
+    expect(s.logs).toEqual([]);
+  };
+
+  it('a dormant table: detected by status and explain, woken by the next full sync', async () => {
+    await healthy();
+    await nft('add table ip svcplane { flags dormant; }');
+    expect(await nft('list table ip svcplane')).toContain('flags dormant');
+    expect(await connects(3)).toBe(0);
+
+    const st = status();
+    expect(st.warnings?.join('\n')).toMatch(/dormant/);
+    const ex = explain();
+    expect(ex.verdict).not.toBe('forwarded');
+    expect([...ex.why, ...(ex.warnings ?? [])].join('\n')).toMatch(/dormant/);
+
+    const repaired = sync();
+    expect(repaired.operations).toBeGreaterThan(0);
+    expect(repairLogged(repaired.logs)).toMatch(/table ip svcplane: the table was dormant: woken/);
+    expect(await nft('list table ip svcplane')).not.toContain('dormant');
+    await healthy();
+  });
+
+  it('policy drop on a base chain: detected by status and explain, reset to accept by the next full sync', async () => {
+    await healthy();
+    await nft('add chain ip svcplane filter-forward { type filter hook forward priority -110; policy drop; }');
+    expect(await nft('list chain ip svcplane filter-forward')).toContain('policy drop');
+    expect(await connects(3)).toBe(0);
+
+    expect(status().warnings?.join('\n')).toMatch(/filter-forward.*policy drop/);
+    const ex = explain();
+    expect(ex.verdict).toBe('dropped');
+    expect([...ex.why, ...(ex.warnings ?? [])].join('\n')).toMatch(/filter-forward.*policy drop/);
+
+    const repaired = sync();
+    expect(repaired.operations).toBeGreaterThan(0);
+    expect(repairLogged(repaired.logs)).toMatch(/chain filter-forward had policy drop: set back to accept/);
+    expect(await nft('list chain ip svcplane filter-forward')).toContain('policy accept');
+    await healthy();
+  });
+
+  it('policy drop on the prerouting filter chain (sees every packet, replies too) is repaired alike', async () => {
+    await healthy();
+    await nft('add chain ip svcplane filter-prerouting { type filter hook prerouting priority -110; policy drop; }');
+    expect(await connects(3)).toBe(0);
+    expect(explain().verdict).toBe('dropped');
+    const repaired = sync();
+    expect(repaired.operations).toBeGreaterThan(0);
+    expect(repairLogged(repaired.logs)).toMatch(/chain filter-prerouting had policy drop/);
+    await healthy();
+  });
+});
