@@ -37,7 +37,14 @@ export interface AgentOptions {
   clock?: Clock;
   /** Reflector tuning (tests shorten backoffs). */
   backoff?: { initialMs: number; maxMs: number };
+  /** How long to wait for this Node's addresses when NodePorts follow them (nodePortAddresses: primary). */
+  nodeAddressWaitMs?: number;
 }
+
+/** The Node's addresses not known after this long (nodePortAddresses: primary): exit 1, so the kubelet retries. */
+export const NODE_ADDRESS_WAIT_MS = 120_000;
+/** While waiting for them, say so this often. */
+const NODE_WAIT_LOG_MS = 15_000;
 
 export class Agent {
   readonly metrics = new ProxyMetrics({ processMetrics: true });
@@ -52,6 +59,8 @@ export class Agent {
   private serviceHealth: ServiceHealthServers | undefined;
   healthAddress = '';
   metricsAddress = '';
+  /** stop() was called: a start() still waiting (for the API server, for this Node) gives up at once. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: AgentOptions) {
     this.health = new ProxyHealth(o.clock ?? realClock, 2 * o.config.syncPeriodMs);
@@ -86,12 +95,12 @@ export class Agent {
     let nodePortAddresses = config.nodePortAddresses;
     if (nodePortAddresses.length === 1 && nodePortAddresses[0] === 'primary') {
       log.info('waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName });
-      await nodeReady;
+      if (!(await this.waitForNodeAddresses(nodeReady))) return;
       nodePortAddresses = this.node!.primaryIPs.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
       log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
     }
 
-    await nodeListed;
+    if (!(await this.unlessStopped(nodeListed))) return;
     const nodeZone = this.node?.zone;
     if (nodeZone) log.info('this Node\'s zone (topology hints)', { zone: nodeZone });
     const netns = this.o.netns ? { netns: this.o.netns } : {};
@@ -111,6 +120,7 @@ export class Agent {
     // What the kernel accepts decides the ruleset's shape: said once, here. A kernel this mode cannot run on stops
     // the agent now, with the reason in words, rather than failing every sync.
     const kernel = await this.dataplane.prepare?.();
+    if (this.stopping.signal.aborted) return;
     if (kernel) {
       const missing = kernel.constructs.filter((c) => !c.supported).map((c) => c.id);
       log.info('nf_tables: ruleset shape chosen for this kernel', { kernel: kernel.release, shape: kernel.shape, missing });
@@ -132,6 +142,45 @@ export class Agent {
       listDone: () => loop.onSlicesListDone(),
       event: (type, obj) => loop.onSlice(type, obj as KubeEndpointSlice),
     });
+  }
+
+  /** Resolves true when `p` does, false as soon as stop() is called. */
+  private unlessStopped(p: Promise<unknown>): Promise<boolean> {
+    const signal = this.stopping.signal;
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onStop = () => resolve(false);
+      signal.addEventListener('abort', onStop, { once: true });
+      p.then(() => {
+        signal.removeEventListener('abort', onStop);
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * This Node's addresses (nodePortAddresses: primary), bounded: a warning every NODE_WAIT_LOG_MS saying what is
+   * missing, and after nodeAddressWaitMs an error (the agent exits 1 and the kubelet restarts it) rather than an
+   * agent that is up, healthy by its probes, and programs nothing. False if stopped meanwhile.
+   */
+  private async waitForNodeAddresses(nodeReady: Promise<void>): Promise<boolean> {
+    const limit = this.o.nodeAddressWaitMs ?? NODE_ADDRESS_WAIT_MS;
+    let got = false;
+    void nodeReady.then(() => (got = true));
+    const start = Date.now();
+    const ready = this.unlessStopped(nodeReady);
+    for (;;) {
+      const left = limit - (Date.now() - start);
+      const tick = new Promise<void>((r) => setTimeout(r, Math.max(0, Math.min(NODE_WAIT_LOG_MS, left))).unref());
+      await Promise.race([ready, tick]);
+      if (this.stopping.signal.aborted) return false;
+      if (got) return true;
+      const what = this.node ? 'this Node has no InternalIP or ExternalIP address yet' : 'this Node is not in the API (or the API server is not reachable)';
+      if (Date.now() - start >= limit) {
+        throw new Error(`nodePortAddresses "primary": ${what} after ${Math.round(limit / 1000)} s (node ${this.o.nodeName}); exiting so the kubelet restarts svcplane`);
+      }
+      this.o.log.warn('still waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName, reason: what, waitedSeconds: Math.round((Date.now() - start) / 1000), limitSeconds: Math.round(limit / 1000) });
+    }
   }
 
   private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listPage(items: WatchObject[], first: boolean): void; listDone(): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
@@ -166,8 +215,9 @@ export class Agent {
     }
   }
 
-  /** Stops watching and serving; the dataplane stays as programmed. */
+  /** Stops watching and serving (and a start() still waiting); the dataplane stays as programmed. */
   async stop(): Promise<void> {
+    this.stopping.abort();
     await Promise.all(this.reflectors.map((r) => r.stop()));
     await this.loop?.stop();
     await this.serviceHealth?.close();

@@ -290,20 +290,26 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
   const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
   const api = await openTransport(cfg.kubeconfig || undefined);
   const agent = new Agent({ config: cfg, nodeName, api, log, netns });
+  // SIGTERM/SIGINT, whenever they come (also while the API server is unreachable and start() still waits for the
+  // first lists): stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const started = agent.start().then(() => undefined);
+  let signal: string | undefined;
   try {
-    await agent.start();
+    signal = await Promise.race([started, stopSignal]);
   } catch (e) {
     // e.g. a kernel this mode cannot run on: stop watching and serving, so the process can exit with the reason.
     await agent.stop();
     throw e;
   }
-  // SIGTERM/SIGINT: stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  signal ??= await stopSignal;
   log.info('stopping: the dataplane stays programmed', { signal });
   await agent.stop();
+  // start() gives up once stopped; a failure it reports after that changes nothing.
+  await started.catch(() => undefined);
   return 0;
 }
 

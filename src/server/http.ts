@@ -12,12 +12,13 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-async function listen(addr: string, handler: http.RequestListener): Promise<RunningServer> {
+/** Listens on addr; `what` names the server and its flag in the error (the agent exits 1 with it). */
+async function listen(what: string, addr: string, handler: http.RequestListener): Promise<RunningServer> {
   const { host, port } = splitHostPort(addr);
   const server = http.createServer(handler);
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new Error(`cannot listen on ${addr}: ${(e as Error).message}`)));
+    server.once('error', (e) => reject(new Error(`${what}: cannot listen on ${addr}: ${(e as Error).message}`)));
     server.listen(port, host, () => resolve());
   });
   const a = server.address() as AddressInfo;
@@ -36,7 +37,7 @@ function send(res: http.ServerResponse, code: number, contentType: string, body:
 }
 
 export function startHealthServer(addr: string, health: ProxyHealth, metrics: ProxyMetrics): Promise<RunningServer> {
-  return listen(addr, (req, res) => {
+  return listen('health server (healthzBindAddress)', addr, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path !== '/healthz' && path !== '/livez') return send(res, 404, 'text/plain; charset=utf-8', '404 page not found\n');
     const r = path === '/healthz' ? health.healthz() : health.livez();
@@ -46,7 +47,7 @@ export function startHealthServer(addr: string, health: ProxyHealth, metrics: Pr
 }
 
 export function startMetricsServer(addr: string, metrics: ProxyMetrics, mode: string): Promise<RunningServer> {
-  return listen(addr, (req, res) => {
+  return listen('metrics server (metricsBindAddress)', addr, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/metrics') {
       metrics.render().then(

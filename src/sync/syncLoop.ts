@@ -215,14 +215,17 @@ export class SyncLoop {
     const t0 = this.o.clock.now();
     const full = this.fullSyncRequested || t0 - this.lastFullAt >= this.o.syncPeriodMs;
     this.fullSyncRequested = false;
-    const pending = this.tracker.collect(this.state);
-    this.o.metrics.serviceChangesPending.set(0);
-    this.o.metrics.endpointChangesPending.set(0);
-    this.report(pending.problems);
-    for (const [key, sp] of pending.changes) this.noteLocal(key, sp);
-    const outcome: SyncOutcome = { ok: false, full, changes: pending.changes.size };
+    const outcome: SyncOutcome = { ok: false, full, changes: 0 };
     let result: SyncResult | undefined;
+    // Everything inside the try: a throw anywhere (building the changes too) is logged and retried, never
+    // swallowed by the runner.
     try {
+      const pending = this.tracker.collect(this.state);
+      outcome.changes = pending.changes.size;
+      this.o.metrics.serviceChangesPending.set(0);
+      this.o.metrics.endpointChangesPending.set(0);
+      this.report(pending.problems);
+      for (const [key, sp] of pending.changes) this.noteLocal(key, sp);
       if (!full && pending.changes.size === 0) {
         if (this.housekeepingPending && this.o.dataplane.housekeeping) {
           this.housekeepingPending = false;

@@ -155,6 +155,32 @@ describe('SyncLoop', () => {
     expect(dp.calls.map((c) => c.full)).toEqual([true, true, true]);
   });
 
+  it('a throw while gathering the changes (before the dataplane is called) is logged and retried, not swallowed', async () => {
+    const { clock, dp, loop } = setup({ min: 1000, sync: 30_000 });
+    const errors: string[] = [];
+    (loop as unknown as { o: { log: typeof silentLogger } }).o.log = { ...silentLogger, error: (msg: string, f?: Record<string, unknown>) => void errors.push(`${msg}: ${String(f?.error)}`) };
+    const collect = loop.tracker.collect.bind(loop.tracker);
+    let broken = true;
+    loop.tracker.collect = (state) => {
+      if (broken) {
+        broken = false;
+        throw new Error('collect broke');
+      }
+      return collect(state);
+    };
+    const first = loop.nextSync();
+    loop.onServicesListed([svc('a')]);
+    loop.onSlicesListed([slice('a', ['198.19.0.1'])]);
+    await clock.advance(0);
+    expect(await first).toMatchObject({ ok: false, error: 'collect broke' });
+    expect(errors).toEqual(['sync failed; the next sync is full: collect broke']);
+    // Retried after the backoff (1 s), fully.
+    const retry = loop.nextSync();
+    await clock.advance(1000);
+    expect(await retry).toMatchObject({ ok: true, full: true });
+    expect(dp.calls).toEqual([{ full: true, keys: ['default/a:http'] }]);
+  });
+
   it('measures network programming latency from the slice\'s trigger time to the sync', async () => {
     const { clock, loop, metrics } = setup({ min: 0 });
     loop.onServicesListed([svc('a')]);
