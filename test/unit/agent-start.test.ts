@@ -13,6 +13,7 @@ import { openTransport } from '../../src/k8s/transport';
 import type { Logger } from '../../src/log';
 import { ApiServerDouble } from '../apiserver/double';
 import { SVCPLANE } from '../helpers/cli';
+import { makeNetns, requireRoot } from '../helpers/root';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-agent-start-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -69,4 +70,47 @@ describe('the agent before its first sync', () => {
     expect(await exited).toEqual({ code: 0, signal: null });
     expect(output).toContain('"msg":"stopping: the dataplane stays programmed","signal":"SIGTERM"');
   }, 90_000);
+
+  it.runIf(requireRoot('the agent against a vanished API server'))('/healthz says 503 with the reason once its watches have failed for healthTimeout (/livez 200), and 200 when they recover', async () => {
+    const api = new ApiServerDouble();
+    await api.start();
+    const ns = makeNetns('blind');
+    const port = await freePort();
+    fs.writeFileSync(path.join(dir, 'blind-kubeconfig'), api.kubeconfig());
+    const agent = new Agent({
+      config: resolveAgentConfig({ mode: 'nftables', nftables: { syncPeriod: '1s', minSyncPeriod: '0s' }, healthzBindAddress: `127.0.0.1:${port}`, metricsBindAddress: '' }),
+      nodeName: 'n1', api: await openTransport(path.join(dir, 'blind-kubeconfig')), log: recordingLogger(), netns: ns.path, backoff: { initialMs: 100, maxMs: 400 },
+    });
+    const get = async (p: string) => {
+      const r = await fetch(`http://127.0.0.1:${port}${p}`);
+      return { code: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    try {
+      await api.pause();
+      const starting = agent.start();
+      // Blind from the start: healthTimeout is 2 x syncPeriod = 2 s. (/healthz is 503 at once anyway, the Node
+      // not being known: the reason is what says the watches are failing.)
+      const end = Date.now() + 60_000;
+      let h = await get('/healthz').catch(() => undefined);
+      while (h?.code !== 503 || h.body.reason === undefined) {
+        if (Date.now() > end) throw new Error(`/healthz never said 503: ${JSON.stringify(h)}`);
+        await new Promise((r) => setTimeout(r, 100));
+        h = await get('/healthz').catch(() => undefined);
+      }
+      expect(String(h.body.reason)).toMatch(/^nodes watch failing for \d+ s: .*ECONNREFUSED/);
+      expect((await get('/livez')).code).toBe(200);
+      // The server is back: the watch recovers, and so does /healthz (the Node is there).
+      api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
+      await api.resume();
+      await starting;
+      while ((await get('/healthz')).code !== 200) {
+        if (Date.now() > end) throw new Error(`/healthz never recovered: ${JSON.stringify(await get('/healthz'))}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await agent.stop();
+      await api.stop();
+      ns.remove();
+    }
+  }, 120_000);
 });
