@@ -48,6 +48,7 @@ const edits: HandEdit[] = [
   { what: 'add a rogue set element', commands: async () => [`add element ${T4} cluster-ips { 198.18.100.99 }`, `add element ${T4} no-endpoint-services { 198.18.100.10 . tcp . 80 }`] },
   { what: 'delete a set (its rules flushed first)', commands: async () => [`flush chain ${T4} services`, `delete set ${T4} external-ips`] },
   { what: 'delete a map (its rules flushed first)', commands: async () => [`flush chain ${T4} pick-ips`, `delete map ${T4} service-endpoints`] },
+  { what: 're-create a set with another spec (a size)', commands: async () => [`flush chain ${T4} services`, `delete set ${T4} external-ips`, `add set ${T4} external-ips { type ipv4_addr . inet_proto . inet_service; size 16; }`] },
   { what: 'flush the whole table', commands: async () => [`flush table ${T4}`] },
   { what: 'delete the IPv4 table', commands: async () => [`delete table ${T4}`] },
   { what: 'delete both tables', commands: async () => [`delete table ${T4}`, `delete table ${T6}`] },

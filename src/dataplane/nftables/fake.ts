@@ -151,7 +151,7 @@ function exportTable(t: FakeTable): TableState {
     out.chains.set(n, chain);
   }
   for (const [n, s] of t.sets) {
-    out.sets.set(n, { name: n, flags: s.flags, keyType: s.keyType, keyLen: s.keyLen, dataType: s.dataType, dataLen: s.dataLen, ...(s.concat ? { concat: s.concat } : {}) });
+    out.sets.set(n, { name: n, flags: s.flags, keyType: s.keyType, keyLen: s.keyLen, dataType: s.dataType, dataLen: s.dataLen, ...(s.concat ? { concat: s.concat } : {}), ...(s.size ? { size: s.size } : {}) });
     const elems = new Map<string, ElementState>();
     for (const [k, e] of t.elements.get(n) ?? []) elems.set(k, copyElement(e));
     out.elements.set(n, elems);
@@ -629,6 +629,9 @@ class Batch {
       if (total !== keyLen) refuse('EINVAL', `set ${name}: fields add up to ${total} bytes, key length ${keyLen}`);
       spec.concat = [...concat];
     }
+    // The kernel keeps a given size (NFTA_SET_DESC_SIZE) and dumps it back; none means none.
+    const size = attrU32(a, SET.DESC_SIZE);
+    if (size) spec.size = size;
     const t = this.table(r.family, attrString(a, SET.TABLE));
     const cur = t.sets.get(name);
     if (cur) {

@@ -1,6 +1,6 @@
 // The kernel objects svcplane's nftables tables are made of, as plain values: what we want (built by the
 // ruleset) and what the kernel holds (decoded from a dump) have this one shape, so the diff is a comparison.
-import { NF_ACCEPT, type NfFamily } from './netlink/constants';
+import { NFT_DATA_VERDICT, NF_ACCEPT, type NfFamily } from './netlink/constants';
 
 export interface BaseChainSpec {
   type: 'filter' | 'nat';
@@ -90,8 +90,15 @@ export function sameElement(a: ElementState, b: ElementState): boolean {
   );
 }
 
+/**
+ * Whether a set as the kernel holds it is the set wanted: a different spec (flags, key, data type and length, the
+ * concatenation's fields, the size) means re-creating it, as the kernel cannot change a set's spec in place.
+ * A verdict map's data length is the kernel's (sizeof(struct nft_verdict)), never given, so not compared.
+ */
 export function sameSetSpec(a: SetSpec, b: SetSpec): boolean {
-  return a.flags === b.flags && a.keyType === b.keyType && a.keyLen === b.keyLen && (a.dataType ?? 0) === (b.dataType ?? 0);
+  const verdict = (a.dataType ?? 0) === NFT_DATA_VERDICT;
+  return a.flags === b.flags && a.keyType === b.keyType && a.keyLen === b.keyLen && (a.dataType ?? 0) === (b.dataType ?? 0) &&
+    (verdict || (a.dataLen ?? 0) === (b.dataLen ?? 0)) && (a.concat ?? []).join() === (b.concat ?? []).join() && (a.size ?? 0) === (b.size ?? 0);
 }
 
 export function sameBase(a?: BaseChainSpec, b?: BaseChainSpec): boolean {

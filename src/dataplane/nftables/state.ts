@@ -39,6 +39,7 @@ export function decodeTable(family: NfFamily, records: Buffer): TableState | und
           keyLen: attrU32(r.attrs, SET.KEY_LEN) ?? 0,
           dataType: attrU32(r.attrs, SET.DATA_TYPE),
           dataLen: attrU32(r.attrs, SET.DATA_LEN),
+          ...(r.attrs.get(SET.DESC_SIZE) ? { size: attrU32(r.attrs, SET.DESC_SIZE) } : {}),
           ...(r.attrs.get(SET.DESC_CONCAT) ? { concat: [...r.attrs.get(SET.DESC_CONCAT)!] } : {}),
         });
         break;
