@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/netlink_socket.cc",
         "native/nl_ack.cc",
+        "native/nl_exchange.cc",
         "native/nft_records.cc",
         "native/nft_commit.cc",
         "native/nft_dump.cc",

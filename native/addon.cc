@@ -35,12 +35,14 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
 
   explicit NftSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NftSocket>(info) {
     std::string netns;
+    int replyTimeoutMs = 0;
     if (info.Length() > 0 && info[0].IsObject()) {
-      Napi::Value v = info[0].As<Napi::Object>().Get("netns");
-      if (v.IsString()) netns = v.As<Napi::String>();
+      Napi::Object o = info[0].As<Napi::Object>();
+      if (o.Get("netns").IsString()) netns = o.Get("netns").As<Napi::String>();
+      replyTimeoutMs = ReplyTimeoutOption(o);
     }
     try {
-      sock_ = std::make_shared<NetlinkSocket>(NETLINK_NETFILTER, netns);
+      sock_ = std::make_shared<NetlinkSocket>(NETLINK_NETFILTER, netns, replyTimeoutMs);
     } catch (const NetlinkError& e) {
       MakeError(info.Env(), e.what(), e.errnum).ThrowAsJavaScriptException();
       return;
@@ -52,7 +54,7 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
 
  private:
   std::shared_ptr<NetlinkSocket> Live(Napi::Env env) {
-    if (!sock_ || !sock_->get()) {
+    if (!sock_ || !sock_->IsOpen()) {
       MakeError(env, "NftSocket is closed", EBADF).ThrowAsJavaScriptException();
       return nullptr;
     }
@@ -65,6 +67,8 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value SendEncoded(const Napi::CallbackInfo& info);
   Napi::Value Generation(const Napi::CallbackInfo& info);
+  // Never frees the socket under a running exchange: it is closed when that exchange ends (NetlinkSocket::Close),
+  // and exchanges queued meanwhile reject with EBADF.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (sock_) sock_->Close();
     return info.Env().Undefined();
@@ -108,8 +112,8 @@ class CommitWorker : public PromiseWorker {
 
  protected:
   void Execute() override {
-    std::lock_guard<std::mutex> lock(sock_->mutex());
     try {
+      NetlinkSocket::Lease lease(*sock_);
       if (mode_ == BatchMode::SendEncoded) {
         preEncoded_.bytes.assign(data_, data_ + len_);
         outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
@@ -198,8 +202,8 @@ class DumpWorker : public PromiseWorker {
 
  protected:
   void Execute() override {
-    std::lock_guard<std::mutex> lock(sock_->mutex());
     try {
+      NetlinkSocket::Lease lease(*sock_);
       result_ = DumpTable(*sock_, family_, table_);
     } catch (const NetlinkError& e) {
       Fail(e.what(), e.errnum);
@@ -229,8 +233,8 @@ class GenerationWorker : public PromiseWorker {
 
  protected:
   void Execute() override {
-    std::lock_guard<std::mutex> lock(sock_->mutex());
     try {
+      NetlinkSocket::Lease lease(*sock_);
       gen_ = GetGeneration(*sock_);
     } catch (const NetlinkError& e) {
       Fail(e.what(), e.errnum);

@@ -60,8 +60,11 @@ export interface EncodedBatch {
 }
 
 export declare class NftSocket {
-  /** netns: a network namespace file (/run/netns/NAME) the socket is opened in; default: the caller's. */
-  constructor(options?: { netns?: string });
+  /**
+   * netns: a network namespace file (/run/netns/NAME) the socket is opened in; default: the caller's.
+   * replyTimeoutMs: how long an exchange waits for the kernel's next reply before rejecting with ETIMEDOUT (10 s).
+   */
+  constructor(options?: { netns?: string; replyTimeoutMs?: number });
   commit(records: Buffer): Promise<CommitResult>;
   /** The same batch without its END: the kernel checks every record, reports refusals and commits nothing. */
   check(records: Buffer): Promise<CheckResult>;
@@ -69,6 +72,7 @@ export declare class NftSocket {
   encode(records: Buffer): EncodedBatch;
   sendEncoded(batch: EncodedBatch): Promise<CommitResult>;
   generation(): Promise<number>;
+  /** Closes the socket once the exchange in progress (if any) ends; exchanges still queued reject with EBADF. */
   close(): void;
 }
 
@@ -107,7 +111,8 @@ export interface PackedTransactResult {
  * (src/netlink); nlmsg_seq and nlmsg_pid are assigned here and every reply is matched to its request.
  */
 export declare class NetlinkTransceiver {
-  constructor(options: { bus: 'generic' | 'route' | 'netfilter'; netns?: string });
+  /** replyTimeoutMs: as NftSocket's; a request left unanswered that long rejects with ETIMEDOUT naming it. */
+  constructor(options: { bus: 'generic' | 'route' | 'netfilter'; netns?: string; replyTimeoutMs?: number });
   /** Rejects only when the exchange itself fails (send/receive); a refused request is reported in its result. */
   transact(requests: Buffer[]): Promise<TransactResult>;
   /**
@@ -117,6 +122,7 @@ export declare class NetlinkTransceiver {
    */
   transactPacked(messages: Buffer, options?: { ackLastOnly?: boolean }): Promise<PackedTransactResult>;
   portId(): number;
+  /** As NftSocket's close(). */
   close(): void;
 }
 
@@ -125,3 +131,4 @@ export declare class NetlinkTransceiver {
  * namespace at `netns` (a file such as /run/netns/NAME; default: the caller's). Rejects with code/errno.
  */
 export declare function netSysctl(name: string, netns?: string, value?: string): Promise<string | undefined>;
+

@@ -20,6 +20,11 @@ inline Napi::Error MakeError(Napi::Env env, const std::string& message, int errn
   return e;
 }
 
+// The `replyTimeoutMs` constructor option (0: the default), for tests that need a missing reply to fail quickly.
+inline int ReplyTimeoutOption(const Napi::Object& o) {
+  Napi::Value v = o.Get("replyTimeoutMs");
+  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : 0;
+}
 
 // Sockets still open when the environment is torn down are closed by the cleanup hook.
 void RegisterSocket(std::shared_ptr<NetlinkSocket>* s);

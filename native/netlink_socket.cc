@@ -2,11 +2,15 @@
 
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -19,6 +23,16 @@ std::string ErrnoName(int err) {
 
 std::string ErrnoText(int err) { return strerror(err); }
 
+void AbortStuckInNetns(const std::string& where, int err) {
+  std::string msg = "svcplane: fatal: a thread could not return from network namespace " + where +
+                    " to its own (setns: " + ErrnoText(err) + ", " + ErrnoName(err) +
+                    "); aborting rather than let it open sockets and files in the wrong namespace\n";
+  // write(2), not stdio: nothing buffered may be lost to abort().
+  ssize_t ignored = write(STDERR_FILENO, msg.data(), msg.size());
+  (void)ignored;
+  abort();
+}
+
 namespace {
 
 void SetIntOpt(int fd, int level, int opt, int value) {
@@ -27,21 +41,28 @@ void SetIntOpt(int fd, int level, int opt, int value) {
 
 }  // namespace
 
-NetlinkSocket::NetlinkSocket(int bus, const std::string& netnsPath) {
+NetlinkSocket::NetlinkSocket(int bus, const std::string& netnsPath, int replyTimeoutMs)
+    : bus_(bus), replyTimeoutMs_(replyTimeoutMs > 0 ? replyTimeoutMs : kDefaultReplyTimeoutMs), netnsName_(netnsPath) {
   seq_ = static_cast<uint32_t>(time(nullptr));
+  if (!netnsPath.empty()) {
+    netns_ = std::make_unique<UniqueFd>(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (netns_->fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
+  }
+  sock_.reset(Open());
+}
+
+mnl_socket* NetlinkSocket::Open() {
   mnl_socket* s = nullptr;
-  if (netnsPath.empty()) {
-    s = mnl_socket_open(bus);
+  if (!netns_) {
+    s = mnl_socket_open(bus_);
     if (!s) throw NetlinkError(errno, "netlink socket: " + ErrnoText(errno));
   } else {
-    auto [made, openErr] = CreateInNetns(
-        netnsPath, [bus] { return mnl_socket_open(bus); }, [](mnl_socket* m) { if (m) mnl_socket_close(m); });
+    auto [made, openErr] = CreateInNetns(netns_->fd, netnsName_, [this] { return mnl_socket_open(bus_); });
     s = made;
-    if (!s) throw NetlinkError(openErr, "netlink socket in " + netnsPath + ": " + ErrnoText(openErr));
+    if (!s) throw NetlinkError(openErr, "netlink socket in " + netnsName_ + ": " + ErrnoText(openErr));
   }
-  sock_.reset(s);
+  std::unique_ptr<mnl_socket, MnlSocketDeleter> owned(s);
   if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) throw NetlinkError(errno, "netlink bind: " + ErrnoText(errno));
-  portid_ = mnl_socket_get_portid(s);
   int fd = mnl_socket_get_fd(s);
   // Extended acks name the attribute at fault; capped acks keep error replies small (no echo of the
   // request), so the receive buffer holds many of them when a big batch fails everywhere.
@@ -51,13 +72,38 @@ NetlinkSocket::NetlinkSocket(int bus, const std::string& netnsPath) {
   int rcv = 16 << 20;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)) < 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-  EnsureSendBuffer(1 << 20);
+  int snd = 1 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd)) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd));
+  sndbuf_ = static_cast<size_t>(snd);
+  portid_ = mnl_socket_get_portid(s);
+  return owned.release();
 }
 
-uint32_t NetlinkSocket::NextSeq(uint32_t count) {
-  uint32_t first = seq_;
-  seq_ += count;
-  return first;
+NetlinkSocket::Lease::Lease(NetlinkSocket& s) : s_(s), lock_(s.mu_) {
+  if (s_.closed_.load() || !s_.sock_) {
+    std::string why = s_.lostReason_.empty() ? "netlink socket is closed" : s_.lostReason_;
+    Release();
+    throw NetlinkError(EBADF, why);
+  }
+}
+
+void NetlinkSocket::Lease::Release() {
+  if (!lock_.owns_lock()) return;
+  lock_.unlock();
+  s_.CloseIfAsked();
+}
+
+void NetlinkSocket::CloseIfAsked() {
+  if (!closed_.load()) return;
+  // Whoever finds the socket free after Close() closes it: Close() itself, or the last lease to end.
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (lock.owns_lock()) sock_.reset();
+}
+
+void NetlinkSocket::Close() {
+  closed_ = true;
+  CloseIfAsked();
 }
 
 void NetlinkSocket::EnsureSendBuffer(size_t bytes) {
@@ -73,6 +119,47 @@ void NetlinkSocket::EnsureSendBuffer(size_t bytes) {
   sndbuf_ = want;
 }
 
-void NetlinkSocket::Close() { sock_.reset(); }
+size_t NetlinkSocket::Receive(const std::string& what) {
+  const int fd = this->fd();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(replyTimeoutMs_);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    pollfd p{fd, POLLIN, 0};
+    int pr = poll(&p, 1, left > 0 ? static_cast<int>(left) : 0);
+    if (pr < 0) {
+      if (errno == EINTR) continue;
+      throw NetlinkError(errno, what + ": waiting for the kernel's reply: " + ErrnoText(errno));
+    }
+    if (pr == 0)
+      throw NetlinkError(ETIMEDOUT, what + ": no reply from the kernel within " + std::to_string(replyTimeoutMs_) + " ms");
+    iovec iov{RecvBuffer(), kRecvBufferBytes};
+    sockaddr_nl from{};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof(from);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      // ENOBUFS: the receive queue overflowed and the kernel dropped replies; the exchange cannot be completed.
+      throw NetlinkError(errno, what + ": receive: " + ErrnoText(errno));
+    }
+    if (msg.msg_flags & MSG_TRUNC)
+      throw NetlinkError(EMSGSIZE, what + ": a reply larger than the " + std::to_string(kRecvBufferBytes) + "-byte receive buffer");
+    if (from.nl_pid != 0) continue;  // not from the kernel
+    return static_cast<size_t>(n);
+  }
+}
+
+void NetlinkSocket::Reopen() noexcept {
+  sock_.reset();
+  sndbuf_ = 0;
+  try {
+    sock_.reset(Open());
+  } catch (const std::exception& e) {
+    lostReason_ = std::string("netlink socket lost: reopening it after an unfinished exchange failed: ") + e.what();
+  }
+}
 
 }  // namespace svcplane

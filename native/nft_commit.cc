@@ -4,7 +4,6 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -212,11 +211,16 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
   msg.msg_namelen = sizeof(nladdr);
   msg.msg_iov = iov.data();
   msg.msg_iovlen = iov.size();
+  ExchangeInProgress exchange(sock);
   ssize_t sent;
   do {
     sent = sendmsg(sock.fd(), &msg, 0);
   } while (sent < 0 && errno == EINTR);
-  if (sent < 0) throw NetlinkError(errno, "sending the nftables batch (" + std::to_string(batch.bytes.size()) + " bytes): " + ErrnoText(errno));
+  if (sent < 0) {
+    int err = errno;
+    exchange.Done();  // nothing went out
+    throw NetlinkError(err, "sending the nftables batch (" + std::to_string(batch.bytes.size()) + " bytes): " + ErrnoText(err));
+  }
   out.sendMicros = MicrosSince(t0);
 
   auto describe = [&](int64_t index) -> std::string {
@@ -225,29 +229,22 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
     return "message " + std::to_string(index);
   };
 
-  uint8_t* rx = sock.RecvBuffer();
-  const size_t rxLen = NetlinkSocket::kRecvBufferBytes;
   bool done = false;
   while (!done) {
-    pollfd p{sock.fd(), POLLIN, 0};
-    int pr = poll(&p, 1, 10000);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) {
-      if (out.errors.empty() && !out.lostReports)
-        throw NetlinkError(ETIMEDOUT, "the kernel did not acknowledge the nftables batch within 10 s");
-      break;
-    }
-    ssize_t n = recv(sock.fd(), rx, rxLen, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOBUFS) {  // reports were dropped: the batch failed in many places
+    int remaining;
+    try {
+      remaining = static_cast<int>(sock.Receive("the nftables batch"));
+    } catch (const NetlinkError& e) {
+      if (e.errnum == ENOBUFS) {  // reports were dropped: the batch failed in many places
         out.lostReports = true;
         continue;
       }
-      throw NetlinkError(errno, "reading nftables batch replies: " + ErrnoText(errno));
+      // The final ack may have been among the dropped reports: what arrived says the batch was refused. The socket
+      // is reopened (exchange), so nothing of this batch is left for the next exchange to read.
+      if (e.errnum == ETIMEDOUT && (!out.errors.empty() || out.lostReports)) break;
+      throw;
     }
-    int remaining = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
+    for (auto* nlh = reinterpret_cast<nlmsghdr*>(sock.RecvBuffer()); NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
       // Replies to someone else (or to an older request on this socket) are not ours.
       if (nlh->nlmsg_pid != sock.portid() || nlh->nlmsg_seq < batch.firstSeq || nlh->nlmsg_seq > batch.lastSeq + 1) continue;
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
@@ -267,6 +264,7 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
       if (seq == batch.lastSeq || (batchLevel && reply.errnum != 0)) done = true;
     }
   }
+  if (done) exchange.Done();
   std::sort(out.errors.begin(), out.errors.end(), [](const BatchError& a, const BatchError& b) { return a.index < b.index; });
   if (out.errors.empty() && out.lostReports)
     out.errors.push_back(BatchError{-1, ENOBUFS, "the batch", "error reports overflowed the receive buffer"});

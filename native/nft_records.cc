@@ -113,7 +113,8 @@ std::vector<Record> ParseRecords(const uint8_t* data, size_t len) {
 
 RecordWriter::RecordWriter() {
   uint32_t header[3] = {kRecordMagic, kRecordVersion, 0};
-  Put(header, sizeof(header));
+  out_.resize(sizeof(header));  // not Put(): GCC 12 warns falsely (-Wstringop-overflow) on the inlined insert
+  std::memcpy(out_.data(), header, sizeof(header));
 }
 
 void RecordWriter::Begin(Action action, Kind kind, uint8_t family, uint16_t nlflags) {
@@ -148,6 +149,18 @@ void RecordWriter::ChildCount(uint32_t count) {
 std::vector<uint8_t> RecordWriter::Finish() {
   std::memcpy(out_.data() + 8, &count_, 4);
   return std::move(out_);
+}
+
+std::vector<uint8_t> RecordWriter::TakeRecords() {
+  std::vector<uint8_t> records(out_.begin() + 12, out_.end());
+  out_.resize(12);
+  count_ = 0;
+  return records;
+}
+
+void RecordWriter::AppendRecords(const std::vector<uint8_t>& records, uint32_t count) {
+  Put(records.data(), records.size());
+  count_ += count;
 }
 
 std::string DescribeRecord(const Record& r) {

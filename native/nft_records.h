@@ -62,6 +62,11 @@ class RecordWriter {
   void Attrs(const std::vector<std::pair<uint16_t, std::string>>& attrs);
   void ChildCount(uint32_t count);  // u16 for rules, u32 for elements: chosen from the current record's kind
   std::vector<uint8_t> Finish();
+  uint32_t count() const { return count_; }
+  // The records written so far, without the stream header (for AppendRecords); the writer starts over.
+  std::vector<uint8_t> TakeRecords();
+  // Records taken from another writer.
+  void AppendRecords(const std::vector<uint8_t>& records, uint32_t count);
 
  private:
   void Put(const void* p, size_t n) {

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 namespace svcplane {
@@ -18,6 +19,12 @@ namespace {
 constexpr size_t kPageBytes = 256 * 1024;
 constexpr size_t kPageMessages = 2048;
 
+std::string ToHex(unsigned v) {
+  char buf[16];
+  snprintf(buf, sizeof(buf), "%x", v);
+  return buf;
+}
+
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -26,8 +33,7 @@ int64_t NowMicros() {
 
 std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<uint8_t>>& requests, NlTransactStats& stats,
                                  bool ackLastOnly) {
-  std::lock_guard<std::mutex> lock(sock.mutex());
-  if (!sock.get()) throw NetlinkError(EBADF, "netlink socket is closed");
+  NetlinkSocket::Lease lease(sock);
   std::vector<NlResult> results(requests.size());
   if (requests.empty()) return results;
   const uint32_t first = sock.NextSeq(static_cast<uint32_t>(requests.size()));
@@ -42,7 +48,6 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
   }
   sock.EnsureSendBuffer(kPageBytes);
   std::vector<uint8_t> page;
-  uint8_t* rx = sock.RecvBuffer();
   size_t next = 0;
   while (next < requests.size()) {
     // Build a page.
@@ -68,24 +73,38 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
       reinterpret_cast<nlmsghdr*>(page.data() + offsets.back())->nlmsg_flags |= NLM_F_ACK;
     }
     int64_t t0 = NowMicros();
+    // Until every request of the page is answered, the socket is out of step with the kernel: leaving early (a
+    // missing reply, lost replies) reopens it, so the next exchange never reads this one's leftovers.
+    ExchangeInProgress exchange(sock);
     ssize_t sent;
     do sent = send(sock.fd(), page.data(), page.size(), 0);
     while (sent < 0 && errno == EINTR);
-    if (sent < 0) throw NetlinkError(errno, "netlink send: " + ErrnoText(errno));
+    if (sent < 0) {
+      int err = errno;
+      exchange.Done();  // nothing went out
+      throw NetlinkError(err, "netlink send: " + ErrnoText(err));
+    }
     stats.sends++;
     stats.bytes += page.size();
     // Drain until every request of the page is finished (quiet: until the last one's ack).
     size_t pending = quiet ? 1 : next - start;
+    std::vector<char> finished(next - start);
     while (pending > 0) {
-      ssize_t n;
-      do n = recv(sock.fd(), rx, NetlinkSocket::kRecvBufferBytes, 0);
-      while (n < 0 && errno == EINTR);
-      if (n < 0) {
+      int left;
+      try {
         // ENOBUFS: the kernel dropped replies; which requests took effect is unknown, so the caller must re-read.
-        throw NetlinkError(errno, "netlink receive: " + ErrnoText(errno));
+        left = static_cast<int>(sock.Receive("netlink exchange"));
+      } catch (const NetlinkError& e) {
+        if (e.errnum != ETIMEDOUT) throw;
+        // A request the kernel answers with nothing (e.g. one without NLM_F_ACK that has no reply): name it.
+        size_t k = quiet ? next - 1 - start : 0;
+        while (k + 1 < finished.size() && finished[k]) k++;
+        const auto* req = reinterpret_cast<const nlmsghdr*>(requests[start + k].data());
+        throw NetlinkError(ETIMEDOUT, "netlink request #" + std::to_string(start + k) + " (message type " + std::to_string(req->nlmsg_type) +
+                                          ", flags 0x" + ToHex(req->nlmsg_flags) + "): no reply from the kernel within " +
+                                          std::to_string(sock.replyTimeoutMs()) + " ms");
       }
-      int left = static_cast<int>(n);
-      for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(rx); mnl_nlmsg_ok(nlh, left);
+      for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(sock.RecvBuffer()); mnl_nlmsg_ok(nlh, left);
            nlh = mnl_nlmsg_next(nlh, &left)) {
         if (nlh->nlmsg_pid != portid && nlh->nlmsg_pid != 0) continue;  // not a reply to us
         uint32_t idx = nlh->nlmsg_seq - first;
@@ -96,6 +115,7 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
           res.err = ack.errnum;
           res.kernelMessage = std::move(ack.message);
           if (!quiet || idx == next - 1) pending--;
+          finished[idx - start] = 1;
         } else if (nlh->nlmsg_type == NLMSG_DONE) {
           // A dump's end; its payload is an int, negative when the dump failed part-way.
           if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
@@ -103,15 +123,20 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
             if (e < 0) res.err = -e;
           }
           pending--;
+          finished[idx - start] = 1;
         } else {
           const uint8_t* p = reinterpret_cast<const uint8_t*>(nlh);
           res.replies.emplace_back(p, p + nlh->nlmsg_len);
           // A reply without NLM_F_MULTI to a request that did not ask for an ack is final.
           const auto* req = reinterpret_cast<const nlmsghdr*>(requests[idx].data());
-          if (!(nlh->nlmsg_flags & NLM_F_MULTI) && !(req->nlmsg_flags & NLM_F_ACK)) pending--;
+          if (!(nlh->nlmsg_flags & NLM_F_MULTI) && !(req->nlmsg_flags & NLM_F_ACK)) {
+            pending--;
+            finished[idx - start] = 1;
+          }
         }
       }
     }
+    exchange.Done();
     stats.kernelMicros += NowMicros() - t0;
   }
   return results;

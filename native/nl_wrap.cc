@@ -173,7 +173,7 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
     }
     std::string netns = o.Get("netns").IsString() ? o.Get("netns").As<Napi::String>().Utf8Value() : "";
     try {
-      sock_ = std::make_shared<NetlinkSocket>(proto, netns);
+      sock_ = std::make_shared<NetlinkSocket>(proto, netns, ReplyTimeoutOption(o));
     } catch (const NetlinkError& e) {
       MakeError(env, e.what(), e.errnum).ThrowAsJavaScriptException();
       return;
@@ -191,7 +191,7 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       Napi::TypeError::New(env, "transact(requests: Buffer[])").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (!sock_ || !sock_->get()) {
+    if (!sock_ || !sock_->IsOpen()) {
       MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -220,7 +220,7 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       Napi::TypeError::New(env, "transactPacked(messages: Buffer)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (!sock_ || !sock_->get()) {
+    if (!sock_ || !sock_->IsOpen()) {
       MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
       return env.Undefined();
     }

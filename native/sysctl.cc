@@ -30,8 +30,7 @@ int OpenIn(const std::string& path, int flags, const std::string& netnsPath) {
     if (fd < 0) throw NetlinkError(errno, "open " + path + ": " + ErrnoText(errno));
     return fd;
   }
-  auto [fd, openErr] = CreateInNetns(
-      netnsPath, [&] { return open(path.c_str(), flags | O_CLOEXEC); }, [](int f) { if (f >= 0) close(f); });
+  auto [fd, openErr] = CreateInNetns(netnsPath, [&] { return open(path.c_str(), flags | O_CLOEXEC); });
   if (fd < 0) throw NetlinkError(openErr, "open " + path + " in " + netnsPath + ": " + ErrnoText(openErr));
   return fd;
 }

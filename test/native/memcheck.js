@@ -1,5 +1,6 @@
 // Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
-// netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl) in a
+// netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; close() with exchanges in
+// flight, an exchange the kernel never answers, dumps interrupted by another writer's commits) in a
 // throwaway network namespace; run under valgrind by test/native/memcheck.sh to check the C++ for memory
 // errors and leaks. Needs root and the built dist/.
 'use strict';
@@ -70,5 +71,42 @@ execFileSync('ip', ['netns', 'add', ns]);
   await native.netSysctl('kernel.hostname', `/run/netns/${ns}`).catch(() => undefined);
   await native.netSysctl('net.ipv4.nosuch', `/run/netns/${ns}`).catch(() => undefined);
   console.log(`transceiver: ${r1.failures.length} + ${r2.failures.length} refusals, dump ${dump.replies[0].data.length} bytes, ${r3.results.length} results; ip_forward=${fwd}`);
+
+  // close() with exchanges in flight: each settles; the socket is freed once, by whoever finishes last.
+  const s2 = new native.NftSocket({ netns: `/run/netns/${ns}` });
+  const flying = [];
+  for (let i = 0; i < 16; i++) flying.push((i % 4 ? s2.generation() : s2.dump(2, 'nosuch')).catch((e) => { if (e.code !== 'EBADF') throw e; }));
+  s2.close();
+  await Promise.all(flying);
+  // A request the kernel never answers (no NLM_F_REQUEST, no NLM_F_ACK): rejected after the reply timeout, socket reopened.
+  const t2 = new native.NetlinkTransceiver({ bus: 'route', netns: `/run/netns/${ns}`, replyTimeoutMs: 500 });
+  const noReply = Buffer.alloc(32);
+  noReply.writeUInt32LE(32, 0);
+  noReply.writeUInt16LE(18, 4);
+  await t2.transact([noReply]).then(() => { throw new Error('expected a timeout'); }, (e) => { if (e.code !== 'ETIMEDOUT') throw e; });
+  const again = await t2.transact([rtnl.getLinkRequest('mem0')]);
+  t2.close();
+  // Dumps while another writer commits in a table of the same family made before svcplane's: interrupted reads,
+  // chains put together from several.
+  const { NftTransaction: Tx } = require(path.join(root, 'dist/src/dataplane/nftables/transaction.js'));
+  const early = new Tx();
+  early.addTable(2, 'aaa-early');
+  const fw = new NetlinkNftClient({ netns: `/run/netns/${ns}` });
+  await fw.run(early);
+  const p2 = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), defaultConfig({ clusterCIDRs: ['198.18.0.0/17'] }));
+  await p2.syncFull(model);
+  let writing = true;
+  const add = new Tx();
+  add.addChain(2, 'aaa-early', { name: 'churn' });
+  const del = new Tx();
+  del.deleteChain(2, 'aaa-early', 'churn');
+  let commits = 0;
+  const writer = (async () => { while (writing) await fw.run(commits++ % 2 ? del : add); })();
+  for (let i = 0; i < 4; i++) await p2.syncFull(model);
+  writing = false;
+  await writer;
+  p2.close();
+  fw.close();
+  console.log(`safety: reply after timeout ${again.results[0].errno}, ${commits} foreign commits during 4 full syncs`);
   console.log(`memcheck workload done: ${rows} status rows`);
 })().finally(() => execFileSync('ip', ['netns', 'del', ns]));
