@@ -6,14 +6,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
+import { NetlinkNftClient, type NftClient } from '../../src/dataplane/nftables/client';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
 import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
-import { NFPROTO_IPV4 } from '../../src/dataplane/nftables/netlink/constants';
+import { NFPROTO_IPV4, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { decodeTable } from '../../src/dataplane/nftables/state';
 import { native } from '../../src/native';
+import { createLogger } from '../../src/log';
 import type { ServicePort } from '../../src/model/types';
 import { toModel } from '../../bench/lib/model';
 import { makeServices } from '../../bench/peers/shape';
@@ -117,6 +119,49 @@ describe.runIf(haveRoot)('nftables: another writer committing while svcplane syn
     } finally {
       proxier.close();
       own.remove();
+    }
+  });
+
+  it('a full sync refused because another writer changed the table after it was read reads again and succeeds', async () => {
+    const model = toModel(makeServices(50, 2));
+    const setup = new NftablesProxier(new NetlinkNftClient({ netns: ns.path }), defaultConfig({ clusterCIDRs: ['198.18.0.0/17'] }));
+    await setup.syncFull(model);
+    setup.close();
+    // Between this sync's read of the table and its commit, another writer deletes the table (what a firewall
+    // reload's `flush ruleset` does): the commit, a difference from what was read, is refused.
+    const real = new NetlinkNftClient({ netns: ns.path });
+    const other = new NetlinkNftClient({ netns: ns.path });
+    let sabotaged = 0;
+    const client: NftClient = {
+      run: async (tx) => {
+        if (sabotaged === 0 && tx.size > 0) {
+          sabotaged++;
+          const del = new NftTransaction();
+          del.deleteTable(NFPROTO_IPV4, 'svcplane');
+          await other.run(del);
+        }
+        return real.run(tx);
+      },
+      check: (tx) => real.check(tx),
+      dumpTable: (family: NfFamily, table: string) => real.dumpTable(family, table),
+      generation: () => real.generation(),
+      close: () => real.close(),
+    };
+    const lines: string[] = [];
+    const log = createLogger({ format: 'json', stream: new Writable({ write: (chunk: Buffer, _enc, done) => { lines.push(chunk.toString()); done(); } }) });
+    const proxier = new NftablesProxier(client, defaultConfig({ clusterCIDRs: ['198.18.0.0/17'] }), log);
+    try {
+      const changed = new Map(model);
+      const [key, sp] = [...changed][3];
+      changed.set(key, withoutFirstEndpoint(sp));
+      const r = await proxier.syncFull(changed);
+      expect(sabotaged).toBe(1);
+      expect(r.operations).toBeGreaterThan(0);
+      expect(lines.some((l) => l.includes('the ruleset changed while this sync was prepared'))).toBe(true);
+      expect((await proxier.syncFull(changed)).operations).toBe(0);
+    } finally {
+      proxier.close();
+      other.close();
     }
   });
 

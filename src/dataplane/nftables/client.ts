@@ -17,6 +17,8 @@ export interface NftClient {
   dumpTable(family: NfFamily, table: string): Promise<TableState | undefined>;
   /** Every table's base chains (any writer's), with the rules of those `withRules` selects (hook-chains.ts). */
   hookChains?(withRules: (c: BaseChainInfo) => boolean): Promise<HookChain[]>;
+  /** The ruleset generation: it moves with every commit, anyone's (a refused batch leaves it). */
+  generation?(): Promise<number>;
   close(): void;
 }
 
@@ -74,6 +76,9 @@ export class NetlinkNftClient implements NftClient {
     return decodeTable(family, r.records);
   }
 
+  generation(): Promise<number> {
+    return this.sock.generation();
+  }
 
   hookChains(withRules: (c: BaseChainInfo) => boolean): Promise<HookChain[]> {
     return this.hooks.read(withRules);

@@ -8,7 +8,7 @@ import { silentLogger } from '../../log';
 import { claimConflictProblem, claimPrecedence, claimRank } from '../../model/precedence';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import type { Dataplane, StatusReport, SyncResult } from '../types';
-import type { NftClient } from './client';
+import { NftTransactionError, type NftClient } from './client';
 import { applyChanges, diffTable, type ChainChange, type ElementChange } from './diff';
 import { Ledger } from './ledger';
 import type { NfFamily } from './netlink/constants';
@@ -40,6 +40,9 @@ interface FamilyState {
 }
 
 type Fragments = Map<NfFamily, Fragment>;
+
+/** Full syncs tried when another writer's commits keep changing the table under them (see syncFull). */
+const FULL_SYNC_ATTEMPTS = 3;
 
 /** The constructs the nftables mode's tables use (kernel.ts); the ones without a fallback are required. */
 export const NFTABLES_CONSTRUCTS: readonly ConstructId[] = ['map-membership', 'concat-ranges', 'reject-prerouting', 'dynamic-set-lookup'];
@@ -99,7 +102,26 @@ export class NftablesProxier implements Dataplane {
     return this.config.kernel;
   }
 
+  /**
+   * A full sync's transaction is the difference from a read of the table: if another writer changed the table
+   * between that read and the commit (a firewall reload's `flush ruleset`, a hand edit), the kernel refuses it.
+   * The ruleset generation then says so, and the sync reads again, a few times, instead of failing.
+   */
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
+    for (let attempt = 1; ; attempt++) {
+      const generation = await this.client.generation?.();
+      try {
+        return await this.syncFullOnce(servicePorts);
+      } catch (e) {
+        if (!(e instanceof NftTransactionError) || generation === undefined || attempt >= FULL_SYNC_ATTEMPTS) throw e;
+        // A refused batch leaves the generation as it was: a move is someone else's commit.
+        if ((await this.client.generation!()) === generation) throw e;
+        this.log.warn('the ruleset changed while this sync was prepared (another writer): reading it again', { attempt, error: e.message });
+      }
+    }
+  }
+
+  private async syncFullOnce(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
     await this.prepare();
     this.needFull = true;
