@@ -7,6 +7,7 @@
         "native/netlink_socket.cc",
         "native/nl_ack.cc",
         "native/nl_exchange.cc",
+        "native/guarded_buffer.cc",
         "native/nft_records.cc",
         "native/nft_commit.cc",
         "native/nft_dump.cc",

@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <exception>
 
+#include "guarded_buffer.h"
 #include "nft_objects.h"
 #include "nl_ack.h"
 
@@ -35,14 +37,26 @@ uint16_t MessageType(const Record& r) {
                           what + " attribute " + std::to_string(attr));
 }
 
+// Attributes whose libnftnl setter takes a pointer to a libnftnl object or array, not bytes: from a record they
+// would be dereferenced as addresses. svcplane never sends them; a record carrying one is refused.
+bool HoldsPointer(Kind kind, uint16_t type) {
+  switch (kind) {
+    case Kind::Chain: return type == NFTNL_CHAIN_DEVICES;
+    case Kind::Set: return type == NFTNL_SET_EXPR || type == NFTNL_SET_EXPRESSIONS;
+    default: return false;
+  }
+}
+
 template <typename Obj, typename SetFn>
-void ApplyAttrs(Obj* obj, const Attrs& attrs, SetFn set, size_t index, const Record& r, const char* what) {
+void ApplyAttrs(Obj* obj, const Attrs& attrs, SetFn set, size_t index, const Record& r, const char* what, Kind kind) {
   for (const auto& a : attrs) {
+    if (HoldsPointer(kind, a.type)) Refused(index, r, what, a.type);
     if (set(obj, a.type, a.value.data(), static_cast<uint32_t>(a.value.size())) < 0) Refused(index, r, what, a.type);
   }
 }
 
-// Upper bound of the bytes libnftnl writes for one record: attribute payloads plus headers and padding.
+// About the bytes libnftnl writes for one record (attribute payloads plus headers, nests and padding, doubled): sizes
+// the encoding buffer. libnftnl writes without knowing the room it has, so this is not trusted (EncodeBatch).
 size_t RoomFor(const Record& r) {
   size_t n = 256;
   for (const auto& a : r.attrs) n += a.value.size() + 16;
@@ -57,27 +71,29 @@ void BuildPayload(nlmsghdr* nlh, const Record& r, size_t index) {
   switch (r.kind) {
     case Kind::Table: {
       TablePtr t(nftnl_table_alloc());
-      ApplyAttrs(t.get(), r.attrs, nftnl_table_set_data, index, r, "table");
+      ApplyAttrs(t.get(), r.attrs, nftnl_table_set_data, index, r, "table", Kind::Table);
       nftnl_table_nlmsg_build_payload(nlh, t.get());
       return;
     }
     case Kind::Chain: {
       ChainPtr c(nftnl_chain_alloc());
-      ApplyAttrs(c.get(), r.attrs, nftnl_chain_set_data, index, r, "chain");
+      ApplyAttrs(c.get(), r.attrs, nftnl_chain_set_data, index, r, "chain", Kind::Chain);
       nftnl_chain_nlmsg_build_payload(nlh, c.get());
       return;
     }
     case Kind::Rule: {
       RulePtr rule(nftnl_rule_alloc());
-      ApplyAttrs(rule.get(), r.attrs, nftnl_rule_set_data, index, r, "rule");
+      ApplyAttrs(rule.get(), r.attrs, nftnl_rule_set_data, index, r, "rule", Kind::Rule);
       for (const auto& exprAttrs : r.children) {
         std::string name;
         for (const auto& a : exprAttrs)
           if (a.type == NFTNL_EXPR_NAME) name.assign(a.value.data(), strnlen(a.value.data(), a.value.size()));
         ExprPtr e(nftnl_expr_alloc(name.c_str()));
         if (!e) throw RecordFormatError("record " + std::to_string(index) + ": unknown expression '" + name + "'");
+        const bool dynset = name == "dynset";
         for (const auto& a : exprAttrs) {
           if (a.type == NFTNL_EXPR_NAME) continue;
+          if (dynset && (a.type == NFTNL_EXPR_DYNSET_EXPR || a.type == NFTNL_EXPR_DYNSET_EXPRESSIONS)) Refused(index, r, name.c_str(), a.type);
           if (nftnl_expr_set(e.get(), a.type, a.value.data(), static_cast<uint32_t>(a.value.size())) < 0)
             Refused(index, r, name.c_str(), a.type);
         }
@@ -88,16 +104,18 @@ void BuildPayload(nlmsghdr* nlh, const Record& r, size_t index) {
     }
     case Kind::Set: {
       SetPtr s(nftnl_set_alloc());
-      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set");
+      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set", Kind::Set);
       nftnl_set_nlmsg_build_payload(nlh, s.get());
       return;
     }
     case Kind::SetElem: {
       SetPtr s(nftnl_set_alloc());
-      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set");
+      ApplyAttrs(s.get(), r.attrs, nftnl_set_set_data, index, r, "set", Kind::Set);
       for (const auto& elemAttrs : r.children) {
         ElemPtr e(nftnl_set_elem_alloc());
-        ApplyAttrs(e.get(), elemAttrs, nftnl_set_elem_set, index, r, "element");
+        for (const auto& a : elemAttrs)
+          if (a.type == NFTNL_SET_ELEM_EXPR || a.type == NFTNL_SET_ELEM_EXPRESSIONS) Refused(index, r, "element", a.type);
+        ApplyAttrs(e.get(), elemAttrs, nftnl_set_elem_set, index, r, "element", Kind::SetElem);
         nftnl_set_elem_add(s.get(), e.release());  // the set owns it from here
       }
       nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
@@ -160,16 +178,38 @@ EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, 
   out.firstSeq = firstSeq;
   size_t estimate = 64;
   for (const auto& r : records) estimate += RoomFor(r);
-  out.bytes.resize(estimate);
-  size_t len = 0;
-  auto room = [&](size_t need) -> char* {
-    if (out.bytes.size() - len < need) out.bytes.resize(std::max(out.bytes.size() * 2, len + need));
-    return reinterpret_cast<char*>(out.bytes.data() + len);
+  out.bytes.reserve(estimate);
+  // Each message is built in a guarded scratch buffer with ample room (kScratchFactor times the estimate; the
+  // record shapes svcplane sends measured at most 0.23 of it) and copied out by the size libnftnl actually wrote:
+  // the estimate only sizes buffers, and a write past the scratch buffer faults on its guard page instead of
+  // corrupting memory.
+  constexpr size_t kScratchFactor = 8;
+  constexpr size_t kMinScratch = 1 << 20;
+  GuardedBuffer& scratch = ThreadScratch();
+  size_t used = 0;  // the most of it any message took: zeroed again after each
+  auto room = [&](size_t estimated) { return reinterpret_cast<char*>(scratch.Reserve(std::max(kMinScratch, estimated * kScratchFactor))); };
+  auto take = [&](const nlmsghdr* nlh) {
+    const size_t len = NLMSG_ALIGN(nlh->nlmsg_len);
+    // Cannot happen (a write past size() faults on the guard page first); checked so a length can never be trusted.
+    if (len > scratch.size()) throw NetlinkError(EOVERFLOW, "encoding: a message longer than its buffer");
+    const auto* p = reinterpret_cast<const uint8_t*>(nlh);
+    out.bytes.insert(out.bytes.end(), p, p + len);
+    std::memset(scratch.data(), 0, len);  // zero again: libnftnl leaves padding bytes unwritten
+    used = std::max(used, len);
   };
-  auto advance = [&](const nlmsghdr* nlh) { len += NLMSG_ALIGN(nlh->nlmsg_len); };
+  // A large record leaves its pages with this thread: hand them back beyond the first MiB.
+  struct TrimAfter {
+    GuardedBuffer& s;
+    size_t& used;
+    ~TrimAfter() {
+      // A refused record stops before libnftnl builds its payload: only its header may be left to clear.
+      if (std::uncaught_exceptions() > 0 && s.data()) std::memset(s.data(), 0, std::min<size_t>(s.size(), 4096));
+      if (used > kMinScratch) s.Trim(kMinScratch);
+    }
+  } trim{scratch, used};
 
   uint32_t seq = firstSeq;
-  advance(nftnl_batch_begin(room(64), seq++));
+  take(nftnl_batch_begin(room(64), seq++));
   for (size_t i = 0; i < records.size(); i++) {
     const Record& r = records[i];
     uint16_t flags = r.nlflags;
@@ -177,16 +217,14 @@ EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, 
     // reply before returning, so that ack (or its error) is the end marker; errors come back unasked. One
     // ack per message would overflow the receive buffer on a 200k-message sync.
     if (i + 1 == records.size()) flags |= NLM_F_ACK;
-    char* at = room(RoomFor(r));
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, MessageType(r), r.family, flags, seq);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(room(RoomFor(r)), MessageType(r), r.family, flags, seq);
     out.lastSeq = seq++;
     BuildPayload(nlh, r, i);
-    advance(nlh);
+    take(nlh);
   }
   // Without END the kernel processes every message, reports what it refuses, then aborts: nothing is committed
   // (nfnetlink_rcv_batch; what `nft --check` relies on).
-  if (commit) advance(nftnl_batch_end(room(64), seq++));
-  out.bytes.resize(len);
+  if (commit) take(nftnl_batch_end(room(64), seq++));
   out.messages = static_cast<uint32_t>(records.size() + (commit ? 2 : 1));
   return out;
 }

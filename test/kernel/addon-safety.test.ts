@@ -1,7 +1,7 @@
 // The addon's own safety (issue 12, section 5), each provoked: close() while exchanges are in flight (the socket
 // used to be freed under the worker using it), a request the kernel never answers (it used to block a libuv thread
 // for good), a thread that cannot switch back from another namespace (it used to stay there), and record streams
-// the batch encoder must not trust (sizes).
+// the batch encoder must not trust (sizes, attributes that libnftnl would dereference as pointers).
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -42,6 +42,26 @@ function getLinkRequest(name: string): Buffer {
   b.writeUInt16LE(3, 34); // IFLA_IFNAME
   b.write(name, 36, 'latin1');
   return b;
+}
+
+/** A record stream (native/nft_records.h) of one record, attributes given as [type, value]. */
+function recordStream(kind: number, family: number, attrs: Array<[number, Buffer]>): Buffer {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(12);
+  head.writeUInt32LE(0x424e5653, 0);
+  head.writeUInt32LE(1, 4);
+  head.writeUInt32LE(1, 8);
+  parts.push(head, Buffer.from([1, kind, family, 0, 0, 0, 0, 0]));
+  const n = Buffer.alloc(2);
+  n.writeUInt16LE(attrs.length, 0);
+  parts.push(n);
+  for (const [type, value] of attrs) {
+    const h = Buffer.alloc(6);
+    h.writeUInt16LE(type, 0);
+    h.writeUInt32LE(value.length, 2);
+    parts.push(h, value);
+  }
+  return Buffer.concat(parts);
 }
 
 describe.runIf(haveRoot)('addon safety', () => {
@@ -127,6 +147,22 @@ int setns(int fd, int nstype) {
       expect(r1.stdout).toContain('still in its own namespace');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a record with an attribute libnftnl takes as a pointer is refused, never dereferenced', () => {
+    const sock = new (native().NftSocket)({ netns: ns.path });
+    try {
+      const z = (s: string) => Buffer.from(`${s}\0`);
+      const bogusPointer = Buffer.alloc(8, 0x41);
+      // NFTNL_SET_EXPR (17): libnftnl's setter takes a struct nftnl_expr *.
+      const set = recordStream(4, NFPROTO_IPV4, [[0, z('t')], [1, z('s')], [17, bogusPointer]]);
+      expect(() => sock.encode(set)).toThrow(/set ip t s.*refused set attribute 17/);
+      // NFTNL_CHAIN_DEVICES (12): a const char ** array.
+      const chain = recordStream(2, NFPROTO_IPV4, [[0, z('c')], [2, z('t')], [12, bogusPointer]]);
+      expect(() => sock.encode(chain)).toThrow(/chain ip t c.*refused chain attribute 12/);
+    } finally {
+      sock.close();
     }
   });
 

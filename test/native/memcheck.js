@@ -1,6 +1,7 @@
 // Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
 // netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; close() with exchanges in
-// flight, an exchange the kernel never answers, dumps interrupted by another writer's commits) in a
+// flight, an exchange the kernel never answers, dumps interrupted by another writer's commits, a record refused
+// for a pointer-typed attribute) in a
 // throwaway network namespace; run under valgrind by test/native/memcheck.sh to check the C++ for memory
 // errors and leaks. Needs root and the built dist/.
 'use strict';
@@ -86,6 +87,15 @@ execFileSync('ip', ['netns', 'add', ns]);
   await t2.transact([noReply]).then(() => { throw new Error('expected a timeout'); }, (e) => { if (e.code !== 'ETIMEDOUT') throw e; });
   const again = await t2.transact([rtnl.getLinkRequest('mem0')]);
   t2.close();
+  // A record whose attribute libnftnl would take as a pointer (NFTNL_SET_EXPR) is refused.
+  const ptr = Buffer.concat([Buffer.from([0x53, 0x56, 0x4e, 0x42, 1, 0, 0, 0, 1, 0, 0, 0, 1, 4, 2, 0, 0, 0, 0, 0, 1, 0, 17, 0, 8, 0, 0, 0]), Buffer.alloc(8, 0x41)]);
+  const s3 = new native.NftSocket({ netns: `/run/netns/${ns}` });
+  try {
+    s3.encode(ptr);
+    throw new Error('expected a refusal');
+  } catch (e) {
+    if (e.code !== 'EINVAL') throw e;
+  }
   // Dumps while another writer commits in a table of the same family made before svcplane's: interrupted reads,
   // chains put together from several.
   const { NftTransaction: Tx } = require(path.join(root, 'dist/src/dataplane/nftables/transaction.js'));
@@ -107,6 +117,7 @@ execFileSync('ip', ['netns', 'add', ns]);
   await writer;
   p2.close();
   fw.close();
+  s3.close();
   console.log(`safety: reply after timeout ${again.results[0].errno}, ${commits} foreign commits during 4 full syncs`);
   console.log(`memcheck workload done: ${rows} status rows`);
 })().finally(() => execFileSync('ip', ['netns', 'del', ns]));
