@@ -4,6 +4,7 @@
       "target_name": "svcplane_native",
       "sources": [
         "native/addon.cc",
+        "native/abstract_socket.cc",
         "native/netlink_socket.cc",
         "native/nl_ack.cc",
         "native/nl_exchange.cc",

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 
+#include "abstract_socket.h"
 #include "napi_util.h"
 #include "netlink_socket.h"
 #include "nl_wrap.h"
@@ -390,6 +391,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NftSocket", NftSocket::Init(env));
   exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
   exports.Set("netSysctl", Napi::Function::New(env, NetSysctl, "netSysctl"));
+  InitAbstractSockets(env, exports);
   env.AddCleanupHook([]() { CloseAllSockets(); });
   return exports;
 }

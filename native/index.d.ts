@@ -132,3 +132,16 @@ export declare class NetlinkTransceiver {
  */
 export declare function netSysctl(name: string, netns?: string, value?: string): Promise<string | undefined>;
 
+/**
+ * A listening unix stream socket bound to the abstract name `name` in the network namespace at `netns` (default: the
+ * caller's); returns its fd. Abstract names are per network namespace and vanish with the socket's last fd, i.e.
+ * with its process. Throws with code EADDRINUSE when the name is held.
+ */
+export declare function listenAbstract(name: string, netns?: string): number;
+
+/**
+ * Connects to the holder of an abstract name: the connected fd and the holder's pid and uid (SO_PEERCRED, as this
+ * process's PID namespace sees them: pid 0 when it cannot); fd -1 when the holder's accept queue is full; null when
+ * nobody holds the name.
+ */
+export declare function connectAbstract(name: string, netns?: string): { fd: number; pid: number; uid: number } | null;

@@ -19,6 +19,7 @@ import { readForeignChains } from '../dataplane/nftables/foreign';
 import { TABLE_NAME, defaultConfig } from '../dataplane/nftables/ruleset';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
+import { acquireWriterLock } from '../dataplane/writerLock';
 import { createLogger, type Logger } from '../log';
 import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
@@ -156,6 +157,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
   for (const sp of model.servicePorts.values())
     for (const f of unhonouredFeatures(sp, str(flags, 'mode'), false)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+  const lock = await acquireWriterLock({ netns: str(flags, 'netns') });
   const dp = openDataplane(flags, config, log);
   try {
     const kernel = await dp.prepare?.();
@@ -170,6 +172,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
     return 0;
   } finally {
     dp.close();
+    lock.release();
   }
 }
 
@@ -233,6 +236,7 @@ async function cmdStatus(flags: ParsedFlags): Promise<number> {
 }
 
 async function cmdCleanup(flags: ParsedFlags): Promise<number> {
+  const lock = await acquireWriterLock({ netns: str(flags, 'netns') });
   const dp = openDataplane(flags);
   try {
     const removed = await dp.cleanup();
@@ -241,6 +245,7 @@ async function cmdCleanup(flags: ParsedFlags): Promise<number> {
     return 0;
   } finally {
     dp.close();
+    lock.release();
   }
 }
 
@@ -279,16 +284,20 @@ async function cmdRun(flags: ParsedFlags): Promise<number> {
   }
   const netns = str(flags, 'netns');
   if (bool(flags, 'cleanup')) {
+    const lock = await acquireWriterLock({ netns });
     const dp = openDataplane({ ...flags, mode: cfg.mode });
     try {
       log.info(await dp.cleanup() ? 'removed svcplane\'s tables' : 'nothing to remove', { mode: dp.mode });
       return 0;
     } finally {
       dp.close();
+      lock.release();
     }
   }
   const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
   const api = await openTransport(cfg.kubeconfig || undefined);
+  // Held until the process ends: one writer per namespace (src/dataplane/writerLock.ts).
+  await acquireWriterLock({ netns });
   const agent = new Agent({ config: cfg, nodeName, api, log, netns });
   // SIGTERM/SIGINT, whenever they come (also while the API server is unreachable and start() still waits for the
   // first lists): stop watching, leave the dataplane programmed (connections keep flowing), exit 0.

@@ -1,7 +1,7 @@
 // Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
 // netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; close() with exchanges in
 // flight, an exchange the kernel never answers, dumps interrupted by another writer's commits, a record refused
-// for a pointer-typed attribute) in a
+// for a pointer-typed attribute, the abstract sockets of the writer lock) in a
 // throwaway network namespace; run under valgrind by test/native/memcheck.sh to check the C++ for memory
 // errors and leaks. Needs root and the built dist/.
 'use strict';
@@ -118,6 +118,18 @@ execFileSync('ip', ['netns', 'add', ns]);
   p2.close();
   fw.close();
   s3.close();
-  console.log(`safety: reply after timeout ${again.results[0].errno}, ${commits} foreign commits during 4 full syncs`);
+  // The writer lock's abstract sockets: held, its holder named, a second listener refused.
+  const lockFd = native.listenAbstract('svcplane.io/memcheck', `/run/netns/${ns}`);
+  const peer = native.connectAbstract('svcplane.io/memcheck', `/run/netns/${ns}`);
+  try {
+    native.listenAbstract('svcplane.io/memcheck', `/run/netns/${ns}`);
+    throw new Error('expected EADDRINUSE');
+  } catch (e) {
+    if (e.code !== 'EADDRINUSE') throw e;
+  }
+  require('node:fs').closeSync(peer.fd);
+  require('node:fs').closeSync(lockFd);
+  if (native.connectAbstract('svcplane.io/memcheck', `/run/netns/${ns}`) !== null) throw new Error('lock outlived its socket');
+  console.log(`safety: reply after timeout ${again.results[0].errno}, ${commits} foreign commits during 4 full syncs, lock holder pid ${peer.pid}`);
   console.log(`memcheck workload done: ${rows} status rows`);
 })().finally(() => execFileSync('ip', ['netns', 'del', ns]));
