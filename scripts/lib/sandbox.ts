@@ -345,15 +345,16 @@ function killChild(child: ChildProcess): Promise<void> {
 
 /**
  * Starts netns-tools/backend.js in netns ns (`ip netns exec`): TCP+UDP servers on each port answering with name.
- * Resolves once it listens. The server exits by itself when this process dies; stop() kills it.
+ * Resolves once it listens. The server exits by itself when this process dies; stop() kills it. `env`: e.g.
+ * BACKEND_UDP_ADDRESSES (see backend.js).
  */
-export function startBackend(ns: string, name: string, ports: number[], timeoutMs = 10_000): Promise<BackendServer> {
+export function startBackend(ns: string, name: string, ports: number[], timeoutMs = 10_000, env: Record<string, string> = {}): Promise<BackendServer> {
   if (!/^\S+$/.test(name)) return Promise.reject(new Error(`bad backend name ${JSON.stringify(name)}`));
   if (ports.length === 0) return Promise.reject(new Error('startBackend: no ports'));
   return new Promise((resolve, reject) => {
     const child = cpSpawn('ip', ['netns', 'exec', ns, process.execPath, BACKEND_JS, name, ports.join(',')], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, BACKEND_EXIT_ON_STDIN_EOF: '1' },
+      env: { ...process.env, ...env, BACKEND_EXIT_ON_STDIN_EOF: '1' },
     });
     track(child);
     let stdout = '';

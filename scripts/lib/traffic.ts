@@ -166,6 +166,39 @@ export async function runClient(sandbox: Sandbox, ns: string, opts: ClientOption
   return checkClientResult(await runTool(sandbox, ns, args, budget), `runClient ${opts.proto} ${opts.addr}:${opts.port}`);
 }
 
+export interface FlowSpec {
+  proto: TrafficProto;
+  addr: string;
+  port: number;
+  /** Exchanges (connections / datagrams); default 1. */
+  count?: number;
+  bind?: string;
+}
+
+export type FlowResult = Omit<ClientResult, 'elapsedMs'>;
+
+/**
+ * Many flows from one client.js process in netns ns (`--flows`): every exchange of every flow as runClient makes
+ * them, at most `concurrency` (default 32) at once, each with its own timeout (default 2000 ms). Results in order.
+ */
+export async function runFlows(sandbox: Sandbox, ns: string, flows: FlowSpec[], opts: { timeoutMs?: number; concurrency?: number } = {}): Promise<FlowResult[]> {
+  if (flows.length === 0) return [];
+  const timeoutMs = opts.timeoutMs ?? 2000;
+  const concurrency = opts.concurrency ?? 32;
+  const exchanges = flows.reduce((n, f) => n + (f.count ?? 1), 0);
+  const input = JSON.stringify(flows.map((f) => ({ proto: f.proto, target: hostPort(f.addr, f.port), count: f.count ?? 1, ...(f.bind ? { bind: f.bind } : {}) })));
+  const args = ['--flows', '-', '--timeout-ms', String(timeoutMs), '--concurrency', String(concurrency)];
+  const r = await sandbox.exec(ns, [process.execPath, CLIENT_JS, ...args], { input, timeoutMs: Math.ceil(exchanges / concurrency) * (timeoutMs + 100) + 60_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.code !== 0 || line === '') throw new Error(`client.js --flows in ${ns}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  const out = JSON.parse(line) as { flows?: unknown };
+  if (!Array.isArray(out.flows) || out.flows.length !== flows.length) throw new Error(`client.js --flows in ${ns}: unexpected output ${line.slice(0, 200)}`);
+  return out.flows.map((v, i) => {
+    const { elapsedMs: _, ...rest } = checkClientResult({ ...(v as object), elapsedMs: 0 }, `runFlows ${flows[i].proto} ${flows[i].addr}:${flows[i].port}`);
+    return rest;
+  });
+}
+
 /** A DNS-like UDP client: one socket (one conntrack entry), a request every intervalMs for loopMs. */
 export async function runUdpLoop(sandbox: Sandbox, ns: string, opts: UdpLoopOptions): Promise<UdpLoopResult> {
   const args = ['--proto', 'udp', ...commonArgs(opts), '--loop-ms', String(opts.loopMs)];

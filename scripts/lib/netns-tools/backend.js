@@ -14,6 +14,9 @@
 // remoteAddress is the peer address as the backend sees it, IPv4-mapped IPv6 addresses shown as plain IPv4.
 // Prints "ready" on stdout once every socket listens. With BACKEND_EXIT_ON_STDIN_EOF=1 it exits when its stdin
 // closes (the sandbox uses that so no server outlives the process that started it).
+// BACKEND_UDP_ADDRESSES=A,B,...: UDP sockets bound to each of these addresses instead of the wildcard, so a reply
+// leaves from the address the request was sent to (a multi-homed host, e.g. the node, answering on each of its
+// addresses: from a wildcard socket the kernel picks the reply's source by route, and a connected client drops it).
 
 const net = require('node:net');
 const dgram = require('node:dgram');
@@ -110,8 +113,26 @@ function listenUdp(port) {
   });
 }
 
+function listenUdpOn(port, host) {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+    sock.once('error', reject);
+    sock.on('message', (_msg, rinfo) => {
+      sock.send(`${name} ${plainAddress(rinfo.address)}`, rinfo.port, rinfo.address, () => {});
+    });
+    sock.bind(port, host, () => {
+      sock.removeAllListeners('error');
+      sock.on('error', () => {});
+      resolve(sock);
+    });
+  });
+}
+
+const udpAddresses = (process.env.BACKEND_UDP_ADDRESSES ?? '').split(',').filter(Boolean);
+
 async function main() {
-  await Promise.all(ports.flatMap((p) => [listenTcp(p), listenUdp(p)]));
+  const udp = (p) => (udpAddresses.length ? udpAddresses.map((a) => listenUdpOn(p, a)) : [listenUdp(p)]);
+  await Promise.all(ports.flatMap((p) => [listenTcp(p), ...udp(p)]));
   process.stdout.write('ready\n');
 }
 

@@ -48,6 +48,12 @@
 //     --until-eof: the loop also ends when stdin closes (after the request in flight). --stream: each timeline
 //     entry is also printed at once, as a line {"r":ENTRY}, before the final JSON line.
 //
+//   node client.js --flows - [--timeout-ms T] [--concurrency C]
+//     Many flows in one process (a process per flow costs more than the flows on a loaded machine): stdin is a JSON
+//     array [{"proto":"tcp"|"udp","target":"ADDR:PORT","count":N,"bind":LOCALADDR?},...]; every exchange of every
+//     flow runs as in the first form, at most C (default 32) at once. Output: {"flows":[{"ok","counts","sources",
+//     "errors","firstErrorMs"},...] in input order, "elapsedMs"}.
+//
 //   node client.js --probe JSON [--timeout-ms T]
 //     Readiness check used by the sandbox: JSON is [{"proto":"tcp"|"udp","target":"ADDR:PORT"},...]; each is
 //     retried until it answers or T ms (default 10000) pass. Output: {"ok":bool,"failures":[{proto,target,error}]}
@@ -466,6 +472,38 @@ async function runUdpLoop(args) {
   return { ...tally, timeline, stoppedBy, elapsedMs: sinceStartMs() };
 }
 
+async function runFlows(args) {
+  const text = await new Promise((resolve) => {
+    let buf = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (c) => (buf += c));
+    process.stdin.on('end', () => resolve(buf));
+  });
+  let specs;
+  try {
+    specs = JSON.parse(text);
+  } catch {
+    die('--flows wants a JSON array on stdin');
+  }
+  if (!Array.isArray(specs)) die('--flows wants a JSON array on stdin');
+  const timeoutMs = intArg(args, 'timeout-ms', 2000, 1);
+  const concurrency = intArg(args, 'concurrency', 32, 1);
+  const flows = specs.map((spec) => {
+    if (spec.proto !== 'tcp' && spec.proto !== 'udp') die(`flow ${JSON.stringify(spec)}: proto must be tcp or udp`);
+    return { target: parseTarget(String(spec.target)), once: spec.proto === 'tcp' ? tcpOnce : udpOnce, bind: spec.bind, tally: newTally() };
+  });
+  const exchanges = specs.flatMap((spec, i) => Array.from({ length: Math.max(0, Number(spec.count) || 1) }, () => i));
+  await pool(exchanges.length, concurrency, async (k) => {
+    const f = flows[exchanges[k]];
+    const r = await f.once(f.target, timeoutMs, f.bind);
+    if (r.error) return noteError(f.tally, r.error);
+    f.tally.ok++;
+    bump(f.tally.counts, r.name);
+    bump(f.tally.sources, r.remote);
+  });
+  return { flows: flows.map((f) => f.tally), elapsedMs: sinceStartMs() };
+}
+
 async function runProbe(args) {
   let specs;
   try {
@@ -498,6 +536,7 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   let out;
   if (args.probe !== undefined) out = await runProbe(args);
+  else if (args.flows !== undefined) out = await runFlows(args);
   else if (args.latency === 'true') out = await runLatency(args);
   else if (args['hold-ms'] !== undefined) out = await runHold(args);
   else if (args['loop-ms'] !== undefined) out = await runUdpLoop(args);
