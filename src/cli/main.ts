@@ -8,14 +8,14 @@ import { KubeConfigError } from '../k8s/kubeconfig';
 import { openTransport } from '../k8s/transport';
 import { IpvsClient } from '../dataplane/ipvs/client';
 import { ConntrackCleaner } from '../dataplane/conntrack';
-import { type FlowQuery, explainIpvs, explainNftables, formatExplanation } from '../explain';
+import { type FlowQuery, explainIpvs, formatExplanation } from '../explain';
+import { explainNftablesFlows, nodeAddresses } from '../explain-kernel';
 import { NFPROTO_IPV4, NFPROTO_IPV6 } from '../dataplane/nftables/netlink/constants';
 import { OWNED_FLAG } from '../dataplane/ipvs/desired';
 import { SCHEDULERS } from '../dataplane/ipvs/desired';
 import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
-import { readForeignChains } from '../dataplane/nftables/foreign';
 import { TABLE_NAME, defaultConfig } from '../dataplane/nftables/ruleset';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
@@ -203,25 +203,22 @@ async function cmdExplain(flags: ParsedFlags, positionals: string[]): Promise<nu
   const q = parseFlow(positionals, str(flags, 'from'));
   const netns = str(flags, 'netns');
   const ns = netns ? { netns } : {};
-  const family = q.address.includes(':') ? NFPROTO_IPV6 : NFPROTO_IPV4;
-  const nft = new NetlinkNftClient(ns);
-  // IpvsClient holds the route socket too: the node's addresses (is the destination a NodePort?) come from it.
-  const ipvsClient = new IpvsClient(ns);
-  try {
-    const table = await nft.dumpTable(family, TABLE_NAME);
-    // The node's own addresses: a destination among them is a NodePort; a source among them is the node itself.
-    const addrs = (await ipvsClient.allAddresses()).map((a) => a.address).filter((a) => a !== '127.0.0.1' && a !== '::1');
-    let e;
-    if (str(flags, 'mode') === 'ipvs') {
+  let e;
+  if (str(flags, 'mode') === 'ipvs') {
+    const family = q.address.includes(':') ? NFPROTO_IPV6 : NFPROTO_IPV4;
+    const nft = new NetlinkNftClient(ns);
+    const ipvsClient = new IpvsClient(ns);
+    try {
+      const table = await nft.dumpTable(family, TABLE_NAME);
       const services = (await ipvsClient.listServices()).filter((s) => s.flags & OWNED_FLAG);
-      e = explainIpvs(services, await ipvsClient.listDests(services), table, q, addrs);
-    } else e = explainNftables(table, q, addrs, await readForeignChains(nft, TABLE_NAME, createLogger()));
-    out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
-    return 0;
-  } finally {
-    nft.close();
-    ipvsClient.close();
-  }
+      e = explainIpvs(services, await ipvsClient.listDests(services), table, q, await nodeAddresses(ipvsClient));
+    } finally {
+      nft.close();
+      ipvsClient.close();
+    }
+  } else [e] = await explainNftablesFlows([q], ns);
+  out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
+  return 0;
 }
 
 async function cmdStatus(flags: ParsedFlags): Promise<number> {

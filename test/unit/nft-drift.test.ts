@@ -187,10 +187,10 @@ describe('explain: the maps\' verdict checked against the hooks', () => {
     expect(e.warnings?.join('\n')).toMatch(/nat-prerouting .*policy drop: every new connection it sees that no rule NATs is dropped/);
   });
 
-  it('the DNAT chain gone: not DNATed, not a Service', async () => {
+  it('the DNAT chain gone: not DNATed, so refused in forward as a ClusterIP no rule sent anywhere (as the kernel does)', async () => {
     const t = await tampered((tx) => tx.deleteChain(V4, TABLE_NAME, CHAINS.natPrerouting));
     const e = explainNftables(t, { ...flow, from: OUTSIDE }, NODE);
-    expect(e.verdict).toBe('not a Service');
+    expect(e).toMatchObject({ verdict: 'rejected', kind: 'ClusterIP', service: 'default/web:http' });
     expect(e.why.join('\n')).toMatch(/nat-prerouting is not at its hook/);
   });
 

@@ -74,6 +74,16 @@ export function tableDrift(t: TableState): TableDrift {
   return out;
 }
 
+/**
+ * `t` with its flags and base chains as every sync programs them (its other chains, sets and elements as they are):
+ * what svcplane's rules would do with a packet if nothing had changed where they are hooked (explain compares).
+ */
+export function asProgrammed(t: TableState): TableState {
+  const chains = new Map(t.chains);
+  for (const want of expectedBaseChains(t.family)) chains.set(want.name, want);
+  return { ...t, flags: 0, chains };
+}
+
 function familyWord(f: NfFamily): string {
   return f === NFPROTO_IPV4 ? 'ip' : 'ip6';
 }
