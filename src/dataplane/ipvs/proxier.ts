@@ -466,7 +466,7 @@ export class IpvsProxier implements Dataplane {
         if (!cur) {
           ipvs.writeNewDest(ops.w, fam, want.vs, d);
           ops.op(2, undefined, k, dk);
-        } else if (cur.weight !== d.weight || cur.forward !== d.forward) {
+        } else if (!sameDest(cur, d)) {
           ipvs.writeSetDest(ops.w, fam, want.vs, d);
           ops.op(3, undefined, k, dk);
         }
@@ -583,6 +583,14 @@ export class IpvsProxier implements Dataplane {
       totalMicros: Number((process.hrtime.bigint() - t0) / 1000n), servicePorts: this.servicePorts.size, problems,
     };
   }
+}
+
+/**
+ * Whether a real server is as wanted: weight, forwarding method and connection thresholds (`ipvsadm -e -x/-y` sets
+ * those; a set upper threshold stops new connections to it). SET_DEST sends all four.
+ */
+function sameDest(a: ipvs.RealServer, b: ipvs.RealServer): boolean {
+  return a.weight === b.weight && a.forward === b.forward && a.upperThreshold === b.upperThreshold && a.lowerThreshold === b.lowerThreshold;
 }
 
 function sameService(a: ipvs.VirtualService, b: ipvs.VirtualService): boolean {
