@@ -103,6 +103,11 @@ export class IpvsProxier implements Dataplane {
   /** How many Service ports want each address bound. Kept as syncs go, so a partial sync never scans them all. */
   private addrUsers = new Map<string, number>();
   private programmed: Map<string, ProgrammedService> | undefined;
+  /**
+   * Virtual services without svcplane's mark, by vsKey, as the last full read found them. Never touched, except one
+   * at an address:port a Service wants: see adoptUnmarked().
+   */
+  private unmarked = new Map<string, ipvs.VirtualServiceState>();
   private boundAddresses = new Set<string>();
   /** Bindings of the other bindMode found on svcplane0 (removed by the next converge). */
   private leftoverBindings: string[] = [];
@@ -157,11 +162,16 @@ export class IpvsProxier implements Dataplane {
     const addrs = new Set(this.addrUsers.keys());
     for (const a of this.boundAddresses) addrs.add(a);
     const tPlan = process.hrtime.bigint();
+    const adopted = await this.adoptUnmarked();
     const res = await this.converge(touched, addrs);
     const tIpvs = process.hrtime.bigint();
     const nft = await this.filter.full(this.servicePorts, this.bound);
     this.needFull = false;
     const out = this.result(true, res, nft, t0, problems);
+    if (adopted.length) {
+      out.warnings = adopted;
+      this.log.warn('virtual services were changed behind svcplane\'s back (its mark cleared): taken back and repaired', { repairs: adopted });
+    }
     out.conntrackDeleted = await this.cleanConntrack();
     const us = (a: bigint, b: bigint) => Number((b - a) / 1000n);
     // Where a full sync's time goes: reading the kernel, planning, IPVS and bindings (encode + kernel), nftables.
@@ -341,7 +351,9 @@ export class IpvsProxier implements Dataplane {
   private async readKernel(): Promise<void> {
     const [[services, dests], link0] = await Promise.all([
       (async () => {
-        const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
+        const all = await this.client.listServices();
+        this.unmarked = new Map(all.filter((s) => !(s.flags & OWNED_FLAG)).map((s) => [vsKey(s), s]));
+        const services = all.filter((s) => s.flags & OWNED_FLAG);
         return [services, await this.client.listDests(services)] as const;
       })(),
       this.client.link(this.config.interfaceName),
@@ -374,6 +386,33 @@ export class IpvsProxier implements Dataplane {
     this.localAddresses = new Set(all.filter((a) => a.index !== link!.index).map((a) => a.address));
     const svcLink = this.config.interfaceName;
     this.nodeAddresses = nodePortAddressesOf(all.map((a) => ({ ...a, link: a.index === link!.index ? svcLink : String(a.index) })), this.config.nodePortAddresses, svcLink);
+  }
+
+  /**
+   * A virtual service without svcplane's mark at an address:port a Service wants is taken as svcplane's, with its
+   * real servers, so that converge() repairs it like any other (scheduler, flags with the mark, persistence, real
+   * servers) instead of failing to add the Service's own with EEXIST at every sync.
+   *
+   * Why it is svcplane's: `ipvsadm -E` sends every flag with a mask of ~0 (libipvs), so any edit of a virtual
+   * service that does not name flag-3 (`-s wlc`, `-p 600`, ...) clears svcplane's mark (seen on 6.1: `-E -s wrr`
+   * leaves `-s wrr` with no `-b flag-3`); the kernel keeps what it is sent. The address is the Service's (a
+   * ClusterIP, external or LoadBalancer IP, or a node address at its NodePort), and svcplane's promise is that its
+   * Services are programmed exactly as the API says (kube-proxy's IPVS mode also takes over whatever sits at a
+   * Service's address:port). A virtual service no Service wants stays foreign whatever its address (a port of a
+   * ClusterIP no Service uses, a fwmark service): never touched.
+   * Returns one sentence per service taken, for the sync's warnings.
+   */
+  private async adoptUnmarked(): Promise<string[]> {
+    const programmed = this.programmed!;
+    const taken = [...this.unmarked].filter(([k]) => this.desired.has(k) && !programmed.has(k)).map(([, s]) => s);
+    if (taken.length === 0) return [];
+    const dests = await this.client.listDests(taken);
+    return taken.map((s, i) => {
+      const k = vsKey(s);
+      programmed.set(k, { vs: s, dests: new Map(dests[i].map((d) => [destKey(d), d])) });
+      this.unmarked.delete(k);
+      return `virtual service ${ipvs.serviceKeyString(s)} (Service ${this.desired.get(k)!.owner}) had lost svcplane's mark (flag-3; \`ipvsadm -E\` clears it): taken back and repaired`;
+    });
   }
 
   /** Sends what turns the kernel's `touched` virtual services and `touchedAddrs` bindings into the desired ones. */
