@@ -427,13 +427,27 @@ export class IpvsProxier implements Dataplane {
     const unbind = new OpBatch(describeBinding);
     // Bindings of the other kind (left by a run in the other bindMode) go first: an address's own local route
     // would make adding ours for the same address fail with EEXIST.
+    let v4AddressGone = false;
     for (const a of this.leftoverBindings) {
       (route ? rtnl.writeDelAddr : rtnl.writeDelLocalRoute)(bind.w, this.linkIndex, a);
       bind.op(2, [ESRCH, ENOENT, EADDRNOTAVAIL], a);
       this.boundAddresses.delete(a);
       touchedAddrs.add(a);
+      if (route && !a.includes(':')) v4AddressGone = true;
     }
     this.leftoverBindings = [];
+    // When a link's last IPv4 address goes, the kernel deletes every IPv4 route through it (fib_inetaddr_event:
+    // fib_disable_ip), svcplane's local routes included: an address added to svcplane0 by hand, removed here, took
+    // every IPv4 Service address with it (seen on 6.1; the next full sync found them missing). So in route mode,
+    // once an IPv4 address is deleted, svcplane's IPv4 routes are added again after it in the same batch (EEXIST,
+    // where another address kept them, is no failure).
+    if (v4AddressGone) {
+      for (const a of [...this.boundAddresses]) {
+        if (a.includes(':') || !this.addrUsers.has(a)) continue; // unwanted ones are still deleted (ENOENT tolerated)
+        this.boundAddresses.delete(a);
+        touchedAddrs.add(a);
+      }
+    }
     for (const a of touchedAddrs) {
       const want = this.addrUsers.has(a);
       const have = this.boundAddresses.has(a);
