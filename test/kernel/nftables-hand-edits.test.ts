@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
 import { REPO, svcplane } from '../helpers/cli';
+import { canonicalTable } from '../helpers/nft-canonical';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables hand edits');
@@ -55,25 +56,6 @@ const edits: HandEdit[] = [
 ];
 
 type Json = Record<string, unknown>;
-
-/** `nft -j list table` without handles, objects in a canonical order (rules keep their order within a chain). */
-function canonicalTable(json: string): string {
-  const strip = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(strip);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v as Json).filter(([k]) => k !== 'handle').map(([k, x]) => [k, strip(x)]));
-    return v;
-  };
-  const objects = ((JSON.parse(json) as { nftables: Json[] }).nftables).filter((o) => !('metainfo' in o)).map((o) => strip(o) as Json);
-  for (const o of objects) {
-    const s = (o.set ?? o.map) as Json | undefined;
-    if (s?.elem) s.elem = (s.elem as unknown[]).map((e) => JSON.stringify(e)).sort().map((e) => JSON.parse(e) as unknown);
-  }
-  const KIND = ['table', 'set', 'map', 'chain', 'rule'];
-  const kind = (o: Json) => Object.keys(o)[0];
-  const name = (o: Json) => { const x = o[kind(o)] as Json; return String(kind(o) === 'rule' ? x.chain : x.name); };
-  objects.sort((a, b) => KIND.indexOf(kind(a)) - KIND.indexOf(kind(b)) || name(a).localeCompare(name(b)));
-  return JSON.stringify(objects, null, 1);
-}
 
 describe.runIf(haveRoot)('nftables: hand edits are repaired exactly by the next full sync', () => {
   let sb: Sandbox;

@@ -16,7 +16,9 @@ const WEIGHTLESS = new Set(['rr', 'lc', 'dh']);
 /**
  * IP_VS_SVC_F_SCHED3 marks the virtual services svcplane created: IPVS has no comment field, and a restarted
  * svcplane must tell its own services (adopt, update, delete) from anyone else's (never touched). No scheduler in
- * Linux uses SCHED3 (sh and mh use SCHED1/SCHED2), and the kernel stores and dumps flags as given.
+ * Linux uses SCHED3 (sh and mh use SCHED1/SCHED2), and the kernel stores and dumps flags as given. `ipvsadm -E`
+ * sends every flag, so it clears the mark unless told `-b flag-3`: a full sync takes such a service back when a
+ * Service wants its address:port (IpvsProxier.adoptUnmarked).
  */
 export const OWNED_FLAG = SVC_FLAG.SCHED3;
 
