@@ -16,6 +16,7 @@ import type { ProxyMetrics } from '../server/metrics';
 import type { ServiceHealthServers } from '../server/serviceHealth';
 import type { Clock, Timer } from './clock';
 import { ClusterState, type SliceChange } from './clusterState';
+import { IdleHeapRelease } from './memory';
 import { BoundedFrequencyRunner } from './runner';
 import { ChangeTracker } from './tracker';
 
@@ -33,6 +34,8 @@ export interface SyncLoopOptions {
   housekeepingCheckMs?: number;
   /** healthCheckNodePort servers, kept in step with the Service ports after each successful sync. */
   serviceHealth?: ServiceHealthServers;
+  /** Hands V8's heap back once syncs stop (memory.ts); tests inject one. Default: a real one on the loop's clock. */
+  heapRelease?: IdleHeapRelease;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -58,9 +61,12 @@ export class SyncLoop {
   syncCount = 0;
   private housekeepingTimer: Timer | undefined;
   private housekeepingPending = false;
+  /** After a burst of syncs V8 keeps its grown heap until long after the agent went quiet: memory.ts. */
+  readonly heapRelease: IdleHeapRelease;
 
   constructor(private readonly o: SyncLoopOptions) {
     this.tracker = new ChangeTracker(o.clock.wallNow());
+    this.heapRelease = o.heapRelease ?? new IdleHeapRelease({ clock: o.clock, log: o.log });
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       minIntervalMs: o.minSyncPeriodMs,
       maxIntervalMs: o.syncPeriodMs,
@@ -207,12 +213,14 @@ export class SyncLoop {
     this.housekeepingTimer?.cancel();
     this.housekeepingTimer = undefined;
     await this.runner.stop();
+    this.heapRelease.stop();
   }
 
   // ---- one sync -----------------------------------------------------------------------------------------------
 
   private async sync(): Promise<void> {
     const t0 = this.o.clock.now();
+    this.heapRelease.busy();
     const full = this.fullSyncRequested || t0 - this.lastFullAt >= this.o.syncPeriodMs;
     this.fullSyncRequested = false;
     const outcome: SyncOutcome = { ok: false, full, changes: 0 };
@@ -287,6 +295,7 @@ export class SyncLoop {
       this.o.metrics.noLocalEndpoints.set({ traffic_policy: 'internal' }, this.noLocal.internal.size);
       this.o.metrics.noLocalEndpoints.set({ traffic_policy: 'external' }, this.noLocal.external.size);
       this.syncCount++;
+      this.heapRelease.quietFromNow();
       for (const l of [...this.listeners]) l(outcome);
     }
   }
