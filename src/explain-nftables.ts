@@ -6,13 +6,12 @@
 // reasons its comment records (policy, topology, termination, weights), a remembered sessionAffinity entry, and the
 // loadBalancerSourceRanges of the address. Without --from, the flow is told for a client outside the cluster, and
 // for this node's pods and the node itself where their answer differs.
-import type { ExplainedEndpoint, Explanation, FlowQuery } from './explain';
+import { type ExplainedEndpoint, type Explanation, type FlowQuery, saddrCIDRsOf } from './explain';
 import { applyHooks } from './explain-hooks';
 import { asProgrammed, tableDrift } from './dataplane/nftables/drift';
 import type { ForeignChain } from './dataplane/nftables/foreign';
-import { BITWISE, CMP, EXPR_NAME, IPPROTO, NFPROTO_IPV4, PAYLOAD } from './dataplane/nftables/netlink/constants';
+import { IPPROTO, NFPROTO_IPV4 } from './dataplane/nftables/netlink/constants';
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
-import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
 import { type PathOutcome, walkNewConnection } from './dataplane/nftables/packet-path';
 import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './dataplane/nftables/ruleset';
@@ -44,18 +43,7 @@ const has = (t: TableState, set: string, key: Buffer) => get(t, set, key) !== un
 export function clusterCIDRsOf(t: TableState): string[] {
   const saddrOffset = t.family === NFPROTO_IPV4 ? 12 : 8;
   const out = new Set<string>();
-  for (const body of t.chains.get(CHAINS.services)?.rules ?? []) {
-    const exprs = parseRuleBody(body);
-    for (let i = 0; i + 2 < exprs.length; i++) {
-      if (attrString(exprs[i], EXPR_NAME) !== 'payload' || attrU32(exprs[i], PAYLOAD.OFFSET) !== saddrOffset) continue;
-      const mask = exprs[i + 1].get(BITWISE.MASK);
-      const net = exprs[i + 2].get(CMP.DATA);
-      if (attrString(exprs[i + 1], EXPR_NAME) !== 'bitwise' || !mask || !net) continue;
-      let bits = 0;
-      for (const b of mask) for (let k = 7; k >= 0; k--) if (b & (1 << k)) bits++;
-      out.add(`${bytesToIp(net)}/${bits}`);
-    }
-  }
+  for (const body of t.chains.get(CHAINS.services)?.rules ?? []) for (const c of saddrCIDRsOf(parseRuleBody(body), saddrOffset)) out.add(c);
   return [...out];
 }
 

@@ -57,6 +57,21 @@ export interface Explanation {
   warnings?: string[];
 }
 
+/** The CIDRs a rule matches its source address against (`saddr & mask == net`), as "net/bits". */
+export function saddrCIDRsOf(exprs: ReturnType<typeof parseRuleBody>, saddrOffset: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 2 < exprs.length; i++) {
+    if (attrString(exprs[i], EXPR_NAME) !== 'payload' || attrU32(exprs[i], PAYLOAD.OFFSET) !== saddrOffset) continue;
+    const mask = exprs[i + 1].get(BITWISE.MASK);
+    const net = exprs[i + 2].get(CMP.DATA);
+    if (attrString(exprs[i + 1], EXPR_NAME) !== 'bitwise' || !mask || !net) continue;
+    let bits = 0;
+    for (const b of mask) for (let k = 7; k >= 0; k--) if (b & (1 << k)) bits++;
+    out.push(`${bytesToIp(net)}/${bits}`);
+  }
+  return out;
+}
+
 /** The cluster CIDRs and masqueradeAll as the services chain holds them (the ClusterIP masquerade rule). */
 export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boolean } {
   const addrLen = t.family === 2 ? 4 : 16;
@@ -64,16 +79,7 @@ export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boole
   for (const body of t.chains.get(CHAINS.services)?.rules ?? []) {
     const exprs = parseRuleBody(body);
     if (!exprs.some((e) => attrString(e, EXPR_NAME) === 'lookup' && attrString(e, LOOKUP.SET) === SETS.clusterIPs)) continue;
-    const cidrs: string[] = [];
-    for (let i = 0; i + 2 < exprs.length; i++) {
-      if (attrString(exprs[i], EXPR_NAME) !== 'payload' || attrU32(exprs[i], PAYLOAD.OFFSET) !== saddrOffset) continue;
-      const mask = exprs[i + 1].get(BITWISE.MASK);
-      const net = exprs[i + 2].get(CMP.DATA);
-      if (attrString(exprs[i + 1], EXPR_NAME) !== 'bitwise' || !mask || !net) continue;
-      let bits = 0;
-      for (const b of mask) for (let k = 7; k >= 0; k--) if (b & (1 << k)) bits++;
-      cidrs.push(`${bytesToIp(net)}/${bits}`);
-    }
+    const cidrs = saddrCIDRsOf(exprs, saddrOffset);
     return { cidrs, all: cidrs.length === 0 };
   }
   return { cidrs: [], all: false };
