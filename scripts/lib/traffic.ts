@@ -49,6 +49,8 @@ export interface HoldOptions {
   /** connect / reply timeout (ms, default 2000) */
   timeoutMs?: number;
   bind?: string;
+  /** how a connection that ends well is closed: 'fin' (default) or 'rst' (no TIME_WAIT state anywhere) */
+  closeWith?: 'fin' | 'rst';
 }
 
 export interface HoldResult extends ClientResult {
@@ -320,6 +322,7 @@ export interface RunningHold {
 export function startHold(sandbox: Sandbox, ns: string, opts: HoldOptions): RunningHold {
   const args = ['--proto', 'tcp', ...commonArgs(opts), '--hold-ms', String(opts.holdMs), '--count', String(opts.count ?? 1), '--until-eof'];
   if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
+  if (opts.closeWith !== undefined) args.push('--close', opts.closeWith);
   const tool = startTool(sandbox, ns, args);
   return {
     established: (timeoutMs) =>

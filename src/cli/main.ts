@@ -1,11 +1,7 @@
 // svcplane's one entry point. Exit codes: 0 done, 1 the kernel (or the system) refused, 2 usage or input error.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import { stringify as stringifyYAML } from 'yaml';
-import { Agent } from '../agent';
-import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
-import { KubeConfigError } from '../k8s/kubeconfig';
-import { openTransport } from '../k8s/transport';
+// What only one command needs is loaded by that command: the agent (`run`: prom-client, the API client, the
+// configuration; src/cli/run.ts) and the YAML parser (`sync`, `run`) are most of the modules a start would load,
+// and status, explain and cleanup are run often (by operators, by scripts, in the tests' emulated guest).
 import { IpvsClient } from '../dataplane/ipvs/client';
 import { ConntrackCleaner } from '../dataplane/conntrack';
 import { type FlowQuery, explainIpvs, formatExplanation } from '../explain';
@@ -23,7 +19,6 @@ import { acquireWriterLock } from '../dataplane/writerLock';
 import { createLogger, type Logger } from '../log';
 import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
-import { loadManifests } from '../source/manifests';
 import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
 import { formatStatus, formatSyncSummary } from './format';
 
@@ -107,7 +102,7 @@ function out(s: string): void {
   process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 }
 
-function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logger): Dataplane {
+export function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logger): Dataplane {
   const mode = str(flags, 'mode');
   const netns = str(flags, 'netns');
   if (mode === 'ipvs') {
@@ -149,6 +144,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   const config = nftablesConfig(flags);
   // The directory itself missing or unreadable is an input error (exit 2) naming the flag; a bad file in it is a
   // problem reported with the rest.
+  const { loadManifests } = await import('../source/manifests');
   const loaded = await loadManifests(dir).catch((e: Error) => {
     throw new UsageError(`--manifests: ${e.message}`);
   });
@@ -246,79 +242,6 @@ async function cmdCleanup(flags: ParsedFlags): Promise<number> {
   }
 }
 
-async function cmdRun(flags: ParsedFlags): Promise<number> {
-  let file: Record<string, unknown> | undefined;
-  const warnings: string[] = [];
-  const configPath = str(flags, 'config');
-  if (configPath) {
-    const text = await fs.promises.readFile(configPath, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      throw new UsageError(`--config: cannot read ${configPath}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-    });
-    const loaded = decodeKubeProxyConfiguration(text, configPath);
-    file = loaded.doc;
-    warnings.push(...loaded.warnings.map((w) => `${configPath}: ${w}`));
-  }
-  const cfg = resolveAgentConfig(file, {
-    proxyMode: str(flags, 'proxy-mode'), hostnameOverride: str(flags, 'hostname-override'),
-    clusterCIDR: flags['cluster-cidr'] === undefined ? undefined : list(flags, 'cluster-cidr'),
-    nodePortAddresses: flags['nodeport-addresses'] === undefined ? undefined : list(flags, 'nodeport-addresses'),
-    masqueradeAll: flags['masquerade-all'] === undefined ? undefined : bool(flags, 'masquerade-all'),
-    ipvsScheduler: str(flags, 'ipvs-scheduler'), ipvsBindMode: str(flags, 'ipvs-bind-mode'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),
-    iptablesSyncPeriod: str(flags, 'iptables-sync-period'), iptablesMinSyncPeriod: str(flags, 'iptables-min-sync-period'),
-    ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
-    configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),
-  });
-  const log = createLogger({ format: (str(flags, 'log-format') as 'json' | 'text' | undefined) ?? cfg.logFormat });
-  for (const w of warnings) log.warn(w);
-  const rawMode = str(flags, 'proxy-mode') ?? (file?.mode as string | undefined) ?? '';
-  if (rawMode === '' || rawMode === 'iptables') log.info(`mode "${rawMode}" runs svcplane's nftables dataplane (svcplane has no iptables mode)`);
-
-  const writeTo = str(flags, 'write-config-to');
-  if (writeTo) {
-    await fs.promises.writeFile(writeTo, stringifyYAML(toKubeProxyConfiguration(cfg)));
-    log.info('wrote the effective configuration', { file: writeTo });
-    return 0;
-  }
-  const netns = str(flags, 'netns');
-  if (bool(flags, 'cleanup')) {
-    const lock = await acquireWriterLock({ netns });
-    const dp = openDataplane({ ...flags, mode: cfg.mode });
-    try {
-      log.info(await dp.cleanup() ? 'removed svcplane\'s tables' : 'nothing to remove', { mode: dp.mode });
-      return 0;
-    } finally {
-      dp.close();
-      lock.release();
-    }
-  }
-  const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
-  const api = await openTransport(cfg.kubeconfig || undefined);
-  // Held until the process ends: one writer per namespace (src/dataplane/writerLock.ts).
-  await acquireWriterLock({ netns });
-  const agent = new Agent({ config: cfg, nodeName, api, log, netns });
-  // SIGTERM/SIGINT, whenever they come (also while the API server is unreachable and start() still waits for the
-  // first lists): stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
-  const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  const started = agent.start().then(() => undefined);
-  let signal: string | undefined;
-  try {
-    signal = await Promise.race([started, stopSignal]);
-  } catch (e) {
-    // e.g. a kernel this mode cannot run on: stop watching and serving, so the process can exit with the reason.
-    await agent.stop();
-    throw e;
-  }
-  signal ??= await stopSignal;
-  log.info('stopping: the dataplane stays programmed', { signal });
-  await agent.stop();
-  // start() gives up once stopped; a failure it reports after that changes nothing.
-  await started.catch(() => undefined);
-  return 0;
-}
-
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -352,13 +275,13 @@ export async function main(argv: string[]): Promise<number> {
   const logFormat = str(flags, 'log-format') as 'json' | 'text' | undefined;
   const log = createLogger({ format: logFormat });
   try {
-    if (command === 'run') return await cmdRun(flags);
+    if (command === 'run') return await (await import('./run')).cmdRun(flags, openDataplane);
     if (command === 'sync') return await cmdSync(flags, log);
     if (command === 'status') return await cmdStatus(flags);
     if (command === 'explain') return await cmdExplain(flags, positionals);
     return await cmdCleanup(flags);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ConfigError || e instanceof KubeConfigError) {
+    if (e instanceof UsageError) {
       process.stderr.write(`svcplane ${command}: ${e.message}\n`);
       return 2;
     }

@@ -29,7 +29,7 @@
 //     (percentiles by nearest rank; null when n is 0).
 //
 //   node client.js --proto tcp --target ADDR:PORT --hold-ms D [--interval-ms I] [--count N] [--timeout-ms T]
-//                  [--until-eof]
+//                  [--until-eof] [--close fin|rst]
 //     N TCP connections opened together and kept for D ms: each sends "HOLD", then a line every I ms (default 100)
 //     and expects "NAME" back within T ms. Output as the first form plus "replies" (answered lines in total),
 //     "switched" (connections where an answer named another backend than the greeting) and "stoppedBy" ("eof",
@@ -38,6 +38,8 @@
 //     --until-eof: the connections end when stdin closes (D is then only an upper bound): each first completes
 //     one more exchange, begun after the EOF, so a connection that broke before the caller closed stdin is an
 //     error even when its last line had been answered. Prints {"established":N} once all N have their greeting.
+//     --close rst: a connection that ends well is closed with a reset (SO_LINGER 0) instead of a FIN, so neither
+//     end keeps TIME_WAIT state (IPVS then forgets the connection after its CLOSE timeout, 10 s, not 2 min).
 //
 //   node client.js --proto udp --target ADDR:PORT --loop-ms D [--interval-ms I] [--timeout-ms T] [--until-eof]
 //                  [--stream]
@@ -247,7 +249,7 @@ async function runExchanges(args) {
  * One held TCP connection: HOLD, then a line every intervalMs until holdMs pass or stop() is called (stdin EOF);
  * after stop(), one more exchange, then it ends. Returns {done: Promise, stop()}.
  */
-function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally, onGreeting) {
+function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, closeWithReset, tally, onGreeting) {
   let stop = () => {};
   const done = new Promise((resolve) => {
     let finished = false;
@@ -269,7 +271,8 @@ function holdOnce(target, holdMs, intervalMs, timeoutMs, bind, tally, onGreeting
       clearTimeout(replyTimer);
       clearTimeout(holdTimer);
       clearInterval(ticker);
-      sock.destroy();
+      if (closeWithReset && !error) sock.resetAndDestroy();
+      else sock.destroy();
       if (greeting) {
         bump(tally.counts, greeting.name);
         bump(tally.sources, greeting.remote);
@@ -339,6 +342,7 @@ async function runHold(args) {
   const holdMs = intArg(args, 'hold-ms', 1000, 1);
   const intervalMs = intArg(args, 'interval-ms', 100, 1);
   const timeoutMs = intArg(args, 'timeout-ms', 2000, 1);
+  if (args.close !== undefined && args.close !== 'fin' && args.close !== 'rst') die('--close takes fin or rst');
   const tally = { ...newTally(), replies: 0, switched: 0 };
   let stoppedBy = 'itself';
   let open = count;
@@ -346,7 +350,7 @@ async function runHold(args) {
   const onGreeting = () => {
     if (++greeted === count && args['until-eof'] === 'true') process.stdout.write(JSON.stringify({ established: count }) + '\n');
   };
-  const conns = Array.from({ length: count }, () => holdOnce(target, holdMs, intervalMs, timeoutMs, args.bind, tally, onGreeting));
+  const conns = Array.from({ length: count }, () => holdOnce(target, holdMs, intervalMs, timeoutMs, args.bind, args.close === 'rst', tally, onGreeting));
   if (args['until-eof'] === 'true') {
     onStdinEof(() => {
       if (open > 0) stoppedBy = 'eof';

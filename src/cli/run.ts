@@ -1,0 +1,96 @@
+// `svcplane run`: the node agent, with kube-proxy's configuration file and flags. Its own module, loaded only by
+// this command (src/cli/main.ts): the agent brings prom-client, the API client and the YAML parser.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { stringify as stringifyYAML } from 'yaml';
+import { Agent } from '../agent';
+import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
+import type { Dataplane } from '../dataplane/types';
+import { acquireWriterLock } from '../dataplane/writerLock';
+import { KubeConfigError } from '../k8s/kubeconfig';
+import { openTransport } from '../k8s/transport';
+import { createLogger } from '../log';
+import { type ParsedFlags, UsageError, bool, list, str } from './args';
+
+/** A bad configuration file or kubeconfig is an input error (exit 2), like a bad flag. */
+export async function cmdRun(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) => Dataplane): Promise<number> {
+  try {
+    return await runAgent(flags, openDataplane);
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof KubeConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) => Dataplane): Promise<number> {
+  let file: Record<string, unknown> | undefined;
+  const warnings: string[] = [];
+  const configPath = str(flags, 'config');
+  if (configPath) {
+    const text = await fs.promises.readFile(configPath, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new UsageError(`--config: cannot read ${configPath}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    });
+    const loaded = decodeKubeProxyConfiguration(text, configPath);
+    file = loaded.doc;
+    warnings.push(...loaded.warnings.map((w) => `${configPath}: ${w}`));
+  }
+  const cfg = resolveAgentConfig(file, {
+    proxyMode: str(flags, 'proxy-mode'), hostnameOverride: str(flags, 'hostname-override'),
+    clusterCIDR: flags['cluster-cidr'] === undefined ? undefined : list(flags, 'cluster-cidr'),
+    nodePortAddresses: flags['nodeport-addresses'] === undefined ? undefined : list(flags, 'nodeport-addresses'),
+    masqueradeAll: flags['masquerade-all'] === undefined ? undefined : bool(flags, 'masquerade-all'),
+    ipvsScheduler: str(flags, 'ipvs-scheduler'), ipvsBindMode: str(flags, 'ipvs-bind-mode'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),
+    iptablesSyncPeriod: str(flags, 'iptables-sync-period'), iptablesMinSyncPeriod: str(flags, 'iptables-min-sync-period'),
+    ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
+    configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),
+  });
+  const log = createLogger({ format: (str(flags, 'log-format') as 'json' | 'text' | undefined) ?? cfg.logFormat });
+  for (const w of warnings) log.warn(w);
+  const rawMode = str(flags, 'proxy-mode') ?? (file?.mode as string | undefined) ?? '';
+  if (rawMode === '' || rawMode === 'iptables') log.info(`mode "${rawMode}" runs svcplane's nftables dataplane (svcplane has no iptables mode)`);
+
+  const writeTo = str(flags, 'write-config-to');
+  if (writeTo) {
+    await fs.promises.writeFile(writeTo, stringifyYAML(toKubeProxyConfiguration(cfg)));
+    log.info('wrote the effective configuration', { file: writeTo });
+    return 0;
+  }
+  const netns = str(flags, 'netns');
+  if (bool(flags, 'cleanup')) {
+    const lock = await acquireWriterLock({ netns });
+    const dp = openDataplane({ ...flags, mode: cfg.mode });
+    try {
+      log.info(await dp.cleanup() ? 'removed svcplane\'s tables' : 'nothing to remove', { mode: dp.mode });
+      return 0;
+    } finally {
+      dp.close();
+      lock.release();
+    }
+  }
+  const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
+  const api = await openTransport(cfg.kubeconfig || undefined);
+  // Held until the process ends: one writer per namespace (src/dataplane/writerLock.ts).
+  await acquireWriterLock({ netns });
+  const agent = new Agent({ config: cfg, nodeName, api, log, netns });
+  // SIGTERM/SIGINT, whenever they come (also while the API server is unreachable and start() still waits for the
+  // first lists): stop watching, leave the dataplane programmed (connections keep flowing), exit 0.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const started = agent.start().then(() => undefined);
+  let signal: string | undefined;
+  try {
+    signal = await Promise.race([started, stopSignal]);
+  } catch (e) {
+    // e.g. a kernel this mode cannot run on: stop watching and serving, so the process can exit with the reason.
+    await agent.stop();
+    throw e;
+  }
+  signal ??= await stopSignal;
+  log.info('stopping: the dataplane stays programmed', { signal });
+  await agent.stop();
+  // start() gives up once stopped; a failure it reports after that changes nothing.
+  await started.catch(() => undefined);
+  return 0;
+}
