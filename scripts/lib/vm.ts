@@ -139,7 +139,10 @@ export interface GuestRunOptions {
   image?: GuestImage;
   /** Working directory in the guest (a host path; default this repository). */
   cwd?: string;
-  /** Guest memory, MiB (default 2048). */
+  /**
+   * Guest memory, MiB (default 3072: the test suites run two files at once, each with its node processes, and the
+   * guest's writable root is a tmpfs in this memory; qemu takes host memory only as the guest touches it).
+   */
   memoryMiB?: number;
   /** Kill the guest after this long (default 20 min). */
   timeoutMs?: number;
@@ -169,7 +172,7 @@ export async function runInGuest(command: string, opts: GuestRunOptions = {}): P
   fs.writeFileSync(path.join(runDir, 'cwd'), opts.cwd ?? REPO);
   const t0 = Date.now();
   const args = [
-    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMiB ?? 2048),
+    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMiB ?? 3072),
     '-kernel', image.kernel, '-initrd', image.initrd,
     '-append', `console=ttyS0 quiet loglevel=3 panic=-1 svcplane.run=${id}`,
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',

@@ -8,8 +8,11 @@
 // namespace has no IPv6).
 //   TCP: on connection writes "NAME <remoteAddress>\n". If the client's first line is "HOLD" the connection stays
 //        open and every further line is answered with "NAME\n" (for connection-keeping tests). Otherwise the server
-//        ends the connection: at once when the client sends anything else or closes, at the latest after a short
-//        grace period (BACKEND_HOLD_GRACE_MS, default 300 ms) that leaves a HOLD client time to say so.
+//        ends the connection: at once when the client sends anything else or closes, at the latest after a grace
+//        period (BACKEND_HOLD_GRACE_MS, default 5 s) that leaves a HOLD client time to say so. Generous: on a
+//        loaded machine (or in the emulated test guest) either process can stall for longer than 300 ms, the grace
+//        once used, and a held connection was ended under its client. Every client of these tools speaks or closes
+//        first, so the grace only bounds a silent one.
 //   UDP: replies to each datagram with "NAME <remoteAddress>".
 // remoteAddress is the peer address as the backend sees it, IPv4-mapped IPv6 addresses shown as plain IPv4.
 // Prints "ready" on stdout once every socket listens. With BACKEND_EXIT_ON_STDIN_EOF=1 it exits when its stdin
@@ -34,7 +37,7 @@ const ports = portList.split(',').map((p) => {
   if (!Number.isInteger(n) || n < 1 || n > 65535) usage(`bad port ${JSON.stringify(p)}`);
   return n;
 });
-const graceMs = Number(process.env.BACKEND_HOLD_GRACE_MS ?? '300');
+const graceMs = Number(process.env.BACKEND_HOLD_GRACE_MS ?? '5000');
 
 function plainAddress(addr) {
   if (typeof addr !== 'string') return 'unknown';
@@ -52,7 +55,9 @@ function handleTcp(sock) {
   let holding = false;
   let first = true;
   let buf = '';
-  const grace = setTimeout(() => sock.end(), graceMs);
+  // After the timer, one turn of the event loop's I/O first (setImmediate): a HOLD that arrived while this process
+  // was stalled is read before the grace is judged to have passed.
+  const grace = setTimeout(() => setImmediate(() => first && sock.end()), graceMs);
   sock.setEncoding('utf8');
   sock.on('data', (chunk) => {
     buf += chunk;
