@@ -11,8 +11,9 @@
 // * a stream that ends cleanly after a healthy run is re-watched at once from the last resourceVersion; one that
 //   ends within a second having delivered nothing is a failure (client-go's "very short watch");
 // * ERROR 410 (Expired/Gone), on the stream or as the HTTP status, means that resourceVersion is compacted:
-//   relist, at once the first time, then with the backoff (a server answering 410 to every watch is not relisted
-//   in a tight loop);
+//   relist, at once the first time (also when the failures before it were an outage: the server is back, and its
+//   history went on without us), then with the backoff (a server answering 410 to every watch is not relisted in a
+//   tight loop);
 // * any other failure (refused, reset, 5xx, timeouts) backs off 0.8 s doubling to 30 s with jitter (client-go's
 //   numbers), or as long as the server's Retry-After says (429/503), then re-watches from the last
 //   resourceVersion, relisting only if that has expired meanwhile. The backoff resets once a watch is healthy
@@ -94,6 +95,8 @@ export class Reflector {
   private running: Promise<void> | undefined;
   private rv = '';
   private failures = 0;
+  /** 410s in a row (any other failure, or a healthy watch, ends the run): the first relists at once. */
+  private expiries = 0;
   private listedOnce = false;
   lists = 0;
   watches = 0;
@@ -141,12 +144,15 @@ export class Reflector {
     const expired = e instanceof Expired || (e instanceof ApiError && e.statusCode === 410);
     const reason: RestartReason = expired ? 'expired' : e instanceof ShortWatch ? 'short' : 'error';
     this.failures++;
+    this.expiries = expired ? this.expiries + 1 : 0;
     this.h.restarted?.(reason);
     if (expired) this.rv = '';
     const b = this.o.backoff ?? { initialMs: 800, maxMs: 30_000 };
     const backoff = Math.min(b.maxMs, b.initialMs * 2 ** (this.failures - 1)) * (1 + Math.random());
-    // An expiry after a healthy watch is routine (compaction): relist at once. One after another is not.
-    const wait = e instanceof ApiError && e.retryAfterMs !== undefined ? e.retryAfterMs : expired && this.failures === 1 ? 0 : backoff;
+    // An expiry is routine (compaction; or history moved on during an outage, the server now answering): relist at
+    // once. One after another is not. (Counting it as the n-th failure of the outage made the first relist after a
+    // 30 s outage wait up to a minute.)
+    const wait = e instanceof ApiError && e.retryAfterMs !== undefined ? e.retryAfterMs : expired && this.expiries === 1 ? 0 : backoff;
     if (expired) {
       this.log.info('resourceVersion expired; relisting', { resource: this.o.resource, relistInMs: Math.round(wait), failures: this.failures });
     } else {
@@ -163,6 +169,7 @@ export class Reflector {
   private healthy(): void {
     if (this.failures === 0) return;
     this.failures = 0;
+    this.expiries = 0;
     this.h.recovered?.();
   }
 

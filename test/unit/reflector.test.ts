@@ -191,6 +191,26 @@ describe('Reflector against the API-server double', () => {
     await until(() => api.openWatches('Service') === 1 && seen.recovered >= 1);
   });
 
+  it('relists at once when the server comes back from an outage with its history moved on (not after the outage\'s backoff)', async () => {
+    const { api, r, seen } = await setup({ backoff: { initialMs: 300, maxMs: 5_000 } });
+    r.start();
+    await until(() => api.openWatches('Service') === 1);
+    await api.pause();
+    // Five failures: the backoff is now at least 300 * 2^4 = 4.8 s.
+    await until(() => seen.restarts.filter((x) => x === 'error').length >= 5, 60_000);
+    api.apply(svc('late'));
+    api.compact();
+    const back = Date.now();
+    await api.resume();
+    await until(() => seen.lists.length === 2, 60_000);
+    expect(seen.lists[1]).toEqual(['late']);
+    const resumedWatch = api.requests.find((q) => q.at >= back && q.query.watch === 'true');
+    const relist = api.requests.find((q) => q.at >= back && q.query.watch === undefined);
+    expect(resumedWatch, 'the first request once back resumes the watch (and gets 410)').toBeDefined();
+    // At once: well under the 4.8 s the outage's backoff would have waited.
+    expect(relist!.at - resumedWatch!.at).toBeLessThan(2_000);
+  }, 90_000);
+
   it('waits as long as Retry-After says on 429 and 503', async () => {
     const { api, r, seen } = await setup();
     api.setFault({ kind: 'status', code: 429, retryAfter: '1' });
