@@ -102,7 +102,7 @@ function out(s: string): void {
   process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 }
 
-export function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logger): Dataplane {
+function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logger): Dataplane {
   const mode = str(flags, 'mode');
   const netns = str(flags, 'netns');
   if (mode === 'ipvs') {
