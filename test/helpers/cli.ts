@@ -1,5 +1,5 @@
 // Runs the real CLI (bin/svcplane.js, the built dist/) as a user would, optionally inside a network namespace.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 
@@ -16,14 +16,10 @@ function command(args: string[], netns?: string): [string, string[]] {
   return netns ? ['ip', ['netns', 'exec', netns, process.execPath, SVCPLANE, ...args]] : [process.execPath, [SVCPLANE, ...args]];
 }
 
-export function svcplane(args: string[], opts: { netns?: string } = {}): CliResult {
-  const [file, argv] = command(args, opts.netns);
-  const r = spawnSync(file, argv, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** svcplane() without blocking this process: for tests whose background clients must be heard while it runs. */
-export function svcplaneAsync(args: string[], opts: { netns?: string } = {}): Promise<CliResult> {
+// Never spawnSync: a blocked worker reads no IPC, and when it wakes, timers run before I/O, so vitest's fixed 60 s
+// worker->main RPC timeout ("Timeout calling onTaskUpdate") fires although the answer sits unread in the pipe. A few
+// CLI runs in a row took over 60 s in the TCG guest when two CI runs shared the host's 2 cores.
+export function svcplane(args: string[], opts: { netns?: string } = {}): Promise<CliResult> {
   const [file, argv] = command(args, opts.netns);
   return new Promise((resolve) => {
     execFile(file, argv, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
@@ -34,8 +30,8 @@ export function svcplaneAsync(args: string[], opts: { netns?: string } = {}): Pr
 }
 
 /** svcplane(), for set-up steps that must succeed: its stdout, or a throw naming the command and its stderr. */
-export function svcplaneOk(args: string[], opts: { netns?: string } = {}): string {
-  const r = svcplane(args, opts);
+export async function svcplaneOk(args: string[], opts: { netns?: string } = {}): Promise<string> {
+  const r = await svcplane(args, opts);
   if (r.code !== 0) throw new Error(`svcplane ${args[0]} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
 }

@@ -70,11 +70,11 @@ export function flowContext(sb: Sandbox, f: FlowCase): FlowContext {
 }
 
 /** Programs a group's Services (one sync, replacing the previous group's); throws with the CLI's stderr if refused. */
-export function programGroup(sb: Sandbox, group: ScenarioGroup): void {
+export async function programGroup(sb: Sandbox, group: ScenarioGroup): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-agree-'));
   try {
     fs.writeFileSync(path.join(dir, 'scenarios.yaml'), group.scenarios.map((s) => scenarioManifest(sb, s)).join('---\n'));
-    const r = svcplane(['sync', '--once', '--manifests', dir, ...syncFlags(sb, group.flags), '--output', 'json'], { netns: sb.nodeNs });
+    const r = await svcplane(['sync', '--once', '--manifests', dir, ...syncFlags(sb, group.flags), '--output', 'json'], { netns: sb.nodeNs });
     if (r.code !== 0) throw new Error(`sync --once failed (${r.code}): ${r.stderr}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

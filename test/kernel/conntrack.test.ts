@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { startUdpLoop } from '../../scripts/lib/traffic';
-import { REPO, svcplaneAsync, svcplaneOk } from '../helpers/cli';
+import { REPO, svcplane, svcplaneOk } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('stale UDP conntrack');
@@ -17,14 +17,14 @@ const EXAMPLES = path.join(REPO, 'deploy', 'examples');
 describe.runIf(haveRoot)('stale UDP conntrack entries are deleted when their endpoint goes away', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ct-'));
-  const sync = (manifests: string) => {
-    return JSON.parse(svcplaneOk(['sync', '--once', '--manifests', manifests, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number; conntrackDeleted?: { 4: number; 6: number } };
+  const sync = async (manifests: string) => {
+    return JSON.parse(await svcplaneOk(['sync', '--once', '--manifests', manifests, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number; conntrackDeleted?: { 4: number; 6: number } };
   };
   const udpEntries = async () => (await sb.exec(sb.nodeNs, ['conntrack', '-L', '-p', 'udp', '--orig-dst', '198.18.100.10', '--orig-port-dst', '53'])).stdout;
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
-    sync(EXAMPLES);
+    await sync(EXAMPLES);
   });
   afterAll(async () => {
     await sb?.destroy();
@@ -53,8 +53,7 @@ describe.runIf(haveRoot)('stale UDP conntrack entries are deleted when their end
       await sb.stopBackend(i);
       fs.writeFileSync(path.join(dir, 'web.yaml'), fs.readFileSync(path.join(EXAMPLES, 'web.yaml'), 'utf8').replace(new RegExp(` {2}- addresses: \\[${dead.replace(/\./g, '\\.')}\\]\\n.*\\n.*\\n`), ''));
       for (const f of ['api.yaml', 'empty.json']) fs.copyFileSync(path.join(EXAMPLES, f), path.join(dir, f));
-      // Run without blocking this process, so the client's answers are counted as they come, not after the sync.
-      const out = await svcplaneAsync(['sync', '--once', '--manifests', dir, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
+      const out = await svcplane(['sync', '--once', '--manifests', dir, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
       const atSync = loop.timeline.length;
       expect(out.code, out.stderr).toBe(0);
       const res = JSON.parse(out.stdout) as { conntrackDeleted?: { 4: number; 6: number } };

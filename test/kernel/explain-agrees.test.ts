@@ -59,47 +59,47 @@ describe.runIf(haveRoot)('svcplane explain agrees with the kernel (real connecti
   });
 
   describe('the cases of issue 12, with the CLI', () => {
-    const explain = (proto: string, target: string, from: string): Explanation => {
-      const r = svcplane(['explain', proto, target, '--from', from, '--output', 'json'], { netns: sb.nodeNs });
+    const explain = async (proto: string, target: string, from: string): Promise<Explanation> => {
+      const r = await svcplane(['explain', proto, target, '--from', from, '--output', 'json'], { netns: sb.nodeNs });
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout) as Explanation;
     };
     const tcp = async (ns: string, addr: string, port: number, count = 8) =>
       observe((await runFlows(sb, ns, [{ proto: 'tcp', addr, port, count }], { timeoutMs: 2500 }))[0]);
 
-    beforeAll(() => {
+    beforeAll(async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-issue12-'));
       fs.writeFileSync(path.join(dir, 'cases.yaml'), issueCases().map((s) => scenarioManifest(sb, s)).join('---\n'));
-      const r = svcplane(['sync', '--once', '--manifests', dir, ...syncFlags(sb, issueFlags)], { netns: sb.nodeNs });
+      const r = await svcplane(['sync', '--once', '--manifests', dir, ...syncFlags(sb, issueFlags)], { netns: sb.nodeNs });
       fs.rmSync(dir, { recursive: true, force: true });
       expect(r.code, r.stderr).toBe(0);
     });
 
     it('an external IP that is a node address, without endpoints: rejected, as the kernel refuses it', async () => {
-      const e = explain('TCP', `${sb.nodeIPs.v4}:1001`, sb.clientIP.v4);
+      const e = await explain('TCP', `${sb.nodeIPs.v4}:1001`, sb.clientIP.v4);
       expect(await tcp(sb.clientNs, sb.nodeIPs.v4, 1001, 2)).toEqual({ fate: 'refused' });
       expect(e).toMatchObject({ verdict: 'rejected', kind: 'External', service: 'agree/ext-node-none:tcp' });
     });
 
     it('a NodePort on a node address outside nodePortAddresses: not a Service (the node itself answers)', async () => {
-      const outside = explain('TCP', `${sb.podGateway.v4}:31002`, sb.clientIP.v4);
+      const outside = await explain('TCP', `${sb.podGateway.v4}:31002`, sb.clientIP.v4);
       expect(await tcp(sb.clientNs, sb.podGateway.v4, 31002, 2)).toMatchObject({ fate: 'answered', by: [NODE_DAEMON] });
       expect(outside).toMatchObject({ verdict: 'not a Service', kind: 'none' });
       expect(outside.why.join(' | ')).toContain('NodePorts are not served on it');
       // Inside nodePortAddresses it is forwarded.
-      expect(explain('TCP', `${sb.nodeIPs.v4}:31002`, sb.clientIP.v4)).toMatchObject({ verdict: 'forwarded', kind: 'NodePort' });
+      expect(await explain('TCP', `${sb.nodeIPs.v4}:31002`, sb.clientIP.v4)).toMatchObject({ verdict: 'forwarded', kind: 'NodePort' });
       expect(await tcp(sb.clientNs, sb.nodeIPs.v4, 31002, 2)).toMatchObject({ fate: 'answered', by: ['be0'] });
     });
 
     it('externalTrafficPolicy Local under --masquerade-all: a pod reaches every endpoint, as explain lists', async () => {
       const pod = sb.backends[2];
       for (const [addr, port] of [['198.18.100.253', 1004], [sb.nodeIPs.v4, 31004]] as const) {
-        const e = explain('TCP', `${addr}:${port}`, pod.v4);
+        const e = await explain('TCP', `${addr}:${port}`, pod.v4);
         expect(e.verdict).toBe('forwarded');
         expect(e.endpoints.map((x) => x.address).sort()).toEqual([sb.backends[0].v4, sb.backends[1].v4]);
         expect(await tcp(pod.ns, addr, port, 16)).toMatchObject({ fate: 'answered', by: ['be0', 'be1'] });
         // From outside the cluster: this node's endpoint only.
-        expect(explain('TCP', `${addr}:${port}`, sb.clientIP.v4).endpoints.map((x) => x.address)).toEqual([sb.backends[0].v4]);
+        expect((await explain('TCP', `${addr}:${port}`, sb.clientIP.v4)).endpoints.map((x) => x.address)).toEqual([sb.backends[0].v4]);
         expect(await tcp(sb.clientNs, addr, port, 8)).toMatchObject({ fate: 'answered', by: ['be0'] });
       }
     });
@@ -113,7 +113,7 @@ describe.runIf(haveRoot)('svcplane explain agrees with the kernel (real connecti
     const all: Compared[] = [];
     const lines: string[] = [];
     for (const group of groups) {
-      programGroup(sb, group);
+      await programGroup(sb, group);
       const flows = await flowCases(sb, group);
       const compared = await compareGroup(sb, flows, (qs) => explainNftablesFlows(qs, { netns: sb.nodeNsPath }));
       all.push(...compared);

@@ -50,8 +50,8 @@ function elements(listing: string): Map<string, { timeoutMs?: number; expiresMs?
 describe.runIf(haveRoot)('nftables dataplane: sessionAffinity ClientIP (real traffic)', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-aff-'));
-  const sync = () => {
-    return JSON.parse(svcplaneOk(['sync', '--once', '--manifests', dir, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number };
+  const sync = async () => {
+    return JSON.parse(await svcplaneOk(['sync', '--once', '--manifests', dir, '--output', 'json'], { netns: sb.nodeNs })) as { operations: number };
   };
   const nft = async (...args: string[]) => (await sb.exec(sb.nodeNs, ['nft', ...args])).stdout;
   const affinity = async () => elements(await nft('list', 'set', 'ip', 'svcplane', 'affinity'));
@@ -79,7 +79,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     // More client addresses, so "other clients" exist.
     for (const a of SOURCES) await sb.exec(sb.clientNs, ['ip', 'addr', 'add', `${a}/24`, 'dev', 'eth0']);
     fs.writeFileSync(path.join(dir, 'sticky.yaml'), service('sticky', VIP, STICKY_S, 30140));
-    sync();
+    await sync();
   });
   afterAll(async () => {
     await sb?.destroy();
@@ -108,7 +108,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     const rules = await sb.exec(sb.nodeNs, ['nft', '-j', 'list', 'ruleset']);
     expect(rules.code, rules.stderr).toBe(0);
     // explain reads the remembered entry back from the kernel: the endpoint this client was sent to.
-    const e = svcplane(['explain', 'TCP', `${VIP}:80`, '--from', SOURCES[0], '--output', 'json'], { netns: sb.nodeNs });
+    const e = await svcplane(['explain', 'TCP', `${VIP}:80`, '--from', SOURCES[0], '--output', 'json'], { netns: sb.nodeNs });
     expect(e.code, e.stderr).toBe(0);
     const why = (JSON.parse(e.stdout) as { why: string[] }).why.join(' | ');
     expect(why).toContain(`sessionAffinity ClientIP, ${STICKY_S} s`);
@@ -121,7 +121,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     const mine = [...before.keys()].filter((k) => k.includes(` . ${VIP} . tcp . 80`));
     expect(mine.length, [...before.keys()].join('\n')).toBe(SOURCES.length);
     const t0 = performance.now();
-    expect(sync().operations).toBe(0);
+    expect((await sync()).operations).toBe(0);
     const after = await affinity();
     const elapsed = performance.now() - t0;
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
@@ -139,7 +139,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
 
   it('the kernel forgets a client after the timeout, with no sync involved', async () => {
     fs.writeFileSync(path.join(dir, 'short.yaml'), service('short', SHORT_VIP, SHORT_S));
-    expect(sync().operations).toBeGreaterThan(0);
+    expect((await sync()).operations).toBeGreaterThan(0);
     const key = `${SOURCES[1]} . ${SHORT_VIP} . tcp . 80 . `;
     const find = async () => [...(await affinity()).entries()].find(([k]) => k.startsWith(key))?.[1];
     // Seen present first: connect, then look. The element lives only SHORT_S after the connection, and on a loaded
@@ -170,8 +170,8 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     expect([...(await affinity()).keys()].some((k) => k.startsWith(`${SOURCES[0]} . ${VIP} . tcp . 80 . `))).toBe(true);
   });
 
-  it('status shows the affinity timeout', () => {
-    const st = JSON.parse(svcplane(['status', '--output', 'json'], { netns: sb.nodeNs }).stdout) as { rows: Array<{ address: string; persistentSeconds?: number }> };
+  it('status shows the affinity timeout', async () => {
+    const st = JSON.parse((await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs })).stdout) as { rows: Array<{ address: string; persistentSeconds?: number }> };
     expect(st.rows.find((r) => r.address === VIP)?.persistentSeconds).toBe(STICKY_S);
     expect(st.rows.find((r) => r.address === SHORT_VIP)?.persistentSeconds).toBe(SHORT_S);
   });

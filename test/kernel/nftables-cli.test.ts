@@ -1,7 +1,7 @@
 // The CLI contract with the real kernel: bad input is skipped and named while the rest is programmed; SCTP is
 // programmed (checked at rule level: this kernel has no SCTP sockets); a kernel refusal exits 1 with a clear
 // message; --help documents every flag.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -63,8 +63,8 @@ describe.runIf(haveRoot)('svcplane CLI on the real kernel', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('skips each malformed object with one log line naming it and programs the rest (SCTP included)', () => {
-    const r = svcplane(['sync', '--once', '--manifests', dir, '--log-format', 'text'], { netns: ns.name });
+  it('skips each malformed object with one log line naming it and programs the rest (SCTP included)', async () => {
+    const r = await svcplane(['sync', '--once', '--manifests', dir, '--log-format', 'text'], { netns: ns.name });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/Service t\/bad-ip: .*198\.18\.100\.999/);
     expect(r.stderr).toMatch(/Service t\/bad-port: .*70000/);
@@ -76,24 +76,28 @@ describe.runIf(haveRoot)('svcplane CLI on the real kernel', () => {
     expect(eps).toContain('198.18.2.11 . 9999');
   });
 
-  it('exits 1 with a clear message when the kernel refuses (no CAP_NET_ADMIN)', () => {
+  it('exits 1 with a clear message when the kernel refuses (no CAP_NET_ADMIN)', async () => {
     // Still root (so files stay readable), but with CAP_NET_ADMIN dropped from the bounding set.
-    const r = spawnSync('ip', ['netns', 'exec', ns.name, 'setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin',
-      process.execPath, SVCPLANE, 'sync', '--once', '--manifests', dir], { encoding: 'utf8' });
-    expect(r.status).toBe(1);
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile('ip', ['netns', 'exec', ns.name, 'setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin',
+        process.execPath, SVCPLANE, 'sync', '--once', '--manifests', dir], { encoding: 'utf8', timeout: 120_000 }, (err, _stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr });
+      });
+    });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/EPERM|Operation not permitted/);
     expect(r.stderr).toContain('CAP_NET_ADMIN');
   });
 
-  it('exits 2 on usage errors and documents every flag in --help', () => {
-    expect(svcplane(['sync', '--once', '--manifests', dir, '--cluster-cidr', 'nonsense'], { netns: ns.name }).code).toBe(2);
-    expect(svcplane(['sync', '--bogus']).code).toBe(2);
-    expect(svcplane(['frobnicate']).code).toBe(2);
-    const help = svcplane(['sync', '--help']);
+  it('exits 2 on usage errors and documents every flag in --help', async () => {
+    expect((await svcplane(['sync', '--once', '--manifests', dir, '--cluster-cidr', 'nonsense'], { netns: ns.name })).code).toBe(2);
+    expect((await svcplane(['sync', '--bogus'])).code).toBe(2);
+    expect((await svcplane(['frobnicate'])).code).toBe(2);
+    const help = await svcplane(['sync', '--help']);
     expect(help.code).toBe(0);
     for (const flag of ['--once', '--mode', '--manifests', '--node-name', '--node-ip', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all', '--output'])
       expect(help.stdout).toContain(flag);
-    expect(svcplane(['--help']).stdout).toMatch(/sync[\s\S]*status[\s\S]*cleanup/);
-    expect(svcplane(['status', '--help']).stdout).toContain('--output');
+    expect((await svcplane(['--help'])).stdout).toMatch(/sync[\s\S]*status[\s\S]*cleanup/);
+    expect((await svcplane(['status', '--help'])).stdout).toContain('--output');
   });
 });

@@ -19,7 +19,7 @@ import { createLogger } from '../../src/log';
 import type { ServicePort } from '../../src/model/types';
 import { toModel } from '../../bench/lib/model';
 import { makeServices } from '../../bench/peers/shape';
-import { svcplaneAsync } from '../helpers/cli';
+import { svcplane } from '../helpers/cli';
 import { ForeignWriter } from '../helpers/foreign-writer';
 import { inNetns, makeNetns, requireRoot } from '../helpers/root';
 
@@ -70,7 +70,7 @@ describe.runIf(haveRoot)('nftables: another writer committing while svcplane syn
     const runs = 8;
     try {
       for (let i = 0; i < runs; i++) {
-        const r = await svcplaneAsync(['sync', '--once', '--manifests', dir, '--netns', ns.path, '--log-format', 'json']);
+        const r = await svcplane(['sync', '--once', '--manifests', dir, '--netns', ns.path, '--log-format', 'json']);
         if (r.code !== 0) failures.push(`run ${i}: exit ${r.code}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
       }
     } finally {

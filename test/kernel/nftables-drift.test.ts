@@ -30,26 +30,26 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
   let clusterCIDR: string;
   const nft = (command: string) => execOk(sb, sb.nodeNs, ['nft', command]);
   /** A full sync by the CLI: its summary and its log lines (JSON on stderr). */
-  const sync = () => {
-    const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+  const sync = async () => {
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const logs = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; repairs?: string[] });
     return { ...(JSON.parse(r.stdout) as { operations: number; warnings?: string[] }), logs };
   };
   /** The one warning a repairing sync logs, naming what it repaired. */
-  const repairLogged = (logs: ReturnType<typeof sync>['logs']) => {
+  const repairLogged = (logs: Awaited<ReturnType<typeof sync>>['logs']) => {
     expect(logs.map((l) => l.msg)).toEqual(['svcplane\'s tables were changed behind its back: repaired']);
     return logs[0].repairs!.join('\n');
   };
-  const status = () => JSON.parse(svcplane(['status', '--output', 'json'], { netns: sb.nodeNs }).stdout) as StatusJson;
-  const explain = () => JSON.parse(svcplane(['explain', 'TCP', `${WEB.addr}:${WEB.port}`, '--from', sb.clientIP.v4, '--output', 'json'], { netns: sb.nodeNs }).stdout) as ExplainJson;
+  const status = async () => JSON.parse((await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs })).stdout) as StatusJson;
+  const explain = async () => JSON.parse((await svcplane(['explain', 'TCP', `${WEB.addr}:${WEB.port}`, '--from', sb.clientIP.v4, '--output', 'json'], { netns: sb.nodeNs })).stdout) as ExplainJson;
   /** Connections from the client to the ClusterIP: all succeed (the table works) or none does. */
   const connects = async (count: number) => (await runClient(sb, sb.clientNs, { proto: 'tcp', ...WEB, count, timeoutMs: 3000 })).ok;
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
     clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
-    sync();
+    await sync();
   });
   afterAll(async () => {
     await sb?.destroy();
@@ -58,9 +58,9 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
   /** The state every case starts and must end in: traffic flows, status and explain say so, nothing to change. */
   const healthy = async () => {
     expect(await connects(20)).toBe(20);
-    expect(status().warnings ?? []).toEqual([]);
-    expect(explain().verdict).toBe('forwarded');
-    const s = sync();
+    expect((await status()).warnings ?? []).toEqual([]);
+    expect((await explain()).verdict).toBe('forwarded');
+    const s = await sync();
     expect(s.operations).toBe(0);
     expect(s.logs).toEqual([]);
   };
@@ -71,13 +71,13 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
     expect(await nft('list table ip svcplane')).toContain('flags dormant');
     expect(await connects(3)).toBe(0);
 
-    const st = status();
+    const st = await status();
     expect(st.warnings?.join('\n')).toMatch(/dormant/);
-    const ex = explain();
+    const ex = await explain();
     expect(ex.verdict).not.toBe('forwarded');
     expect([...ex.why, ...(ex.warnings ?? [])].join('\n')).toMatch(/dormant/);
 
-    const repaired = sync();
+    const repaired = await sync();
     expect(repaired.operations).toBeGreaterThan(0);
     expect(repairLogged(repaired.logs)).toMatch(/table ip svcplane: the table was dormant: woken/);
     expect(await nft('list table ip svcplane')).not.toContain('dormant');
@@ -90,12 +90,12 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
     expect(await nft('list chain ip svcplane filter-forward')).toContain('policy drop');
     expect(await connects(3)).toBe(0);
 
-    expect(status().warnings?.join('\n')).toMatch(/filter-forward.*policy drop/);
-    const ex = explain();
+    expect((await status()).warnings?.join('\n')).toMatch(/filter-forward.*policy drop/);
+    const ex = await explain();
     expect(ex.verdict).toBe('dropped');
     expect([...ex.why, ...(ex.warnings ?? [])].join('\n')).toMatch(/filter-forward.*policy drop/);
 
-    const repaired = sync();
+    const repaired = await sync();
     expect(repaired.operations).toBeGreaterThan(0);
     expect(repairLogged(repaired.logs)).toMatch(/chain filter-forward had policy drop: set back to accept/);
     expect(await nft('list chain ip svcplane filter-forward')).toContain('policy accept');
@@ -106,8 +106,8 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
     await healthy();
     await nft('add chain ip svcplane filter-prerouting { type filter hook prerouting priority -110; policy drop; }');
     expect(await connects(3)).toBe(0);
-    expect(explain().verdict).toBe('dropped');
-    const repaired = sync();
+    expect((await explain()).verdict).toBe('dropped');
+    const repaired = await sync();
     expect(repaired.operations).toBeGreaterThan(0);
     expect(repairLogged(repaired.logs)).toMatch(/chain filter-prerouting had policy drop/);
     await healthy();

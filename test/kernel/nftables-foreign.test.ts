@@ -26,14 +26,14 @@ describe.runIf(haveRoot)('nftables: a foreign table at svcplane\'s hooks', () =>
   let clusterCIDR: string;
   const nft = (command: string) => execOk(sb, sb.nodeNs, ['nft', command]);
   const nftJson = (command: string) => execOk(sb, sb.nodeNs, ['nft', '-j', command]);
-  const sync = () => {
-    const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+  const sync = async () => {
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const logs = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
     return { ...(JSON.parse(r.stdout) as { operations: number; warnings?: string[] }), logs };
   };
-  const cli = (args: string[]) => {
-    const r = svcplane(args, { netns: sb.nodeNs });
+  const cli = async (args: string[]) => {
+    const r = await svcplane(args, { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     return r.stdout;
   };
@@ -42,7 +42,7 @@ describe.runIf(haveRoot)('nftables: a foreign table at svcplane\'s hooks', () =>
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
     clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
-    expect(sync().logs).toEqual([]);
+    expect((await sync()).logs).toEqual([]);
   });
   afterAll(async () => {
     await sb?.destroy();
@@ -75,23 +75,23 @@ describe.runIf(haveRoot)('nftables: a foreign table at svcplane\'s hooks', () =>
     expect(countsFor(taken, ['be0', 'be1', 'be2'])).toEqual([0, 0, 30]);
 
     // status: text and JSON.
-    const st = JSON.parse(cli(['status', '--output', 'json'])) as { warnings?: string[]; foreign?: Array<{ family: string; table: string; chain: string; hook: string; priority: number; can: string[] }> };
+    const st = JSON.parse(await cli(['status', '--output', 'json'])) as { warnings?: string[]; foreign?: Array<{ family: string; table: string; chain: string; hook: string; priority: number; can: string[] }> };
     expect(st.foreign).toEqual([expect.objectContaining({ family: 'ip', table: 'foreign', chain: 'pre', hook: 'prerouting', priority: -150, can: ['dnat'] })]);
     expect(st.warnings).toHaveLength(1);
     expect(st.warnings![0]).toMatch(/^a foreign rule at the same hook may take Service traffic before svcplane: table ip foreign chain pre/);
-    expect(cli(['status'])).toMatch(/\nwarning: a foreign rule at the same hook may take Service traffic before svcplane: table ip foreign chain pre/);
+    expect(await cli(['status'])).toMatch(/\nwarning: a foreign rule at the same hook may take Service traffic before svcplane: table ip foreign chain pre/);
 
     // explain: text and JSON, for a flow that passes that hook; not for an IPv6 flow (an ip table sees none).
-    const ex = JSON.parse(cli([...explainArgs, '--output', 'json'])) as { verdict: string; warnings?: string[] };
+    const ex = JSON.parse(await cli([...explainArgs, '--output', 'json'])) as { verdict: string; warnings?: string[] };
     expect(ex.warnings?.join('\n')).toMatch(/table ip foreign chain pre .*can dnat/);
-    expect(cli(explainArgs)).toMatch(/\n {2}warning {4}a foreign rule at the same hook may take Service traffic/);
-    const v6 = JSON.parse(cli(['explain', 'TCP', '[fd00:100::10]:80', '--from', sb.clientIP.v6, '--output', 'json'])) as { warnings?: string[] };
+    expect(await cli(explainArgs)).toMatch(/\n {2}warning {4}a foreign rule at the same hook may take Service traffic/);
+    const v6 = JSON.parse(await cli(['explain', 'TCP', '[fd00:100::10]:80', '--from', sb.clientIP.v6, '--output', 'json'])) as { warnings?: string[] };
     expect(v6.warnings).toBeUndefined();
 
     // Each full sync: nothing to change in svcplane's tables, exactly one warning naming the chain, the foreign
     // tables byte-for-byte as they were (handles included).
     for (let i = 0; i < 3; i++) {
-      const s = sync();
+      const s = await sync();
       expect(s.operations).toBe(0);
       expect(s.logs.map((l) => l.msg)).toEqual([FOREIGN_WARNING]);
       expect(s.logs[0].level).toBe('warn');
@@ -104,8 +104,8 @@ describe.runIf(haveRoot)('nftables: a foreign table at svcplane\'s hooks', () =>
 
     // Gone: no warning, no status line, and svcplane's own DNAT spreads the connections again.
     await nft('delete table ip foreign');
-    expect(sync().logs).toEqual([]);
-    expect((JSON.parse(cli(['status', '--output', 'json'])) as { warnings?: string[] }).warnings).toBeUndefined();
+    expect((await sync()).logs).toEqual([]);
+    expect((JSON.parse(await cli(['status', '--output', 'json'])) as { warnings?: string[] }).warnings).toBeUndefined();
     const after = await runClient(sb, sb.clientNs, { proto: 'tcp', ...WEB, count: 30 });
     expect(after.ok).toBe(30);
     expect(countsFor(after, ['be0', 'be1', 'be2']).filter((n) => n > 0).length).toBeGreaterThan(1);

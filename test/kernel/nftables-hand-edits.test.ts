@@ -67,8 +67,8 @@ describe.runIf(haveRoot)('nftables: hand edits are repaired exactly by the next 
   };
   const snapshot = async () => ({ v4: await nftJson(`table ${T4}`), v6: await nftJson(`table ${T6}`) });
   const canonical = (s: { v4: string; v6: string }) => ({ v4: s.v4 === '<missing>' ? s.v4 : canonicalTable(s.v4), v6: s.v6 === '<missing>' ? s.v6 : canonicalTable(s.v6) });
-  const sync = () => {
-    const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+  const sync = async () => {
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
     if (r.code !== 0) throw new Error(`sync failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as { operations: number };
   };
@@ -80,7 +80,7 @@ describe.runIf(haveRoot)('nftables: hand edits are repaired exactly by the next 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
     clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
-    sync();
+    await sync();
     // A foreign table at svcplane's hooks, before its chains: never to be touched.
     const foreign = ['add table inet foreign', 'add chain inet foreign pre { type nat hook prerouting priority -150; }',
       'add rule inet foreign pre ip daddr 203.0.113.1 tcp dport 80 dnat ip to 198.18.2.11:8080',
@@ -102,13 +102,13 @@ describe.runIf(haveRoot)('nftables: hand edits are repaired exactly by the next 
       if (r.code !== 0) throw new Error(`${e.what}: nft refused the edit: ${r.stderr}`);
       // The edit must have changed something, or this case proves nothing.
       expect(canonical(await snapshot()), e.what).not.toEqual(goodCanonical);
-      sync();
+      await sync();
       const after = canonical(await snapshot());
       if (after.v4 !== goodCanonical.v4 || after.v6 !== goodCanonical.v6) {
         inexact.push(e.what);
         // Back to the reference state for the next edit: delete svcplane's tables and program them afresh.
         await exec(['nft', '-f', '-'], `delete table ${T4}\ndelete table ${T6}\n`);
-        sync();
+        await sync();
       }
       expect(await nftJson('table inet foreign'), e.what).toBe(foreign);
     }
@@ -117,7 +117,7 @@ describe.runIf(haveRoot)('nftables: hand edits are repaired exactly by the next 
     expect(inexact).toEqual([]);
 
     // And the repaired tables work: a second sync changes nothing, a Service answers.
-    expect(sync().operations).toBe(0);
+    expect((await sync()).operations).toBe(0);
     const traffic = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 20 });
     expect(traffic.ok).toBe(20);
   });

@@ -83,10 +83,10 @@ describe.runIf(haveRoot)(`nf_tables constructs on this kernel (${os.release()}):
   });
 
   it('the CLI programs the shape this kernel allows and says which (sync summary, status)', async () => {
-    const text = svcplaneOk(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`], { netns: sb.nodeNs });
+    const text = await svcplaneOk(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`], { netns: sb.nodeNs });
     expect(text).toContain(`nf_tables on ${os.release()}: `);
     expect(text).toContain(hasMapMembership ? 'every construct native' : 'no map-membership (Linux 6.5)');
-    const st = JSON.parse(svcplaneOk(['status', '--output', 'json'], { netns: sb.nodeNs })) as { kernel: { constructs: Array<{ id: string; supported: boolean }> } };
+    const st = JSON.parse(await svcplaneOk(['status', '--output', 'json'], { netns: sb.nodeNs })) as { kernel: { constructs: Array<{ id: string; supported: boolean }> } };
     expect(st.kernel.constructs.find((c) => c.id === 'map-membership')?.supported).toBe(hasMapMembership);
     const t = await client.dumpTable(NFPROTO_IPV4, 'svcplane');
     expect(membershipShape(t!.chains.get(CHAINS.services)!.rules)).toBe(hasMapMembership ? 'native' : 'loads-value');

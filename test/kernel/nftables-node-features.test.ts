@@ -30,10 +30,10 @@ describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade sett
 
   it('nodePortAddresses: a CIDR, or "primary" with --node-ip, limits where the NodePort answers', async () => {
     const other = '198.18.3.1'; // the node's address toward the sink, outside 198.18.1.0/24
-    sync();
+    await sync();
     expect((await tcp(sb.clientNs, other, FEATURE_NODEPORT)).ok).toBe(4); // every local address by default
     for (const flags of [['--nodeport-addresses', '198.18.1.0/24'], ['--nodeport-addresses', 'primary', '--node-ip', sb.nodeIPs.v4]]) {
-      sync(...flags);
+      await sync(...flags);
       expect((await tcp(sb.clientNs, sb.nodeIPs.v4, FEATURE_NODEPORT)).ok, flags.join(' ')).toBe(4);
       // Not a NodePort there: nothing listens on the node, so the node itself refuses.
       expect((await tcp(sb.clientNs, other, FEATURE_NODEPORT)).errors, flags.join(' ')).toEqual({ ECONNREFUSED: 4 });
@@ -43,18 +43,18 @@ describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade sett
   it('masquerade: off-cluster clients with --cluster-cidr, everyone with --masquerade-all, nobody with neither', async () => {
     const pod = sb.backends[0];
     const via = async (ns: string) => Object.keys((await runClient(sb, ns, { proto: 'tcp', addr: FEATURE_IPS.clusterIP, port: 80, count: 12, concurrency: 1 })).sources);
-    sync('--cluster-cidr', sb.podCIDR.v4);
+    await sync('--cluster-cidr', sb.podCIDR.v4);
     expect(await via(sb.clientNs)).toEqual([sb.podGateway.v4]);
     const fromPod = await via(pod.ns);
     expect(fromPod).toContain(pod.v4); // pods keep their address (but a hairpin to itself)
-    sync('--masquerade-all');
+    await sync('--masquerade-all');
     expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4)).toBe(true);
-    sync();
+    await sync();
     expect(await via(sb.clientNs)).toEqual([sb.clientIP.v4]);
   });
 
   it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {
-    sync('--cluster-cidr', sb.podCIDR.v4);
+    await sync('--cluster-cidr', sb.podCIDR.v4);
     expect((await tcp(sb.clientNs, FEATURE_IPS.lbVip, 80)).ok).toBe(4);
     // Not programmed: routed on to the sink, which drops it.
     expect((await tcp(sb.clientNs, FEATURE_IPS.lbProxy, 80, 1200)).errors).toEqual({ ETIMEDOUT: 4 });

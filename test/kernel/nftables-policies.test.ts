@@ -24,7 +24,7 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     sb = await createSandbox({ backends: 3, ports: [8080] });
     const m = policyManifests(sb);
     fs.writeFileSync(path.join(dir, 'policy.yaml'), m.yaml);
-    const r = svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
+    const r = await svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { servicePorts: number }).servicePorts).toBe(m.servicePorts);
   });
@@ -103,7 +103,7 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     const n = a + b;
     const x2 = (a - (2 * n) / 3) ** 2 / ((2 * n) / 3) + (b - n / 3) ** 2 / (n / 3);
     expect(chiSquareSurvival(x2, 1), `${a}/${b}`).toBeGreaterThan(0.001);
-    const st = JSON.parse(svcplane(['status', '--output', 'json'], { netns: sb.nodeNs }).stdout) as { rows: Array<{ address: string; endpoints: Array<{ address: string; weight?: number }> }> };
+    const st = JSON.parse((await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs })).stdout) as { rows: Array<{ address: string; endpoints: Array<{ address: string; weight?: number }> }> };
     expect(st.rows.find((x) => x.address === POLICY_IPS.weighted)?.endpoints.map((e) => [e.address, e.weight])).toEqual([[sb.backends[0].v4, 2], [sb.backends[1].v4, 1]]);
   });
 
@@ -120,14 +120,14 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     expect(allow).not.toContain(POLICY_IPS.fwOpen);
   });
 
-  it('a second sync of the same manifests changes nothing (range elements, local views and drops read back as built)', () => {
-    const r = svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
+  it('a second sync of the same manifests changes nothing (range elements, local views and drops read back as built)', async () => {
+    const r = await svcplane(['sync', '--once', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4, '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { operations: number }).operations).toBe(0);
   });
 
-  it('status shows the Local policy, the drops and the narrowed endpoints as the kernel holds them', () => {
-    const r = svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
+  it('status shows the Local policy, the drops and the narrowed endpoints as the kernel holds them', async () => {
+    const r = await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const rows = (JSON.parse(r.stdout) as { rows: Array<{ address: string; port: number; kind: string; endpoints: Array<{ address: string }>; policy?: string; drop?: boolean }> }).rows;
     const ext = rows.find((x) => x.address === POLICY_IPS.etpLocal && x.kind === 'External')!;
@@ -139,8 +139,8 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
 
   describe('svcplane explain (read from the kernel by a fresh process; checked against the traffic)', () => {
     interface Explained { kind: string; service?: string; verdict: string; endpoints: Array<{ address: string; share?: number }>; why: string[]; masquerade?: boolean }
-    const explain = (proto: string, target: string, from?: string): Explained => {
-      const r = svcplane(['explain', proto, target, ...(from ? ['--from', from] : []), '--output', 'json'], { netns: sb.nodeNs });
+    const explain = async (proto: string, target: string, from?: string): Promise<Explained> => {
+      const r = await svcplane(['explain', proto, target, ...(from ? ['--from', from] : []), '--output', 'json'], { netns: sb.nodeNs });
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout) as Explained;
     };
@@ -149,49 +149,49 @@ describe.runIf(haveRoot)('nftables dataplane: traffic policies, termination, top
     const be = (...i: number[]) => i.map((k) => sb.backends[k].v4).sort();
 
     it('externalTrafficPolicy Local: the external address from outside names this node\'s endpoint; from a pod, every one', async () => {
-      const out = explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.clientIP.v4);
+      const out = await explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.clientIP.v4);
       expect(out).toMatchObject({ kind: 'External', service: 'policy/etp-local:http', verdict: 'forwarded' });
       expect(addrs(out)).toEqual(be(0));
       expect(out.why.join(' | ')).toContain('externalTrafficPolicy Local');
       expect(out.masquerade).toBeFalsy();
       const r = await tcp(sb.clientNs, POLICY_IPS.etpLocal, 80, 20);
       expect(reached(r).map((i) => sb.backends[i].v4)).toEqual(addrs(out));
-      const pod = explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.backends[1].v4);
+      const pod = await explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.backends[1].v4);
       expect(addrs(pod)).toEqual(be(0, 1, 2));
-      const np = explain('TCP', `${sb.nodeIPs.v4}:${POLICY_NODEPORTS.etpLocal}`, sb.clientIP.v4);
+      const np = await explain('TCP', `${sb.nodeIPs.v4}:${POLICY_NODEPORTS.etpLocal}`, sb.clientIP.v4);
       expect(np).toMatchObject({ kind: 'NodePort', service: 'policy/etp-local:http', verdict: 'forwarded' });
       expect(addrs(np)).toEqual(be(0));
     });
 
     it('drops, topology and termination are told with their reason', async () => {
-      const none = explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.clientIP.v4);
+      const none = await explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.clientIP.v4);
       expect(none.verdict).toBe('dropped');
       expect(none.why.join(' | ')).toContain('none of the endpoints');
-      expect(explain('TCP', `${POLICY_IPS.itpNone}:80`).verdict).toBe('dropped');
-      const zoned = explain('TCP', `${POLICY_IPS.zoned}:80`, sb.clientIP.v4);
+      expect((await explain('TCP', `${POLICY_IPS.itpNone}:80`)).verdict).toBe('dropped');
+      const zoned = await explain('TCP', `${POLICY_IPS.zoned}:80`, sb.clientIP.v4);
       expect(addrs(zoned)).toEqual(be(0));
       expect(zoned.why).toContain(`topology: zone ${ZONE}`);
       expect(zoned.masquerade).toBe(true); // off-cluster client to a ClusterIP
-      const term = explain('TCP', `${POLICY_IPS.terminatingOnly}:80`);
+      const term = await explain('TCP', `${POLICY_IPS.terminatingOnly}:80`);
       expect(addrs(term)).toEqual(be(1));
       expect(term.why).toContain('none ready: serving-terminating');
       const r = await tcp(sb.clientNs, POLICY_IPS.terminatingOnly, 80, 10);
       expect(reached(r)).toEqual([1]);
-      const w = explain('TCP', `${POLICY_IPS.weighted}:80`);
+      const w = await explain('TCP', `${POLICY_IPS.weighted}:80`);
       expect(Object.fromEntries(w.endpoints.map((x) => [x.address, x.share]))).toEqual({ [sb.backends[0].v4]: 2 / 3, [sb.backends[1].v4]: 1 / 3 });
       expect(w.why).toContain('weighted');
     });
 
     it('loadBalancerSourceRanges, unused ports and foreign addresses', async () => {
-      const deny = explain('TCP', `${POLICY_IPS.fwDeny}:80`, sb.clientIP.v4);
+      const deny = await explain('TCP', `${POLICY_IPS.fwDeny}:80`, sb.clientIP.v4);
       expect(deny.verdict).toBe('dropped');
       expect(deny.why[0]).toContain('203.0.113.0/24');
-      expect(explain('TCP', `${POLICY_IPS.fwAllow}:80`, sb.clientIP.v4).verdict).toBe('forwarded');
-      expect(explain('TCP', `${POLICY_IPS.itpLocal}:81`)).toMatchObject({ kind: 'unused ClusterIP port', verdict: 'rejected' });
-      expect(explain('UDP', '198.18.250.1:53')).toMatchObject({ kind: 'none', verdict: 'not a Service' });
-      const text = svcplane(['explain', 'tcp', `${POLICY_IPS.zoned}:80`], { netns: sb.nodeNs });
+      expect((await explain('TCP', `${POLICY_IPS.fwAllow}:80`, sb.clientIP.v4)).verdict).toBe('forwarded');
+      expect(await explain('TCP', `${POLICY_IPS.itpLocal}:81`)).toMatchObject({ kind: 'unused ClusterIP port', verdict: 'rejected' });
+      expect(await explain('UDP', '198.18.250.1:53')).toMatchObject({ kind: 'none', verdict: 'not a Service' });
+      const text = await svcplane(['explain', 'tcp', `${POLICY_IPS.zoned}:80`], { netns: sb.nodeNs });
       expect(text.stdout).toMatch(new RegExp(`TCP ${POLICY_IPS.zoned}:80: forwarded\\n  matches    ClusterIP of Service policy/zoned:http`));
-      const bad = svcplane(['explain', 'TCP', 'nowhere:80'], { netns: sb.nodeNs });
+      const bad = await svcplane(['explain', 'TCP', 'nowhere:80'], { netns: sb.nodeNs });
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('is not <address>:<port>');
     });

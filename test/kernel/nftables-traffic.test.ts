@@ -29,7 +29,7 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
     clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
-    const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { operations: number; servicePorts: number };
@@ -107,15 +107,15 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
     expect(r.counts.be0 ?? 0).toBeGreaterThan(0);
   });
 
-  it('status reads the programmed Services back from the kernel', () => {
-    const r = svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
+  it('status reads the programmed Services back from the kernel', async () => {
+    const r = await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const st = JSON.parse(r.stdout) as { rows: Array<{ address: string; port: number; protocol: string; endpoints: unknown[]; reject: boolean; service: string }> };
     const web = st.rows.find((x) => x.address === '198.18.100.10' && x.port === 80);
     expect(web?.service).toBe('demo/web:http');
     expect(web?.endpoints).toHaveLength(3);
     expect(st.rows.find((x) => x.address === '198.18.100.12')?.reject).toBe(true);
-    const text = svcplane(['status'], { netns: sb.nodeNs }).stdout;
+    const text = (await svcplane(['status'], { netns: sb.nodeNs })).stdout;
     expect(text).toContain('TCP  198.18.100.10:80');
     expect(text).toContain('  -> 198.18.2.11:8080');
   });
@@ -126,7 +126,7 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
     const hold = startHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, holdMs: 600_000, intervalMs: 100 });
     try {
       await hold.established(60_000);
-      const r = svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+      const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
       expect(r.code).toBe(0);
       expect((JSON.parse(r.stdout) as { operations: number }).operations).toBe(0);
       expect(await nft('-j', 'list', 'ruleset')).toBe(before);
@@ -211,7 +211,7 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
     await nft('add', 'chain', 'ip', 'foreign', 'c', '{', 'type', 'nat', 'hook', 'prerouting', 'priority', '-100', ';', '}');
     await nft('add', 'rule', 'ip', 'foreign', 'c', 'tcp', 'dport', '9', 'counter');
     const foreign = await nft('list', 'table', 'ip', 'foreign');
-    const r = svcplane(['cleanup'], { netns: sb.nodeNs });
+    const r = await svcplane(['cleanup'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const tables = await nft('list', 'tables');
     expect(tables).not.toContain('svcplane');
@@ -220,6 +220,6 @@ describe.runIf(haveRoot)('nftables dataplane, real traffic', () => {
     // And traffic to the Service no longer gets DNATed.
     const after = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 2, timeoutMs: 500 });
     expect(after.ok).toBe(0);
-    expect(svcplane(['cleanup'], { netns: sb.nodeNs }).stdout).toContain('nothing to remove');
+    expect((await svcplane(['cleanup'], { netns: sb.nodeNs })).stdout).toContain('nothing to remove');
   });
 });

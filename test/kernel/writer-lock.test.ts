@@ -84,27 +84,27 @@ current-context: c
   it('a second writer refuses, naming the holder; readers still run; the lock dies with its holder (SIGKILL)', async () => {
     const holder = await startHolder(ns.path, 'svcplane run --hostname-override node-a');
     holders.push(holder);
-    const sync = svcplane(['sync', '--once', '--manifests', dir, '--netns', ns.path]);
+    const sync = await svcplane(['sync', '--once', '--manifests', dir, '--netns', ns.path]);
     expect(sync.code).toBe(1);
     expect(sync.stderr).toContain(`another svcplane writer already programs network namespace ${ns.path}: pid ${holder.pid} "svcplane run --hostname-override node-a"`);
-    const cleanup = svcplane(['cleanup', '--netns', ns.path]);
+    const cleanup = await svcplane(['cleanup', '--netns', ns.path]);
     expect(cleanup.code).toBe(1);
     expect(cleanup.stderr).toContain(`pid ${holder.pid}`);
     // The agent takes it too, once it has its configuration (a bad kubeconfig is still an input error first).
-    const run = svcplane(['run', '--kubeconfig', path.join(dir, 'kubeconfig'), '--netns', ns.path, '--healthz-bind-address', '', '--metrics-bind-address', '']);
+    const run = await svcplane(['run', '--kubeconfig', path.join(dir, 'kubeconfig'), '--netns', ns.path, '--healthz-bind-address', '', '--metrics-bind-address', '']);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`pid ${holder.pid}`);
     // Readers take no lock.
-    expect(svcplane(['status', '--netns', ns.path]).code).toBe(0);
+    expect((await svcplane(['status', '--netns', ns.path])).code).toBe(0);
     // Another namespace has its own lock.
-    expect(svcplane(['sync', '--once', '--manifests', dir, '--netns', other.path]).code).toBe(0);
+    expect((await svcplane(['sync', '--once', '--manifests', dir, '--netns', other.path])).code).toBe(0);
 
     await killed(holder);
-    const after = svcplane(['sync', '--once', '--manifests', dir, '--netns', ns.path]);
+    const after = await svcplane(['sync', '--once', '--manifests', dir, '--netns', ns.path]);
     expect(after.stderr).toBe('');
     expect(after.code).toBe(0);
     // A writer that finished released it: the next one runs.
-    expect(svcplane(['cleanup', '--netns', ns.path]).code).toBe(0);
+    expect((await svcplane(['cleanup', '--netns', ns.path])).code).toBe(0);
   });
 
   it('a writer holds the lock while it runs: a second one started meanwhile is refused', async () => {

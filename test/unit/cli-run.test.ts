@@ -11,29 +11,29 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-run-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('svcplane run (before it runs)', () => {
-  it('documents kube-proxy\'s flags', () => {
-    const r = svcplane(['run', '--help']);
+  it('documents kube-proxy\'s flags', async () => {
+    const r = await svcplane(['run', '--help']);
     expect(r.code).toBe(0);
     for (const f of ['--config', '--kubeconfig', '--proxy-mode', '--hostname-override', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all',
       '--ipvs-scheduler', '--healthz-bind-address', '--metrics-bind-address', '--iptables-sync-period', '--iptables-min-sync-period',
       '--ipvs-sync-period', '--ipvs-min-sync-period', '--write-config-to', '--cleanup']) expect(r.stdout).toContain(f);
   });
 
-  it('refuses an invalid configuration with every problem and its path, exit 2, before touching anything', () => {
+  it('refuses an invalid configuration with every problem and its path, exit 2, before touching anything', async () => {
     const cfg = path.join(dir, 'bad.yaml');
     fs.writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: userspace\nclusterCIDR: 10.0.0.0/33\n');
-    const r = svcplane(['run', '--config', cfg, '--iptables-sync-period', 'often']);
+    const r = await svcplane(['run', '--config', cfg, '--iptables-sync-period', 'often']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('mode: Invalid value: "userspace"');
     expect(r.stderr).toContain('clusterCIDR[0]: Invalid value: "10.0.0.0/33": must be a valid CIDR');
     expect(r.stderr).toContain('--iptables-sync-period: Invalid value: "often"');
   });
 
-  it('--write-config-to writes the effective configuration (file overridden by flags) and exits', () => {
+  it('--write-config-to writes the effective configuration (file overridden by flags) and exits', async () => {
     const cfg = path.join(dir, 'in.yaml');
     const out = path.join(dir, 'out.yaml');
     fs.writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nclusterCIDR: 10.244.0.0/16\nnftables:\n  syncPeriod: 45s\nconntrack:\n  maxPerCore: 1\nbogus: 1\n');
-    const r = svcplane(['run', '--config', cfg, '--masquerade-all', '--iptables-min-sync-period', '250ms', '--write-config-to', out, '--log-format', 'json']);
+    const r = await svcplane(['run', '--config', cfg, '--masquerade-all', '--iptables-min-sync-period', '250ms', '--write-config-to', out, '--log-format', 'json']);
     expect(r.code).toBe(0);
     const doc = parse(fs.readFileSync(out, 'utf8'));
     expect(doc).toMatchObject({ kind: 'KubeProxyConfiguration', mode: 'nftables', clusterCIDR: '10.244.0.0/16', nftables: { masqueradeAll: true, syncPeriod: '45s', minSyncPeriod: '250ms' } });
@@ -42,17 +42,17 @@ describe('svcplane run (before it runs)', () => {
     expect(warnings).toEqual([`${cfg}: bogus: unknown field, ignored (field names are case-sensitive)`, `${cfg}: conntrack: set, but not acted on: svcplane does not tune conntrack sysctls; set them on the node`]);
   });
 
-  it('a missing --config file or --manifests directory is an input error (exit 2) naming the flag', () => {
-    const c = svcplane(['run', '--config', path.join(dir, 'no-such.yaml')]);
+  it('a missing --config file or --manifests directory is an input error (exit 2) naming the flag', async () => {
+    const c = await svcplane(['run', '--config', path.join(dir, 'no-such.yaml')]);
     expect(c.code).toBe(2);
     expect(c.stderr).toContain(`--config: cannot read ${path.join(dir, 'no-such.yaml')}: no such file`);
-    const m = svcplane(['sync', '--once', '--manifests', path.join(dir, 'no-such-dir')]);
+    const m = await svcplane(['sync', '--once', '--manifests', path.join(dir, 'no-such-dir')]);
     expect(m.code).toBe(2);
     expect(m.stderr).toContain(`--manifests: manifest directory ${path.join(dir, 'no-such-dir')} does not exist`);
   });
 
-  it('says clearly when there is no way to reach an API server', () => {
-    const r = svcplane(['run', '--kubeconfig', path.join(dir, 'missing'), '--healthz-bind-address', '', '--metrics-bind-address', '']);
+  it('says clearly when there is no way to reach an API server', async () => {
+    const r = await svcplane(['run', '--kubeconfig', path.join(dir, 'missing'), '--healthz-bind-address', '', '--metrics-bind-address', '']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/missing/);
   });

@@ -87,7 +87,7 @@ describe.runIf(inGuest)('IPVS: hand edits with ipvsadm, nft and ip are repaired 
   const sync = async (asProcess = EVERY_SYNC_A_PROCESS) => {
     const args = ['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a',
       '--ipvs-bind-mode', bindMode, '--output', 'json', '--netns', sb.nodeNsPath];
-    const r = asProcess ? svcplane(args) : await svcplaneHere(args);
+    const r = asProcess ? await svcplane(args) : await svcplaneHere(args);
     return { ...r, json: r.code === 0 ? (JSON.parse(r.stdout) as { operations: number; servicePorts: number; warnings?: string[] }) : undefined };
   };
   /** Commands in the node's namespace, one shell: every process start is slow under TCG. */
@@ -177,7 +177,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join(
     expect(f.code, f.stderr).toBe(0);
   });
   afterAll(async () => {
-    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     await sb?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -25,8 +25,8 @@ describe.runIf(inGuest)('IPVS mode: masquerade and filtering in nftables, SCTP a
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-nft-'));
   const manifests = path.join(dir, 'm');
   const run = (ns: string, argv: string[]) => execOk(sb, ns, argv);
-  const sync = (extra: string[] = []) => {
-    return JSON.parse(svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
+  const sync = async (extra: string[] = []) => {
+    return JSON.parse(await svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
       '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a', ...extra])) as { operations: number; servicePorts: number };
   };
   const sctpServers: Array<{ kill(): void }> = [];
@@ -84,10 +84,10 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
         p.on('exit', (code) => reject(new Error(`sctp server in ${b.ns} exited (${code})`)));
       });
     }
-    expect(sync().servicePorts).toBe(6);
+    expect((await sync()).servicePorts).toBe(6);
   });
   afterAll(async () => {
-    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     for (const p of sctpServers) p.kill();
     await sb?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -191,17 +191,17 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     for (const a of ['198.18.100.10', '198.18.100.11', '198.18.100.12', SCTP_IP, 'fd00:100::10']) expect(await routes()).toContain(`local ${a} `);
     expect(await addrs()).not.toContain('198.18.100.10');
     // Address mode: every Service address on the link (what kube-proxy does on kube-ipvs0), routes gone.
-    expect(sync(['--ipvs-bind-mode', 'address']).operations).toBeGreaterThan(0);
+    expect((await sync(['--ipvs-bind-mode', 'address'])).operations).toBeGreaterThan(0);
     const a = await addrs();
     for (const ip of ['198.18.100.10/32', '198.18.100.11/32', `${SCTP_IP}/32`, 'fd00:100::10/128']) expect(a).toContain(`inet${ip.includes(':') ? '6' : ''} ${ip}`);
     expect((await routes()).trim()).toBe('');
     await reach();
     // And back: routes again, no address left.
-    sync();
+    await sync();
     expect(await addrs()).not.toContain('198.18.100.10');
     expect(await routes()).toContain('local 198.18.100.10 ');
     await reach();
-    expect(sync().operations).toBe(0);
+    expect((await sync()).operations).toBe(0);
   });
 
   it('stale UDP conntrack: a DNS-like client switches to a live real server once its own is gone', async () => {
@@ -228,7 +228,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       await loop.waitFor((t) => t.includes(deadName), 60_000, `an answer from ${deadName}`);
       await sb.stopBackend(i);
       fs.writeFileSync(web, original.replace(new RegExp(` {2}- addresses: \\[${dead.replace(/\./g, '\\.')}\\]\\n.*\\n.*\\n`), ''));
-      const r1 = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
+      const r1 = await svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath,
         '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a']);
       expect(r1.code, r1.stderr).toBe(0);
       // IPVS itself expires a flow whose real server is gone at its next packet (expire_nodest_conn, dropping the
@@ -255,7 +255,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       await loop.stop().catch(() => undefined);
       fs.writeFileSync(web, original);
       if (i >= 0) await sb.restartBackend(i);
-      sync();
+      await sync();
     }
   });
 
@@ -265,9 +265,9 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
     const foreign = async () => run(sb.nodeNs, ['ipvsadm', '-Ln', '-t', `${sb.nodeIPs.v4}:9999`]);
     const before = await foreign();
     expect(before).toMatch(/Masq\s+7/);
-    sync();
+    await sync();
     expect(await foreign()).toBe(before);
-    expect(svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]).code).toBe(0);
+    expect((await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath])).code).toBe(0);
     expect(await foreign()).toBe(before);
     expect(await run(sb.nodeNs, ['ipvsadm', '-Ln'])).not.toContain('198.18.100.10');
     await run(sb.nodeNs, ['ipvsadm', '-D', '-t', `${sb.nodeIPs.v4}:9999`]);

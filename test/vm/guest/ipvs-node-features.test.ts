@@ -23,17 +23,17 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
     fs.writeFileSync(path.join(dir, 'edge.yaml'), featureManifests(sb));
   });
   afterAll(async () => {
-    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     await sb?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('nodePortAddresses: a CIDR, or "primary" with --node-ip, limits the node addresses with a NodePort virtual service', async () => {
     const other = '198.18.3.1';
-    sync();
+    await sync();
     expect((await tcp(sb.clientNs, other, FEATURE_NODEPORT)).ok).toBe(3);
     for (const flags of [['--nodeport-addresses', '198.18.1.0/24'], ['--nodeport-addresses', 'primary', '--node-ip', sb.nodeIPs.v4]]) {
-      sync(...flags);
+      await sync(...flags);
       const vs = (await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln'])).stdout;
       expect(vs, flags.join(' ')).toContain(`${sb.nodeIPs.v4}:${FEATURE_NODEPORT}`);
       expect(vs, flags.join(' ')).not.toContain(`${other}:${FEATURE_NODEPORT}`);
@@ -45,17 +45,17 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
   it('masquerade: off-cluster clients with --cluster-cidr, everyone with --masquerade-all, nobody with neither', async () => {
     const pod = sb.backends[0];
     const via = async (ns: string) => Object.keys((await runClient(sb, ns, { proto: 'tcp', addr: FEATURE_IPS.clusterIP, port: 80, count: 9, concurrency: 1 })).sources);
-    sync('--cluster-cidr', sb.podCIDR.v4);
+    await sync('--cluster-cidr', sb.podCIDR.v4);
     expect(await via(sb.clientNs)).toEqual([sb.podGateway.v4]);
     expect(await via(pod.ns)).toContain(pod.v4);
-    sync('--masquerade-all');
+    await sync('--masquerade-all');
     expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4)).toBe(true);
-    sync();
+    await sync();
     expect(await via(sb.clientNs)).toEqual([sb.clientIP.v4]);
   });
 
   it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {
-    sync('--cluster-cidr', sb.podCIDR.v4);
+    await sync('--cluster-cidr', sb.podCIDR.v4);
     const vs = (await sb.exec(sb.nodeNs, ['ipvsadm', '-Ln'])).stdout;
     expect(vs).toContain(`${FEATURE_IPS.lbVip}:80`);
     expect(vs).not.toContain(FEATURE_IPS.lbProxy);

@@ -25,13 +25,13 @@ describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology
     sb = await createSandbox({ backends: 3, ports: [8080] });
     const m = policyManifests(sb);
     fs.writeFileSync(path.join(dir, 'policy.yaml'), m.yaml);
-    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
+    const r = await svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
       '--output', 'json', '--netns', sb.nodeNsPath]);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { servicePorts: number }).servicePorts).toBe(m.servicePorts);
   });
   afterAll(async () => {
-    if (sb) svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     await sb?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -93,7 +93,7 @@ describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology
 
   it('a second sync changes nothing (ipvsadm and nft identical)', async () => {
     const before = [await run(sb.nodeNs, ['ipvsadm', '-Ln']), await run(sb.nodeNs, ['nft', '-j', 'list', 'ruleset'])];
-    const r = svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
+    const r = await svcplane(['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--node-name', NODE, '--node-zone', ZONE, '--cluster-cidr', sb.podCIDR.v4,
       '--output', 'json', '--netns', sb.nodeNsPath]);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { operations: number }).operations).toBe(0);
@@ -104,37 +104,37 @@ describe.runIf(inGuest)('IPVS dataplane: traffic policies, termination, topology
 
   it('explain reads the virtual service, its real servers and the reasons back from the kernel (a fresh process)', async () => {
     interface Explained { kind: string; service?: string; verdict: string; scheduler?: string; endpoints: Array<{ address: string }>; why: string[]; masquerade?: boolean }
-    const explain = (proto: string, target: string, from?: string): Explained => {
-      const r = svcplane(['explain', '--mode', 'ipvs', proto, target, ...(from ? ['--from', from] : []), '--output', 'json', '--netns', sb.nodeNsPath]);
+    const explain = async (proto: string, target: string, from?: string): Promise<Explained> => {
+      const r = await svcplane(['explain', '--mode', 'ipvs', proto, target, ...(from ? ['--from', from] : []), '--output', 'json', '--netns', sb.nodeNsPath]);
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout) as Explained;
     };
     const addrs = (e: Explained) => e.endpoints.map((x) => x.address).sort();
     const be = (...i: number[]) => i.map((k) => sb.backends[k].v4).sort();
-    const ext = explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.clientIP.v4);
+    const ext = await explain('TCP', `${POLICY_IPS.etpLocal}:80`, sb.clientIP.v4);
     expect(ext).toMatchObject({ kind: 'External', service: 'policy/etp-local:http', verdict: 'forwarded', scheduler: 'rr' });
     expect(addrs(ext)).toEqual(be(0));
     expect(ext.why.join(' | ')).toContain('externalTrafficPolicy Local');
     // The explained real servers are the ones traffic reaches (ipvsadm agrees).
     expect(addrs(ext)).toEqual((await realServers(POLICY_IPS.etpLocal, 80)).sort());
-    const np = explain('TCP', `${sb.nodeIPs.v4}:${POLICY_NODEPORTS.etpLocal}`, sb.clientIP.v4);
+    const np = await explain('TCP', `${sb.nodeIPs.v4}:${POLICY_NODEPORTS.etpLocal}`, sb.clientIP.v4);
     expect(np).toMatchObject({ kind: 'NodePort', service: 'policy/etp-local:http', verdict: 'forwarded' });
-    const none = explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.clientIP.v4);
+    const none = await explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.clientIP.v4);
     expect(none.verdict).toBe('dropped');
     expect(none.why).toContain('no endpoint here: every endpoint, for pods only');
-    expect(explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.backends[0].v4).verdict).toBe('forwarded');
-    expect(explain('TCP', `${POLICY_IPS.itpNone}:80`).verdict).toBe('dropped');
-    const zoned = explain('TCP', `${POLICY_IPS.zoned}:80`, sb.clientIP.v4);
+    expect((await explain('TCP', `${POLICY_IPS.etpNone}:80`, sb.backends[0].v4)).verdict).toBe('forwarded');
+    expect((await explain('TCP', `${POLICY_IPS.itpNone}:80`)).verdict).toBe('dropped');
+    const zoned = await explain('TCP', `${POLICY_IPS.zoned}:80`, sb.clientIP.v4);
     expect(zoned).toMatchObject({ kind: 'ClusterIP', service: 'policy/zoned:http', masquerade: true });
     expect(zoned.why).toContain(`topology: zone ${ZONE}`);
-    const term = explain('TCP', `${POLICY_IPS.terminatingOnly}:80`);
+    const term = await explain('TCP', `${POLICY_IPS.terminatingOnly}:80`);
     expect(addrs(term)).toEqual(be(1));
     expect(term.why).toContain('none ready: serving-terminating');
-    expect(explain('TCP', `${POLICY_IPS.fwDeny}:80`, sb.clientIP.v4).verdict).toBe('dropped');
-    expect(explain('TCP', `${POLICY_IPS.itpLocal}:81`)).toMatchObject({ kind: 'unused ClusterIP port', verdict: 'rejected' });
-    expect(explain('UDP', '198.18.250.1:53').verdict).toBe('not a Service');
+    expect((await explain('TCP', `${POLICY_IPS.fwDeny}:80`, sb.clientIP.v4)).verdict).toBe('dropped');
+    expect(await explain('TCP', `${POLICY_IPS.itpLocal}:81`)).toMatchObject({ kind: 'unused ClusterIP port', verdict: 'rejected' });
+    expect((await explain('UDP', '198.18.250.1:53')).verdict).toBe('not a Service');
     // status names the Services from the kernel too.
-    const st = JSON.parse(svcplane(['status', '--mode', 'ipvs', '--output', 'json', '--netns', sb.nodeNsPath]).stdout) as { rows: Array<{ address: string; port: number; service: string; kind: string; policy?: string }> };
+    const st = JSON.parse((await svcplane(['status', '--mode', 'ipvs', '--output', 'json', '--netns', sb.nodeNsPath])).stdout) as { rows: Array<{ address: string; port: number; service: string; kind: string; policy?: string }> };
     expect(st.rows.find((r) => r.address === POLICY_IPS.etpLocal)).toMatchObject({ service: 'policy/etp-local:http', kind: 'External', policy: 'Local' });
     expect(st.rows.find((r) => r.address === sb.nodeIPs.v4 && r.port === POLICY_NODEPORTS.etpLocal)).toMatchObject({ service: 'policy/etp-local:http', kind: 'NodePort' });
   });

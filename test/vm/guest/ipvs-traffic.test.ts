@@ -16,13 +16,13 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
   let sb: Sandbox;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-'));
   const ipvsadm = () => execOk(sb, sb.nodeNs, ['ipvsadm', '-Ln']);
-  const sync = (manifests = EXAMPLES, extra: string[] = []) => {
-    return JSON.parse(svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath, ...extra])) as { operations: number; servicePorts: number };
+  const sync = async (manifests = EXAMPLES, extra: string[] = []) => {
+    return JSON.parse(await svcplaneOk(['sync', '--once', '--mode', 'ipvs', '--manifests', manifests, '--output', 'json', '--netns', sb.nodeNsPath, ...extra])) as { operations: number; servicePorts: number };
   };
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
-    const s = sync();
+    const s = await sync();
     expect(s.servicePorts).toBe(4);
     expect(s.operations).toBeGreaterThan(0);
   });
@@ -63,7 +63,7 @@ describe.runIf(inGuest)('IPVS dataplane, real traffic (guest kernel)', () => {
     let held;
     try {
       await hold.established(60_000);
-      expect(sync().operations).toBe(0);
+      expect((await sync()).operations).toBe(0);
     } finally {
       held = await hold.stop();
     }
@@ -101,7 +101,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       svc('hashed', '198.18.100.31', `annotations: {svcplane.io/ipvs-scheduler: sh}`),
       svc('sticky', '198.18.100.30', '  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 30}}'),
     ].join('---\n'));
-    expect(sync(m).servicePorts).toBe(2);
+    expect((await sync(m)).servicePorts).toBe(2);
     const out = await ipvsadm();
     expect(out).toContain('TCP  198.18.100.31:80 sh');
     expect(out).toMatch(/TCP {2}198\.18\.100\.30:80 rr.*persistent 30/);
@@ -110,7 +110,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       expect(r.errors).toEqual({});
       expect(countsFor(r, ['be0', 'be1', 'be2']).filter((n) => n > 0)).toEqual([30]);
     }
-    sync(); // back to the examples (removes both)
+    await sync(); // back to the examples (removes both)
   });
 
   it('graceful termination: a removed endpoint drains (weight 0), its open connection keeps working, then it goes', async () => {
@@ -126,7 +126,7 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       // Drop be2 (198.18.2.13) from the manifests.
       fs.mkdirSync(m, { recursive: true });
       fs.writeFileSync(path.join(m, 'web.yaml'), fs.readFileSync(path.join(EXAMPLES, 'web.yaml'), 'utf8').replace(/ {2}- addresses: \[198\.18\.2\.13\]\n.*\n.*\n/, ''));
-      sync(m);
+      await sync(m);
       const out = await ipvsadm();
       // Weight 0, and its held connections still counted (IPVS may count them active or inactive).
       const drained = /-> 198\.18\.2\.13:8080\s+Masq\s+0\s+(\d+)\s+(\d+)/.exec(out.slice(out.indexOf('TCP  198.18.100.10:80')));
@@ -151,16 +151,16 @@ ${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
       [...out.matchAll(/-> 198\.18\.2\.13:8080\s+Masq\s+0\s+(\d+)\s+(\d+)/g)].reduce((n, rs) => n + Number(rs[1]) + Number(rs[2]), 0);
     for (const deadline = Date.now() + 300_000; counted(await ipvsadm()) > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 1000));
     expect(counted(await ipvsadm())).toBe(0);
-    sync(m);
+    await sync(m);
     expect(await ipvsadm()).not.toContain('198.18.2.13:8080');
   }, 600_000);
 
   it('status reads the virtual services back like ipvsadm -Ln; cleanup removes them and svcplane0', async () => {
-    const st = svcplane(['status', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    const st = await svcplane(['status', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     expect(st.code).toBe(0);
     expect(st.stdout).toContain('TCP  198.18.100.10:80 rr');
     expect(st.stdout).toMatch(/-> 198\.18\.2\.11:8080\s+Masq\s+1/);
-    expect(svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]).code).toBe(0);
+    expect((await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath])).code).toBe(0);
     expect(await ipvsadm()).not.toContain('198.18.100.10');
     const links = await sb.exec(sb.nodeNs, ['ip', 'link', 'show']);
     expect(links.stdout).not.toContain('svcplane0');
