@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { stringify as stringifyYAML } from 'yaml';
 import { Agent } from '../agent';
-import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
+import { ConfigError, decodeKubeProxyConfiguration, kubeProxyDifferences, resolveAgentConfig, toKubeProxyConfiguration } from '../config/kubeProxyConfig';
 import type { Dataplane } from '../dataplane/types';
 import { acquireWriterLock } from '../dataplane/writerLock';
 import { KubeConfigError } from '../k8s/kubeconfig';
@@ -46,8 +46,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
   });
   const log = createLogger({ format: (str(flags, 'log-format') as 'json' | 'text' | undefined) ?? cfg.logFormat });
   for (const w of warnings) log.warn(w);
-  const rawMode = str(flags, 'proxy-mode') ?? (file?.mode as string | undefined) ?? '';
-  if (rawMode === '' || rawMode === 'iptables') log.info(`mode "${rawMode}" runs svcplane's nftables dataplane (svcplane has no iptables mode)`);
+  for (const note of kubeProxyDifferences(file, str(flags, 'proxy-mode'))) log.info(note);
 
   const writeTo = str(flags, 'write-config-to');
   if (writeTo) {

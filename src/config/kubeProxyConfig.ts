@@ -3,14 +3,21 @@
 //
 // Where svcplane follows kube-proxy (staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go, pkg/proxy/apis/config/
 // {v1alpha1/defaults.go,validation/validation.go}, cmd/kube-proxy/app/options.go):
-// * defaults, including "0 means unset" for syncPeriod (but not minSyncPeriod: see below);
+// * defaults, applied as v1alpha1's defaulting applies them: its durations and addresses are plain values, so an
+//   explicit zero cannot be told from an absent field, and kubeadm's ConfigMap (which writes every field, most of
+//   them zero: minSyncPeriod 0s, healthzBindAddress "", conntrack.maxPerCore null...) means kube-proxy's defaults.
+//   So in the file: syncPeriod/minSyncPeriod 0s -> 30s/1s (ipvs.minSyncPeriod stays 0), healthzBindAddress and
+//   metricsBindAddress "" -> 0.0.0.0:10256 and 127.0.0.1:10249 ([::] and [::1] when bindAddress is IPv6). A flag
+//   means what it says: --iptables-min-sync-period 0 is 0 (sync on every change), as in kube-proxy;
 // * which sync periods apply: ipvs.* in ipvs mode, nftables.* in nftables mode, iptables.* otherwise, and the
 //   --iptables-*sync-period flags set them whenever the mode is not ipvs;
 // * unknown fields are reported (with their path) and ignored, as kube-proxy's lenient fallback decoding does;
 //   invalid values stop the agent, each reported with its path (the v1alpha1 JSON path, as newest kube-proxy does).
 // Where svcplane differs, on purpose:
 // * Flags override the file field by field (the issue's contract); kube-proxy ignores most flags once --config is
-//   given. Nothing an operator writes is silently dropped either way.
+//   given. Nothing an operator writes is silently dropped either way. --healthz-bind-address "" and
+//   --metrics-bind-address "" switch the servers off (kube-proxy's help says so; its flag parser drops an empty
+//   value, a bug no working command line relies on).
 // * mode "" and "iptables" run the nftables dataplane: svcplane has no iptables mode, and nftables is the
 //   iptables mode's successor with the same Service semantics. This is logged at start.
 // * syncPeriod is also the period of the full resync that repairs what changed behind svcplane's back (kube-proxy's
@@ -143,8 +150,7 @@ export function decodeKubeProxyConfiguration(text: string, source: string): Load
   const warnings: string[] = [];
   unknownFields(doc, SCHEMA, '', warnings);
   for (const [path, why] of Object.entries(NOT_ACTED_ON)) {
-    const v = at(doc, path);
-    if (v !== undefined && v !== null && !isEmpty(v)) warnings.push(`${path}: set, but not acted on: ${why}`);
+    if (!isUnset(at(doc, path), path)) warnings.push(`${path}: set, but not acted on: ${why}`);
   }
   return { doc, warnings };
 }
@@ -181,9 +187,10 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   const syncFlag = mode === 'ipvs' ? flags.ipvsSyncPeriod : flags.iptablesSyncPeriod;
   const minFlag = mode === 'ipvs' ? flags.ipvsMinSyncPeriod : flags.iptablesMinSyncPeriod;
   const syncPeriodMs = duration(problems, syncFlag !== undefined ? flagName(mode, 'sync-period') : `${modePath}.syncPeriod`, syncFlag ?? at(doc, `${modePath}.syncPeriod`), 30_000, true);
-  // minSyncPeriod: an explicit 0 means 0 (sync on every change), in every mode. kube-proxy's v1alpha1 defaulting
-  // turns an iptables/nftables 0 into 1s; svcplane honours what the operator wrote (only an absent field is 1s).
-  const minSyncPeriodMs = duration(problems, minFlag !== undefined ? flagName(mode, 'min-sync-period') : `${modePath}.minSyncPeriod`, minFlag ?? at(doc, `${modePath}.minSyncPeriod`), mode === 'ipvs' ? 0 : 1000, false);
+  // minSyncPeriod: in the file, 0s is the default (1s; ipvs 0), as v1alpha1 defaulting makes it; a flag's 0 is 0.
+  const minSyncPeriodMs = minFlag !== undefined
+    ? duration(problems, flagName(mode, 'min-sync-period'), minFlag, 0, false)
+    : duration(problems, `${modePath}.minSyncPeriod`, at(doc, `${modePath}.minSyncPeriod`), mode === 'ipvs' ? 0 : 1000, true);
   if (syncPeriodMs !== undefined && syncPeriodMs <= 0) bad(`${modePath}.syncPeriod`, formatGoDuration(syncPeriodMs), 'must be greater than 0');
   if (minSyncPeriodMs !== undefined && minSyncPeriodMs < 0) bad(`${modePath}.minSyncPeriod`, formatGoDuration(minSyncPeriodMs), 'must be greater than or equal to 0');
   if (syncPeriodMs !== undefined && minSyncPeriodMs !== undefined && syncPeriodMs > 0 && minSyncPeriodMs > syncPeriodMs) {
@@ -232,8 +239,16 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   const ipvsScheduler = flags.ipvsScheduler ?? str(problems, 'ipvs.scheduler', at(doc, 'ipvs.scheduler')) ?? '';
   if (ipvsScheduler !== '' && !IPVS_SCHEDULERS.includes(ipvsScheduler)) bad(flags.ipvsScheduler !== undefined ? '--ipvs-scheduler' : 'ipvs.scheduler', ipvsScheduler, `must be one of ${IPVS_SCHEDULERS.join(', ')}`);
 
-  const healthzBindAddress = bindAddress(problems, flags.healthzBindAddress !== undefined ? '--healthz-bind-address' : 'healthzBindAddress', flags.healthzBindAddress ?? at(doc, 'healthzBindAddress'), '0.0.0.0:10256', 10256);
-  const metricsBindAddress = bindAddress(problems, flags.metricsBindAddress !== undefined ? '--metrics-bind-address' : 'metricsBindAddress', flags.metricsBindAddress ?? at(doc, 'metricsBindAddress'), '127.0.0.1:10249', 10249);
+  // The file's "" is the default (v1alpha1 defaulting; on IPv6 when bindAddress is IPv6); a flag's "" switches off.
+  const v6 = typeof at(doc, 'bindAddress') === 'string' && parseIP(at(doc, 'bindAddress'))?.family === 6;
+  const healthzDefault = v6 ? '[::]:10256' : '0.0.0.0:10256';
+  const metricsDefault = v6 ? '[::1]:10249' : '127.0.0.1:10249';
+  const healthzBindAddress = flags.healthzBindAddress !== undefined
+    ? bindAddress(problems, '--healthz-bind-address', flags.healthzBindAddress, healthzDefault, 10256)
+    : bindAddress(problems, 'healthzBindAddress', at(doc, 'healthzBindAddress') || undefined, healthzDefault, 10256);
+  const metricsBindAddress = flags.metricsBindAddress !== undefined
+    ? bindAddress(problems, '--metrics-bind-address', flags.metricsBindAddress, metricsDefault, 10249)
+    : bindAddress(problems, 'metricsBindAddress', at(doc, 'metricsBindAddress') || undefined, metricsDefault, 10249);
 
   let hostnameOverride = flags.hostnameOverride ?? str(problems, 'hostnameOverride', at(doc, 'hostnameOverride')) ?? '';
   if (flags.hostnameOverride !== undefined && flags.hostnameOverride.trim() === '') bad('--hostname-override', flags.hostnameOverride, 'must not be empty');
@@ -257,6 +272,30 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat,
   };
+}
+
+/**
+ * What kube-proxy would do with this configuration that svcplane does not, although nothing asked for it (so the
+ * "set, but not acted on" warnings do not cover it): said once at start, never silently.
+ */
+export function kubeProxyDifferences(file: Record<string, unknown> | undefined, modeFlag: string | undefined): string[] {
+  const doc = file ?? {};
+  const notes: string[] = [];
+  const mode = modeFlag ?? at(doc, 'mode') ?? '';
+  if (mode === '' || mode === 'iptables') {
+    let note = `mode "${mode}" runs svcplane's nftables dataplane (svcplane has no iptables mode)`;
+    // kube-proxy's nftables mode made the same choice; route_localnet is what CVE-2020-8558 was about.
+    if (at(doc, 'iptables.localhostNodePorts') !== false) {
+      note += '; NodePorts are not served on 127.0.0.1: kube-proxy\'s iptables mode serves them by setting route_localnet=1, ' +
+        'which also lets packets for 127.0.0.0/8 in from other hosts (CVE-2020-8558); its nftables mode does not serve them either';
+    }
+    notes.push(note);
+  }
+  if (isUnset(at(doc, 'conntrack'), 'conntrack')) {
+    notes.push('conntrack sysctls are left as the node has them: kube-proxy would raise nf_conntrack_max to max(32768 x CPUs, ' +
+      '131072) and set the TCP established and close-wait timeouts to 24h and 1h; set them on the node if the node relied on that');
+  }
+  return notes;
 }
 
 /** The effective configuration as a KubeProxyConfiguration document (--write-config-to). */
@@ -291,8 +330,31 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-function isEmpty(v: unknown): boolean {
-  return (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0) || v === '' || v === false;
+/**
+ * kube-proxy's defaults for the fields svcplane does not act on: a field holding its default was not "set" (kubeadm
+ * writes bindAddress 0.0.0.0; kind writes conntrack's defaults out in full).
+ */
+const NOT_ACTED_ON_DEFAULTS: Record<string, unknown[]> = {
+  bindAddress: ['0.0.0.0', '::'], oomScoreAdj: [-999], 'iptables.masqueradeBit': [14], 'nftables.masqueradeBit': [14],
+  'iptables.localhostNodePorts': [true], 'clientConnection.contentType': ['application/vnd.kubernetes.protobuf'],
+  'clientConnection.qps': [5], 'clientConnection.burst': [10], 'clientConnection.kubeconfig': [undefined],
+  'conntrack.maxPerCore': [32768], 'conntrack.min': [131072], 'conntrack.tcpEstablishedTimeout': ['24h0m0s', '24h'],
+  'conntrack.tcpCloseWaitTimeout': ['1h0m0s', '1h'],
+};
+
+/**
+ * Absent, zero (null, "", false, 0, "0s", [], {}) or kube-proxy's default, field by field: what kubeadm's
+ * generated ConfigMap holds for everything it does not set. clientConnection.kubeconfig is read, so it never
+ * counts as set here.
+ */
+function isUnset(v: unknown, path: string): boolean {
+  if (path === 'clientConnection.kubeconfig') return true;
+  if (v === undefined || v === null || v === '' || v === false || v === 0 || v === '0') return true;
+  if (typeof v === 'string' && parseGoDuration(v) === 0) return true;
+  if (NOT_ACTED_ON_DEFAULTS[path]?.includes(v)) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (isObject(v)) return Object.entries(v).every(([k, x]) => isUnset(x, `${path}.${k}`));
+  return false;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -38,8 +38,27 @@ describe('svcplane run (before it runs)', () => {
     const doc = parse(fs.readFileSync(out, 'utf8'));
     expect(doc).toMatchObject({ kind: 'KubeProxyConfiguration', mode: 'nftables', clusterCIDR: '10.244.0.0/16', nftables: { masqueradeAll: true, syncPeriod: '45s', minSyncPeriod: '250ms' } });
     // Unknown and unused fields are said, not dropped silently.
-    const warnings = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'warn').map((l) => l.msg);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string });
+    const warnings = lines.filter((l) => l.level === 'warn').map((l) => l.msg);
     expect(warnings).toEqual([`${cfg}: bogus: unknown field, ignored (field names are case-sensitive)`, `${cfg}: conntrack: set, but not acted on: svcplane does not tune conntrack sysctls; set them on the node`]);
+    // conntrack was set (and warned about); mode nftables is svcplane's own: nothing more to say.
+    expect(lines.filter((l) => l.level === 'info' && /conntrack sysctls|mode "/.test(l.msg))).toEqual([]);
+  });
+
+  it('says once at start what kube-proxy would do unasked that svcplane does not (kubeadm\'s config: mode "", conntrack unset)', async () => {
+    const cfg = path.join(dir, 'kubeadm.yaml');
+    fs.writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ""\nmetricsBindAddress: ""\nconntrack:\n  maxPerCore: null\niptables:\n  minSyncPeriod: 0s\n');
+    const out = path.join(dir, 'kubeadm-out.yaml');
+    const r = await svcplane(['run', '--config', cfg, '--write-config-to', out, '--log-format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string });
+    expect(lines.filter((l) => l.level === 'warn')).toEqual([]);
+    const infos = lines.filter((l) => l.level === 'info').map((l) => l.msg);
+    expect(infos.filter((m) => m.startsWith('mode ""'))).toHaveLength(1);
+    expect(infos.find((m) => m.startsWith('mode ""'))).toContain('NodePorts are not served on 127.0.0.1');
+    expect(infos.filter((m) => m.startsWith('conntrack sysctls are left as the node has them'))).toHaveLength(1);
+    // Zero values are kube-proxy's defaults: metrics on 127.0.0.1:10249, minSyncPeriod 1s.
+    expect(parse(fs.readFileSync(out, 'utf8'))).toMatchObject({ metricsBindAddress: '127.0.0.1:10249', nftables: { minSyncPeriod: '1s', syncPeriod: '30s' } });
   });
 
   it('a missing --config file or --manifests directory is an input error (exit 2) naming the flag', async () => {

@@ -4,6 +4,77 @@ import { ConfigError, decodeKubeProxyConfiguration, resolveAgentConfig, toKubePr
 
 const HEAD = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n';
 
+// What `kubeadm init` (v1.31-1.36) writes as the kube-proxy ConfigMap's config.conf: every v1alpha1 field, each
+// zero unless kubeadm sets it (bindAddress, clientConnection.kubeconfig, clusterCIDR from podSubnet).
+const KUBEADM_CONFIG_CONF = `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+bindAddress: 0.0.0.0
+bindAddressHardFail: false
+clientConnection:
+  acceptContentTypes: ""
+  burst: 0
+  contentType: ""
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+configSyncPeriod: 0s
+conntrack:
+  maxPerCore: null
+  min: null
+  tcpBeLiberal: false
+  tcpCloseWaitTimeout: null
+  tcpEstablishedTimeout: null
+  udpStreamTimeout: 0s
+  udpTimeout: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: ""
+detectLocalMode: ""
+enableProfiling: false
+healthzBindAddress: ""
+hostnameOverride: ""
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: ""
+  strictARP: false
+  syncPeriod: 0s
+  tcpFinTimeout: 0s
+  tcpTimeout: 0s
+  udpTimeout: 0s
+kind: KubeProxyConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+metricsBindAddress: ""
+mode: ""
+nftables:
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+nodePortAddresses: null
+oomScoreAdj: null
+portRange: ""
+showHiddenMetricsForVersion: ""
+winkernel:
+  enableDSR: false
+  forwardHealthCheckVip: false
+  networkName: ""
+  rootHnsEndpointName: ""
+  sourceVip: ""
+`;
+
 function problemsOf(f: () => unknown): string[] {
   try {
     f();
@@ -79,10 +150,29 @@ oomScoreAdj: -999
       mode: 'nftables', clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'], masqueradeAll: true, syncPeriodMs: 45_000,
       minSyncPeriodMs: 2000, metricsBindAddress: '0.0.0.0:10249', kubeconfig: '/var/lib/kube-proxy/kubeconfig.conf',
     });
-    // What svcplane does not act on is said, once each, not dropped silently.
-    expect(warnings.some((w) => w.startsWith('conntrack: set, but not acted on'))).toBe(true);
-    expect(warnings.some((w) => w.startsWith('oomScoreAdj: set, but not acted on'))).toBe(true);
-    expect(warnings.filter((w) => w.includes('unknown field'))).toEqual([]);
+    // conntrack and oomScoreAdj hold kube-proxy's defaults, written out: nothing was set, nothing to report.
+    expect(warnings).toEqual([]);
+    // Values of its own are said, once each, not dropped silently.
+    const changed = decodeKubeProxyConfiguration(`${HEAD}conntrack:\n  maxPerCore: 65536\n  min: null\noomScoreAdj: -500\nbindAddress: 10.0.0.5\n`, 'f');
+    expect(changed.warnings.map((w) => w.split(':')[0])).toEqual(['conntrack', 'oomScoreAdj', 'bindAddress']);
+  });
+
+  it('kubeadm\'s generated config.conf (every field written, most of them zero) means kube-proxy\'s defaults, with nothing reported', () => {
+    const { doc, warnings } = decodeKubeProxyConfiguration(KUBEADM_CONFIG_CONF, 'config.conf');
+    expect(warnings).toEqual([]);
+    expect(resolveAgentConfig(doc)).toEqual({
+      ...resolveAgentConfig(undefined), clusterCIDRs: ['10.244.0.0/16'], kubeconfig: '/var/lib/kube-proxy/kubeconfig.conf',
+    });
+    // minSyncPeriod 0s in a file is 1s (v1alpha1 defaulting); ipvs.minSyncPeriod 0s stays 0; a flag's 0 is 0.
+    expect(resolveAgentConfig(doc)).toMatchObject({ syncPeriodMs: 30_000, minSyncPeriodMs: 1000, healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', configSyncPeriodMs: 900_000 });
+    expect(resolveAgentConfig(doc, { proxyMode: 'ipvs' })).toMatchObject({ syncPeriodMs: 30_000, minSyncPeriodMs: 0 });
+    expect(resolveAgentConfig(doc, { iptablesMinSyncPeriod: '0s' })).toMatchObject({ minSyncPeriodMs: 0 });
+    // An IPv6 bindAddress moves the defaults to IPv6, as kube-proxy's getDefaultAddresses does.
+    const v6 = decodeKubeProxyConfiguration(KUBEADM_CONFIG_CONF.replace('bindAddress: 0.0.0.0', 'bindAddress: "::"'), 'config.conf');
+    expect(v6.warnings).toEqual([]);
+    expect(resolveAgentConfig(v6.doc)).toMatchObject({ healthzBindAddress: '[::]:10256', metricsBindAddress: '[::1]:10249' });
+    // "" on the command line switches a server off (svcplane's tests and benchmarks run many agents on one host).
+    expect(resolveAgentConfig(doc, { healthzBindAddress: '', metricsBindAddress: '' })).toMatchObject({ healthzBindAddress: '', metricsBindAddress: '' });
   });
 
   it('reports unknown fields with their path and goes on (kube-proxy\'s lenient decoding)', () => {
@@ -131,7 +221,7 @@ configSyncPeriod: 15
   it('flags override the file field by field; --iptables-*-sync-period set nftables mode\'s periods, as in kube-proxy', () => {
     const { doc } = decodeKubeProxyConfiguration(`${HEAD}mode: nftables\nclusterCIDR: 10.244.0.0/16\nnftables:\n  syncPeriod: 45s\n`, 'f');
     const c = resolveAgentConfig(doc, { iptablesMinSyncPeriod: '0s', iptablesSyncPeriod: '1m', hostnameOverride: ' Node-A ', healthzBindAddress: '127.0.0.1', metricsBindAddress: '' });
-    // An explicit 0 is 0 (kube-proxy's defaulting would make it 1s; svcplane does what was written).
+    // A flag's 0 is 0, as in kube-proxy (only the file's 0s is defaulted).
     expect(c).toMatchObject({ syncPeriodMs: 60_000, minSyncPeriodMs: 0, clusterCIDRs: ['10.244.0.0/16'], hostnameOverride: 'node-a', healthzBindAddress: '127.0.0.1:10256', metricsBindAddress: '' });
     expect(resolveAgentConfig(doc, { proxyMode: 'ipvs', ipvsMinSyncPeriod: '0s' })).toMatchObject({ mode: 'ipvs', minSyncPeriodMs: 0, syncPeriodMs: 30_000 });
     expect(problemsOf(() => resolveAgentConfig(doc, { iptablesSyncPeriod: 'soon' }))).toEqual([
