@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # The IPVS guest harness (scripts/lib/vm.ts): qemu, busybox-static for its initramfs, kmod (depmod), cpio; ipvsadm is
 # the IPVS peer and independent reader inside the guest.
 APT_PACKAGES=(build-essential python3 pkg-config libmnl-dev libnftnl-dev nftables iptables iproute2 conntrack util-linux
-  qemu-system-x86 busybox-static kmod cpio ipvsadm)
+  qemu-system-x86 busybox-static kmod cpio ipvsadm openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -186,6 +186,10 @@ export class Agent {
   private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listPage(items: WatchObject[], first: boolean): void; listDone(): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
     const r = new Reflector(this.o.api, { path, resource, ...sel, backoff: this.o.backoff }, {
       ...h,
+      listDone: () => {
+        this.health.watchListed(resource);
+        h.listDone();
+      },
       restarted: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
       failing: (error) => this.health.watchFailing(resource, error),
       recovered: () => this.health.watchRecovered(resource),

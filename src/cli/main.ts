@@ -46,6 +46,7 @@ const SYNC_FLAGS: FlagSpec[] = [
 const RUN_FLAGS: FlagSpec[] = [
   { name: 'config', type: 'string', value: 'FILE', help: 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file, e.g. kube-proxy\'s ConfigMap; flags override it' },
   { name: 'kubeconfig', type: 'string', value: 'FILE', help: 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster config)' },
+  { name: 'master', type: 'string', value: 'URL', help: 'the API server\'s address, e.g. https://10.0.0.1:6443: replaces the kubeconfig\'s (or the in-cluster one, a ClusterIP nothing routes before svcplane syncs), keeping their credentials' },
   { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables or ipvs (iptables and "" run nftables; default nftables)' },
   { name: 'hostname-override', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname)' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), one per family: traffic from outside them to a ClusterIP is masqueraded' },

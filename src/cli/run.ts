@@ -67,7 +67,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
     }
   }
   const nodeName = cfg.hostnameOverride || os.hostname().toLowerCase();
-  const api = await openTransport(cfg.kubeconfig || undefined);
+  const api = await openTransport(cfg.kubeconfig || undefined, undefined, str(flags, 'master'));
   // Held until the process ends: one writer per namespace (src/dataplane/writerLock.ts).
   await acquireWriterLock({ netns });
   const agent = new Agent({ config: cfg, nodeName, api, log, netns });

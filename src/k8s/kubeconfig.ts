@@ -33,6 +33,8 @@ export interface NeedsClientNode {
   needsClientNode: true;
   file?: string;
   reason: string;
+  /** --master's address, replacing the kubeconfig's. */
+  server?: string;
 }
 
 export class KubeConfigError extends Error {}
@@ -54,6 +56,52 @@ export function loadClusterAccess(explicitFile?: string, env: NodeJS.ProcessEnv 
   if (fs.existsSync(home)) return fromFiles([home]);
   if (env.KUBERNETES_SERVICE_HOST && fs.existsSync(path.join(SA_DIR, 'token'))) return inCluster(env);
   throw new KubeConfigError('no kubeconfig: give --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a cluster (service account)');
+}
+
+/**
+ * The API server address given with --master (kube-proxy's flag: "overrides any value in kubeconfig"): the server
+ * of whatever access was found, kept with its credentials, so a DaemonSet can use its service account against the
+ * API server's real address. With no credentials anywhere it is the address alone, as kube-proxy's
+ * BuildConfigFromFlags makes it. A bare host:port gets https://, as client-go's DefaultServerURL gives it.
+ */
+export function withMaster(master: string, load: () => ClusterAccess | NeedsClientNode): ClusterAccess | NeedsClientNode {
+  const server = (/^[a-z]+:\/\//i.test(master) ? master : `https://${master}`).replace(/\/+$/, '');
+  try {
+    new URL(server);
+  } catch {
+    throw new KubeConfigError(`--master: "${master}" is not a URL (e.g. https://10.0.0.1:6443)`);
+  }
+  let access: ClusterAccess | NeedsClientNode;
+  try {
+    access = load();
+  } catch (e) {
+    if (!(e instanceof KubeConfigError) || !/^no kubeconfig/.test(e.message)) throw e;
+    return { server, source: '--master (no credentials)', insecureSkipTLSVerify: false };
+  }
+  if ('needsClientNode' in access) return { ...access, server };
+  return { ...access, server, source: `${access.source}, server from --master` };
+}
+
+/**
+ * Why the agent may never reach `server`, when that is the `kubernetes` Service's ClusterIP as kubelet's service
+ * environment gives it (KUBERNETES_PORT=tcp://<ClusterIP>:<port>, set in every pod, hostNetwork ones too): with
+ * kube-proxy gone, nothing routes that address until svcplane has synced, and svcplane cannot sync without the
+ * API server. Undefined for any other address.
+ */
+export function clusterIPHint(server: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const m = /^tcp:\/\/(\[[^\]]+\]|[^:]+):\d+$/.exec(env.KUBERNETES_PORT ?? '');
+  if (!m) return undefined;
+  let host: string;
+  try {
+    host = new URL(server).hostname;
+  } catch {
+    return undefined;
+  }
+  if (host.replace(/^\[|\]$/g, '') !== m[1].replace(/^\[|\]$/g, '')) return undefined;
+  return `${host} is the "kubernetes" Service's ClusterIP (kubelet's service environment); without kube-proxy nothing ` +
+    'routes it until svcplane has synced, and svcplane needs the API server to sync. Give the API server\'s real ' +
+    'address: k8sServiceHost and k8sServicePort in the svcplane ConfigMap (deploy/kubernetes), --master, or a ' +
+    'kubeconfig (kubeadm\'s kube-proxy ConfigMap carries one: kubeconfig.conf)';
 }
 
 /** rest.InClusterConfig: KUBERNETES_SERVICE_HOST/PORT, the service account's token (re-read: it rotates) and CA. */

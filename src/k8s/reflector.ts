@@ -57,6 +57,9 @@ export type RestartReason = 'closed' | 'short' | 'expired' | 'error';
  */
 export const MAX_WATCH_LINE_BYTES = 8 * 1024 * 1024;
 
+/** Least time between two warnings of one failure streak (the backoff's steps in between are logged at debug). */
+const WARN_EVERY_MS = 10_000;
+
 /** A watch that lasted less than this and delivered nothing is a failure (client-go's "very short watch"). */
 const SHORT_WATCH_MS = 1000;
 
@@ -98,6 +101,7 @@ export class Reflector {
   /** 410s in a row (any other failure, or a healthy watch, ends the run): the first relists at once. */
   private expiries = 0;
   private listedOnce = false;
+  private lastWarnAt = 0;
   lists = 0;
   watches = 0;
 
@@ -156,9 +160,16 @@ export class Reflector {
     if (expired) {
       this.log.info('resourceVersion expired; relisting', { resource: this.o.resource, relistInMs: Math.round(wait), failures: this.failures });
     } else {
-      // The first failure of a streak is a warning; the rest repeat at debug so an outage does not flood the log.
-      (this.failures === 1 ? this.log.warn : this.log.debug)('watch failed; retrying (the dataplane stays as programmed)', {
-        resource: this.o.resource, error: e.message, retryInMs: Math.round(wait), failures: this.failures,
+      // Every backoff step is a warning naming the server (an operator looking at a stuck agent needs the address and
+      // the error now, not the first line of the streak scrolled away), at most one per WARN_EVERY_MS per resource;
+      // the rest go to debug so an outage does not flood the log.
+      const now = Date.now();
+      const warn = this.failures === 1 || now - this.lastWarnAt >= WARN_EVERY_MS;
+      if (warn) this.lastWarnAt = now;
+      // A hint (the address may be a ClusterIP nothing routes yet) goes with errors that never reached a server.
+      const hint = !(e instanceof ApiError) && this.api.hint ? { hint: this.api.hint } : {};
+      (warn ? this.log.warn : this.log.debug)(this.listedOnce ? 'watch failed; retrying (the dataplane stays as programmed)' : 'cannot list from the API server; retrying', {
+        resource: this.o.resource, server: this.api.server, error: e.message, retryInMs: Math.round(wait), failures: this.failures, ...hint,
       });
     }
     if (!expired || this.failures > 1) this.h.failing?.(e.message);

@@ -4,13 +4,15 @@
 // when the kubeconfig needs it (it costs ~67 MB of RSS to load).
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { KubeConfigError, loadClusterAccess, type ClusterAccess } from './kubeconfig';
+import { KubeConfigError, clusterIPHint, loadClusterAccess, withMaster, type ClusterAccess } from './kubeconfig';
 
 export interface ApiTransport {
   /** The API server's base URL (for logs). */
   readonly server: string;
   /** Where the credentials came from (for logs). */
   readonly source: string;
+  /** Said with a connection failure: why this address may be unreachable (kubeconfig.ts clusterIPHint). */
+  readonly hint?: string;
   getJSON(path: string, signal: AbortSignal): Promise<unknown>;
   /** Opens a streaming GET; resolves with the 200 response, rejects with ApiError otherwise. */
   stream(path: string, signal: AbortSignal): Promise<http.IncomingMessage>;
@@ -44,7 +46,11 @@ export class ApiTimeoutError extends Error {}
 type OptionsSource = () => Promise<https.RequestOptions>;
 
 class HttpTransport implements ApiTransport {
-  constructor(readonly server: string, readonly source: string, private readonly options: OptionsSource, private readonly bounds: RequestBounds) {}
+  readonly hint: string | undefined;
+
+  constructor(readonly server: string, readonly source: string, private readonly options: OptionsSource, private readonly bounds: RequestBounds, env: NodeJS.ProcessEnv = process.env) {
+    this.hint = clusterIPHint(server, env);
+  }
 
   /** One GET, resolved with its response once the headers are in; connection and headers bounded. */
   private async request(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
@@ -88,10 +94,14 @@ class HttpTransport implements ApiTransport {
   }
 }
 
-/** The transport for an explicit kubeconfig file, or the default locations / in-cluster config. */
-export async function openTransport(kubeconfig?: string, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS): Promise<ApiTransport> {
-  const access = loadClusterAccess(kubeconfig);
-  if ('needsClientNode' in access) return clientNodeTransport(access.file, access.reason, bounds);
+/**
+ * The transport for an explicit kubeconfig file, or the default locations / in-cluster config; `master` (--master)
+ * replaces the server address of whichever it is.
+ */
+export async function openTransport(kubeconfig?: string, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS, master?: string): Promise<ApiTransport> {
+  const load = () => loadClusterAccess(kubeconfig);
+  const access = master ? withMaster(master, load) : load();
+  if ('needsClientNode' in access) return clientNodeTransport(access.file, access.reason, bounds, access.server);
   return accessTransport(access, bounds);
 }
 
@@ -114,7 +124,7 @@ export function accessTransport(a: ClusterAccess, bounds: RequestBounds = DEFAUL
   }, bounds);
 }
 
-async function clientNodeTransport(file: string | undefined, reason: string, bounds: RequestBounds): Promise<ApiTransport> {
+async function clientNodeTransport(file: string | undefined, reason: string, bounds: RequestBounds, master?: string): Promise<ApiTransport> {
   // Loaded here only: see the file comment. (An ES module, loaded through Node >= 20.19's require(esm).)
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
@@ -122,7 +132,7 @@ async function clientNodeTransport(file: string | undefined, reason: string, bou
   else kc.loadFromDefault();
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubeConfigError('kubeconfig: no current cluster');
-  return new HttpTransport(cluster.server.replace(/\/+$/, ''), `kubeconfig via client-node (${reason})`, async () => {
+  return new HttpTransport(master ?? cluster.server.replace(/\/+$/, ''), `kubeconfig via client-node (${reason})${master ? ', server from --master' : ''}`, async () => {
     const opts: https.RequestOptions = {};
     await kc.applyToHTTPSOptions(opts);
     return opts;

@@ -26,6 +26,7 @@ export class ProxyHealth {
   private node: NodeState | undefined;
   /** Watches in a failure streak: since when (monotonic) and the newest error. */
   private readonly failingWatches = new Map<string, { since: number; error: string }>();
+  private readonly listedWatches = new Set<string>();
 
   constructor(private readonly clock: Clock, private readonly healthTimeoutMs: number) {}
 
@@ -54,12 +55,20 @@ export class ProxyHealth {
     this.failingWatches.delete(resource);
   }
 
-  /** Why the agent is blind, if a watch has been failing for healthTimeout; undefined otherwise. */
+  /** A watch delivered its first full list: from now on, a failure streak is blind only after healthTimeout. */
+  watchListed(resource: string): void {
+    this.listedWatches.add(resource);
+  }
+
+  /**
+   * Why the agent is blind: a watch failing for healthTimeout, or failing before it ever listed (at start, with the
+   * API server unreachable: nothing is known, so there is nothing to wait out); undefined otherwise.
+   */
   get blindReason(): string | undefined {
     const now = this.clock.now();
-    const blind = [...this.failingWatches].filter(([, f]) => now - f.since >= this.healthTimeoutMs);
+    const blind = [...this.failingWatches].filter(([r, f]) => now - f.since >= this.healthTimeoutMs || !this.listedWatches.has(r));
     if (!blind.length) return undefined;
-    return blind.map(([r, f]) => `${r} watch failing for ${Math.round((now - f.since) / 1000)} s: ${f.error}`).join('; ');
+    return blind.map(([r, f]) => `${r} watch failing for ${Math.round((now - f.since) / 1000)} s${this.listedWatches.has(r) ? '' : ' (nothing listed yet)'}: ${f.error}`).join('; ');
   }
 
   get healthy(): boolean {

@@ -1,4 +1,4 @@
-// An API-server double: the Kubernetes list/watch wire protocol over plain HTTP, for Services, EndpointSlices and
+// An API-server double: the Kubernetes list/watch wire protocol over HTTP (or HTTPS), for Services, EndpointSlices and
 // Nodes, faithful to what kube-apiserver (with its watch cache) sends, as the API Concepts page documents it
 // (https://kubernetes.io/docs/reference/using-api/api-concepts/). No kube-apiserver can run on these machines, so
 // this is the peer the agent's watch path is tested (and benchmarked) against. Test tooling, not product code.
@@ -24,6 +24,7 @@
 //   list bodies trickling a byte at a time, watches closed at once with no event, every watch answered 410,
 //   every request answered 429/503 with Retry-After; sendLongLine() writes an endless line to open watches.
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export type ResourceKind = 'Service' | 'EndpointSlice' | 'Node';
@@ -72,6 +73,12 @@ export interface ApiServerOptions {
   /** How many history events are kept for watches to resume from (the watch cache's capacity). */
   historyLimit?: number;
   port?: number;
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Serve HTTPS with this key and certificate (PEM), as a real API server does. */
+  tls?: { key: Buffer; cert: Buffer };
+  /** Require `Authorization: Bearer <token>` (401 Unauthorized otherwise, as the real server answers). */
+  token?: string;
 }
 
 export interface RequestRecord {
@@ -113,7 +120,8 @@ export class ApiServerDouble {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.listenPort}`;
+    const host = this.opts.host ?? '127.0.0.1';
+    return `${this.opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${this.listenPort}`;
   }
 
   get resourceVersion(): string {
@@ -126,7 +134,8 @@ export class ApiServerDouble {
   }
 
   async start(): Promise<void> {
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res);
+    this.server = this.opts.tls ? https.createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : http.createServer(handler);
     this.server.keepAliveTimeout = 1000;
     this.server.on('connection', (s) => {
       this.sockets.add(s);
@@ -134,7 +143,7 @@ export class ApiServerDouble {
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(this.listenPort || this.opts.port || 0, '127.0.0.1', () => resolve());
+      this.server!.listen(this.listenPort || this.opts.port || 0, this.opts.host ?? '127.0.0.1', () => resolve());
     });
     this.listenPort = (this.server.address() as AddressInfo).port;
   }
@@ -268,6 +277,7 @@ export class ApiServerDouble {
     const url = new URL(req.url ?? '/', 'http://double');
     const query = Object.fromEntries(url.searchParams);
     this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query, at: Date.now() });
+    if (this.opts.token !== undefined && req.headers.authorization !== `Bearer ${this.opts.token}`) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
     if (this.injectFault(res, query)) return;
     const route = this.route(url.pathname);
     if (req.method !== 'GET' || !route) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);

@@ -3,7 +3,6 @@
 // traffic from a client namespace shows what is programmed. Faults the watch must survive are made by the double:
 // dropped watches, 410 Expired, the API server gone for 30 s. The agent runs in the host namespace (where the double
 // listens on 127.0.0.1) and programs the node namespace through --netns.
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -12,19 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { countsFor, runClient, startHold } from '../../scripts/lib/traffic';
 import { ApiServerDouble, type KubeObject } from '../apiserver/double';
-import { SVCPLANE } from '../helpers/cli';
+import { AgentProcess } from '../helpers/agent-process';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('agent end-to-end');
 const NODE = 'node-a';
 const CLUSTER_IP = '198.18.100.10';
 const NODE_PORT = 30080;
-
-interface LogLine {
-  level: string;
-  msg: string;
-  [k: string]: unknown;
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -35,65 +28,6 @@ function freePort(): Promise<number> {
     });
     s.on('error', reject);
   });
-}
-
-/** The running agent: its process, its log lines, and helpers to wait on them. */
-class AgentProcess {
-  readonly lines: LogLine[] = [];
-  readonly exited: Promise<number | null>;
-  private readonly proc: ChildProcess;
-  private waiters: Array<() => void> = [];
-
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [SVCPLANE, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          this.lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.lines.push({ level: 'raw', msg: line });
-        }
-        for (const w of this.waiters) w();
-      }
-    });
-    this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code)));
-  }
-
-  syncs(): LogLine[] {
-    return this.lines.filter((l) => l.msg === 'synced');
-  }
-
-  /** Waits for a log line matching `pred` after index `from`. */
-  async waitFor(pred: (l: LogLine) => boolean, from = 0, timeoutMs = 60_000): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.lines.slice(from).find(pred);
-      if (hit) return hit;
-      if (Date.now() > deadline) throw new Error(`no matching log line in ${timeoutMs} ms; log:\n${this.lines.map((l) => JSON.stringify(l)).join('\n')}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, 200);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-      this.waiters = [];
-    }
-  }
-
-  /** Waits for the next successful sync after the current log position. */
-  nextSync(timeoutMs = 60_000): Promise<LogLine> {
-    return this.waitFor((l) => l.msg === 'synced', this.lines.length, timeoutMs);
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    this.proc.kill(signal);
-  }
 }
 
 describe.runIf(haveRoot)('svcplane run against the API-server double, real traffic', () => {

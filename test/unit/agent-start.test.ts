@@ -62,7 +62,7 @@ describe('the agent before its first sync', () => {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
     // Once a watch has failed, the agent is waiting in its backoff: that is when SIGTERM used to kill it.
     const end = Date.now() + 60_000;
-    while (!output.includes('watch failed; retrying')) {
+    while (!output.includes('cannot list from the API server; retrying')) {
       if (Date.now() > end) throw new Error(`the agent never reported a failed watch:\n${output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -71,7 +71,7 @@ describe('the agent before its first sync', () => {
     expect(output).toContain('"msg":"stopping: the dataplane stays programmed","signal":"SIGTERM"');
   }, 90_000);
 
-  it.runIf(requireRoot('the agent against a vanished API server'))('/healthz says 503 with the reason once its watches have failed for healthTimeout (/livez 200), and 200 when they recover', async () => {
+  it.runIf(requireRoot('the agent against a vanished API server'))('/healthz says 503 with the reason while its watches fail (at once before anything was listed; later, after healthTimeout), /livez 200, and 200 when they recover', async () => {
     const api = new ApiServerDouble();
     await api.start();
     const ns = makeNetns('blind');
@@ -97,7 +97,7 @@ describe('the agent before its first sync', () => {
         await new Promise((r) => setTimeout(r, 100));
         h = await get('/healthz').catch(() => undefined);
       }
-      expect(String(h.body.reason)).toMatch(/^nodes watch failing for \d+ s: .*ECONNREFUSED/);
+      expect(String(h.body.reason)).toMatch(/^nodes watch failing for \d+ s \(nothing listed yet\): .*ECONNREFUSED/);
       expect((await get('/livez')).code).toBe(200);
       // The server is back: the watch recovers, and so does /healthz (the Node is there).
       api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });

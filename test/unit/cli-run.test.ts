@@ -14,7 +14,7 @@ describe('svcplane run (before it runs)', () => {
   it('documents kube-proxy\'s flags', async () => {
     const r = await svcplane(['run', '--help']);
     expect(r.code).toBe(0);
-    for (const f of ['--config', '--kubeconfig', '--proxy-mode', '--hostname-override', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all',
+    for (const f of ['--config', '--kubeconfig', '--master', '--proxy-mode', '--hostname-override', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all',
       '--ipvs-scheduler', '--healthz-bind-address', '--metrics-bind-address', '--iptables-sync-period', '--iptables-min-sync-period',
       '--ipvs-sync-period', '--ipvs-min-sync-period', '--write-config-to', '--cleanup']) expect(r.stdout).toContain(f);
   });

@@ -92,6 +92,12 @@ describe('deploy/ manifests', () => {
     expect(resolveAgentConfig(doc)).toMatchObject({ mode: 'nftables', healthzBindAddress: '0.0.0.0:10256' });
     const ds = all.find((m) => m.obj.kind === 'DaemonSet')!.obj as { spec: { template: { spec: { containers: Array<{ securityContext: { capabilities: { add: string[] } } }> } } } };
     expect(ds.spec.template.spec.containers[0].securityContext.capabilities.add).toEqual(['NET_ADMIN']);
+    // The API server's real address from the ConfigMap, overriding kubelet's ClusterIP (deploy/README.md).
+    const env = (ds.spec.template.spec.containers[0] as unknown as { env: Array<{ name: string; valueFrom?: { configMapKeyRef?: { name: string; key: string; optional?: boolean } } }> }).env;
+    expect(env.filter((e) => e.name.startsWith('KUBERNETES_SERVICE_')).map((e) => [e.name, e.valueFrom?.configMapKeyRef])).toEqual([
+      ['KUBERNETES_SERVICE_HOST', { name: 'svcplane', key: 'k8sServiceHost', optional: true }],
+      ['KUBERNETES_SERVICE_PORT', { name: 'svcplane', key: 'k8sServicePort', optional: true }],
+    ]);
   });
 
   it('the Grafana dashboard charts only metrics svcplane exports', async () => {

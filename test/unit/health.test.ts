@@ -29,6 +29,7 @@ describe('ProxyHealth (kube-proxy\'s /healthz and /livez)', () => {
     const clock = new FakeClock();
     const h = new ProxyHealth(clock, 60_000);
     h.setNode(nodeInfoOf({ metadata: {} }));
+    h.watchListed('services');
     h.watchFailing('services', 'GET /api/v1/services: no response headers in 30 s');
     await clock.advance(30_000);
     h.watchFailing('services', 'connect ECONNREFUSED'); // the streak goes on: it started 30 s ago
@@ -39,6 +40,19 @@ describe('ProxyHealth (kube-proxy\'s /healthz and /livez)', () => {
     h.watchRecovered('services');
     expect(h.healthz().code).toBe(200);
     expect(JSON.parse(h.healthz().body)).not.toHaveProperty('reason');
+  });
+
+  it('a watch failing before its first list is blind at once (at start nothing is known: nothing to wait out)', async () => {
+    const clock = new FakeClock();
+    const h = new ProxyHealth(clock, 60_000);
+    h.setNode(nodeInfoOf({ metadata: {} }));
+    h.watchFailing('endpointslices', 'connect ETIMEDOUT 10.96.0.1:443');
+    expect([h.healthz().code, h.livez().code]).toEqual([503, 200]);
+    expect(JSON.parse(h.healthz().body)).toMatchObject({ reason: 'endpointslices watch failing for 0 s (nothing listed yet): connect ETIMEDOUT 10.96.0.1:443' });
+    h.watchListed('endpointslices');
+    h.watchRecovered('endpointslices');
+    h.watchFailing('endpointslices', 'connect ECONNREFUSED');
+    expect(h.healthz().code).toBe(200);
   });
 
   it('/healthz (not /livez) is 503 when the Node is missing, being deleted, or tainted for deletion', () => {

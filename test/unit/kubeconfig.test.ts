@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { inCluster, loadClusterAccess, type ClusterAccess } from '../../src/k8s/kubeconfig';
+import { KubeConfigError, clusterIPHint, inCluster, loadClusterAccess, withMaster, type ClusterAccess } from '../../src/k8s/kubeconfig';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-kc-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -74,6 +74,28 @@ describe('kubeconfig', () => {
     write('sa/ca.crt', 'SA-CA');
     const a = inCluster({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' }, path.join(dir, 'sa'));
     expect([a.server, a.token?.(), a.ca?.toString()]).toEqual(['https://[fd00::1]:443', 'sa-token', 'SA-CA']);
+  });
+
+  it('--master replaces the server and keeps the credentials (kubeconfig or in-cluster); alone, it is the address alone', () => {
+    write('sa2/token', 'sa-token');
+    const sa = () => inCluster({ KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, path.join(dir, 'sa2'));
+    const a = withMaster('https://192.0.2.10:6443/', sa) as ClusterAccess;
+    expect([a.server, a.token?.(), a.source]).toEqual(['https://192.0.2.10:6443', 'sa-token', 'in-cluster service account, server from --master']);
+    expect((withMaster('192.0.2.10:6443', sa) as ClusterAccess).server).toBe('https://192.0.2.10:6443');
+    const none = () => {
+      throw new KubeConfigError('no kubeconfig: ...');
+    };
+    expect(withMaster('http://127.0.0.1:8080', none)).toEqual({ server: 'http://127.0.0.1:8080', source: '--master (no credentials)', insecureSkipTLSVerify: false });
+    expect(() => withMaster('https://[nope', sa)).toThrow('--master: "https://[nope" is not a URL');
+  });
+
+  it('hints when the server is the kubernetes Service\'s ClusterIP from kubelet\'s service environment, and only then', () => {
+    const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443', KUBERNETES_PORT: 'tcp://10.96.0.1:443' };
+    expect(clusterIPHint('https://10.96.0.1:443', env)).toMatch(/^10\.96\.0\.1 is the "kubernetes" Service's ClusterIP .*k8sServiceHost/);
+    expect(clusterIPHint('https://[fd00:96::1]:443', { KUBERNETES_PORT: 'tcp://[fd00:96::1]:443' })).toMatch(/^\[fd00:96::1\] is the/);
+    // The DaemonSet's k8sServiceHost overrides KUBERNETES_SERVICE_HOST; KUBERNETES_PORT stays kubelet's.
+    expect(clusterIPHint('https://192.0.2.10:6443', env)).toBeUndefined();
+    expect(clusterIPHint('https://10.96.0.1:443', {})).toBeUndefined();
   });
 
   it('names what is wrong with a broken kubeconfig', () => {
