@@ -21,7 +21,9 @@
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnftnl libmnl)"],
       "libraries": ["<!@(pkg-config --libs libnftnl libmnl)"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"]
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS",
+                  "SVCPLANE_LIBNFTNL_VERSION=<!(pkg-config --modversion libnftnl)",
+                  "SVCPLANE_LIBMNL_VERSION=<!(pkg-config --modversion libmnl)"]
     }
   ]
 }

@@ -387,6 +387,10 @@ Napi::Value NetSysctl(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// A version as a string literal: gyp passes -DNAME=1.2.4 (quotes would not survive make's shell).
+#define SVCPLANE_STRINGIFY_(x) #x
+#define SVCPLANE_STRINGIFY(x) SVCPLANE_STRINGIFY_(x)
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // glibc raises its mmap threshold to the size of each large mmapped block freed (a full sync's buffers: MBs) and
   // its trim threshold to twice that, for good; every arena (one per thread: the event loop, libuv's workers, V8's)
@@ -397,6 +401,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NftSocket", NftSocket::Init(env));
   exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
   exports.Set("netSysctl", Napi::Function::New(env, NetSysctl, "netSysctl"));
+  // The library versions the addon was built against (pkg-config at build time: neither library reports its own).
+  Napi::Object libraries = Napi::Object::New(env);
+  libraries.Set("libnftnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBNFTNL_VERSION));
+  libraries.Set("libmnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBMNL_VERSION));
+  exports.Set("libraries", libraries);
   InitAbstractSockets(env, exports);
   env.AddCleanupHook([]() { CloseAllSockets(); });
   return exports;

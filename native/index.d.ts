@@ -130,6 +130,9 @@ export declare class NetlinkTransceiver {
  * Reads (no value) or writes a net.* sysctl ("net.ipv4.vs.conntrack" or "net/ipv4/vs/conntrack") of the network
  * namespace at `netns` (a file such as /run/netns/NAME; default: the caller's). Rejects with code/errno.
  */
+/** Versions of the libraries the addon was built against. */
+export declare const libraries: { libnftnl: string; libmnl: string };
+
 export declare function netSysctl(name: string, netns?: string, value?: string): Promise<string | undefined>;
 
 /**

@@ -41,3 +41,8 @@ fi
 
 # TypeScript: incremental build of src/, scripts/, bench/.
 npx --no-install tsc -p tsconfig.json
+
+# The commit `svcplane version` reports (the image passes it as a build argument: it has no .git).
+commit=$(git rev-parse HEAD 2>/dev/null || echo "${SVCPLANE_COMMIT:-unknown}")
+info="{\"commit\":\"$commit\"}"
+[ "$(cat dist/src/build-info.json 2>/dev/null)" = "$info" ] || echo "$info" > dist/src/build-info.json

@@ -21,13 +21,15 @@ import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
 import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
 import { formatStatus, formatSyncSummary } from './format';
+import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
+import { formatVersion, versionInfo } from '../version';
 
 const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables or ipvs', default: 'nftables', choices: ['nftables', 'ipvs'] };
 const IPVS_SCHEDULER: FlagSpec = { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'ipvs mode: default scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh); per Service: annotation svcplane.io/ipvs-scheduler', default: 'rr' };
 const IPVS_BIND_MODE: FlagSpec = { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'ipvs mode: make Service addresses local on svcplane0 as local routes ("route", default: O(1) each) or as addresses ("address", as kube-proxy does on kube-ipvs0; O(n) each in the kernel)', default: 'route', choices: ['route', 'address'] };
 const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
 const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
-const HELP: FlagSpec = { name: 'help', type: 'boolean', help: 'show this help' };
+const HELP: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show this help' };
 const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'json or text (default: text on a terminal, json otherwise)', choices: ['json', 'text'] };
 
 const SYNC_FLAGS: FlagSpec[] = [
@@ -42,29 +44,8 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
   IPVS_SCHEDULER, IPVS_BIND_MODE, OUTPUT, NETNS, LOG, HELP,
 ];
-// kube-proxy's own flag names (cmd/kube-proxy/app/options.go), so a kube-proxy command line carries over.
-const RUN_FLAGS: FlagSpec[] = [
-  { name: 'config', type: 'string', value: 'FILE', help: 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file, e.g. kube-proxy\'s ConfigMap; flags override it' },
-  { name: 'kubeconfig', type: 'string', value: 'FILE', help: 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster config)' },
-  { name: 'master', type: 'string', value: 'URL', help: 'the API server\'s address, e.g. https://10.0.0.1:6443: replaces the kubeconfig\'s (or the in-cluster one, a ClusterIP nothing routes before svcplane syncs), keeping their credentials' },
-  { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables or ipvs (iptables and "" run nftables; default nftables)' },
-  { name: 'hostname-override', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname)' },
-  { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), one per family: traffic from outside them to a ClusterIP is masqueraded' },
-  { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the Node\'s primary IPs)' },
-  { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
-  { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'default IPVS scheduler (ipvs mode)' },
-  { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'svcplane only: Service addresses on svcplane0 as local routes ("route", default) or addresses ("address", like kube-proxy)', choices: ['route', 'address'] },
-  { name: 'healthz-bind-address', type: 'string', value: 'IP:PORT', help: '/healthz and /livez address ("" disables; default 0.0.0.0:10256)' },
-  { name: 'metrics-bind-address', type: 'string', value: 'IP:PORT', help: '/metrics address ("" disables; default 127.0.0.1:10249)' },
-  { name: 'iptables-sync-period', type: 'string', value: 'DURATION', help: 'full resync period, e.g. 30s (nftables mode, as in kube-proxy)' },
-  { name: 'iptables-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs, e.g. 1s (nftables mode)' },
-  { name: 'ipvs-sync-period', type: 'string', value: 'DURATION', help: 'full resync period (ipvs mode)' },
-  { name: 'ipvs-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs (ipvs mode)' },
-  { name: 'config-sync-period', type: 'string', value: 'DURATION', help: 'accepted for compatibility (svcplane\'s state is event-driven)' },
-  { name: 'write-config-to', type: 'string', value: 'FILE', help: 'write the effective configuration as a KubeProxyConfiguration to FILE and exit' },
-  { name: 'cleanup', type: 'boolean', help: 'remove everything svcplane programmed and exit' },
-  NETNS, LOG, HELP,
-];
+// kube-proxy's flags, all of them (src/cli/runFlags.ts), then svcplane's own.
+const RUN_FLAGS: FlagSpec[] = [...KUBE_PROXY_FLAGS, ...SVCPLANE_RUN_FLAGS, NETNS, LOG, HELP];
 const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 const EXPLAIN_FLAGS: FlagSpec[] = [
   MODE,
@@ -78,6 +59,7 @@ const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: stri
   sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
   status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
   cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
+  version: { summary: 'print the version, the commit and the libnftnl/libmnl versions the addon was built with', flags: [OUTPUT, HELP] },
   explain: { summary: 'explain a flow as the kernel will handle it: the Service port it matches, the endpoints a new connection can reach and why', flags: EXPLAIN_FLAGS, args: '<TCP|UDP|SCTP> <address>:<port>' },
 };
 
@@ -249,6 +231,10 @@ export async function main(argv: string[]): Promise<number> {
     out(usage());
     return command ? 0 : 2;
   }
+  if (command === '--version') {
+    out(formatVersion(versionInfo()));
+    return 0;
+  }
   const spec = COMMANDS[command];
   if (!spec) {
     process.stderr.write(`svcplane: unknown command "${command}"\n\n${usage()}`);
@@ -271,6 +257,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (bool(flags, 'help')) {
     out(commandUsage(command));
+    return 0;
+  }
+  if (command === 'version' || bool(flags, 'version')) {
+    const v = versionInfo();
+    out(str(flags, 'output') === 'json' ? JSON.stringify(v) : formatVersion(v));
     return 0;
   }
   const logFormat = str(flags, 'log-format') as 'json' | 'text' | undefined;

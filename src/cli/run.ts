@@ -10,7 +10,18 @@ import { acquireWriterLock } from '../dataplane/writerLock';
 import { KubeConfigError } from '../k8s/kubeconfig';
 import { openTransport } from '../k8s/transport';
 import { createLogger } from '../log';
-import { type ParsedFlags, UsageError, bool, list, str } from './args';
+import { type ParsedFlags, UsageError, bool, list, noEffectFlags, str } from './args';
+import { KUBE_PROXY_FLAGS } from './runFlags';
+
+const RUN_SPECS = KUBE_PROXY_FLAGS;
+
+/** klog's -v: 0-3 keep info and above; 4 and more add debug lines (watch and transaction detail). */
+function verbosityLevel(v: string | undefined): 'debug' | 'info' {
+  if (v === undefined) return 'info';
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (Number.isNaN(n)) throw new UsageError(`-v: "${v}" is not a verbosity level (0, 1, 2...)`);
+  return n >= 4 ? 'debug' : 'info';
+}
 
 /** A bad configuration file or kubeconfig is an input error (exit 2), like a bad flag. */
 export async function cmdRun(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) => Dataplane): Promise<number> {
@@ -43,11 +54,20 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
     iptablesSyncPeriod: str(flags, 'iptables-sync-period'), iptablesMinSyncPeriod: str(flags, 'iptables-min-sync-period'),
     ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
     configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),
+    healthzPort: str(flags, 'healthz-port'), metricsPort: str(flags, 'metrics-port'), detectLocalMode: str(flags, 'detect-local-mode'),
   });
-  const log = createLogger({ format: (str(flags, 'log-format') as 'json' | 'text' | undefined) ?? cfg.logFormat });
+  const format = (str(flags, 'log-format') ?? str(flags, 'logging-format')) as 'json' | 'text' | undefined;
+  const log = createLogger({ format: format ?? cfg.logFormat, level: verbosityLevel(str(flags, 'v')) });
   for (const w of warnings) log.warn(w);
+  for (const note of noEffectFlags(flags, RUN_SPECS)) log.info(note);
   for (const note of kubeProxyDifferences(file, str(flags, 'proxy-mode'))) log.info(note);
 
+  if (bool(flags, 'init-only')) {
+    // kube-proxy's --init-only does the privileged set-up (sysctls) in an init container and exits; svcplane has
+    // no such step apart from starting. Exiting (after the configuration checked out) keeps such a Pod working.
+    log.info('--init-only: the configuration is valid; svcplane needs no separate set-up step; exiting');
+    return 0;
+  }
   const writeTo = str(flags, 'write-config-to');
   if (writeTo) {
     await fs.promises.writeFile(writeTo, stringifyYAML(toKubeProxyConfiguration(cfg)));

@@ -83,6 +83,10 @@ export interface ConfigFlags {
   ipvsMinSyncPeriod?: string;
   configSyncPeriod?: string;
   kubeconfig?: string;
+  /** kube-proxy's deprecated --healthz-port/--metrics-port: 0 switches the server off; else the port of a bare IP. */
+  healthzPort?: string;
+  metricsPort?: string;
+  detectLocalMode?: string;
 }
 
 // ---- the v1alpha1 schema, for unknown-field detection --------------------------------------------------------
@@ -216,9 +220,9 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     families.add(p.family);
   });
 
-  const detectLocalMode = at(doc, 'detectLocalMode') ?? '';
+  const detectLocalMode = flags.detectLocalMode ?? at(doc, 'detectLocalMode') ?? '';
   if (detectLocalMode !== '' && detectLocalMode !== 'ClusterCIDR') {
-    bad('detectLocalMode', detectLocalMode, ['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(String(detectLocalMode))
+    bad(flags.detectLocalMode !== undefined ? '--detect-local-mode' : 'detectLocalMode', detectLocalMode, ['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(String(detectLocalMode))
       ? 'not supported by svcplane yet (it detects local traffic by clusterCIDR only); use ClusterCIDR'
       : 'supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""');
   }
@@ -243,12 +247,14 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   const v6 = typeof at(doc, 'bindAddress') === 'string' && parseIP(at(doc, 'bindAddress'))?.family === 6;
   const healthzDefault = v6 ? '[::]:10256' : '0.0.0.0:10256';
   const metricsDefault = v6 ? '[::1]:10249' : '127.0.0.1:10249';
-  const healthzBindAddress = flags.healthzBindAddress !== undefined
-    ? bindAddress(problems, '--healthz-bind-address', flags.healthzBindAddress, healthzDefault, 10256)
-    : bindAddress(problems, 'healthzBindAddress', at(doc, 'healthzBindAddress') || undefined, healthzDefault, 10256);
-  const metricsBindAddress = flags.metricsBindAddress !== undefined
-    ? bindAddress(problems, '--metrics-bind-address', flags.metricsBindAddress, metricsDefault, 10249)
-    : bindAddress(problems, 'metricsBindAddress', at(doc, 'metricsBindAddress') || undefined, metricsDefault, 10249);
+  const healthzPort = port(problems, '--healthz-port', flags.healthzPort, 10256);
+  const metricsPort = port(problems, '--metrics-port', flags.metricsPort, 10249);
+  const healthzBindAddress = healthzPort === 0 ? '' : flags.healthzBindAddress !== undefined
+    ? bindAddress(problems, '--healthz-bind-address', flags.healthzBindAddress, healthzDefault, healthzPort)
+    : bindAddress(problems, 'healthzBindAddress', at(doc, 'healthzBindAddress') || undefined, healthzDefault, healthzPort);
+  const metricsBindAddress = metricsPort === 0 ? '' : flags.metricsBindAddress !== undefined
+    ? bindAddress(problems, '--metrics-bind-address', flags.metricsBindAddress, metricsDefault, metricsPort)
+    : bindAddress(problems, 'metricsBindAddress', at(doc, 'metricsBindAddress') || undefined, metricsDefault, metricsPort);
 
   let hostnameOverride = flags.hostnameOverride ?? str(problems, 'hostnameOverride', at(doc, 'hostnameOverride')) ?? '';
   if (flags.hostnameOverride !== undefined && flags.hostnameOverride.trim() === '') bad('--hostname-override', flags.hostnameOverride, 'must not be empty');
@@ -423,6 +429,17 @@ function bindAddress(problems: string[], path: string, v: unknown, def: string, 
   if (!parseIP(host)) problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a valid IP`);
   if (!(port >= 1 && port <= 65535)) problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a valid port`);
   return text;
+}
+
+/** A port flag: 0-65535 (0: off), or `def` when not given. */
+function port(problems: string[], path: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const n = /^\d+$/.test(v.trim()) ? Number(v.trim()) : NaN;
+  if (!(n >= 0 && n <= 65535)) {
+    problems.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a port (0 switches the server off)`);
+    return def;
+  }
+  return n;
 }
 
 /** Splits "host:port" (IPv6 in brackets) for listen(). */

@@ -61,6 +61,36 @@ describe('svcplane run (before it runs)', () => {
     expect(parse(fs.readFileSync(out, 'utf8'))).toMatchObject({ metricsBindAddress: '127.0.0.1:10249', nftables: { minSyncPeriod: '1s', syncPeriod: '30s' } });
   });
 
+  it('takes a kube-proxy DaemonSet\'s command line as it is: honours what applies, says once what has no effect', async () => {
+    const out = path.join(dir, 'kp-out.yaml');
+    const r = await svcplane(['run', '--master=https://192.0.2.1:6443', '--kubeconfig=/var/lib/kube-proxy/kubeconfig', '--cluster-cidr=10.64.0.0/14',
+      '--oom-score-adj=-998', '--v=2', '--feature-gates=ServiceTrafficDistribution=true', '--iptables-sync-period=1m', '--iptables-min-sync-period=10s',
+      '--ipvs-sync-period=1m', '--ipvs-min-sync-period=10s', '--detect-local-mode=ClusterCIDR', '--conntrack_max_per_core=0', '--profiling',
+      '--healthz-bind-address=0.0.0.0:10256', '--metrics-bind-address=127.0.0.1', '--metrics-port=10250', '--logging-format=json', '--write-config-to', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string });
+    expect(lines.filter((l) => l.msg.includes('accepted, no effect')).map((l) => l.msg.split(':')[0])).toEqual(
+      ['--profiling', '--oom-score-adj', '--conntrack-max-per-core', '--feature-gates']);
+    expect(parse(fs.readFileSync(out, 'utf8'))).toMatchObject({ clusterCIDR: '10.64.0.0/14', metricsBindAddress: '127.0.0.1:10250',
+      healthzBindAddress: '0.0.0.0:10256', nftables: { syncPeriod: '1m0s', minSyncPeriod: '10s' } });
+    // --init-only (kube-proxy's init container step) exits 0 once the configuration is valid.
+    const init = await svcplane(['run', '--init-only', '--log-format', 'json']);
+    expect(init.code, init.stderr).toBe(0);
+    expect(init.stderr).toContain('--init-only: the configuration is valid');
+    // --healthz-port 0 switches the server off, as kube-proxy's deprecated flag does.
+    const off = path.join(dir, 'off.yaml');
+    expect((await svcplane(['run', '--healthz-port=0', '--write-config-to', off])).code).toBe(0);
+    expect(parse(fs.readFileSync(off, 'utf8'))).toMatchObject({ healthzBindAddress: '' });
+  });
+
+  it('--version, `svcplane version` and `run --version` print the version, the commit and the addon\'s libraries', async () => {
+    for (const argv of [['--version'], ['version'], ['run', '--version']]) {
+      const r = await svcplane(argv);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^svcplane \d+\.\d+\.\d+ \(commit ([0-9a-f]{40}|unknown); libnftnl \d+\.\d+(\.\d+)?, libmnl \d+\.\d+(\.\d+)?; node \d+/);
+    }
+  });
+
   it('a missing --config file or --manifests directory is an input error (exit 2) naming the flag', async () => {
     const c = await svcplane(['run', '--config', path.join(dir, 'no-such.yaml')]);
     expect(c.code).toBe(2);
