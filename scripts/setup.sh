@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Prerequisites it cannot install itself, checked first so nothing is half-installed: a Debian-like system, root
+# for apt-get (only when something is missing), and Node.js >= 20.19 (Debian 12's nodejs is 18).
+command -v dpkg-query >/dev/null && command -v apt-get >/dev/null || {
+  echo "setup: needs a Debian-like system (Debian 12 or newer, Ubuntu 22.04 or newer): apt-get and dpkg-query not found" >&2; exit 1; }
+node_ok=$(node -e 'const [a, b] = process.versions.node.split(".").map(Number); console.log(a > 20 || (a === 20 && b >= 19) ? "yes" : process.versions.node)' 2>/dev/null || echo "none")
+if [ "$node_ok" != yes ]; then
+  echo "setup: needs Node.js >= 20.19 with npm (found: $node_ok). Debian 12's nodejs package is 18; install Node 20 or 22" >&2
+  echo "       from https://nodejs.org, https://github.com/nodesource/distributions or nvm, then run this again." >&2
+  exit 1
+fi
+
 # Build-time: libmnl/libnftnl headers for the addon. Test/bench peers and verifiers: nft, iptables, ip,
 # conntrack. The product itself never runs any of these tools.
 # The IPVS guest harness (scripts/lib/vm.ts): qemu, busybox-static for its initramfs, kmod (depmod), cpio; ipvsadm is

@@ -126,7 +126,14 @@ export function accessTransport(a: ClusterAccess, bounds: RequestBounds = DEFAUL
 
 async function clientNodeTransport(file: string | undefined, reason: string, bounds: RequestBounds, master?: string): Promise<ApiTransport> {
   // Loaded here only: see the file comment. (An ES module, loaded through Node >= 20.19's require(esm).)
-  const { KubeConfig } = await import('@kubernetes/client-node');
+  // An optional dependency (57 MB of the 82 MB of node_modules): the image leaves it out unless built with
+  // WITH_CLIENT_NODE=1, so its absence is said plainly, with the way to get it.
+  const { KubeConfig } = await import('@kubernetes/client-node').catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ERR_MODULE_NOT_FOUND' && e.code !== 'MODULE_NOT_FOUND') throw e;
+    throw new KubeConfigError(`this kubeconfig needs @kubernetes/client-node (${reason}), which is not installed: ` +
+      'npm install @kubernetes/client-node, or build the image with --build-arg WITH_CLIENT_NODE=1; or use a kubeconfig with a token, ' +
+      'token file or client certificate (the DaemonSet\'s service account needs none of this)');
+  });
   const kc = new KubeConfig();
   if (file) kc.loadFromFile(file);
   else kc.loadFromDefault();

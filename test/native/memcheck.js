@@ -1,5 +1,5 @@
 // Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
-// netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; close() with exchanges in
+// netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; libraries; close() with exchanges in
 // flight, an exchange the kernel never answers, dumps interrupted by another writer's commits, a record refused
 // for a pointer-typed attribute, the abstract sockets of the writer lock) in a
 // throwaway network namespace; run under valgrind by test/native/memcheck.sh to check the C++ for memory
@@ -72,6 +72,8 @@ execFileSync('ip', ['netns', 'add', ns]);
   await native.netSysctl('kernel.hostname', `/run/netns/${ns}`).catch(() => undefined);
   await native.netSysctl('net.ipv4.nosuch', `/run/netns/${ns}`).catch(() => undefined);
   console.log(`transceiver: ${r1.failures.length} + ${r2.failures.length} refusals, dump ${dump.replies[0].data.length} bytes, ${r3.results.length} results; ip_forward=${fwd}`);
+  // The build-time library versions (svcplane version).
+  console.log(`libraries: libnftnl ${native.libraries.libnftnl}, libmnl ${native.libraries.libmnl}`);
 
   // close() with exchanges in flight: each settles; the socket is freed once, by whoever finishes last.
   const s2 = new native.NftSocket({ netns: `/run/netns/${ns}` });
