@@ -64,6 +64,10 @@ export class Agent {
 
   constructor(private readonly o: AgentOptions) {
     this.health = new ProxyHealth(o.clock ?? realClock, 2 * o.config.syncPeriodMs);
+    o.api.onRequest = (r) => {
+      this.metrics.restRequests.inc({ code: r.code, host: r.host, method: r.verb });
+      this.metrics.restRequestDuration.observe({ host: r.host, verb: r.verb }, r.seconds);
+    };
   }
 
   async start(): Promise<void> {

@@ -13,9 +13,22 @@ export interface ApiTransport {
   readonly source: string;
   /** Said with a connection failure: why this address may be unreachable (kubeconfig.ts clusterIPHint). */
   readonly hint?: string;
+  /** Called once per request when its response headers arrive (or it fails): client-go's rest_client metrics. */
+  onRequest?: (r: RequestRecord) => void;
   getJSON(path: string, signal: AbortSignal): Promise<unknown>;
   /** Opens a streaming GET; resolves with the 200 response, rejects with ApiError otherwise. */
   stream(path: string, signal: AbortSignal): Promise<http.IncomingMessage>;
+}
+
+/** One request as client-go's REST metrics see it (rest/request.go). */
+export interface RequestRecord {
+  verb: string;
+  /** host:port of the server. */
+  host: string;
+  /** The HTTP status, or "<error>" when no response came. */
+  code: string;
+  /** Until the response headers (a watch's stream is not counted). */
+  seconds: number;
 }
 
 export class ApiError extends Error {
@@ -47,6 +60,7 @@ type OptionsSource = () => Promise<https.RequestOptions>;
 
 class HttpTransport implements ApiTransport {
   readonly hint: string | undefined;
+  onRequest?: (r: RequestRecord) => void;
 
   constructor(readonly server: string, readonly source: string, private readonly options: OptionsSource, private readonly bounds: RequestBounds, env: NodeJS.ProcessEnv = process.env) {
     this.hint = clusterIPHint(server, env);
@@ -59,9 +73,12 @@ class HttpTransport implements ApiTransport {
     const mod = url.protocol === 'http:' ? http : https;
     const headers = { ...(opts.headers as Record<string, string> | undefined), Accept: 'application/json', 'User-Agent': 'svcplane' };
     const { connectMs, headersMs } = this.bounds;
+    const started = process.hrtime.bigint();
+    const record = (code: string) => this.onRequest?.({ verb: 'GET', host: url.host, code, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
     return new Promise((resolve, reject) => {
       const req = mod.request(url, { ...opts, method: 'GET', headers, signal }, (res) => {
         clearTimeout(headersTimer);
+        record(String(res.statusCode ?? '<error>'));
         resolve(res);
       });
       const headersTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`GET ${path}: no response headers from ${this.server} in ${headersMs / 1000} s`)), headersMs);
@@ -74,6 +91,8 @@ class HttpTransport implements ApiTransport {
       });
       req.on('error', (e) => {
         clearTimeout(headersTimer);
+        // An abort is the agent stopping, not a failed request.
+        if (!signal.aborted) record('<error>');
         reject(e);
       });
       req.end();

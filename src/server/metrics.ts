@@ -44,6 +44,8 @@ export class ProxyMetrics {
   readonly programmedServicePorts: Gauge<'mode'>;
   readonly problemsTotal: Counter;
   readonly watchRestarts: Counter<'resource' | 'reason'>;
+  readonly restRequests: Counter<'code' | 'host' | 'method'>;
+  readonly restRequestDuration: Histogram<'host' | 'verb'>;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -72,6 +74,10 @@ export class ProxyMetrics {
     this.programmedServicePorts = new Gauge({ name: 'svcplane_programmed_service_ports', help: 'Service ports programmed by the last successful sync, by dataplane mode', labelNames: ['mode'], registers: r });
     this.problemsTotal = new Counter({ name: 'svcplane_object_problems_total', help: 'Problems found in Services and EndpointSlices (each object skipped or partly skipped, and logged)', registers: r });
     this.watchRestarts = new Counter({ name: 'svcplane_watch_restarts_total', help: 'Watches restarted, by resource and reason (closed: ended after a healthy run; short: closed at once with nothing; expired: 410, relisted; error: any failure, backed off)', labelNames: ['resource', 'reason'], registers: r });
+    // client-go's REST client metrics (component-base restclient, rest/request.go), as kube-proxy exports them: the
+    // kubernetes-mixin proxy dashboard charts them.
+    this.restRequests = new Counter({ name: 'rest_client_requests_total', help: a('Number of HTTP requests, partitioned by status code, method, and host.'), labelNames: ['code', 'host', 'method'], registers: r });
+    this.restRequestDuration = new Histogram({ name: 'rest_client_request_duration_seconds', help: a('Request latency in seconds. Broken down by verb, and host.'), labelNames: ['host', 'verb'], buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60], registers: r });
     this.noLocalEndpoints.set({ traffic_policy: 'internal' }, 0);
     this.noLocalEndpoints.set({ traffic_policy: 'external' }, 0);
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });

@@ -195,6 +195,12 @@ describe.runIf(haveRoot)('svcplane run against the API-server double, real traff
     // Two slice updates with a trigger time after the agent started.
     const count = Number(/kubeproxy_network_programming_duration_seconds_count (\d+)/.exec(text)?.[1]);
     expect(count).toBeGreaterThanOrEqual(2);
+    // client-go's REST client metrics, as kube-proxy exports them: the lists and watches made (at least one each of
+    // Services, EndpointSlices and the Node), by code, host and method; their latency by host and verb.
+    const host = new URL(api.url).host;
+    const requests = Number(new RegExp(`rest_client_requests_total\\{code="200",host="${host}",method="GET"\\} (\\d+)`).exec(text)?.[1]);
+    expect(requests).toBeGreaterThanOrEqual(6);
+    expect(text).toContain(`rest_client_request_duration_seconds_count{host="${host}",verb="GET"}`);
   });
 
   it('a dropped watch loses nothing: it resumes from its resourceVersion', async () => {

@@ -100,6 +100,19 @@ describe('deploy/ manifests', () => {
     ]);
   });
 
+  it('the PodMonitor scrapes the DaemonSet\'s pods on its metrics port, bound off loopback by the ConfigMap', () => {
+    const pm = parseAllDocuments(fs.readFileSync(path.join(REPO, 'deploy', 'monitoring', 'podmonitor.yaml'), 'utf8'))[0].toJS() as {
+      kind: string; spec: { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: Array<{ port: string; path: string }> };
+    };
+    expect(pm.kind).toBe('PodMonitor');
+    const ds = all.find((m) => m.obj.kind === 'DaemonSet')!.obj as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ ports: Array<{ name: string; containerPort: number }> }> } } } };
+    expect(ds.spec.template.metadata.labels).toMatchObject(pm.spec.selector.matchLabels);
+    const port = ds.spec.template.spec.containers[0].ports.find((p) => p.name === pm.spec.podMetricsEndpoints[0].port);
+    const cm = all.find((m) => m.obj.kind === 'ConfigMap')!.obj as { data: Record<string, string> };
+    const { metricsBindAddress } = resolveAgentConfig(decodeKubeProxyConfiguration(cm.data['config.conf'], 'configmap.yaml').doc);
+    expect(metricsBindAddress).toBe(`0.0.0.0:${port?.containerPort}`);
+  });
+
   it('the Grafana dashboard charts only metrics svcplane exports', async () => {
     const dash = JSON.parse(fs.readFileSync(path.join(REPO, 'deploy', 'grafana-dashboard.json'), 'utf8')) as { panels: Array<{ targets: Array<{ expr: string }> }> };
     const exported = new Set((await new ProxyMetrics({ processMetrics: true }).registry.getMetricsAsJSON()).map((m) => m.name));
