@@ -137,7 +137,7 @@ async function startAgent(services: BenchService[], minSync: string): Promise<Ru
   const stdout = diagDir ? fs.openSync(path.join(diagDir, `agent-${n}.out`), 'w') : 'ignore';
   const child = spawn(process.execPath, [...nodeArgs, SVCPLANE, 'run', '--kubeconfig', path.join(dir, 'kubeconfig'), '--hostname-override', BENCH_NODE,
     '--netns', `/run/netns/${ns}`, '--cluster-cidr', '198.18.0.0/17', '--iptables-min-sync-period', minSync, '--iptables-sync-period', '1h',
-    '--healthz-bind-address', '', '--metrics-bind-address', '', '--log-format', 'json'], { stdio: ['ignore', stdout, 'pipe'], env: { ...process.env, ...(diagDir ? { SVCPLANE_DIAG_DIR: diagDir } : {}) } });
+    '--healthz-bind-address', '', '--metrics-bind-address', '', '--log-format', 'json', '--v=2'], { stdio: ['ignore', stdout, 'pipe'], env: { ...process.env, ...(diagDir ? { SVCPLANE_DIAG_DIR: diagDir } : {}) } });
   if (typeof stdout === 'number') fs.closeSync(stdout);
   let buf = '';
   const errCopy = diagDir ? fs.createWriteStream(path.join(diagDir, `agent-${n}.err`)) : undefined;

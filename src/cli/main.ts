@@ -30,7 +30,7 @@ const IPVS_BIND_MODE: FlagSpec = { name: 'ipvs-bind-mode', type: 'string', value
 const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
 const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
 const HELP: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show this help' };
-const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'json or text (default: text on a terminal, json otherwise)', choices: ['json', 'text'] };
+const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text (klog\'s layout, the default) or json (kube-proxy\'s spelling: --logging-format)', choices: ['json', 'text'] };
 
 const SYNC_FLAGS: FlagSpec[] = [
   { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },

@@ -15,12 +15,11 @@ import { KUBE_PROXY_FLAGS } from './runFlags';
 
 const RUN_SPECS = KUBE_PROXY_FLAGS;
 
-/** klog's -v: 0-3 keep info and above; 4 and more add debug lines (watch and transaction detail). */
-function verbosityLevel(v: string | undefined): 'debug' | 'info' {
-  if (v === undefined) return 'info';
-  const n = /^\d+$/.test(v) ? Number(v) : NaN;
-  if (Number.isNaN(n)) throw new UsageError(`-v: "${v}" is not a verbosity level (0, 1, 2...)`);
-  return n >= 4 ? 'debug' : 'info';
+/** klog's -v (src/log.ts: 0 starts, failures, changes; 2 every sync; 4+ watch and transaction detail). */
+function verbosity(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`-v: "${v}" is not a verbosity level (0, 1, 2...)`);
+  return Number(v);
 }
 
 /** A bad configuration file or kubeconfig is an input error (exit 2), like a bad flag. */
@@ -57,7 +56,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
     healthzPort: str(flags, 'healthz-port'), metricsPort: str(flags, 'metrics-port'), detectLocalMode: str(flags, 'detect-local-mode'),
   });
   const format = (str(flags, 'log-format') ?? str(flags, 'logging-format')) as 'json' | 'text' | undefined;
-  const log = createLogger({ format: format ?? cfg.logFormat, level: verbosityLevel(str(flags, 'v')) });
+  const log = createLogger({ format: format ?? cfg.logFormat, verbosity: verbosity(str(flags, 'v')) ?? cfg.logVerbosity ?? 0 });
   for (const w of warnings) log.warn(w);
   for (const note of noEffectFlags(flags, RUN_SPECS)) log.info(note);
   for (const note of kubeProxyDifferences(file, str(flags, 'proxy-mode'))) log.info(note);

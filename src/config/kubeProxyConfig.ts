@@ -56,6 +56,8 @@ export interface AgentConfig {
   kubeconfig: string;
   /** logging.format, when set: "json" or "text". */
   logFormat?: 'json' | 'text';
+  /** logging.verbosity, when set (klog's -v). */
+  logVerbosity?: number;
 }
 
 export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];
@@ -268,6 +270,10 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     else bad('logging.format', fmt, 'Unsupported log format (json or text)');
   }
 
+  const verbosity = at(doc, 'logging.verbosity');
+  if (verbosity !== undefined && verbosity !== null && !(Number.isInteger(verbosity) && verbosity >= 0)) bad('logging.verbosity', verbosity, 'must be a verbosity level (0, 1, 2...)');
+  const logVerbosity = Number.isInteger(verbosity) && verbosity > 0 ? (verbosity as number) : undefined;
+
   const ipvsBindMode = flags.ipvsBindMode ?? 'route';
   if (ipvsBindMode !== 'route' && ipvsBindMode !== 'address') bad('--ipvs-bind-mode', ipvsBindMode, 'must be route or address');
 
@@ -276,7 +282,7 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     ipvsBindMode: ipvsBindMode as 'route' | 'address',
     mode, clusterCIDRs, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
-    configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat,
+    configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat, logVerbosity,
   };
 }
 
@@ -322,7 +328,7 @@ export function toKubeProxyConfiguration(c: AgentConfig): Record<string, unknown
     nftables: c.mode === 'nftables' ? { masqueradeAll: c.masqueradeAll, ...sync } : {},
     ipvs: c.mode === 'ipvs' ? { scheduler: c.ipvsScheduler, ...sync } : { scheduler: c.ipvsScheduler },
     iptables: c.mode === 'ipvs' ? { masqueradeAll: c.masqueradeAll } : {},
-    ...(c.logFormat ? { logging: { format: c.logFormat } } : {}),
+    ...(c.logFormat || c.logVerbosity ? { logging: { ...(c.logFormat ? { format: c.logFormat } : {}), ...(c.logVerbosity ? { verbosity: c.logVerbosity } : {}) } } : {}),
   };
 }
 

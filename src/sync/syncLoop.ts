@@ -265,7 +265,9 @@ export class SyncLoop {
       this.o.health.updated();
       this.o.metrics.lastSyncTimestamp.set(now / 1000);
       this.o.metrics.programmedServicePorts.set({ mode: this.o.dataplane.mode }, this.tracker.servicePortCount);
-      this.o.log.info('synced', {
+      // A sync that found nothing to change (the periodic full resync, mostly) is routine: verbosity 2, as kube-proxy.
+      const nothing = result.operations === 0 && pending.changes.size === 0;
+      (nothing ? this.o.log.detail : this.o.log.info)('synced', {
         full: result.full, servicePorts: this.tracker.servicePortCount, changed: pending.changes.size,
         operations: result.operations, bytes: result.bytes, kernelMs: round(result.kernelMicros / 1000), ms: round(this.o.clock.now() - t0),
         // Network programming latency of the EndpointSlice changes this sync carried (trigger time -> kernel ack).

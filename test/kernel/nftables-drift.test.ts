@@ -31,7 +31,7 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
   const nft = (command: string) => execOk(sb, sb.nodeNs, ['nft', command]);
   /** A full sync by the CLI: its summary and its log lines (JSON on stderr). */
   const sync = async () => {
-    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json', '--log-format', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const logs = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string; repairs?: string[] });
     return { ...(JSON.parse(r.stdout) as { operations: number; warnings?: string[] }), logs };

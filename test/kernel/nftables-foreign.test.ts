@@ -27,7 +27,7 @@ describe.runIf(haveRoot)('nftables: a foreign table at svcplane\'s hooks', () =>
   const nft = (command: string) => execOk(sb, sb.nodeNs, ['nft', command]);
   const nftJson = (command: string) => execOk(sb, sb.nodeNs, ['nft', '-j', command]);
   const sync = async () => {
-    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json'], { netns: sb.nodeNs });
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json', '--log-format', 'json'], { netns: sb.nodeNs });
     expect(r.code).toBe(0);
     const logs = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
     return { ...(JSON.parse(r.stdout) as { operations: number; warnings?: string[] }), logs };

@@ -21,7 +21,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 function recordingLogger(): Logger & { lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> } {
   const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
   const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { lines, debug: at('debug'), detail: at('detail'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
 async function freePort(): Promise<number> {

@@ -46,7 +46,7 @@ describe('Reflector against the API-server double', () => {
       restarted: (reason) => seen.restarts.push(reason),
       failing: (error) => seen.failing.push(error),
       recovered: () => seen.recovered++,
-    }, process.env.DEBUG_REFL ? createLogger({ level: 'debug', format: 'text', stream: process.stderr }) : silentLogger);
+    }, process.env.DEBUG_REFL ? createLogger({ verbosity: 4, format: 'text', stream: process.stderr }) : silentLogger);
     cleanups.push(() => r.stop());
     return { api, r, seen };
   }
