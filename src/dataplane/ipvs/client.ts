@@ -98,7 +98,12 @@ export class IpvsClient {
   async familyId(): Promise<number> {
     if (this.family !== undefined) return this.family;
     const r = (await this.genl.transact([getFamilyRequest(ipvs.IPVS_GENL_NAME)])).results[0];
-    if (r.errno) throw new IpvsOperationError(`resolve the IPVS netlink family: ${r.code}${r.errno === 2 ? ' (this kernel has no IPVS: load the ip_vs module)' : ''}`, r.errno, r.code ?? '', 'resolve family', []);
+    if (r.errno === 2) {
+      throw new IpvsOperationError('this kernel has no IPVS: its generic netlink family "IPVS" is missing (CONFIG_IP_VS off, or the ip_vs ' +
+        'module not loaded: modprobe ip_vs on the node, as kube-proxy\'s IPVS mode also needs); nothing was changed. ' +
+        'Or run the nftables mode', r.errno, r.code ?? '', 'resolve family', []);
+    }
+    if (r.errno) throw new IpvsOperationError(`resolve the IPVS netlink family: ${r.code}`, r.errno, r.code ?? '', 'resolve family', []);
     const id = r.replies.map(familyIdOf).find((x) => x !== undefined);
     if (id === undefined) throw new Error('resolve the IPVS netlink family: no family id in the reply');
     this.family = id;

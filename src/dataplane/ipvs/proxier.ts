@@ -138,14 +138,19 @@ export class IpvsProxier implements Dataplane {
   /** Whether svcplane binds this address on svcplane0 (and so filters its unused ports). */
   private readonly bound = (address: string): boolean => !this.localAddresses.has(address);
 
-  /** What the kernel's nf_tables accepts, for the table beside IPVS (throws, in words, when it cannot run). */
-  prepare(): Promise<KernelReport> {
+  /**
+   * Preflight, before anything is changed: IPVS itself (its generic netlink family), then what the kernel's
+   * nf_tables accepts for the table beside it; each missing piece is refused in words. A sync runs it first, so a
+   * kernel without IPVS gets nothing set, not even ip_forward, before the refusal.
+   */
+  async prepare(): Promise<KernelReport> {
+    await this.client.familyId();
     return this.filter.prepare();
   }
 
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
     const t0 = process.hrtime.bigint();
-    await this.filter.prepare();
+    await this.prepare();
     this.needFull = true;
     // Independent reads on different sockets (and the sysctls, off the JS thread too): in parallel.
     await Promise.all([this.ensureSysctls(), this.readKernel()]);
