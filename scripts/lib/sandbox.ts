@@ -346,9 +346,10 @@ function killChild(child: ChildProcess): Promise<void> {
 /**
  * Starts netns-tools/backend.js in netns ns (`ip netns exec`): TCP+UDP servers on each port answering with name.
  * Resolves once it listens. The server exits by itself when this process dies; stop() kills it. `env`: e.g.
- * BACKEND_UDP_ADDRESSES (see backend.js).
+ * BACKEND_UDP_ADDRESSES (see backend.js). The bound is generous: a Node process takes seconds to start in the TCG
+ * guest, and 10 s ran out there while other work shared the host's two cores.
  */
-export function startBackend(ns: string, name: string, ports: number[], timeoutMs = 10_000, env: Record<string, string> = {}): Promise<BackendServer> {
+export function startBackend(ns: string, name: string, ports: number[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<BackendServer> {
   if (!/^\S+$/.test(name)) return Promise.reject(new Error(`bad backend name ${JSON.stringify(name)}`));
   if (ports.length === 0) return Promise.reject(new Error('startBackend: no ports'));
   return new Promise((resolve, reject) => {

@@ -15,10 +15,12 @@ import { makeNetns, requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('capabilities');
 
-function asNobody(ns: string, mnt: string, caps: string[], args: string[]) {
+function asNobody(ns: string, mnt: string, caps: string[], args: string[], opts: { readOnlyProcSys?: boolean } = {}) {
   const capList = ['-all', ...caps.map((c) => `+${c}`)].join(',');
   // The bind mount lives only in the unshared namespace (private propagation) and goes when the process does.
-  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh',
+  // readOnlyProcSys: /proc/sys as container runtimes mount it for a Pod (runc: a read-only bind of itself).
+  const roSys = opts.readOnlyProcSys ? 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && ' : '';
+  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', `mount --bind "$1" "$2" && ${roSys}shift 2 && exec "$@"`, 'sh',
     REPO, mnt,
     'ip', 'netns', 'exec', ns, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups',
     `--inh-caps=${capList}`, ...(caps.length ? [`--ambient-caps=${capList}`] : []), `--bounding-set=${capList}`, '--',
@@ -55,6 +57,19 @@ describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => 
     expect((JSON.parse(status.stdout) as { rows: unknown[] }).rows.length).toBeGreaterThan(0);
     expect(asNobody(ns.name, mnt, ['net_admin'], ['cleanup']).code).toBe(0);
     expect(execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' })).not.toContain('svcplane');
+  });
+
+  it('in the DaemonSet\'s container view (/proc/sys read-only, only CAP_NET_ADMIN) the nftables mode programs as usual: it writes no sysctl', () => {
+    // The read-only mount is real: a write through it is refused.
+    const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
+      'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && echo 1 > /proc/sys/net/ipv4/ip_forward'], { encoding: 'utf8' });
+    expect(probe.status).not.toBe(0);
+    expect(probe.stderr).toMatch(/Read-only file system/);
+    const sync = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json'], { readOnlyProcSys: true });
+    expect(sync.stderr).toBe('');
+    expect(sync.code).toBe(0);
+    expect((JSON.parse(sync.stdout) as { servicePorts: number }).servicePorts).toBe(4);
+    expect(asNobody(ns.name, mnt, ['net_admin'], ['cleanup'], { readOnlyProcSys: true }).code).toBe(0);
   });
 
   it('--netns without CAP_SYS_ADMIN: says that entering a namespace (setns) needs CAP_SYS_ADMIN', () => {
