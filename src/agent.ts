@@ -111,12 +111,13 @@ export class Agent {
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
+        nodeIPs: this.node?.primaryIPs,
         bindMode: config.ipvsBindMode,
       }), log, new ConntrackCleaner(netns));
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
-        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone }),
+        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs }),
         log,
         new ConntrackCleaner(netns),
       );

@@ -38,7 +38,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
   { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name, as EndpointSlices name it; hairpin masquerade is then kept only for this node\'s endpoints (without it, every endpoint is treated as possibly local)' },
   { name: 'node-zone', type: 'string', value: 'ZONE', help: 'this node\'s zone (its topology.kubernetes.io/zone label): EndpointSlice zone hints are used for it' },
-  { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary' },
+  { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary, and by loadBalancerSourceRanges (a range holding it accepts the LB IPs as sources, as kube-proxy)' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
@@ -94,7 +94,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logge
     const ns = netns ? { netns } : {};
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodeName: config.nodeName, nodeZone: config.nodeZone, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
+      nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }), log, new ConntrackCleaner(ns));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}));
@@ -117,7 +117,7 @@ function nftablesConfig(flags: ParsedFlags) {
   // silently drop hairpin masquerade for pods that do live here. The agent (`run`) defaults it as kube-proxy does.
   const nodeName = str(flags, 'node-name') || undefined;
   const nodeZone = str(flags, 'node-zone') || undefined;
-  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone });
+  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone, nodeIPs });
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {

@@ -16,7 +16,7 @@ import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig, firewallRanges } from '../../src/dataplane/nftables/ruleset';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';
@@ -710,5 +710,17 @@ describe('diffTable and applyChanges', () => {
     expect([...t.elements.get('vm')!.values()].map((e) => [e.key[3], e.chain]).sort()).toEqual([[2, 'svc-7'], [7, 'svc-7']]);
     const verdicts = parseRuleBody(t.chains.get('svc-7')!.rules[0]).map((e) => attrI32(e, IMM.VERDICT));
     expect(verdicts).toEqual([-3]);
+  });
+});
+
+describe('loadBalancerSourceRanges and the node\'s own address (kube-proxy\'s allowFromNode)', () => {
+  const sp = { loadBalancerSourceRanges: ['10.0.0.0/8', 'fd00:10::/64'], loadBalancerIPs: ['192.0.2.10', '2001:db8::10'] };
+  it('adds the LB IPs of a family as sources only when a range of that family holds the node\'s address', () => {
+    expect(firewallRanges(sp, 4, ['10.1.2.3', 'fd00:99::1'])).toEqual(['10.0.0.0/8', 'fd00:10::/64', '192.0.2.10/32']);
+    expect(firewallRanges(sp, 6, ['10.1.2.3', 'fd00:99::1'])).toEqual(sp.loadBalancerSourceRanges);
+    expect(firewallRanges(sp, 6, ['fd00:10::5'])).toEqual(['10.0.0.0/8', 'fd00:10::/64', '2001:db8::10/128']);
+    // The node outside every range, or not known: the ranges alone.
+    expect(firewallRanges(sp, 4, ['172.16.0.1'])).toEqual(sp.loadBalancerSourceRanges);
+    expect(firewallRanges(sp, 4, [])).toEqual(sp.loadBalancerSourceRanges);
   });
 });

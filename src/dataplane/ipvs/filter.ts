@@ -10,6 +10,8 @@
 //       after IPVS's DNAT source and destination are the same endpoint) -> masquerade. IPVS forwards through
 //       LOCAL_OUT and POST_ROUTING, and with net.ipv4.vs.conntrack=1 the connection's conntrack entry carries the
 //       NAT, so nf_nat's masquerade applies to IPVS traffic (what kube-proxy relies on too).
+//   filter-output (filter output, -110: before IPVS, which takes the node's own connections at LOCAL_OUT, -99):
+//       loadBalancerSourceRanges for the node's own new connections to LB IPs.
 //   filter-input (filter input, 0: before IPVS, which hooks LOCAL_IN at 98), new connections only:
 //       a Service port without endpoints is rejected (TCP reset, ICMP port unreachable): kube-proxy leaves it to
 //       IPVS, which answers with ICMP for TCP too; svcplane refuses the way its nftables mode does.
@@ -29,7 +31,7 @@ import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
 import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import {
-  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, firewallAllowSpec, firewallElements, firewallRule, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
+  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, firewallAllowSpec, firewallElements, firewallRanges, firewallRule, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
   needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
@@ -41,9 +43,11 @@ export const IPVS_CHAINS = {
   natOutput: 'nat-output',
   natPostrouting: 'nat-postrouting',
   filterInput: 'filter-input',
+  filterOutput: 'filter-output',
   services: 'services',
   masquerading: 'masquerading',
   inputCheck: 'input-check',
+  outputCheck: 'output-check',
   reject: 'reject-chain',
 } as const;
 
@@ -87,6 +91,12 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   chain(IPVS_CHAINS.natPostrouting, [jump(IPVS_CHAINS.masquerading)], { type: 'nat', hook: NF_INET_POST_ROUTING, priority: 100 });
   chain(IPVS_CHAINS.filterInput, [ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: IPVS_CHAINS.inputCheck }).body()],
     { type: 'filter', hook: NF_INET_LOCAL_IN, priority: 0 });
+  // The node's own new connections to a firewalled LB IP: IPVS takes them at LOCAL_OUT (priority -99) straight to a
+  // real server, so they never pass filter-input; checked here first (kube-proxy's IPVS mode drops them through
+  // KUBE-LOAD-BALANCER-FW in its nat OUTPUT chain).
+  chain(IPVS_CHAINS.filterOutput, [ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: IPVS_CHAINS.outputCheck }).body()],
+    { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -110 });
+  chain(IPVS_CHAINS.outputCheck, [firewallRule(f)]);
 
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
   const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1);
@@ -214,7 +224,7 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
     const key = addrProtoPortKey(a, proto, sp.port);
     const addr = key.subarray(0, v6 ? 16 : 4);
     out.push({ set: IPVS_SETS.serviceIPs, key, comment: why(external) });
-    if (external && sp.loadBalancerIPs.includes(a)) out.push(...firewallElements(key, sp.loadBalancerSourceRanges, ip));
+    if (external && sp.loadBalancerIPs.includes(a)) out.push(...firewallElements(key, firewallRanges(sp, ip, cfg.nodeIPs), ip));
     if (bound(a)) out.push({ set: IPVS_SETS.boundAddresses, key: addr });
     if (!choice.hasAny) out.push({ set: IPVS_SETS.noEndpointServices, key });
     if (!external) {

@@ -48,6 +48,8 @@ export interface IpvsProxierConfig {
   nodeName?: string;
   /** This node's zone (topology hints). */
   nodeZone?: string;
+  /** This node's primary addresses (loadBalancerSourceRanges holding one accept the LB IPs as sources too). */
+  nodeIPs?: string[];
   /** The nftables table beside IPVS (both families). */
   tableName: string;
   /**
@@ -131,7 +133,7 @@ export class IpvsProxier implements Dataplane {
   ) {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone,
+      nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs,
     }));
   }
 

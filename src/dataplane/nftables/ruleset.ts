@@ -36,7 +36,7 @@
 //               ICMP port unreachable), checked at prerouting/output priority -110, before DNAT, for new
 //               connections, as kube-proxy does.
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
-import { CIDR, ipToBytes, parseCIDR } from '../../model/ip';
+import { CIDR, cidrContains, ipToBytes, parseCIDR, parseIP } from '../../model/ip';
 import type { Endpoint, IPFamily, Protocol, ServicePort } from '../../model/types';
 import { choiceReasons, chooseEndpoints } from '../../model/topology';
 import { weightedSlots } from '../../model/weights';
@@ -71,6 +71,11 @@ export interface NftablesConfig {
   nodeName?: string;
   /** This node's zone (topology.kubernetes.io/zone): topology hints are used only when it is known. */
   nodeZone?: string;
+  /**
+   * This node's primary addresses (one per family; the Node's InternalIPs, or --node-ip): a LoadBalancer whose
+   * source ranges hold one of them also accepts its own LB IPs as sources (firewallElements).
+   */
+  nodeIPs?: string[];
   /**
    * What the kernel's nf_tables accepts (kernel.ts), which picks the ruleset's shape; undefined until probed (the
    * proxier probes before its first sync) and, for the pure functions here, every construct.
@@ -241,6 +246,20 @@ export function firewallRule(f: FamilyShape): Buffer {
   const r = daddrProtoPort(new RuleBuilder(), f).lookup(SETS.firewallIPs, NFT_REG32_00);
   return r.payload(NFT_REG32_00 + f.addrLen / 4 + 2, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
     .lookup(SETS.firewallAllow, NFT_REG32_00, undefined, true).verdict({ kind: 'drop' }).body();
+}
+
+/**
+ * The source ranges an LB IP of `sp` accepts in `family`: its loadBalancerSourceRanges and, when one of them holds
+ * this node's primary address of that family, the Service's LB IPs of that family too (kube-proxy's allowFromNode:
+ * a VIP-style load balancer's IP is often a local address of the node, and the node's own requests to it then come
+ * from that IP). The condition is kube-proxy's exactly: the node's address in a range, not whether the LB IP is local.
+ */
+export function firewallRanges(sp: Pick<ServicePort, 'loadBalancerSourceRanges' | 'loadBalancerIPs'>, family: IPFamily, nodeIPs: string[] = []): string[] {
+  const ranges = sp.loadBalancerSourceRanges;
+  const nodeIP = nodeIPs.find((ip) => parseIP(ip)?.family === family);
+  const fromNode = nodeIP !== undefined && ranges.some((r) => parseCIDR(r)?.family === family && cidrContains(r, nodeIP));
+  if (!fromNode) return ranges;
+  return [...ranges, ...sp.loadBalancerIPs.filter((ip) => parseIP(ip)?.family === family).map((ip) => `${ip}/${family === 4 ? 32 : 128}`)];
 }
 
 /**
@@ -807,7 +826,7 @@ export function fragmentFor(sp: ServicePort, ipFamily: IPFamily, cfg: NftablesCo
   for (const ip of externalIPs) {
     const key = addrProtoPortKey(ip, proto, sp.port);
     const elements: FragmentElement[] = [];
-    if (sp.loadBalancerIPs.includes(ip)) elements.push(...firewallElements(key, sp.loadBalancerSourceRanges, ipFamily));
+    if (sp.loadBalancerIPs.includes(ip)) elements.push(...firewallElements(key, firewallRanges(sp, ipFamily, cfg.nodeIPs), ipFamily));
     if (!choice.hasAny) elements.push({ set: SETS.noEndpointServices, key, comment });
     else {
       // All endpoints: externalTrafficPolicy Cluster, or this node's pods and the node itself under Local.
