@@ -1,4 +1,4 @@
-// `svcplane run`: the node agent. Watches Services, EndpointSlices and this Node; syncs the dataplane through the
+// `svcplane run`: the node agent. Watches Services, EndpointSlices, ServiceCIDRs and this Node; syncs the dataplane through the
 // SyncLoop; serves health and metrics. Stopping (SIGTERM) stops the watches and leaves the dataplane programmed,
 // so traffic keeps flowing until the next agent adopts it.
 import { IpvsClient } from './dataplane/ipvs/client';
@@ -10,7 +10,8 @@ import { NftablesProxier } from './dataplane/nftables/proxier';
 import { defaultConfig } from './dataplane/nftables/ruleset';
 import type { Dataplane } from './dataplane/types';
 import type { AgentConfig } from './config/kubeProxyConfig';
-import { Reflector, type WatchObject } from './k8s/reflector';
+import { Reflector, type ReflectorHandlers, type WatchObject } from './k8s/reflector';
+import { cidrToString, parseCIDR } from './model/ip';
 import { nodeInfoOf, type NodeInfo } from './k8s/node';
 import type { ApiTransport } from './k8s/transport';
 import type { Logger } from './log';
@@ -57,6 +58,10 @@ export class Agent {
   private nodeSeen: (() => void) | undefined;
   private nodeListed: (() => void) | undefined;
   private serviceHealth: ServiceHealthServers | undefined;
+  /** ServiceCIDR objects by name: their spec.cidrs. */
+  private readonly serviceCIDRObjects = new Map<string, string[]>();
+  /** The Service CIDRs the dataplane was given. */
+  private appliedServiceCIDRs: string[] = [];
   healthAddress = '';
   metricsAddress = '';
   /** stop() was called: a start() still waiting (for the API server, for this Node) gives up at once. */
@@ -104,20 +109,24 @@ export class Agent {
       log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
     }
 
-    if (!(await this.unlessStopped(nodeListed))) return;
+    const serviceCIDRsKnown = this.watchServiceCIDRs();
+    if (!(await this.unlessStopped(Promise.all([nodeListed, serviceCIDRsKnown])))) return;
+    const serviceCIDRs = this.serviceCIDRs();
+    this.appliedServiceCIDRs = serviceCIDRs;
+    if (serviceCIDRs.length) log.info('Service CIDRs: new traffic to their addresses that no Service holds is dropped', { cidrs: serviceCIDRs });
     const nodeZone = this.node?.zone;
     if (nodeZone) log.info('this Node\'s zone (topology hints)', { zone: nodeZone });
     const netns = this.o.netns ? { netns: this.o.netns } : {};
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
-        nodeIPs: this.node?.primaryIPs,
+        nodeIPs: this.node?.primaryIPs, serviceCIDRs,
         bindMode: config.ipvsBindMode,
       }), log, new ConntrackCleaner(netns));
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
-        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs }),
+        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs, serviceCIDRs }),
         log,
         new ConntrackCleaner(netns),
       );
@@ -147,6 +156,70 @@ export class Agent {
       listDone: () => loop.onSlicesListDone(),
       event: (type, obj) => loop.onSlice(type, obj as KubeEndpointSlice),
     });
+  }
+
+  /**
+   * ServiceCIDR objects (networking.k8s.io/v1, Kubernetes 1.33+): their spec.cidrs, with --service-cidr, are the
+   * ranges whose unallocated addresses are dropped (kube-proxy's ServiceCIDRConfig: the union of every object's
+   * cidrs, also of one being deleted until it is gone). Resolves once the first list is in, or when it cannot come
+   * (a server without the resource, RBAC without it: said once, and --service-cidr alone is used; a failing API
+   * server: the other watches say so, and a later list applies them). Changes afterwards resync.
+   */
+  private watchServiceCIDRs(): Promise<void> {
+    let known!: () => void;
+    const p = new Promise<void>((r) => (known = r));
+    const byName = this.serviceCIDRObjects;
+    let fresh: Map<string, string[]> | undefined;
+    const apply = () => {
+      known();
+      const cidrs = this.serviceCIDRs();
+      if (!this.dataplane?.setServiceCIDRs || cidrs.join() === this.appliedServiceCIDRs.join()) return;
+      this.o.log.info('Service CIDRs changed: full resync', { before: this.appliedServiceCIDRs, after: cidrs });
+      this.dataplane.setServiceCIDRs(cidrs);
+      this.appliedServiceCIDRs = cidrs;
+      this.loop?.resync();
+    };
+    const cidrsOf = (o: WatchObject) => {
+      const spec = o.spec as { cidrs?: unknown } | undefined;
+      return Array.isArray(spec?.cidrs) ? spec.cidrs.filter((c): c is string => typeof c === 'string' && parseCIDR(c) !== undefined) : [];
+    };
+    this.watch('/apis/networking.k8s.io/v1/servicecidrs', 'servicecidrs', {}, {
+      listPage: (items, first) => {
+        if (first) fresh = new Map();
+        for (const o of items) fresh!.set(String(o.metadata?.name), cidrsOf(o));
+      },
+      listDone: () => {
+        byName.clear();
+        for (const [k, v] of fresh ?? []) byName.set(k, v);
+        fresh = undefined;
+        apply();
+      },
+      event: (type, o) => {
+        if (type === 'DELETED') byName.delete(String(o.metadata?.name));
+        else byName.set(String(o.metadata?.name), cidrsOf(o));
+        apply();
+      },
+      failing: () => known(),
+      unavailable: (code, message) => {
+        this.o.log[code === 403 ? 'warn' : 'info'](code === 403
+          ? 'not allowed to list ServiceCIDRs (add networking.k8s.io servicecidrs get/list/watch to svcplane\'s ClusterRole, deploy/kubernetes/rbac.yaml, and restart): unallocated ClusterIPs are dropped only within --service-cidr'
+          : 'this API server has no ServiceCIDR objects (networking.k8s.io/v1, Kubernetes 1.33+): unallocated ClusterIPs are dropped only within --service-cidr',
+          { serviceCIDRs: this.o.config.serviceCIDRs, error: message });
+        known();
+        return true;
+      },
+    });
+    return p;
+  }
+
+  /** --service-cidr and every ServiceCIDR object's ranges, canonical, sorted, once each. */
+  private serviceCIDRs(): string[] {
+    const all = new Set<string>();
+    for (const c of [...this.o.config.serviceCIDRs, ...[...this.serviceCIDRObjects.values()].flat()]) {
+      const p = parseCIDR(c);
+      if (p) all.add(cidrToString(p));
+    }
+    return [...all].sort();
   }
 
   /** Resolves true when `p` does, false as soon as stop() is called. */
@@ -188,15 +261,18 @@ export class Agent {
     }
   }
 
-  private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: { listPage(items: WatchObject[], first: boolean): void; listDone(): void; event(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WatchObject): void }): void {
+  private watch(path: string, resource: string, sel: { fieldSelector?: string; labelSelector?: string }, h: Pick<ReflectorHandlers, 'listPage' | 'listDone' | 'event' | 'unavailable'> & { failing?(error: string): void }): void {
     const r = new Reflector(this.o.api, { path, resource, ...sel, backoff: this.o.backoff }, {
       ...h,
+      failing: (error) => {
+        h.failing?.(error);
+        this.health.watchFailing(resource, error);
+      },
       listDone: () => {
         this.health.watchListed(resource);
         h.listDone();
       },
       restarted: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
-      failing: (error) => this.health.watchFailing(resource, error),
       recovered: () => this.health.watchRecovered(resource),
     }, this.o.log);
     this.reflectors.push(r);

@@ -219,6 +219,8 @@ function describe(t: TableState, q: FlowQuery, w: Walked, src: Source, nodeAddre
     else if (etp) {
       out.why.push(localLine('this node\'s endpoints, source kept'));
       out.why.push(foundIn(SETS.dropExternal) ? 'this node has none of the endpoints: dropped (the load balancer should send elsewhere)' : 'this node has none of the endpoints: dropped');
+    } else if (decided?.chain === CHAINS.clusterIPsCheck) {
+      out.why.push(`${q.address} is inside the Service CIDRs, but no Service holds it: dropped (an unallocated ClusterIP, as kube-proxy drops it)`);
     } else if (!fwDropped && !w.path.policyDrop) out.why.push(`dropped by rule ${decided?.index} of chain ${decided?.chain}`);
     return;
   }

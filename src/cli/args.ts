@@ -4,6 +4,7 @@
 // parseArgs does not are rewritten, so a kube-proxy command line carries over unchanged:
 //   --flag_name (pflag treats _ and - alike), -v=2 (shorthand with =), --bool=false / =0 / =t (strconv.ParseBool).
 import { parseArgs } from 'node:util';
+import { parseCIDR } from '../model/ip';
 
 export interface FlagSpec {
   name: string;
@@ -137,4 +138,11 @@ export function noEffectFlags(flags: ParsedFlags, specs: FlagSpec[]): string[] {
     const given = v && typeof v === 'object' && !Array.isArray(v) ? ` (given: ${Object.entries(v).map(([k, x]) => `${k}=${x}`).join(',')})` : '';
     return `--${s.name}: accepted, no effect: ${s.noEffect}${given}`;
   });
+}
+
+/** A list flag of CIDRs, each checked (a clear error naming the flag and the value). */
+export function cidrList(flags: ParsedFlags, name: string): string[] {
+  const v = list(flags, name);
+  for (const c of v) if (!parseCIDR(c)) throw new UsageError(`--${name}: "${c}" is not a CIDR`);
+  return v;
 }

@@ -19,7 +19,7 @@ import { acquireWriterLock } from '../dataplane/writerLock';
 import { createLogger, type Logger } from '../log';
 import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
-import { FlagSpec, ParsedFlags, UsageError, bool, formatFlags, list, parseFlags, str } from './args';
+import { FlagSpec, ParsedFlags, UsageError, bool, cidrList, formatFlags, list, parseFlags, str } from './args';
 import { formatStatus, formatSyncSummary } from './format';
 import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
 import { formatVersion, versionInfo } from '../version';
@@ -41,6 +41,7 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary, and by loadBalancerSourceRanges (a range holding it accepts the LB IPs as sources, as kube-proxy)' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
+  { name: 'service-cidr', type: 'list', value: 'CIDR', help: 'svcplane only: the cluster\'s Service CIDR(s) (the API server\'s --service-cluster-ip-range): new traffic to an address in them that no Service holds is dropped, as kube-proxy does with the ServiceCIDR objects it watches' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
   IPVS_SCHEDULER, IPVS_BIND_MODE, OUTPUT, NETNS, LOG, HELP,
 ];
@@ -94,7 +95,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logge
     const ns = netns ? { netns } : {};
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
+      nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, serviceCIDRs: config.serviceCIDRs, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }), log, new ConntrackCleaner(ns));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}));
@@ -117,7 +118,8 @@ function nftablesConfig(flags: ParsedFlags) {
   // silently drop hairpin masquerade for pods that do live here. The agent (`run`) defaults it as kube-proxy does.
   const nodeName = str(flags, 'node-name') || undefined;
   const nodeZone = str(flags, 'node-zone') || undefined;
-  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone, nodeIPs });
+  const serviceCIDRs = cidrList(flags, 'service-cidr');
+  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone, nodeIPs, serviceCIDRs });
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {

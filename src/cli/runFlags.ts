@@ -72,5 +72,6 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
 
 /** svcplane's own `run` flags (not kube-proxy's). */
 export const SVCPLANE_RUN_FLAGS: FlagSpec[] = [
+  { name: 'service-cidr', type: 'list', value: 'CIDR', help: 'svcplane only: the cluster\'s Service CIDR(s) (the API server\'s --service-cluster-ip-range): new traffic to an address in them that no Service holds is dropped, as kube-proxy does with the ServiceCIDR objects it watches (`run` watches them too, and adds these: for clusters before Kubernetes 1.33, which have none)' },
   { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'svcplane only: Service addresses on svcplane0 as local routes ("route", default) or addresses ("address", like kube-proxy)', choices: ['route', 'address'] },
 ];

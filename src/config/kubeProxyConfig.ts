@@ -45,6 +45,11 @@ export interface AgentConfig {
   ipvsScheduler: string;
   /** How ipvs mode binds Service addresses on svcplane0 (svcplane's --ipvs-bind-mode; not in the file format). */
   ipvsBindMode: 'route' | 'address';
+  /**
+   * svcplane's --service-cidr (not in the file format): Service CIDRs known without the API (clusters before 1.33
+   * have no ServiceCIDR objects); the agent adds the ServiceCIDR objects' ranges to them.
+   */
+  serviceCIDRs: string[];
   /** host:port, "" disables. */
   healthzBindAddress: string;
   metricsBindAddress: string;
@@ -77,6 +82,7 @@ export interface ConfigFlags {
   masqueradeAll?: boolean;
   ipvsScheduler?: string;
   ipvsBindMode?: string;
+  serviceCIDR?: string[];
   healthzBindAddress?: string;
   metricsBindAddress?: string;
   iptablesSyncPeriod?: string;
@@ -277,9 +283,12 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   const ipvsBindMode = flags.ipvsBindMode ?? 'route';
   if (ipvsBindMode !== 'route' && ipvsBindMode !== 'address') bad('--ipvs-bind-mode', ipvsBindMode, 'must be route or address');
 
+  const serviceCIDRs = flags.serviceCIDR ?? [];
+  for (const c of serviceCIDRs) if (!parseCIDR(c)) bad('--service-cidr', c, 'must be a CIDR');
+
   if (problems.length) throw new ConfigError(problems);
   return {
-    ipvsBindMode: ipvsBindMode as 'route' | 'address',
+    ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs,
     mode, clusterCIDRs, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat, logVerbosity,

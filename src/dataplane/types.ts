@@ -98,6 +98,8 @@ export interface Dataplane {
   housekeepingDue?(): boolean;
   /** This node's zone changed (topology hints are read against it): the next sync must be full. */
   setNodeZone?(zone: string | undefined): void;
+  /** The cluster's Service CIDRs changed (unallocated addresses in them are dropped): the next sync must be full. */
+  setServiceCIDRs?(cidrs: string[]): void;
   housekeeping?(): Promise<void>;
   close(): void;
 }

@@ -46,6 +46,12 @@ export interface ReflectorHandlers {
   failing?(error: string): void;
   /** A watch is healthy again after a failure streak. */
   recovered?(): void;
+  /**
+   * The first list was answered 404 (this server does not serve the resource: an older Kubernetes) or 403 (RBAC
+   * does not allow it). Returning true stops the reflector for good, instead of retrying an answer that will not
+   * change; for resources the agent can do without (ServiceCIDRs).
+   */
+  unavailable?(statusCode: 403 | 404, message: string): boolean;
 }
 
 /** closed: ended cleanly after a healthy run; short: ended at once with nothing; expired: 410; error: any failure. */
@@ -138,6 +144,7 @@ export class Reflector {
         this.log.debug('watch ended; resuming', { resource: this.o.resource, resourceVersion: this.rv });
       } catch (e) {
         if (this.signal.aborted) break;
+        if (!this.listedOnce && e instanceof ApiError && (e.statusCode === 404 || e.statusCode === 403) && this.h.unavailable?.(e.statusCode, e.message)) break;
         await this.failed(e as Error);
       }
     }

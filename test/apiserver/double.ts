@@ -27,7 +27,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
-export type ResourceKind = 'Service' | 'EndpointSlice' | 'Node';
+export type ResourceKind = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
 interface ResourceDef {
   kind: ResourceKind;
@@ -42,6 +42,7 @@ const RESOURCES: ResourceDef[] = [
   { kind: 'Service', apiVersion: 'v1', namespaced: true, prefix: '/api/v1', plural: 'services' },
   { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', namespaced: true, prefix: '/apis/discovery.k8s.io/v1', plural: 'endpointslices' },
   { kind: 'Node', apiVersion: 'v1', namespaced: false, prefix: '/api/v1', plural: 'nodes' },
+  { kind: 'ServiceCIDR', apiVersion: 'networking.k8s.io/v1', namespaced: false, prefix: '/apis/networking.k8s.io/v1', plural: 'servicecidrs' },
 ];
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -79,6 +80,10 @@ export interface ApiServerOptions {
   tls?: { key: Buffer; cert: Buffer };
   /** Require `Authorization: Bearer <token>` (401 Unauthorized otherwise, as the real server answers). */
   token?: string;
+  /** Kinds this server does not serve (404, as a Kubernetes before 1.33 answers for ServiceCIDRs). */
+  without?: ResourceKind[];
+  /** Kinds the client may not read (403 Forbidden, as RBAC answers). */
+  forbidden?: ResourceKind[];
 }
 
 export interface RequestRecord {
@@ -282,6 +287,8 @@ export class ApiServerDouble {
     const route = this.route(url.pathname);
     if (req.method !== 'GET' || !route) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
     const { def, namespace, name } = route;
+    if (this.opts.without?.includes(def.kind)) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
+    if (this.opts.forbidden?.includes(def.kind)) return this.status(res, 403, 'Forbidden', `${def.plural}.${def.apiVersion.split('/')[0]} is forbidden: User "system:serviceaccount:kube-system:svcplane" cannot list resource "${def.plural}"`);
     if (name !== undefined) {
       const obj = this.objects.get(def.kind)!.get(def.namespaced ? `${namespace}/${name}` : name);
       if (!obj) return this.status(res, 404, 'NotFound', `${def.plural} "${name}" not found`);

@@ -1,6 +1,8 @@
 // Manifests for the node-level settings of issue 5 (nodePortAddresses, masqueradeAll, cluster-CIDR detection,
 // LoadBalancer ipMode Proxy), shared by the nftables kernel test and the IPVS guest test.
+import { expect } from 'vitest';
 import type { Sandbox } from '../../scripts/lib/sandbox';
+import { runClient } from '../../scripts/lib/traffic';
 
 export const FEATURE_IPS = { clusterIP: '198.18.100.30', lbVip: '198.18.100.31', lbProxy: '198.18.100.32' } as const;
 export const FEATURE_NODEPORT = 30130;
@@ -55,4 +57,65 @@ ports: [{name: http, protocol: TCP, port: 8080}]
 endpoints:
   - addresses: [${sb.backends[0].v4}]
 `;
+}
+
+/** An address of the Service range that no Service holds (sb.serviceIP(77)). */
+export const UNALLOCATED = 77;
+
+/**
+ * Packets the sink namespace received for these addresses: the independent witness of "the node routed it out"
+ * (the sink is where the node routes the Service range; it drops everything). A counter rule per address, made
+ * with nft in the sink (test tooling), read back with `nft -j`.
+ */
+export async function sinkCounters(sb: Sandbox, addresses: string[]): Promise<() => Promise<number[]>> {
+  const rules = addresses.map((a) => `add rule ${a.includes(':') ? 'ip6' : 'ip'} sink_witness in ${a.includes(':') ? 'ip6' : 'ip'} daddr ${a} counter`);
+  const script = ['ip', 'ip6'].flatMap((fam) => [`add table ${fam} sink_witness`, `flush table ${fam} sink_witness`,
+    `add chain ${fam} sink_witness in { type filter hook prerouting priority 0; }`]).concat(rules).join('\n') + '\n';
+  const made = await sb.exec(sb.sinkNs, ['nft', '-f', '-'], { input: script });
+  if (made.code !== 0) throw new Error(`nft in the sink: ${made.stderr}`);
+  return async () => {
+    const out: number[] = [];
+    for (const fam of ['ip', 'ip6']) {
+      const r = await sb.exec(sb.sinkNs, ['nft', '-j', 'list', 'table', fam, 'sink_witness']);
+      for (const item of JSON.parse(r.stdout).nftables as Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>) {
+        const c = item.rule?.expr.find((e) => e.counter)?.counter;
+        if (c) out.push(c.packets);
+      }
+    }
+    return out;
+  };
+}
+
+/**
+ * Unallocated addresses of the Service CIDRs (kube-proxy's "Drop traffic to unallocated ClusterIPs"), for either
+ * mode: `sync(...flags)` programs the feature manifests with these flags. Without --service-cidr a new connection
+ * to an address no Service holds follows the node's routes out (the sink counts it); with it, it is dropped at the
+ * node, from a client, from a pod and from the node itself (the sink counts nothing), in both families, while the
+ * ClusterIP still answers on its port and refuses others.
+ */
+export async function checkUnallocatedDrops(sb: Sandbox, sync: (...flags: string[]) => Promise<unknown>): Promise<void> {
+  // Four connections at once: a drop costs one timeout, not four.
+  const tcp = (ns: string, addr: string, port: number, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr, port, count: 4, concurrency: 4, timeoutMs });
+  const free = sb.serviceIP(UNALLOCATED);
+  const targets = [free.v4, ...(sb.ipv6 ? [free.v6] : [])];
+  const counted = await sinkCounters(sb, targets);
+  await sync('--cluster-cidr', sb.podCIDR.v4);
+  for (const a of targets) expect((await tcp(sb.clientNs, a, 80, 1200)).errors, a).toEqual({ ETIMEDOUT: 4 });
+  const routedOut = await counted();
+  for (const [i, n] of routedOut.entries()) expect(n > 0, `${targets[i]} routed out without --service-cidr`).toBe(true);
+
+  await sync('--cluster-cidr', sb.podCIDR.v4, '--service-cidr', [sb.serviceCIDR.v4, ...(sb.ipv6 ? [sb.serviceCIDR.v6] : [])].join(','));
+  for (const a of targets) {
+    expect((await tcp(sb.clientNs, a, 80, 1200)).errors, `${a} from the client`).toEqual({ ETIMEDOUT: 4 });
+    expect((await tcp(sb.backends[0].ns, a, 80, 1200)).errors, `${a} from a pod`).toEqual({ ETIMEDOUT: 4 });
+    // The node's own SYN is dropped at its output hook: connect() fails at once with EPERM (the kernel reports a
+    // local netfilter drop to the sender), or, if the drop is only seen on a retransmission, times out.
+    const own = await tcp(sb.nodeNs, a, 80, 1200);
+    expect(own.ok, `${a} from the node`).toBe(0);
+  }
+  expect(await counted(), 'nothing reached the sink').toEqual(routedOut);
+  // Allocated addresses are untouched: the ClusterIP answers on its port, and refuses others (as before).
+  expect((await tcp(sb.clientNs, FEATURE_IPS.clusterIP, 80)).ok).toBe(4);
+  expect((await tcp(sb.clientNs, FEATURE_IPS.clusterIP, 81)).errors).toEqual({ ECONNREFUSED: 4 });
+  expect((await tcp(sb.nodeNs, FEATURE_IPS.clusterIP, 80)).ok).toBe(4);
 }

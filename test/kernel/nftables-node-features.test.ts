@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
 import { svcplaneOk } from '../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, featureManifests, localLbManifest } from '../helpers/node-features';
+import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, UNALLOCATED, checkUnallocatedDrops, featureManifests, localLbManifest } from '../helpers/node-features';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables node features');
@@ -77,5 +77,13 @@ describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade sett
       fs.rmSync(path.join(dir, 'local-lb.yaml'));
       await sb.exec(sb.nodeNs, ['ip', 'addr', 'del', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
     }
+  });
+
+  it('--service-cidr: new traffic to an address of the Service CIDRs that no Service holds is dropped at the node, not routed out (kube-proxy\'s unallocated-ClusterIP drop)', async () => {
+    await checkUnallocatedDrops(sb, sync);
+    // explain reads the drop back from the kernel's rules, and says what it is.
+    const e = JSON.parse(await svcplaneOk(['explain', 'TCP', `${sb.serviceIP(UNALLOCATED).v4}:80`, '--output', 'json'], { netns: sb.nodeNs }));
+    expect(e.verdict).toBe('dropped');
+    expect(e.why.join('\n')).toContain('is inside the Service CIDRs, but no Service holds it: dropped');
   });
 });

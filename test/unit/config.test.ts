@@ -107,7 +107,7 @@ describe('KubeProxyConfiguration', () => {
   it('kube-proxy defaults with no file: nftables, 30s/1s, the usual bind addresses', () => {
     expect(resolveAgentConfig(undefined)).toEqual({
       mode: 'nftables', clusterCIDRs: [], nodePortAddresses: [], masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1000,
-      ipvsScheduler: 'rr', ipvsBindMode: 'route', healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
+      ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
       configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined,
     });
   });

@@ -2,10 +2,10 @@
 // the kernel's rules by test/contract): the skeleton is accepted, elements follow the Service ports, shared
 // elements are reference-counted, partial syncs send only what changed, a refused batch leaves the counts as they were.
 import { describe, expect, it } from 'vitest';
-import { FakeNftClient, formatTable } from '../../src/dataplane/nftables/fake';
+import { FakeNftClient, formatRule, formatTable } from '../../src/dataplane/nftables/fake';
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
-import { IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
+import { IPVS_CHAINS, IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
 import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';
 import { bytesToIp } from '../../src/model/ip';
 import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
@@ -81,6 +81,23 @@ describe('IPVS mode: the nftables table beside IPVS', () => {
     const text = formatTable((await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!);
     expect(text).toMatch(/chain filter-input { type filter hook input priority 0 }/);
     expect(text).toMatch(/chain nat-postrouting { type nat hook postrouting priority 100 }/);
+  });
+
+  it('Service CIDRs: filter-forward and filter-output check new connections; ClusterIPs return, the rest of the CIDRs is dropped', async () => {
+    const fake = new FakeNftClient();
+    const t = new IpvsNftables(fake, { ...cfg });
+    const model = ports(sp('web'));
+    await t.full(model, always);
+    t.setServiceCIDRs(['198.18.100.0/24', 'fd00:100::/64']);
+    expect((await t.full(model, always)).tx.size).toBeGreaterThan(0);
+    const text = formatTable((await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!);
+    expect(text).toMatch(/chain filter-forward { type filter hook forward priority -110 }/);
+    const check = (await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!.chains.get(IPVS_CHAINS.clusterIPsCheck)!.rules.map(formatRule);
+    expect(check).toEqual([
+      'payload(dreg=1 base=nh offset=16 len=4) lookup(sreg=1 set="cluster-ips" flags=0) immediate(dreg=0 verdict=return)',
+      'payload(dreg=1 base=nh offset=16 len=4) bitwise(sreg=1 dreg=1 len=4 mask=0xffffff00 xor=0x00000000 op=0) cmp(sreg=1 op=eq data=0xc6126400) immediate(dreg=0 verdict=drop)',
+    ]);
+    expect((await fake.dumpTable(NFPROTO_IPV6, cfg.tableName))!.chains.get(IPVS_CHAINS.clusterIPsCheck)!.rules).toHaveLength(2);
   });
 
   it('shared elements are counted: an address stays bound while any Service port uses it; partial syncs send only changes', async () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { CommitResult } from '../../src/native';
 import { NftTransactionError } from '../../src/dataplane/nftables/client';
 import { applyChanges, diffTable } from '../../src/dataplane/nftables/diff';
-import { FakeNftClient, describeRecord, formatTable } from '../../src/dataplane/nftables/fake';
+import { FakeNftClient, describeRecord, formatRule, formatTable } from '../../src/dataplane/nftables/fake';
 import { Ledger } from '../../src/dataplane/nftables/ledger';
 import {
   EXPR_NAME, IMM, IPPROTO, LOOKUP, NAT, NFPROTO_IPV4, NFPROTO_IPV6, NFT_DATA_VERDICT, NFT_GOTO, NFT_NAT_DNAT,
@@ -225,6 +225,26 @@ describe('NftablesProxier on FakeNftClient', () => {
     expect(again.operations).toBe(0);
     expect(again.summary).toEqual({});
     expect((await new NftablesProxier(fake, cfg).syncFull(ports(a, b))).operations).toBe(0);
+  });
+
+  it('Service CIDRs: cluster-ips-check drops what goes to an address of them after DNAT, per family; a change makes the next sync full', async () => {
+    const fake = new FakeNftClient();
+    const p = new NftablesProxier(fake, { ...cfg, serviceCIDRs: [] });
+    await p.syncFull(ports(a, b));
+    const check = async (nf: NfFamily) => (await fake.dumpTable(nf, TABLE_NAME))!.chains.get(CHAINS.clusterIPsCheck)!.rules.map(formatRule);
+    expect(await check(V4)).toHaveLength(1); // only the reject of a ClusterIP's other ports
+    p.setServiceCIDRs(['198.18.100.0/24', 'fd00:100::/64']);
+    const res = await p.syncPartial(new Map());
+    expect(res.full).toBe(true);
+    const v4 = await check(V4);
+    expect(v4).toHaveLength(2);
+    expect(v4[1]).toBe('payload(dreg=1 base=nh offset=16 len=4) bitwise(sreg=1 dreg=1 len=4 mask=0xffffff00 xor=0x00000000 op=0) cmp(sreg=1 op=eq data=0xc6126400) immediate(dreg=0 verdict=drop)');
+    const v6 = await check(NFPROTO_IPV6);
+    expect(v6).toHaveLength(2);
+    expect(v6[1]).toContain('cmp(sreg=1 op=eq data=0xfd000100000000000000000000000000) immediate(dreg=0 verdict=drop)');
+    // The same CIDRs again: nothing to do.
+    p.setServiceCIDRs(['198.18.100.0/24', 'fd00:100::/64']);
+    expect((await p.syncPartial(new Map())).full).toBe(false);
   });
 
   it('a full sync repairs what was changed behind its back', async () => {

@@ -11,7 +11,11 @@
 //       LOCAL_OUT and POST_ROUTING, and with net.ipv4.vs.conntrack=1 the connection's conntrack entry carries the
 //       NAT, so nf_nat's masquerade applies to IPVS traffic (what kube-proxy relies on too).
 //   filter-output (filter output, -110: before IPVS, which takes the node's own connections at LOCAL_OUT, -99):
-//       loadBalancerSourceRanges for the node's own new connections to LB IPs.
+//       loadBalancerSourceRanges for the node's own new connections to LB IPs; then cluster-ips-check.
+//   filter-forward (filter forward, -110) -> cluster-ips-check, new connections: an address inside a Service CIDR
+//       that is not a ClusterIP is dropped (kube-proxy's nftables mode does this; its IPVS mode lets such traffic
+//       follow the node's routes out; svcplane drops it in both modes). ClusterIPs are local on svcplane0, so
+//       Service traffic never takes the forward path; the node's own passes output, where ClusterIPs return first.
 //   filter-input (filter input, 0: before IPVS, which hooks LOCAL_IN at 98), new connections only:
 //       a Service port without endpoints is rejected (TCP reset, ICMP port unreachable): kube-proxy leaves it to
 //       IPVS, which answers with ICMP for TCP too; svcplane refuses the way its nftables mode does.
@@ -24,7 +28,7 @@
 import type { IPFamily, ServicePort } from '../../model/types';
 import {
   IPPROTO, NFT_META_L4PROTO, NFT_META_MARK, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH,
-  NFT_REJECT_TCP_RST, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+  NFT_REJECT_TCP_RST, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
   ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, concatType,
 } from '../nftables/netlink/constants';
 import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
@@ -32,7 +36,7 @@ import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import {
   type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, firewallAllowSpec, firewallElements, firewallRanges, firewallRule, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
-  needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, zeroed,
+  needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, unallocatedDrops, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
 import { choiceReasons, chooseEndpoints } from '../../model/topology';
@@ -44,10 +48,12 @@ export const IPVS_CHAINS = {
   natPostrouting: 'nat-postrouting',
   filterInput: 'filter-input',
   filterOutput: 'filter-output',
+  filterForward: 'filter-forward',
   services: 'services',
   masquerading: 'masquerading',
   inputCheck: 'input-check',
   outputCheck: 'output-check',
+  clusterIPsCheck: 'cluster-ips-check',
   reject: 'reject-chain',
 } as const;
 
@@ -94,9 +100,16 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   // The node's own new connections to a firewalled LB IP: IPVS takes them at LOCAL_OUT (priority -99) straight to a
   // real server, so they never pass filter-input; checked here first (kube-proxy's IPVS mode drops them through
   // KUBE-LOAD-BALANCER-FW in its nat OUTPUT chain).
-  chain(IPVS_CHAINS.filterOutput, [ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: IPVS_CHAINS.outputCheck }).body()],
+  const newJump = (target: string) => ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: target }).body();
+  chain(IPVS_CHAINS.filterOutput, [newJump(IPVS_CHAINS.outputCheck), newJump(IPVS_CHAINS.clusterIPsCheck)],
     { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -110 });
+  chain(IPVS_CHAINS.filterForward, [newJump(IPVS_CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_FORWARD, priority: -110 });
   chain(IPVS_CHAINS.outputCheck, [firewallRule(f)]);
+  chain(IPVS_CHAINS.clusterIPsCheck, [
+    new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1)
+      .verdict({ kind: 'return' }).body(),
+    ...unallocatedDrops(f, cfg),
+  ]);
 
   const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
   const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1);

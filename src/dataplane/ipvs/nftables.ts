@@ -59,7 +59,7 @@ class ElementCounts {
 export class IpvsNftables {
   private counts: ElementCounts[] = FAMILIES.map(() => new ElementCounts());
   /** The skeleton depends only on the config: built once (its rules are a few dozen RuleBuilder runs). */
-  private readonly skeletons: ReturnType<typeof ipvsSkeleton>[];
+  private skeletons: ReturnType<typeof ipvsSkeleton>[];
   private byPort = new Map<ServicePortKey, Contribution>();
   private support?: KernelSupport;
 
@@ -189,6 +189,12 @@ export class IpvsNftables {
 
   setNodeZone(zone: string | undefined): void {
     this.config.nodeZone = zone;
+  }
+
+  /** The Service CIDRs are in the skeleton's rules: rebuilt (the next full sync programs them). */
+  setServiceCIDRs(cidrs: string[]): void {
+    this.config.serviceCIDRs = [...cidrs];
+    this.skeletons = FAMILIES.map((fam) => ipvsSkeleton(fam.ip, this.config));
   }
 
   close(): void {

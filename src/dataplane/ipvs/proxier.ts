@@ -50,6 +50,8 @@ export interface IpvsProxierConfig {
   nodeZone?: string;
   /** This node's primary addresses (loadBalancerSourceRanges holding one accept the LB IPs as sources too). */
   nodeIPs?: string[];
+  /** The cluster's Service CIDRs: new traffic to an address in them that is no ClusterIP is dropped (filter.ts). */
+  serviceCIDRs?: string[];
   /** The nftables table beside IPVS (both families). */
   tableName: string;
   /**
@@ -134,6 +136,7 @@ export class IpvsProxier implements Dataplane {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
       nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs,
+      serviceCIDRs: config.serviceCIDRs,
     }));
   }
 
@@ -255,6 +258,13 @@ export class IpvsProxier implements Dataplane {
       };
     });
     return { mode: this.mode, present: services.length > 0, rows, kernel: await this.filter.kernel() };
+  }
+
+  setServiceCIDRs(cidrs: string[]): void {
+    if ((this.config.serviceCIDRs ?? []).join() === cidrs.join()) return;
+    this.config.serviceCIDRs = [...cidrs];
+    this.filter.setServiceCIDRs(cidrs);
+    this.needFull = true;
   }
 
   setNodeZone(zone: string | undefined): void {

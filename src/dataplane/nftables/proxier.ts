@@ -299,6 +299,12 @@ export class NftablesProxier implements Dataplane {
     this.needFull = true;
   }
 
+  setServiceCIDRs(cidrs: string[]): void {
+    if ((this.config.serviceCIDRs ?? []).join() === cidrs.join()) return;
+    this.config.serviceCIDRs = [...cidrs];
+    this.needFull = true;
+  }
+
   close(): void {
     this.client.close();
     this.conntrack?.close();

@@ -35,6 +35,9 @@
 //   no endpoints: the port is in the @no-endpoint-services / @no-endpoint-nodeports sets -> reject (TCP reset,
 //               ICMP port unreachable), checked at prerouting/output priority -110, before DNAT, for new
 //               connections, as kube-proxy does.
+//   cluster-ips-check (forward -110, output -90: after DNAT, new connections): what still goes to a ClusterIP
+//               is to a port it does not serve -> reject; to an address in a Service CIDR no Service holds -> drop
+//               (kube-proxy's "Drop traffic to unallocated ClusterIPs"; Service CIDRs from ServiceCIDR objects).
 //   unused ports of a ClusterIP: rejected in forward / output after DNAT (daddr still the ClusterIP).
 import { CIDR, cidrContains, ipToBytes, parseCIDR, parseIP } from '../../model/ip';
 import type { Endpoint, IPFamily, Protocol, ServicePort } from '../../model/types';
@@ -76,6 +79,12 @@ export interface NftablesConfig {
    * source ranges hold one of them also accepts its own LB IPs as sources (firewallElements).
    */
   nodeIPs?: string[];
+  /**
+   * The cluster's Service CIDRs (ServiceCIDR objects' spec.cidrs, and --service-cidr): new traffic to an address
+   * inside them that no Service holds is dropped, as kube-proxy's nftables mode does ("Drop traffic to unallocated
+   * ClusterIPs"), instead of following the node's routes out of it. Empty: nothing dropped.
+   */
+  serviceCIDRs?: string[];
   /**
    * What the kernel's nf_tables accepts (kernel.ts), which picks the ruleset's shape; undefined until probed (the
    * proxier probes before its first sync) and, for the pure functions here, every construct.
@@ -221,8 +230,7 @@ export function nodePortRules(f: FamilyShape, cfg: NftablesConfig, finish: (r: R
     return [finish(r)];
   }
   return cidrsOf(cfg.nodePortAddresses, f.ip).map((c) =>
-    finish(local().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
-      .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network)));
+    finish(addressIn(local(), f, f.daddrOffset, c)));
 }
 
 
@@ -287,6 +295,21 @@ export function notFromPods(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig)
       .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
   }
   return r;
+}
+
+/** Appends "the address at `offset` is inside `c`" (a prefix match: mask, compare). */
+export function addressIn(r: RuleBuilder, f: FamilyShape, offset: number, c: CIDR): RuleBuilder {
+  return r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, offset, f.addrLen)
+    .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'eq', c.network);
+}
+
+/**
+ * `daddr in <each Service CIDR of this family> drop`, one rule per CIDR (a cluster has one or two per family).
+ * Placed after Service traffic was DNATed (or, in IPVS mode, after ClusterIPs returned), so what still goes to
+ * such an address is to one no Service holds.
+ */
+export function unallocatedDrops(f: FamilyShape, cfg: NftablesConfig): Buffer[] {
+  return cidrsOf(cfg.serviceCIDRs ?? [], f.ip).map((c) => addressIn(new RuleBuilder(), f, f.daddrOffset, c).verdict({ kind: 'drop' }).body());
 }
 
 /** Appends "the source is (or is not) an address of this node": traffic the node itself sends. */
@@ -401,6 +424,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   chain(CHAINS.clusterIPsCheck, [
     new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
       .lookup(SETS.clusterIPs, NFT_REG_1).verdict({ kind: 'goto', chain: CHAINS.reject }).body(),
+    ...unallocatedDrops(f, cfg),
   ]);
   chain(CHAINS.reject, [
     new RuleBuilder().metaGet(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, 'eq', Buffer.from([IPPROTO.TCP]))

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
 import { svcplane, svcplaneOk } from '../../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, featureManifests, localLbManifest } from '../../helpers/node-features';
+import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, checkUnallocatedDrops, featureManifests, localLbManifest } from '../../helpers/node-features';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 
@@ -80,5 +80,9 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
       fs.rmSync(path.join(dir, 'local-lb.yaml'));
       await sb.exec(sb.nodeNs, ['ip', 'addr', 'del', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
     }
+  });
+
+  it('--service-cidr: new traffic to an address of the Service CIDRs that no Service holds is dropped at the node, not routed out (as the nftables mode; kube-proxy\'s IPVS mode routes it out)', async () => {
+    await checkUnallocatedDrops(sb, sync);
   });
 });

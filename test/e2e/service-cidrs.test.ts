@@ -1,0 +1,99 @@
+// The agent's Service CIDRs from the API: ServiceCIDR objects (networking.k8s.io/v1) watched like the other
+// objects, their ranges programmed as drops of unallocated addresses (the traffic itself is tested in
+// test/kernel/nftables-node-features and the IPVS guest test, with --service-cidr); a server without the resource
+// (Kubernetes before 1.33) or RBAC without it is said once, and the agent runs on. In-process agent, a namespace
+// of its own, the table read back with `nft` (an independent reader).
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../src/agent';
+import { resolveAgentConfig } from '../../src/config/kubeProxyConfig';
+import { openTransport } from '../../src/k8s/transport';
+import type { Logger } from '../../src/log';
+import { ApiServerDouble, type ApiServerOptions } from '../apiserver/double';
+import { makeNetns, requireRoot } from '../helpers/root';
+
+const run = promisify(execFile);
+const haveRoot = requireRoot('the agent\'s ServiceCIDR watch');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-servicecidrs-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+type Line = { level: string; msg: string; fields?: Record<string, unknown> };
+function recordingLogger(): Logger & { lines: Line[] } {
+  const lines: Line[] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
+  return { lines, debug: at('debug'), detail: at('detail'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+async function until<T>(what: string, f: () => T | Promise<T>, ms = 60_000): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`not seen in ${ms / 1000} s: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const serviceCIDR = (name: string, cidrs: string[]) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name }, spec: { cidrs } });
+
+/** An agent against a double with these options, programming a namespace of its own; stopped and removed after. */
+async function withAgent(opts: ApiServerOptions, body: (a: { api: ApiServerDouble; log: ReturnType<typeof recordingLogger>; rules: (family: 'ip' | 'ip6') => Promise<string> }) => Promise<void>) {
+  const api = new ApiServerDouble(opts);
+  await api.start();
+  const ns = makeNetns('scidr');
+  const kubeconfig = path.join(dir, `kubeconfig-${ns.name}`);
+  fs.writeFileSync(kubeconfig, api.kubeconfig());
+  api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
+  const log = recordingLogger();
+  const agent = new Agent({
+    config: resolveAgentConfig({ mode: 'nftables', nftables: { syncPeriod: '30s', minSyncPeriod: '0s' }, healthzBindAddress: '', metricsBindAddress: '' }),
+    nodeName: 'n1', api: await openTransport(kubeconfig), log, netns: ns.path, backoff: { initialMs: 100, maxMs: 400 },
+  });
+  const rules = async (family: 'ip' | 'ip6') => (await run('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'chain', family, 'svcplane', 'cluster-ips-check'])).stdout;
+  try {
+    await agent.start();
+    await until('the first sync', () => log.lines.some((l) => l.msg === 'synced'));
+    await body({ api, log, rules });
+  } finally {
+    await agent.stop();
+    await api.stop();
+    ns.remove();
+  }
+}
+
+describe.runIf(haveRoot)('svcplane run: Service CIDRs from ServiceCIDR objects', () => {
+  it('drops unallocated addresses of every ServiceCIDR object\'s ranges, following them as they come and go', async () => {
+    await withAgent({}, async ({ api, log, rules }) => {
+      expect(await rules('ip')).not.toContain('drop');
+      api.apply(serviceCIDR('kubernetes', ['198.18.100.0/24', 'fd00:100::/64']));
+      await until('the v4 drop', async () => (await rules('ip')).includes('ip daddr 198.18.100.0/24 drop'));
+      expect(await rules('ip6')).toContain('ip6 daddr fd00:100::/64 drop');
+      expect(log.lines.find((l) => l.msg === 'Service CIDRs changed: full resync')?.fields).toEqual({ before: [], after: ['198.18.100.0/24', 'fd00:100::/64'] });
+      // A second object adds its range; deleting the first removes only its own.
+      api.apply(serviceCIDR('extra', ['198.18.101.0/24']));
+      await until('the second range', async () => (await rules('ip')).includes('ip daddr 198.18.101.0/24 drop'));
+      api.remove('ServiceCIDR', undefined, 'kubernetes');
+      await until('the first range gone', async () => !(await rules('ip')).includes('198.18.100.0/24'));
+      expect(await rules('ip')).toContain('ip daddr 198.18.101.0/24 drop');
+      expect(await rules('ip6')).not.toContain('drop');
+    });
+  });
+
+  it('a server without ServiceCIDRs (before Kubernetes 1.33) is said once at info, RBAC without them once as a warning; the agent runs on', async () => {
+    await withAgent({ without: ['ServiceCIDR'] }, async ({ api, log }) => {
+      const said = log.lines.filter((l) => l.msg.startsWith('this API server has no ServiceCIDR objects'));
+      expect(said.map((l) => l.level)).toEqual(['info']);
+      // Not retried: one request for them.
+      expect(api.requests.filter((r) => r.path.endsWith('/servicecidrs'))).toHaveLength(1);
+    });
+    await withAgent({ forbidden: ['ServiceCIDR'] }, async ({ log }) => {
+      const said = log.lines.filter((l) => l.msg.startsWith('not allowed to list ServiceCIDRs'));
+      expect(said.map((l) => l.level)).toEqual(['warn']);
+      expect(String(said[0].fields?.error)).toContain('forbidden');
+    });
+  });
+});
