@@ -55,7 +55,8 @@ export class Agent {
   node: NodeInfo | undefined;
   private readonly reflectors: Reflector[] = [];
   private readonly servers: RunningServer[] = [];
-  private nodeSeen: (() => void) | undefined;
+  /** Waiting for this Node to have something (addresses, podCIDRs): each resolved once its test holds. */
+  private nodeWaiters: Array<{ test(n: NodeInfo): boolean; resolve(): void }> = [];
   private nodeListed: (() => void) | undefined;
   private serviceHealth: ServiceHealthServers | undefined;
   /** ServiceCIDR objects by name: their spec.cidrs. */
@@ -90,7 +91,6 @@ export class Agent {
     log.info('starting', { mode: config.mode, node: this.o.nodeName, apiServer: this.o.api.server, credentials: this.o.api.source, healthz: this.healthAddress, metrics: this.metricsAddress, minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs });
 
     // This Node first: its addresses decide where NodePorts listen when nodePortAddresses is "primary".
-    const nodeReady = new Promise<void>((r) => (this.nodeSeen = r));
     // The Node's first list (found or not) before the dataplane: its zone decides topology from the first sync.
     const nodeListed = new Promise<void>((r) => (this.nodeListed = r));
     this.watch('/api/v1/nodes', 'nodes', { fieldSelector: `metadata.name=${this.o.nodeName}` }, {
@@ -104,11 +104,26 @@ export class Agent {
     let nodePortAddresses = config.nodePortAddresses;
     if (nodePortAddresses.length === 1 && nodePortAddresses[0] === 'primary') {
       log.info('waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName });
-      if (!(await this.waitForNodeAddresses(nodeReady))) return;
+      if (!(await this.waitForNode((n) => n.primaryIPs.length > 0, 'nodePortAddresses "primary"', 'this Node has no InternalIP or ExternalIP address yet'))) return;
       nodePortAddresses = this.node!.primaryIPs.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
       log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
     }
 
+    // How pods are told from the rest (detectLocalMode): NodeCIDR needs this Node's podCIDRs first (kube-proxy waits
+    // for them too); an interface mode needs nothing from the API.
+    const local = config.localDetect;
+    let clusterCIDRs = config.clusterCIDRs;
+    if (local.mode === 'NodeCIDR') {
+      log.info('waiting for this Node\'s podCIDRs (detectLocalMode NodeCIDR)', { node: this.o.nodeName });
+      if (!(await this.waitForNode((n) => n.podCIDRs.length > 0, 'detectLocalMode NodeCIDR', 'this Node has no spec.podCIDRs yet'))) return;
+      clusterCIDRs = this.node!.podCIDRs;
+    }
+    const podInterface = local.mode === 'BridgeInterface' ? { name: local.interfaceName, prefix: false }
+      : local.mode === 'InterfaceNamePrefix' ? { name: local.interfacePrefix, prefix: true } : undefined;
+    log.info('traffic from this node\'s pods is told by', {
+      detectLocalMode: local.mode,
+      ...(podInterface ? { interface: podInterface.prefix ? `${podInterface.name}*` : podInterface.name } : { cidrs: clusterCIDRs }),
+    });
     const serviceCIDRsKnown = this.watchServiceCIDRs();
     if (!(await this.unlessStopped(Promise.all([nodeListed, serviceCIDRsKnown])))) return;
     const serviceCIDRs = this.serviceCIDRs();
@@ -119,14 +134,14 @@ export class Agent {
     const netns = this.o.netns ? { netns: this.o.netns } : {};
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
-        scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
+        scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs, podInterface, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
         nodeIPs: this.node?.primaryIPs, serviceCIDRs,
         bindMode: config.ipvsBindMode,
       }), log, new ConntrackCleaner(netns));
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
-        defaultConfig({ clusterCIDRs: config.clusterCIDRs, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs, serviceCIDRs }),
+        defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs, serviceCIDRs }),
         log,
         new ConntrackCleaner(netns),
       );
@@ -237,13 +252,15 @@ export class Agent {
   }
 
   /**
-   * This Node's addresses (nodePortAddresses: primary), bounded: a warning every NODE_WAIT_LOG_MS saying what is
-   * missing, and after nodeAddressWaitMs an error (the agent exits 1 and the kubelet restarts it) rather than an
-   * agent that is up, healthy by its probes, and programs nothing. False if stopped meanwhile.
+   * Waits for this Node to have what `purpose` needs (its addresses for nodePortAddresses "primary", its podCIDRs for
+   * detectLocalMode NodeCIDR), bounded: a warning every NODE_WAIT_LOG_MS saying what is missing, and after
+   * nodeAddressWaitMs an error (the agent exits 1 and the kubelet restarts it) rather than an agent that is up,
+   * healthy by its probes, and programs nothing. False if stopped meanwhile.
    */
-  private async waitForNodeAddresses(nodeReady: Promise<void>): Promise<boolean> {
+  private async waitForNode(test: (n: NodeInfo) => boolean, purpose: string, lacking: string): Promise<boolean> {
     const limit = this.o.nodeAddressWaitMs ?? NODE_ADDRESS_WAIT_MS;
     let got = false;
+    const nodeReady = this.node && test(this.node) ? Promise.resolve() : new Promise<void>((resolve) => this.nodeWaiters.push({ test, resolve }));
     void nodeReady.then(() => (got = true));
     const start = Date.now();
     const ready = this.unlessStopped(nodeReady);
@@ -253,11 +270,11 @@ export class Agent {
       await Promise.race([ready, tick]);
       if (this.stopping.signal.aborted) return false;
       if (got) return true;
-      const what = this.node ? 'this Node has no InternalIP or ExternalIP address yet' : 'this Node is not in the API (or the API server is not reachable)';
+      const what = this.node ? lacking : 'this Node is not in the API (or the API server is not reachable)';
       if (Date.now() - start >= limit) {
-        throw new Error(`nodePortAddresses "primary": ${what} after ${Math.round(limit / 1000)} s (node ${this.o.nodeName}); exiting so the kubelet restarts svcplane`);
+        throw new Error(`${purpose}: ${what} after ${Math.round(limit / 1000)} s (node ${this.o.nodeName}); exiting so the kubelet restarts svcplane`);
       }
-      this.o.log.warn('still waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName, reason: what, waitedSeconds: Math.round((Date.now() - start) / 1000), limitSeconds: Math.round(limit / 1000) });
+      this.o.log.warn(`still waiting for this Node (${purpose})`, { node: this.o.nodeName, reason: what, waitedSeconds: Math.round((Date.now() - start) / 1000), limitSeconds: Math.round(limit / 1000) });
     }
   }
 
@@ -287,12 +304,17 @@ export class Agent {
       this.o.log.warn('this Node is not in the API (or was deleted): /healthz reports 503', { node: this.o.nodeName });
       return;
     }
-    if (this.node.primaryIPs.length) this.nodeSeen?.();
+    const node = this.node;
+    this.nodeWaiters = this.nodeWaiters.filter((w) => !(w.test(node) && (w.resolve(), true)));
     if (prev && prev.zone !== this.node.zone && this.dataplane?.setNodeZone) {
       // kube-proxy resyncs on a zone change (topology hints are read against it): so does svcplane.
       this.o.log.info('this Node\'s zone changed: full resync', { before: prev.zone, after: this.node.zone });
       this.dataplane.setNodeZone(this.node.zone);
       this.loop?.resync();
+    }
+    if (prev && prev.podCIDRs.length && prev.podCIDRs.join() !== this.node.podCIDRs.join() && this.o.config.localDetect.mode === 'NodeCIDR') {
+      // kube-proxy exits when the podCIDRs it detects local traffic by change; svcplane says so and keeps serving.
+      this.o.log.warn('this Node\'s podCIDRs changed; restart svcplane to tell pods by them (detectLocalMode NodeCIDR)', { before: prev.podCIDRs, after: this.node.podCIDRs });
     }
     if (prev && prev.primaryIPs.join() !== this.node.primaryIPs.join() && this.o.config.nodePortAddresses[0] === 'primary') {
       // kube-proxy exits on a node IP change so it restarts with the new ones; svcplane says so and keeps serving.

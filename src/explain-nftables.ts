@@ -91,8 +91,8 @@ interface Walked {
   unknown: string[];
 }
 
-function walk(t: TableState, q: FlowQuery, from: string, nodeAddresses: string[]): Walked {
-  const outcomes = walkNewConnection(t, { saddr: from, daddr: q.address, protocol: PROTO[q.protocol], dport: q.port }, { isLocal: (a) => nodeAddresses.includes(a) });
+function walk(t: TableState, q: FlowQuery, from: string, nodeAddresses: string[], iifname?: string): Walked {
+  const outcomes = walkNewConnection(t, { saddr: from, daddr: q.address, protocol: PROTO[q.protocol], dport: q.port, iifname }, { isLocal: (a) => nodeAddresses.includes(a) });
   const byFate = new Map<PathOutcome['fate'], number>();
   for (const o of outcomes) byFate.set(o.fate, (byFate.get(o.fate) ?? 0) + o.probability);
   const [fate] = [...byFate].sort((a, b) => b[1] - a[1])[0];
@@ -159,13 +159,16 @@ export function explainFromRules(t: TableState | undefined, q: FlowQuery, nodeAd
   const family: 4 | 6 = t.family === NFPROTO_IPV4 ? 4 : 6;
   const cidrs = clusterCIDRsOf(t).filter((c) => c.includes(':') === (family === 6));
   const inCluster = (a: string) => cidrs.some((c) => cidrContains(c, a));
-  const label = (a: string) => nodeAddresses.includes(a) ? 'this node' : inCluster(a) ? 'a pod (in the cluster CIDRs)' : cidrs.length ? 'outside the cluster' : 'not this node (no cluster CIDR tells pods apart)';
+  const label = (a: string) => nodeAddresses.includes(a) ? 'this node' : q.fromInterface !== undefined ? `arriving on ${q.fromInterface}` : inCluster(a) ? 'a pod (in the cluster CIDRs)' : cidrs.length ? 'outside the cluster' : 'not this node (no cluster CIDR tells pods apart)';
   const outside = OUTSIDE_CANDIDATES[family].find((a) => !nodeAddresses.includes(a) && !inCluster(a)) ?? OUTSIDE_CANDIDATES[family][0];
   const src: Source = q.from !== undefined ? { address: q.from, label: label(q.from), given: true } : { address: outside, label: 'outside the cluster', given: false };
-  const w = walk(t, q, src.address, nodeAddresses);
+  // The interface the client's traffic arrives on (pods told by interface): --from-interface; the client outside
+  // the cluster assumed when --from is not given comes on one no pod uses.
+  const w = walk(t, q, src.address, nodeAddresses, q.fromInterface ?? (q.from === undefined ? '' : undefined));
   describe(t, q, w, src, nodeAddresses, out);
   if (q.from === undefined) otherSources(t, q, w, nodeAddresses, cidrs, out);
   if (w.unknown.length) out.warnings = [...(out.warnings ?? []), ...w.unknown.map((x) => `svcplane cannot evaluate ${x}: taken as not matching`)];
+  if (w.unknown.some((x) => x.startsWith('meta'))) out.warnings!.push('pods are told by the interface their traffic arrives on (detectLocalMode BridgeInterface / InterfaceNamePrefix): give --from-interface');
   return out;
 }
 

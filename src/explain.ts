@@ -25,6 +25,8 @@ export interface FlowQuery {
   port: number;
   /** The client's address; without it, source-dependent answers are given for each kind of source. */
   from?: string;
+  /** The interface its traffic arrives on (detectLocalMode BridgeInterface / InterfaceNamePrefix tell pods by it). */
+  fromInterface?: string;
 }
 
 export interface ExplainedEndpoint {

@@ -40,6 +40,8 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'node-zone', type: 'string', value: 'ZONE', help: 'this node\'s zone (its topology.kubernetes.io/zone label): EndpointSlice zone hints are used for it' },
   { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary, and by loadBalancerSourceRanges (a range holding it accepts the LB IPs as sources, as kube-proxy)' },
   { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
+  { name: 'pod-bridge-interface', type: 'string', value: 'NAME', help: 'pods are what arrives on this bridge (kube-proxy\'s detectLocalMode BridgeInterface), instead of --cluster-cidr' },
+  { name: 'pod-interface-name-prefix', type: 'string', value: 'PREFIX', help: 'pods are what arrives on interfaces named PREFIX* (detectLocalMode InterfaceNamePrefix), instead of --cluster-cidr' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
   { name: 'service-cidr', type: 'list', value: 'CIDR', help: 'svcplane only: the cluster\'s Service CIDR(s) (the API server\'s --service-cluster-ip-range): new traffic to an address in them that no Service holds is dropped, as kube-proxy does with the ServiceCIDR objects it watches' },
   { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
@@ -51,6 +53,7 @@ const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 const EXPLAIN_FLAGS: FlagSpec[] = [
   MODE,
   { name: 'from', type: 'string', value: 'ADDRESS', help: 'the client\'s address (policy, source ranges, masquerade and affinity depend on it)' },
+  { name: 'from-interface', type: 'string', value: 'NAME', help: 'the interface the client\'s traffic arrives on, where pods are told by interface (--pod-bridge-interface, --pod-interface-name-prefix)' },
   OUTPUT, { ...NETNS, help: 'read the network namespace at FILE instead of the current one' }, HELP,
 ];
 const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
@@ -95,7 +98,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logge
     const ns = netns ? { netns } : {};
     return new IpvsProxier(new IpvsClient(ns), new NetlinkNftClient(ns), defaultIpvsConfig({
       scheduler, nodePortAddresses: config.nodePortAddresses, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
-      nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, serviceCIDRs: config.serviceCIDRs, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
+      nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, serviceCIDRs: config.serviceCIDRs, podInterface: config.podInterface, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }), log, new ConntrackCleaner(ns));
   }
   return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}));
@@ -119,7 +122,14 @@ function nftablesConfig(flags: ParsedFlags) {
   const nodeName = str(flags, 'node-name') || undefined;
   const nodeZone = str(flags, 'node-zone') || undefined;
   const serviceCIDRs = cidrList(flags, 'service-cidr');
-  return defaultConfig({ clusterCIDRs, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone, nodeIPs, serviceCIDRs });
+  const bridge = str(flags, 'pod-bridge-interface');
+  const prefix = str(flags, 'pod-interface-name-prefix');
+  const given = [clusterCIDRs.length ? '--cluster-cidr' : '', bridge !== undefined ? '--pod-bridge-interface' : '', prefix !== undefined ? '--pod-interface-name-prefix' : ''].filter(Boolean);
+  if (given.length > 1) throw new UsageError(`${given.join(' and ')}: give one way to tell pods from the rest`);
+  const name = bridge ?? prefix;
+  if (name !== undefined && (name === '' || Buffer.byteLength(name) > 15 || /[\s/]/.test(name))) throw new UsageError(`${given[0]}: "${name}" is not an interface name (1 to 15 bytes, no spaces or slashes)`);
+  const podInterface = name !== undefined ? { name, prefix: prefix !== undefined } : undefined;
+  return defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: bool(flags, 'masquerade-all'), nodeName, nodeZone, nodeIPs, serviceCIDRs });
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
@@ -182,6 +192,8 @@ function parseFlow(positionals: string[], from: string | undefined): FlowQuery {
 
 async function cmdExplain(flags: ParsedFlags, positionals: string[]): Promise<number> {
   const q = parseFlow(positionals, str(flags, 'from'));
+  const fromInterface = str(flags, 'from-interface');
+  if (fromInterface !== undefined) q.fromInterface = fromInterface;
   const netns = str(flags, 'netns');
   const ns = netns ? { netns } : {};
   let e;

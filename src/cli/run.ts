@@ -55,6 +55,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
     ipvsSyncPeriod: str(flags, 'ipvs-sync-period'), ipvsMinSyncPeriod: str(flags, 'ipvs-min-sync-period'),
     configSyncPeriod: str(flags, 'config-sync-period'), kubeconfig: str(flags, 'kubeconfig'),
     healthzPort: str(flags, 'healthz-port'), metricsPort: str(flags, 'metrics-port'), detectLocalMode: str(flags, 'detect-local-mode'),
+    podBridgeInterface: str(flags, 'pod-bridge-interface'), podInterfaceNamePrefix: str(flags, 'pod-interface-name-prefix'),
   });
   const format = (str(flags, 'log-format') ?? str(flags, 'logging-format')) as 'json' | 'text' | undefined;
   const log = createLogger({ format: format ?? cfg.logFormat, verbosity: verbosity(str(flags, 'v')) ?? cfg.logVerbosity ?? 0 });

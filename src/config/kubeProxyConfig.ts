@@ -34,8 +34,14 @@ export type ProxyMode = 'nftables' | 'ipvs';
 /** What the agent runs with, after the file, the flags and the defaults. */
 export interface AgentConfig {
   mode: ProxyMode;
-  /** Pod CIDRs (one per family at most): local-traffic detection for masquerade. */
+  /** Pod CIDRs (one per family at most): local-traffic detection for masquerade (detectLocalMode ClusterCIDR). */
   clusterCIDRs: string[];
+  /**
+   * How traffic from this node's pods is told from the rest (kube-proxy's detectLocalMode): by clusterCIDR; by the
+   * Node's spec.podCIDRs (NodeCIDR); by the interface it arrives on, a bridge (BridgeInterface) or an interface name
+   * prefix (InterfaceNamePrefix: each pod's veth).
+   */
+  localDetect: LocalDetect;
   /** CIDRs, or exactly ["primary"] (the Node's primary addresses). Empty: every local address. */
   nodePortAddresses: string[];
   masqueradeAll: boolean;
@@ -64,6 +70,14 @@ export interface AgentConfig {
   /** logging.verbosity, when set (klog's -v). */
   logVerbosity?: number;
 }
+
+export type LocalDetect =
+  | { mode: 'ClusterCIDR' }
+  | { mode: 'NodeCIDR' }
+  | { mode: 'BridgeInterface'; interfaceName: string }
+  | { mode: 'InterfaceNamePrefix'; interfacePrefix: string };
+
+export const DETECT_LOCAL_MODES = ['ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'] as const;
 
 export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];
 
@@ -95,6 +109,8 @@ export interface ConfigFlags {
   healthzPort?: string;
   metricsPort?: string;
   detectLocalMode?: string;
+  podBridgeInterface?: string;
+  podInterfaceNamePrefix?: string;
 }
 
 // ---- the v1alpha1 schema, for unknown-field detection --------------------------------------------------------
@@ -228,11 +244,23 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     families.add(p.family);
   });
 
-  const detectLocalMode = flags.detectLocalMode ?? at(doc, 'detectLocalMode') ?? '';
-  if (detectLocalMode !== '' && detectLocalMode !== 'ClusterCIDR') {
-    bad(flags.detectLocalMode !== undefined ? '--detect-local-mode' : 'detectLocalMode', detectLocalMode, ['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(String(detectLocalMode))
-      ? 'not supported by svcplane yet (it detects local traffic by clusterCIDR only); use ClusterCIDR'
-      : 'supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""');
+  // detectLocalMode, validated as kube-proxy's validateDetectLocalMode / validateInterface do ("" is ClusterCIDR).
+  const localModePath = flags.detectLocalMode !== undefined ? '--detect-local-mode' : 'detectLocalMode';
+  const rawLocalMode = flags.detectLocalMode ?? at(doc, 'detectLocalMode') ?? '';
+  let localDetect: LocalDetect = { mode: 'ClusterCIDR' };
+  if (rawLocalMode !== '' && !(DETECT_LOCAL_MODES as readonly unknown[]).includes(rawLocalMode)) {
+    bad(localModePath, rawLocalMode, 'supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""');
+  } else if (rawLocalMode === 'NodeCIDR') {
+    localDetect = { mode: 'NodeCIDR' };
+  } else if (rawLocalMode === 'BridgeInterface' || rawLocalMode === 'InterfaceNamePrefix') {
+    const bridge = rawLocalMode === 'BridgeInterface';
+    const flag = bridge ? flags.podBridgeInterface : flags.podInterfaceNamePrefix;
+    const path = flag !== undefined ? (bridge ? '--pod-bridge-interface' : '--pod-interface-name-prefix') : `detectLocal.${bridge ? 'bridgeInterface' : 'interfaceNamePrefix'}`;
+    const name = flag ?? at(doc, path) ?? '';
+    // The kernel's interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
+    if (typeof name !== 'string' || name === '') bad(path, name, 'must not be empty');
+    else if (Buffer.byteLength(name) > 15 || /[\s/]/.test(name)) bad(path, name, 'must be an interface name (at most 15 bytes, no spaces or slashes)');
+    else localDetect = bridge ? { mode: 'BridgeInterface', interfaceName: name } : { mode: 'InterfaceNamePrefix', interfacePrefix: name };
   }
 
   // nodePortAddresses: CIDRs, or "primary" alone.
@@ -289,7 +317,7 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   if (problems.length) throw new ConfigError(problems);
   return {
     ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs,
-    mode, clusterCIDRs, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
+    mode, clusterCIDRs, localDetect, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat, logVerbosity,
   };
@@ -329,7 +357,9 @@ export function toKubeProxyConfiguration(c: AgentConfig): Record<string, unknown
     clientConnection: { kubeconfig: c.kubeconfig },
     hostnameOverride: c.hostnameOverride,
     clusterCIDR: c.clusterCIDRs.join(','),
-    detectLocalMode: 'ClusterCIDR',
+    detectLocalMode: c.localDetect.mode,
+    ...(c.localDetect.mode === 'BridgeInterface' ? { detectLocal: { bridgeInterface: c.localDetect.interfaceName } } : {}),
+    ...(c.localDetect.mode === 'InterfaceNamePrefix' ? { detectLocal: { interfaceNamePrefix: c.localDetect.interfacePrefix } } : {}),
     nodePortAddresses: c.nodePortAddresses.length ? c.nodePortAddresses : null,
     healthzBindAddress: c.healthzBindAddress,
     metricsBindAddress: c.metricsBindAddress,

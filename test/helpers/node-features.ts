@@ -119,3 +119,23 @@ export async function checkUnallocatedDrops(sb: Sandbox, sync: (...flags: string
   expect((await tcp(sb.clientNs, FEATURE_IPS.clusterIP, 81)).errors).toEqual({ ECONNREFUSED: 4 });
   expect((await tcp(sb.nodeNs, FEATURE_IPS.clusterIP, 80)).ok).toBe(4);
 }
+
+/**
+ * kube-proxy's detectLocalMode BridgeInterface and InterfaceNamePrefix, for either mode, with real traffic to the
+ * feature ClusterIP: pods (behind the sandbox's bridge) keep their address, the client (on another interface) is
+ * masqueraded. A prefix no interface has makes every source "not a pod", so pods are masqueraded too: the
+ * interface match is what decides, not the CIDRs (none is given).
+ */
+export async function checkInterfaceDetection(sb: Sandbox, sync: (...flags: string[]) => Promise<unknown>): Promise<void> {
+  const pod = sb.backends[0];
+  const via = async (ns: string) => Object.keys((await runClient(sb, ns, { proto: 'tcp', addr: FEATURE_IPS.clusterIP, port: 80, count: 9, concurrency: 1 })).sources);
+  const bridge = sb.nodeIfaces.bridge;
+  for (const flags of [['--pod-bridge-interface', bridge], ['--pod-interface-name-prefix', bridge.slice(0, 2)]]) {
+    await sync(...flags);
+    expect(await via(sb.clientNs), flags.join(' ')).toEqual([sb.podGateway.v4]);
+    expect(await via(pod.ns), flags.join(' ')).toContain(pod.v4); // (a hairpin to itself is masqueraded)
+  }
+  await sync('--pod-interface-name-prefix', 'nomatch');
+  expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4), 'pods masqueraded with a prefix nothing has').toBe(true);
+  expect(await via(sb.clientNs)).toEqual([sb.podGateway.v4]);
+}

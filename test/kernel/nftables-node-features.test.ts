@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
 import { svcplaneOk } from '../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, UNALLOCATED, checkUnallocatedDrops, featureManifests, localLbManifest } from '../helpers/node-features';
+import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, UNALLOCATED, checkInterfaceDetection, checkUnallocatedDrops, featureManifests, localLbManifest } from '../helpers/node-features';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables node features');
@@ -51,6 +51,16 @@ describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade sett
     expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4)).toBe(true);
     await sync();
     expect(await via(sb.clientNs)).toEqual([sb.clientIP.v4]);
+  });
+
+  it('detectLocalMode BridgeInterface / InterfaceNamePrefix (--pod-bridge-interface, --pod-interface-name-prefix): pods told by the interface their traffic arrives on', async () => {
+    await checkInterfaceDetection(sb, sync);
+    // explain evaluates the interface match when told the interface, and says what it needs when not.
+    await sync('--pod-bridge-interface', sb.nodeIfaces.bridge);
+    const explain = async (...flags: string[]) => JSON.parse(await svcplaneOk(['explain', 'TCP', `${FEATURE_IPS.clusterIP}:80`, '--output', 'json', ...flags], { netns: sb.nodeNs }));
+    expect((await explain('--from', sb.backends[0].v4, '--from-interface', sb.nodeIfaces.bridge)).masquerade).toBe(false);
+    expect((await explain('--from', sb.clientIP.v4, '--from-interface', sb.nodeIfaces.toClient)).masquerade).toBe(true);
+    expect((await explain('--from', sb.clientIP.v4)).warnings).toContain('pods are told by the interface their traffic arrives on (detectLocalMode BridgeInterface / InterfaceNamePrefix): give --from-interface');
   });
 
   it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {

@@ -107,7 +107,7 @@ describe('KubeProxyConfiguration', () => {
   it('kube-proxy defaults with no file: nftables, 30s/1s, the usual bind addresses', () => {
     expect(resolveAgentConfig(undefined)).toEqual({
       mode: 'nftables', clusterCIDRs: [], nodePortAddresses: [], masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1000,
-      ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
+      ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], localDetect: { mode: 'ClusterCIDR' }, healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
       configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined,
     });
   });
@@ -227,6 +227,25 @@ configSyncPeriod: 15
     expect(problemsOf(() => resolveAgentConfig(doc, { iptablesSyncPeriod: 'soon' }))).toEqual([
       '--iptables-sync-period: Invalid value: "soon": not a duration (examples: "30s", "1m0s", "250ms")',
     ]);
+  });
+
+  it('detectLocalMode: all four of kube-proxy\'s, from the file or the flags, validated as kube-proxy does; written back', () => {
+    const read = (text: string, flags = {}) => resolveAgentConfig(decodeKubeProxyConfiguration(`${HEAD}${text}`, 'f').doc, flags);
+    expect(read('detectLocalMode: ""\n').localDetect).toEqual({ mode: 'ClusterCIDR' });
+    expect(read('detectLocalMode: NodeCIDR\n').localDetect).toEqual({ mode: 'NodeCIDR' });
+    expect(read('detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n').localDetect).toEqual({ mode: 'BridgeInterface', interfaceName: 'cbr0' });
+    expect(read('detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  interfaceNamePrefix: veth\n').localDetect).toEqual({ mode: 'InterfaceNamePrefix', interfacePrefix: 'veth' });
+    // Flags, as a kube-proxy DaemonSet passes them.
+    expect(read('', { detectLocalMode: 'InterfaceNamePrefix', podInterfaceNamePrefix: 'cali' }).localDetect).toEqual({ mode: 'InterfaceNamePrefix', interfacePrefix: 'cali' });
+    expect(read('detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n', { podBridgeInterface: 'br0' }).localDetect).toEqual({ mode: 'BridgeInterface', interfaceName: 'br0' });
+    expect(problemsOf(() => read('detectLocalMode: BridgeInterface\n'))).toEqual(['detectLocal.bridgeInterface: Invalid value: "": must not be empty']);
+    expect(problemsOf(() => read('', { detectLocalMode: 'InterfaceNamePrefix' }))).toEqual(['detectLocal.interfaceNamePrefix: Invalid value: "": must not be empty']);
+    expect(problemsOf(() => read('detectLocalMode: Magic\n'))).toEqual(['detectLocalMode: Invalid value: "Magic": supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""']);
+    expect(problemsOf(() => read('', { detectLocalMode: 'BridgeInterface', podBridgeInterface: 'a-very-long-bridge-name' }))).toEqual(['--pod-bridge-interface: Invalid value: "a-very-long-bridge-name": must be an interface name (at most 15 bytes, no spaces or slashes)']);
+    for (const text of ['detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n', 'detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  interfaceNamePrefix: veth\n', 'detectLocalMode: NodeCIDR\n']) {
+      const c = read(text);
+      expect(resolveAgentConfig(decodeKubeProxyConfiguration(JSON.stringify(toKubeProxyConfiguration(c)), 'w').doc)).toEqual(c);
+    }
   });
 
   it('writes the effective configuration back as a KubeProxyConfiguration that reads the same', () => {

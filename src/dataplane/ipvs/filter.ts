@@ -35,7 +35,7 @@ import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
 import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import {
-  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, firewallAllowSpec, firewallElements, firewallRanges, firewallRule, cidrsOf, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
+  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, canTellPods, firewallAllowSpec, firewallElements, firewallRanges, firewallRule, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
   needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, unallocatedDrops, zeroed,
 } from '../nftables/ruleset';
 import { ipToBytes } from '../../model/ip';
@@ -116,7 +116,7 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   const services: Buffer[] = [loopbackReturn(f)];
   if (cfg.masqueradeAll) {
     services.push(markForMasquerade(toClusterIP(new RuleBuilder()), cfg).body());
-  } else if (cidrsOf(cfg.clusterCIDRs, f.ip).length > 0) {
+  } else if (canTellPods(f, cfg)) {
     services.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
   } else {
     // No way to tell pods from the rest: mark what the host itself sends from a Service address (kube-proxy's

@@ -42,6 +42,8 @@ export interface IpvsProxierConfig {
   gracefulTimeoutMs: number;
   /** Pod CIDRs: ClusterIP traffic from outside them is masqueraded (as in nftables mode). */
   clusterCIDRs: string[];
+  /** Pods told by the interface their traffic arrives on instead (detectLocalMode BridgeInterface / InterfaceNamePrefix). */
+  podInterface?: { name: string; prefix: boolean };
   masqueradeAll: boolean;
   masqueradeBit: number;
   /** This node's name: local endpoints (traffic policies Local), hairpin pairs for its endpoints only. */
@@ -136,7 +138,7 @@ export class IpvsProxier implements Dataplane {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
       nodePortAddresses: config.nodePortAddresses, masqueradeBit: config.masqueradeBit, nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs,
-      serviceCIDRs: config.serviceCIDRs,
+      serviceCIDRs: config.serviceCIDRs, podInterface: config.podInterface,
     }));
   }
 

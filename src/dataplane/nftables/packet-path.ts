@@ -16,7 +16,7 @@
 import { bytesToIp, ipToBytes } from '../../model/ip';
 import {
   BITWISE, CMP, CT, EXPR_NAME, FIB, IMM, LOOKUP, META, NAT, NFPROTO_IPV4, NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE,
-  NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE, NFT_GOTO, NFT_JUMP, NFT_LOOKUP_F_INV, NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT,
+  NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE, NFT_GOTO, NFT_JUMP, NFT_LOOKUP_F_INV, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT,
   NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_RETURN, NFT_CONTINUE, NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN,
   NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NFT_SET_INTERVAL, NUMGEN, PAYLOAD, CT_STATE_NEW, IPS_DST_NAT, RTN_LOCAL,
 } from './netlink/constants';
@@ -32,6 +32,11 @@ export interface NewConnection {
   /** IPPROTO number (6, 17, 132). */
   protocol: number;
   dport: number;
+  /**
+   * The interface it arrives on, from off the node (`meta iifname`, which pod detection by interface reads);
+   * undefined: not known, and rules reading it are not evaluated. From the node itself there is none ("").
+   */
+  iifname?: string;
 }
 
 export interface PathEnvironment {
@@ -106,6 +111,7 @@ interface Packet {
   dport: number;
   mark: number;
   dnat: boolean;
+  iifname?: string;
 }
 
 /** Which NAT direction a hook's NAT chains set up (nf_nat_inet_fn: each once per connection). */
@@ -133,6 +139,7 @@ class Walk {
     for (const h of hooks) if (!this.hook(h)) return;
     if (fromNode) {
       // A local destination goes round through loopback: prerouting and input, NAT already set up.
+      this.p.iifname = 'lo';
       if (local() && this.hook(NF_INET_PRE_ROUTING)) this.hook(NF_INET_LOCAL_IN);
       return;
     }
@@ -250,7 +257,12 @@ class Walk {
         }
         if (key === NFT_META_L4PROTO) regs.write(u(META.DREG), Buffer.from([p.protocol]));
         else if (key === NFT_META_MARK) regs.write(u(META.DREG), hostU32(p.mark));
-        else return 'unknown';
+        else if (key === NFT_META_IIFNAME && p.iifname !== undefined) {
+          // IFNAMSIZ bytes, NUL-padded (nft_meta_store_ifname; "" without an input device).
+          const name = Buffer.alloc(16);
+          name.write(p.iifname);
+          regs.write(u(META.DREG), name);
+        } else return 'unknown';
         return 'continue';
       }
       case 'ct': {
@@ -408,7 +420,7 @@ export function walkNewConnection(t: TableState, c: NewConnection, env: PathEnvi
   const fromNode = isLocal(c.saddr);
   const dormant = (t.flags ?? 0) & 1 && !opts.ignoreDormant;
   const once = (choices: number[]) => {
-    const w = new Walk(t, { family, saddr: ipToBytes(c.saddr), daddr: ipToBytes(c.daddr), protocol: c.protocol, sport: 40000, dport: c.dport, mark: 0, dnat: false }, { isLocal }, choices);
+    const w = new Walk(t, { family, saddr: ipToBytes(c.saddr), daddr: ipToBytes(c.daddr), protocol: c.protocol, sport: 40000, dport: c.dport, mark: 0, dnat: false, iifname: fromNode ? '' : c.iifname }, { isLocal }, choices);
     if (!dormant) w.run(fromNode);
     return w;
   };

@@ -46,7 +46,7 @@ import { weightedSlots } from '../../model/weights';
 import {
   CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6,
   NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_CT_STATUS, NFT_FIB_RESULT_ADDRTYPE,
-  NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
+  NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
   NFT_DYNSET_OP_UPDATE, NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT,
   NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_MAP_IPS,
   NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, NfFamily, RTN_LOCAL, TYPE_INET_PROTOCOL,
@@ -63,8 +63,16 @@ export const TABLE_NAME = 'svcplane';
 export interface NftablesConfig {
   /** Table name in both families (tests use others to run side by side). */
   tableName: string;
-  /** Pod CIDRs: traffic from outside them to a ClusterIP is masqueraded (kube-proxy's detectLocalMode ClusterCIDR). */
+  /**
+   * Pod CIDRs: traffic from outside them to a ClusterIP is masqueraded (kube-proxy's detectLocalMode ClusterCIDR;
+   * NodeCIDR gives the Node's podCIDRs here).
+   */
   clusterCIDRs: string[];
+  /**
+   * detectLocalMode BridgeInterface / InterfaceNamePrefix: traffic from pods is what arrives on this interface (or
+   * on any whose name starts with it); clusterCIDRs are then not used to tell pods.
+   */
+  podInterface?: { name: string; prefix: boolean };
   masqueradeAll: boolean;
   /** NodePorts answer on local addresses within these CIDRs; empty: every local address but loopback. */
   nodePortAddresses: string[];
@@ -288,8 +296,21 @@ export function firewallElements(key: Buffer, ranges: string[], family: IPFamily
   return out;
 }
 
-/** Appends "the source is not in any cluster CIDR" (nothing when none is configured: no way to tell pods). */
+/** Whether traffic from pods can be told from the rest in this family (a pod interface, or a cluster CIDR of it). */
+export function canTellPods(f: FamilyShape, cfg: NftablesConfig): boolean {
+  return cfg.podInterface !== undefined || cidrsOf(cfg.clusterCIDRs, f.ip).length > 0;
+}
+
+/**
+ * Appends "the source is not a pod": `iifname != "<bridge>"` / `iifname != "<prefix>*"` with a pod interface, else
+ * `ip saddr != <cluster CIDR>` (nothing when neither is configured: no way to tell pods). `meta iifname` loads the
+ * whole IFNAMSIZ name, NUL-padded: a bridge compares all 16 bytes, a prefix only its own.
+ */
 export function notFromPods(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig): RuleBuilder {
+  if (cfg.podInterface) {
+    const name = Buffer.from(cfg.podInterface.name);
+    return r.metaGet(NFT_META_IIFNAME, NFT_REG_1).cmp(NFT_REG_1, 'neq', cfg.podInterface.prefix ? name : Buffer.concat([name, Buffer.alloc(16 - name.length)]));
+  }
   for (const c of cidrsOf(cfg.clusterCIDRs, f.ip)) {
     r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
       .bitwise(NFT_REG_1, NFT_REG_1, prefixMask(c.prefixLength, f.addrLen), zeroed(f.addrLen)).cmp(NFT_REG_1, 'neq', c.network);
@@ -393,7 +414,7 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
   const clusterIPMark: Buffer[] = [];
   const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(SETS.clusterIPs, NFT_REG_1);
   if (cfg.masqueradeAll) clusterIPMark.push(markForMasquerade(toClusterIP(new RuleBuilder()), cfg).body());
-  else if (cidrsOf(cfg.clusterCIDRs, f.ip).length > 0) clusterIPMark.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
+  else if (canTellPods(f, cfg)) clusterIPMark.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
   // externalTrafficPolicy (kube-proxy's external chain): Cluster is always masqueraded; Local keeps the client's
   // source and goes to this node's endpoints (pick-local-*), except for this node's pods and the node itself,
   // which are sent to all endpoints ("short-circuit"; the node's own traffic masqueraded).

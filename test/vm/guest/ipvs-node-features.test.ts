@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
 import { svcplane, svcplaneOk } from '../../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, checkUnallocatedDrops, featureManifests, localLbManifest } from '../../helpers/node-features';
+import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, checkInterfaceDetection, checkUnallocatedDrops, featureManifests, localLbManifest } from '../../helpers/node-features';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 
@@ -52,6 +52,10 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
     expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4)).toBe(true);
     await sync();
     expect(await via(sb.clientNs)).toEqual([sb.clientIP.v4]);
+  });
+
+  it('detectLocalMode BridgeInterface / InterfaceNamePrefix (--pod-bridge-interface, --pod-interface-name-prefix): pods told by the interface their traffic arrives on', async () => {
+    await checkInterfaceDetection(sb, sync);
   });
 
   it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {

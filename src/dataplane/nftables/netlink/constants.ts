@@ -83,6 +83,7 @@ export const NFT_PAYLOAD_TRANSPORT_HEADER = 2;
 export const NFT_CMP_EQ = 0;
 export const NFT_CMP_NEQ = 1;
 export const NFT_META_MARK = 3;
+export const NFT_META_IIFNAME = 6;
 export const NFT_META_L4PROTO = 16;
 export const NFT_CT_STATE = 0;
 export const NFT_CT_STATUS = 2;

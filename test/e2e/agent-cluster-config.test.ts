@@ -1,8 +1,9 @@
-// The agent's Service CIDRs from the API: ServiceCIDR objects (networking.k8s.io/v1) watched like the other
-// objects, their ranges programmed as drops of unallocated addresses (the traffic itself is tested in
-// test/kernel/nftables-node-features and the IPVS guest test, with --service-cidr); a server without the resource
-// (Kubernetes before 1.33) or RBAC without it is said once, and the agent runs on. In-process agent, a namespace
-// of its own, the table read back with `nft` (an independent reader).
+// What the agent takes from the cluster besides Services and slices, into its rules: the Service CIDRs of
+// ServiceCIDR objects (networking.k8s.io/v1), watched like the other objects and programmed as drops of unallocated
+// addresses (a server without the resource, Kubernetes before 1.33, or RBAC without it is said once, and the agent
+// runs on); this Node's podCIDRs for detectLocalMode NodeCIDR (waited for, as kube-proxy does). The traffic itself
+// is tested in test/kernel/nftables-node-features and the IPVS guest test (--service-cidr, --cluster-cidr). Here:
+// an in-process agent, a namespace of its own, the table read back with `nft` (an independent reader).
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -41,21 +42,27 @@ async function until<T>(what: string, f: () => T | Promise<T>, ms = 60_000): Pro
 const serviceCIDR = (name: string, cidrs: string[]) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name }, spec: { cidrs } });
 
 /** An agent against a double with these options, programming a namespace of its own; stopped and removed after. */
-async function withAgent(opts: ApiServerOptions, body: (a: { api: ApiServerDouble; log: ReturnType<typeof recordingLogger>; rules: (family: 'ip' | 'ip6') => Promise<string> }) => Promise<void>) {
+async function withAgent(
+  opts: ApiServerOptions,
+  body: (a: { api: ApiServerDouble; log: ReturnType<typeof recordingLogger>; rules: (family: 'ip' | 'ip6', chain?: string) => Promise<string> }) => Promise<void>,
+  more: { file?: Record<string, unknown>; node?: Record<string, unknown>; beforeSync?: (api: ApiServerDouble, log: ReturnType<typeof recordingLogger>) => Promise<void> } = {},
+) {
   const api = new ApiServerDouble(opts);
   await api.start();
   const ns = makeNetns('scidr');
   const kubeconfig = path.join(dir, `kubeconfig-${ns.name}`);
   fs.writeFileSync(kubeconfig, api.kubeconfig());
-  api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
+  api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, ...more.node });
   const log = recordingLogger();
   const agent = new Agent({
-    config: resolveAgentConfig({ mode: 'nftables', nftables: { syncPeriod: '30s', minSyncPeriod: '0s' }, healthzBindAddress: '', metricsBindAddress: '' }),
+    config: resolveAgentConfig({ mode: 'nftables', nftables: { syncPeriod: '30s', minSyncPeriod: '0s' }, healthzBindAddress: '', metricsBindAddress: '', ...more.file }),
     nodeName: 'n1', api: await openTransport(kubeconfig), log, netns: ns.path, backoff: { initialMs: 100, maxMs: 400 },
   });
-  const rules = async (family: 'ip' | 'ip6') => (await run('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'chain', family, 'svcplane', 'cluster-ips-check'])).stdout;
+  const rules = async (family: 'ip' | 'ip6', chain = 'cluster-ips-check') => (await run('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'chain', family, 'svcplane', chain])).stdout;
   try {
-    await agent.start();
+    const started = agent.start();
+    await more.beforeSync?.(api, log);
+    await started;
     await until('the first sync', () => log.lines.some((l) => l.msg === 'synced'));
     await body({ api, log, rules });
   } finally {
@@ -95,5 +102,34 @@ describe.runIf(haveRoot)('svcplane run: Service CIDRs from ServiceCIDR objects',
       expect(said.map((l) => l.level)).toEqual(['warn']);
       expect(String(said[0].fields?.error)).toContain('forbidden');
     });
+  });
+});
+
+describe.runIf(haveRoot)('svcplane run: detectLocalMode', () => {
+  it('NodeCIDR: waits for this Node\'s podCIDRs, then tells pods by them (not by clusterCIDR)', async () => {
+    await withAgent({}, async ({ log, rules }) => {
+      expect(log.lines.find((l) => l.msg === 'traffic from this node\'s pods is told by')?.fields).toEqual({ detectLocalMode: 'NodeCIDR', cidrs: ['10.244.3.0/24', 'fd00:10:244:3::/64'] });
+      expect(await rules('ip', 'services')).toContain('ip saddr != 10.244.3.0/24 ip daddr @cluster-ips meta mark set');
+      expect(await rules('ip6', 'services')).toContain('ip6 saddr != fd00:10:244:3::/64 ip6 daddr @cluster-ips meta mark set');
+    }, {
+      file: { detectLocalMode: 'NodeCIDR', clusterCIDR: '10.0.0.0/8' },
+      // The Node has no podCIDRs at first (the node IPAM controller has not got to it): they come a little later.
+      // The Node has no podCIDRs at first (the node IPAM controller has not got to it): nothing is programmed until
+      // they come.
+      beforeSync: async (api, log) => {
+        await until('the wait for podCIDRs', () => log.lines.some((l) => l.msg === 'waiting for this Node\'s podCIDRs (detectLocalMode NodeCIDR)'));
+        expect(log.lines.some((l) => l.msg === 'synced')).toBe(false);
+        api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, spec: { podCIDR: '10.244.3.0/24', podCIDRs: ['10.244.3.0/24', 'fd00:10:244:3::/64'] } });
+      },
+    });
+  });
+
+  it('BridgeInterface and InterfaceNamePrefix from kube-proxy\'s file: pods told by the interface, as kube-proxy writes it', async () => {
+    await withAgent({}, async ({ rules }) => {
+      expect(await rules('ip', 'services')).toContain('iifname != "cbr0" ip daddr @cluster-ips meta mark set');
+    }, { file: { detectLocalMode: 'BridgeInterface', detectLocal: { bridgeInterface: 'cbr0' } } });
+    await withAgent({}, async ({ rules }) => {
+      expect(await rules('ip6', 'services')).toContain('iifname != "veth*" ip6 daddr @cluster-ips meta mark set');
+    }, { file: { detectLocalMode: 'InterfaceNamePrefix', detectLocal: { interfaceNamePrefix: 'veth' } } });
   });
 });
