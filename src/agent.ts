@@ -103,9 +103,11 @@ export class Agent {
     });
     let nodePortAddresses = config.nodePortAddresses;
     if (nodePortAddresses.length === 1 && nodePortAddresses[0] === 'primary') {
-      log.info('waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName });
-      if (!(await this.waitForNode((n) => n.primaryIPs.length > 0, 'nodePortAddresses "primary"', 'this Node has no InternalIP or ExternalIP address yet'))) return;
-      nodePortAddresses = this.node!.primaryIPs.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
+      if (!config.nodeIPOverride) {
+        log.info('waiting for this Node\'s addresses (nodePortAddresses: primary)', { node: this.o.nodeName });
+        if (!(await this.waitForNode((n) => n.primaryIPs.length > 0, 'nodePortAddresses "primary"', 'this Node has no InternalIP or ExternalIP address yet'))) return;
+      } else if (!(await this.unlessStopped(nodeListed))) return;
+      nodePortAddresses = this.primaryIPs().map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
       log.info('NodePorts on the node\'s primary addresses', { addresses: nodePortAddresses });
     }
 
@@ -128,6 +130,7 @@ export class Agent {
     if (!(await this.unlessStopped(Promise.all([nodeListed, serviceCIDRsKnown])))) return;
     const serviceCIDRs = this.serviceCIDRs();
     this.appliedServiceCIDRs = serviceCIDRs;
+    log.info('this node\'s primary IPs (loadBalancerSourceRanges, nodePortAddresses "primary")', { ips: this.primaryIPs(), from: config.nodeIPOverride ? 'bindAddress, then the Node' : 'the Node' });
     if (serviceCIDRs.length) log.info('Service CIDRs: new traffic to their addresses that no Service holds is dropped', { cidrs: serviceCIDRs });
     const nodeZone = this.node?.zone;
     if (nodeZone) log.info('this Node\'s zone (topology hints)', { zone: nodeZone });
@@ -135,13 +138,13 @@ export class Agent {
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs, podInterface, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
-        nodeIPs: this.node?.primaryIPs, serviceCIDRs,
+        nodeIPs: this.primaryIPs(), serviceCIDRs,
         bindMode: config.ipvsBindMode,
       }), log, new ConntrackCleaner(netns));
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
-        defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.node?.primaryIPs, serviceCIDRs }),
+        defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.primaryIPs(), serviceCIDRs }),
         log,
         new ConntrackCleaner(netns),
       );
@@ -225,6 +228,17 @@ export class Agent {
       },
     });
     return p;
+  }
+
+  /**
+   * This node's primary IPs, one per family, primary family first: the Node's, with bindAddress (when given) in
+   * place of its family's and first (kube-proxy's detectNodeIPs).
+   */
+  private primaryIPs(): string[] {
+    const fromNode = this.node?.primaryIPs ?? [];
+    const o = this.o.config.nodeIPOverride;
+    if (!o) return fromNode;
+    return [o, ...fromNode.filter((ip) => ip.includes(':') !== o.includes(':'))];
   }
 
   /** --service-cidr and every ServiceCIDR object's ranges, canonical, sorted, once each. */

@@ -47,7 +47,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
   const cfg = resolveAgentConfig(file, {
     proxyMode: str(flags, 'proxy-mode'), hostnameOverride: str(flags, 'hostname-override'),
     clusterCIDR: flags['cluster-cidr'] === undefined ? undefined : list(flags, 'cluster-cidr'),
-    serviceCIDR: list(flags, 'service-cidr'),
+    serviceCIDR: list(flags, 'service-cidr'), bindAddress: str(flags, 'bind-address'),
     nodePortAddresses: flags['nodeport-addresses'] === undefined ? undefined : list(flags, 'nodeport-addresses'),
     masqueradeAll: flags['masquerade-all'] === undefined ? undefined : bool(flags, 'masquerade-all'),
     ipvsScheduler: str(flags, 'ipvs-scheduler'), ipvsBindMode: str(flags, 'ipvs-bind-mode'), healthzBindAddress: str(flags, 'healthz-bind-address'), metricsBindAddress: str(flags, 'metrics-bind-address'),

@@ -20,7 +20,7 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
   { name: 'kube-api-qps', type: 'string', value: 'QPS', help: 'client-side request rate limit', noEffect: 'svcplane makes three long-lived watches, not a stream of requests' },
   { name: 'kube-api-burst', type: 'string', value: 'N', help: 'client-side request burst', noEffect: 'svcplane makes three long-lived watches, not a stream of requests' },
   { name: 'hostname-override', type: 'string', value: 'NAME', help: 'this node\'s name (default: the hostname)' },
-  { name: 'bind-address', type: 'string', value: 'IP', help: 'kube-proxy: overrides the node\'s primary IP', noEffect: 'svcplane takes the primary IPs from this Node\'s addresses (nodePortAddresses: primary)' },
+  { name: 'bind-address', type: 'string', value: 'IP', help: 'overrides this node\'s primary IP of its family (unless 0.0.0.0 or ::), as kube-proxy: for loadBalancerSourceRanges and nodePortAddresses "primary"; binds nothing' },
   { name: 'bind-address-hard-fail', type: 'boolean', help: 'fail when a server cannot bind', noEffect: 'svcplane always fails when it cannot bind its servers' },
   { name: 'healthz-bind-address', type: 'string', value: 'IP:PORT', help: '/healthz and /livez address ("" disables; default 0.0.0.0:10256)' },
   { name: 'healthz-port', type: 'string', value: 'PORT', help: 'deprecated (kube-proxy): the port for a healthz address given without one; 0 disables the server' },

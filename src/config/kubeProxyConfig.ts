@@ -23,7 +23,7 @@
 // * syncPeriod is also the period of the full resync that repairs what changed behind svcplane's back (kube-proxy's
 //   nftables mode resyncs hourly and uses syncPeriod only as the retry delay and health timeout).
 import { parse as parseYAML } from 'yaml';
-import { parseCIDR, parseIP } from '../model/ip';
+import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { formatGoDuration, parseGoDuration } from './duration';
 
 export const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
@@ -42,6 +42,12 @@ export interface AgentConfig {
    * prefix (InterfaceNamePrefix: each pod's veth).
    */
   localDetect: LocalDetect;
+  /**
+   * bindAddress / --bind-address when not 0.0.0.0 or :: (kube-proxy's detectNodeIPs): overrides this node's primary
+   * IP of its family, which loadBalancerSourceRanges and nodePortAddresses "primary" use (it binds nothing, as in
+   * kube-proxy: "the name is a historical artifact"). "" when not given.
+   */
+  nodeIPOverride: string;
   /** CIDRs, or exactly ["primary"] (the Node's primary addresses). Empty: every local address. */
   nodePortAddresses: string[];
   masqueradeAll: boolean;
@@ -110,6 +116,7 @@ export interface ConfigFlags {
   metricsPort?: string;
   detectLocalMode?: string;
   podBridgeInterface?: string;
+  bindAddress?: string;
   podInterfaceNamePrefix?: string;
 }
 
@@ -151,7 +158,6 @@ const NOT_ACTED_ON: Record<string, string> = {
   featureGates: 'svcplane has no feature gates',
   portRange: 'unused by kube-proxy too',
   clientConnection: 'only clientConnection.kubeconfig is used',
-  bindAddress: 'the node\'s addresses come from its Node object',
 };
 
 // ---- loading ---------------------------------------------------------------------------------------------------
@@ -311,12 +317,18 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
   const ipvsBindMode = flags.ipvsBindMode ?? 'route';
   if (ipvsBindMode !== 'route' && ipvsBindMode !== 'address') bad('--ipvs-bind-mode', ipvsBindMode, 'must be route or address');
 
+  const bindPath = flags.bindAddress !== undefined ? '--bind-address' : 'bindAddress';
+  const rawBind = flags.bindAddress ?? at(doc, 'bindAddress') ?? '';
+  let nodeIPOverride = '';
+  if (rawBind !== '' && (typeof rawBind !== 'string' || !parseIP(rawBind))) bad(bindPath, rawBind, 'must be a valid IP address');
+  else if (rawBind !== '' && rawBind !== '0.0.0.0' && !/^[:0]+$/.test(rawBind)) nodeIPOverride = canonicalIP(rawBind)!;
+
   const serviceCIDRs = flags.serviceCIDR ?? [];
   for (const c of serviceCIDRs) if (!parseCIDR(c)) bad('--service-cidr', c, 'must be a CIDR');
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs,
+    ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs, nodeIPOverride,
     mode, clusterCIDRs, localDetect, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat, logVerbosity,
@@ -356,6 +368,7 @@ export function toKubeProxyConfiguration(c: AgentConfig): Record<string, unknown
     mode: c.mode,
     clientConnection: { kubeconfig: c.kubeconfig },
     hostnameOverride: c.hostnameOverride,
+    ...(c.nodeIPOverride ? { bindAddress: c.nodeIPOverride } : {}),
     clusterCIDR: c.clusterCIDRs.join(','),
     detectLocalMode: c.localDetect.mode,
     ...(c.localDetect.mode === 'BridgeInterface' ? { detectLocal: { bridgeInterface: c.localDetect.interfaceName } } : {}),

@@ -133,3 +133,17 @@ describe.runIf(haveRoot)('svcplane run: detectLocalMode', () => {
     }, { file: { detectLocalMode: 'InterfaceNamePrefix', detectLocal: { interfaceNamePrefix: 'veth' } } });
   });
 });
+
+describe.runIf(haveRoot)('svcplane run: bindAddress', () => {
+  it('overrides the Node\'s primary IP of its family (kube-proxy\'s detectNodeIPs): NodePorts on "primary" follow it', async () => {
+    await withAgent({}, async ({ log, rules }) => {
+      expect(log.lines.find((l) => l.msg.startsWith('this node\'s primary IPs'))?.fields).toEqual({ ips: ['198.18.9.9', 'fd00:1::1'], from: 'bindAddress, then the Node' });
+      const services = await rules('ip', 'services');
+      expect(services).toContain('ip daddr 198.18.9.9 ');
+      expect(services).not.toContain('198.18.1.1');
+    }, {
+      file: { bindAddress: '198.18.9.9', nodePortAddresses: ['primary'] },
+      node: { status: { addresses: [{ type: 'InternalIP', address: '198.18.1.1' }, { type: 'InternalIP', address: 'fd00:1::1' }] } },
+    });
+  });
+});

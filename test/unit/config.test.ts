@@ -107,7 +107,7 @@ describe('KubeProxyConfiguration', () => {
   it('kube-proxy defaults with no file: nftables, 30s/1s, the usual bind addresses', () => {
     expect(resolveAgentConfig(undefined)).toEqual({
       mode: 'nftables', clusterCIDRs: [], nodePortAddresses: [], masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1000,
-      ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], localDetect: { mode: 'ClusterCIDR' }, healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
+      ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], localDetect: { mode: 'ClusterCIDR' }, nodeIPOverride: '', healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
       configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined,
     });
   });
@@ -153,8 +153,8 @@ oomScoreAdj: -999
     // conntrack and oomScoreAdj hold kube-proxy's defaults, written out: nothing was set, nothing to report.
     expect(warnings).toEqual([]);
     // Values of its own are said, once each, not dropped silently.
-    const changed = decodeKubeProxyConfiguration(`${HEAD}conntrack:\n  maxPerCore: 65536\n  min: null\noomScoreAdj: -500\nbindAddress: 10.0.0.5\n`, 'f');
-    expect(changed.warnings.map((w) => w.split(':')[0])).toEqual(['conntrack', 'oomScoreAdj', 'bindAddress']);
+    const changed = decodeKubeProxyConfiguration(`${HEAD}conntrack:\n  maxPerCore: 65536\n  min: null\noomScoreAdj: -500\nenableProfiling: true\n`, 'f');
+    expect(changed.warnings.map((w) => w.split(':')[0])).toEqual(['conntrack', 'oomScoreAdj', 'enableProfiling']);
   });
 
   it('kubeadm\'s generated config.conf (every field written, most of them zero) means kube-proxy\'s defaults, with nothing reported', () => {
@@ -246,6 +246,16 @@ configSyncPeriod: 15
       const c = read(text);
       expect(resolveAgentConfig(decodeKubeProxyConfiguration(JSON.stringify(toKubeProxyConfiguration(c)), 'w').doc)).toEqual(c);
     }
+  });
+
+  it('bindAddress (or --bind-address) overrides the node\'s primary IP unless it is 0.0.0.0 or ::', () => {
+    expect(resolveAgentConfig({ bindAddress: '0.0.0.0' }).nodeIPOverride).toBe('');
+    expect(resolveAgentConfig({ bindAddress: '::' }).nodeIPOverride).toBe('');
+    expect(resolveAgentConfig({ bindAddress: '10.0.0.5' }).nodeIPOverride).toBe('10.0.0.5');
+    expect(resolveAgentConfig({ bindAddress: '10.0.0.5' }, { bindAddress: 'fd00::0005' }).nodeIPOverride).toBe('fd00::5');
+    expect(problemsOf(() => resolveAgentConfig(undefined, { bindAddress: 'node-a' }))).toEqual(['--bind-address: Invalid value: "node-a": must be a valid IP address']);
+    const c = resolveAgentConfig({ bindAddress: '10.0.0.5' });
+    expect(resolveAgentConfig(decodeKubeProxyConfiguration(JSON.stringify(toKubeProxyConfiguration(c)), 'w').doc)).toEqual(c);
   });
 
   it('writes the effective configuration back as a KubeProxyConfiguration that reads the same', () => {
