@@ -33,6 +33,17 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool, the tests' independent linter of /metrics (`promtool check metrics`): Debian's prometheus package holds
+# it; only that one binary is taken from the .deb (installing the package would also set up a Prometheus server).
+PROMTOOL=/var/cache/svcplane/promtool
+if [ ! -x "$PROMTOOL" ] && [ "$(id -u)" = 0 ]; then
+  echo "setup: fetching promtool (Debian's prometheus package)" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool) \
+    && mkdir -p "$(dirname "$PROMTOOL")" && mv "$tmp/usr/bin/promtool" "$PROMTOOL"
+  rm -rf "$tmp"
+fi
+
 # npm ci only when the lock file changed since the last install. (package.json pins rollup through "overrides":
 # this machine's npm registry lacks some platform packages of newer rollup releases, and npm ci refuses a lock
 # file without every optional platform package.)

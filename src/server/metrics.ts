@@ -20,6 +20,15 @@ const PROGRAMMING_BUCKETS = [
 /** Transaction sizes: 1 .. ~1M operations. */
 const OPERATION_BUCKETS = Array.from({ length: 11 }, (_, i) => 4 ** i);
 
+/** prom-client default metrics that are gauges named *_total: not exported. */
+const PROMTOOL_NONCONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * kube-proxy's own names that `promtool check metrics` objects to, kept so dashboards and alerts written for
+ * kube-proxy work unchanged (README lists them).
+ */
+export const KUBE_PROXY_NONCONFORMING = ['kubeproxy_sync_proxy_rules_no_local_endpoints_total'];
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly syncDuration: Histogram;
@@ -80,7 +89,12 @@ export class ProxyMetrics {
     this.restRequestDuration = new Histogram({ name: 'rest_client_request_duration_seconds', help: a('Request latency in seconds. Broken down by verb, and host.'), labelNames: ['host', 'verb'], buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60], registers: r });
     this.noLocalEndpoints.set({ traffic_policy: 'internal' }, 0);
     this.noLocalEndpoints.set({ traffic_policy: 'external' }, 0);
-    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+    if (opts.processMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client's gauges named *_total break Prometheus' naming rules (`promtool check metrics`); the per-type
+      // gauges beside them (nodejs_active_handles{type}...) hold the same counts.
+      for (const name of PROMTOOL_NONCONFORMING_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
