@@ -1,5 +1,5 @@
 // Human-readable output: a status table like `ipvsadm -Ln` (service address:port proto, then its endpoints).
-import type { StatusReport, StatusRow, SyncResult } from '../dataplane/types';
+import type { StatusReport, StatusRow, SyncPlan, SyncResult } from '../dataplane/types';
 import type { KernelReport } from '../dataplane/nftables/kernel';
 
 /** "nf_tables on 6.1.0-57-amd64: no map-membership (Linux 6.5): ..." - the shape chosen for this kernel. */
@@ -43,6 +43,17 @@ export function formatStatus(st: StatusReport): string {
 function formatRow(r: StatusRow): string[] {
   const head = `${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family).padEnd(42)} ${r.kind.padEnd(10)} ${r.service}${r.reject ? ' (no endpoints: rejected)' : ''}`;
   return [head, ...r.endpoints.map((e) => `  -> ${hostPort(e.address, e.port, r.family)}`)];
+}
+
+/** `sync --once --dry-run` / `diff`: element changes per Service port, then the table's own operations. */
+export function formatPlan(plan: SyncPlan, files: number, servicePorts: number): string {
+  const lines = [`svcplane ${plan.mode} dry run: ${servicePorts} service port(s) from ${files} file(s): ${plan.operations === 0 ? 'nothing would change' : `${plan.operations} operation(s) would be sent`}; nothing applied`];
+  const sets = (r: Record<string, number>, sign: string) => Object.entries(r).sort(([a], [b]) => a.localeCompare(b)).map(([s, n]) => `${sign}${n} ${s}`);
+  const names = Object.keys(plan.services);
+  const width = Math.min(48, Math.max(0, ...names.map((n) => n.length)));
+  for (const name of names) lines.push(`  ${name.padEnd(width)}  ${[...sets(plan.services[name].add, '+'), ...sets(plan.services[name].delete, '-')].join(', ')}`);
+  for (const op of plan.table) lines.push(`  ${'(table)'.padEnd(width)}  ${op}`);
+  return lines.join('\n');
 }
 
 export function formatSyncSummary(mode: string, files: number, res: SyncResult, problems: number, kernel?: KernelReport): string {

@@ -19,8 +19,9 @@ import { acquireWriterLock } from '../dataplane/writerLock';
 import { createLogger, type Logger } from '../log';
 import { canonicalIP, parseCIDR, parseIP } from '../model/ip';
 import { buildProxyModel } from '../model/build';
+import type { ModelProblem } from '../model/types';
 import { FlagSpec, ParsedFlags, UsageError, bool, cidrList, formatFlags, list, parseFlags, str } from './args';
-import { formatStatus, formatSyncSummary } from './format';
+import { formatPlan, formatStatus, formatSyncSummary } from './format';
 import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
 import { formatVersion, versionInfo } from '../version';
 
@@ -33,6 +34,7 @@ const HELP: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show 
 const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text (klog\'s layout, the default) or json (kube-proxy\'s spelling: --logging-format)', choices: ['json', 'text'] };
 
 const SYNC_FLAGS: FlagSpec[] = [
+  { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing (nftables mode)' },
   { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },
   MODE,
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
@@ -61,6 +63,7 @@ const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
 const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: string }> = {
   run: { summary: 'the node agent: watch the cluster and keep the dataplane in sync (replaces kube-proxy)', flags: RUN_FLAGS },
   sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
+  diff: { summary: 'what `sync --once` would change, per Service port, changing nothing (sync --once --dry-run)', flags: SYNC_FLAGS.filter((f) => f.name !== 'once' && f.name !== 'dry-run') },
   status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
   cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
   version: { summary: 'print the version, the commit and the libnftnl/libmnl versions the addon was built with', flags: [OUTPUT, HELP] },
@@ -148,6 +151,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   for (const p of problems) log.warn(`${p.object}: ${p.message}`, { object: p.object });
   for (const sp of model.servicePorts.values())
     for (const f of unhonouredFeatures(sp, str(flags, 'mode'), false)) log.warn(`Service ${sp.key}: ${f}`, { service: sp.key });
+  if (bool(flags, 'dry-run')) return dryRun(flags, config, log, model.servicePorts, loaded.files.length, problems);
   const lock = await acquireWriterLock({ netns: str(flags, 'netns') });
   const dp = openDataplane(flags, config, log);
   try {
@@ -164,6 +168,24 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   } finally {
     dp.close();
     lock.release();
+  }
+}
+
+/**
+ * `sync --once --dry-run` / `diff`: the plan of a full sync against what the kernel holds, sent nowhere. It writes
+ * nothing, so it takes no writer lock (it may run beside the agent; the plan is then against that moment's table).
+ */
+async function dryRun(flags: ParsedFlags, config: ReturnType<typeof nftablesConfig>, log: Logger, servicePorts: Parameters<Dataplane['syncFull']>[0], files: number, problems: ModelProblem[]): Promise<number> {
+  const dp = openDataplane(flags, config, log);
+  try {
+    if (!dp.plan) throw new UsageError(`--dry-run: the ${dp.mode} mode has no dry run yet (the nftables mode has)`);
+    const plan = await dp.plan(servicePorts);
+    const all = [...problems, ...plan.problems];
+    if (str(flags, 'output') === 'json') out(JSON.stringify({ dryRun: true, files, servicePorts: servicePorts.size, ...plan, problems: all }));
+    else out(formatPlan(plan, files, servicePorts.size));
+    return 0;
+  } finally {
+    dp.close();
   }
 }
 
@@ -283,6 +305,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'run') return await (await import('./run')).cmdRun(flags, openDataplane);
     if (command === 'sync') return await cmdSync(flags, log);
+    if (command === 'diff') return await cmdSync({ ...flags, once: true, 'dry-run': true }, log);
     if (command === 'status') return await cmdStatus(flags);
     if (command === 'explain') return await cmdExplain(flags, positionals);
     return await cmdCleanup(flags);

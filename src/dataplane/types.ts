@@ -29,6 +29,25 @@ export interface SyncResult {
   warnings?: string[];
 }
 
+/** Element changes of one Service port in a plan, by set. */
+export interface ServicePlan {
+  add: Record<string, number>;
+  delete: Record<string, number>;
+}
+
+/** What a full sync would change (`sync --once --dry-run`), nothing applied. */
+export interface SyncPlan {
+  mode: string;
+  /** Kernel operations the sync would send (0: nothing differs). */
+  operations: number;
+  summary: Record<string, number>;
+  /** Element changes by Service port ("ns/name:port"; "(shared or unnamed)": a deleted element no Service names). */
+  services: Record<string, ServicePlan>;
+  /** Operations on the table itself (chains, rules, sets), in order. */
+  table: string[];
+  problems: ModelProblem[];
+}
+
 export interface StatusEndpoint {
   address: string;
   port: number;
@@ -85,6 +104,8 @@ export interface Dataplane {
   prepare?(): Promise<KernelReport>;
   /** Programs exactly this set of Service ports, comparing with what the kernel holds (adoption, repair). */
   syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult>;
+  /** What syncFull would change, per Service port, changing nothing (a dataplane without it has no dry run). */
+  plan?(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncPlan>;
   /** Programs only these changes (undefined: the Service port is gone). Falls back to full when required. */
   syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult>;
   /** Removes everything this dataplane programmed, and nothing else. */

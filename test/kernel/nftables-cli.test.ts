@@ -1,6 +1,7 @@
 // The CLI contract with the real kernel: bad input is skipped and named while the rest is programmed; SCTP is
 // programmed (checked at rule level: this kernel has no SCTP sockets); a kernel refusal exits 1 with a clear
-// message; --help documents every flag.
+// message; --help documents every flag; a dry run (`sync --once --dry-run`, `diff`) says what would change per
+// Service port and changes nothing.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -99,5 +100,45 @@ describe.runIf(haveRoot)('svcplane CLI on the real kernel', () => {
       expect(help.stdout).toContain(flag);
     expect((await svcplane(['--help'])).stdout).toMatch(/sync[\s\S]*status[\s\S]*cleanup/);
     expect((await svcplane(['status', '--help'])).stdout).toContain('--output');
+  });
+
+  it('sync --once --dry-run and diff: what would change, per Service port, and nothing applied', async () => {
+    const fresh = makeNetns('dry');
+    const d = writeManifests({ 'good.yaml': GOOD });
+    const ruleset = () => inNetns(fresh.name, ['nft', 'list', 'ruleset']);
+    try {
+      const before = ruleset();
+      const first = await svcplane(['sync', '--once', '--dry-run', '--manifests', d, '--output', 'json'], { netns: fresh.name });
+      expect(first.code).toBe(0);
+      const plan = JSON.parse(first.stdout);
+      expect(plan).toMatchObject({ dryRun: true, mode: 'nftables', servicePorts: 1 });
+      expect(plan.services['t/good:s'].add).toMatchObject({ 'service-ips': 1, 'service-endpoints': 1, 'cluster-ips': 1 });
+      expect(plan.table).toContain('add table svcplane');
+      expect(plan.operations).toBeGreaterThan(0);
+      expect(ruleset()).toBe(before); // nothing applied
+      // Programmed, then the same manifests: nothing would change.
+      expect((await svcplane(['sync', '--once', '--manifests', d], { netns: fresh.name })).code).toBe(0);
+      const same = await svcplane(['diff', '--manifests', d], { netns: fresh.name });
+      expect(same.stdout).toContain('nothing would change; nothing applied');
+      // An endpoint moved: only that Service port, its slot rewritten; the kernel keeps what it had.
+      const programmed = ruleset();
+      fs.writeFileSync(path.join(d, 'good.yaml'), GOOD.replace('198.18.2.11', '198.18.2.12'));
+      const moved = JSON.parse((await svcplane(['diff', '--manifests', d, '--output', 'json'], { netns: fresh.name })).stdout);
+      expect(Object.keys(moved.services).filter((k) => !k.startsWith('('))).toEqual(['t/good:s']);
+      expect(moved.services['t/good:s'].add).toEqual({ 'service-endpoints': 1, 'hairpin-endpoints': 1 });
+      expect(moved.table).toEqual([]);
+      expect(ruleset()).toBe(programmed);
+      // A Service gone: its elements are named by what the kernel holds.
+      fs.writeFileSync(path.join(d, 'good.yaml'), '');
+      const gone = JSON.parse((await svcplane(['diff', '--manifests', d, '--output', 'json'], { netns: fresh.name })).stdout);
+      expect(gone.services['t/good:s'].delete).toMatchObject({ 'service-ips': 1, 'service-endpoints': 1 });
+      // IPVS has no dry run yet: said, nothing done.
+      const ipvs = await svcplane(['diff', '--mode', 'ipvs', '--manifests', d], { netns: fresh.name });
+      expect(ipvs.code).toBe(2);
+      expect(ipvs.stderr).toContain('--dry-run: the ipvs mode has no dry run yet');
+    } finally {
+      fresh.remove();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -7,17 +7,17 @@ import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
 import { claimConflictProblem, claimPrecedence, claimRank } from '../../model/precedence';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
-import type { Dataplane, StatusReport, SyncResult } from '../types';
+import type { Dataplane, ServicePlan, StatusReport, SyncPlan, SyncResult } from '../types';
 import { NftTransactionError, type NftClient } from './client';
 import { applyChanges, diffTable, type ChainChange, type ElementChange } from './diff';
 import { Ledger } from './ledger';
-import type { NfFamily } from './netlink/constants';
+import { NFPROTO_IPV6, type NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, TableState } from './objects';
-import { elementKey } from './objects';
+import { elementKey, sameElement } from './objects';
 import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
 import { ownTableWarnings } from './drift';
 import { describeForeign, readForeignChains } from './foreign';
-import { statusRows } from './status';
+import { splitComment, statusRows } from './status';
 import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from './kernel';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { staleUdpFlows } from './stale';
@@ -121,11 +121,11 @@ export class NftablesProxier implements Dataplane {
     }
   }
 
-  private async syncFullOnce(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
-    const t0 = process.hrtime.bigint();
-    await this.prepare();
-    this.needFull = true;
-    this.servicePorts = new Map(servicePorts);
+  /**
+   * What a full sync of these Service ports wants: each family's table (skeleton, elements, pick chains), the claim
+   * state behind it, and (when asked) which Service port each element is for.
+   */
+  private wanted(servicePorts: Map<ServicePortKey, ServicePort>, owners?: Map<string, ServicePortKey>) {
     const problems: ModelProblem[] = [];
     const families = new Map<NfFamily, FamilyState>();
     const desired = new Map<NfFamily, DesiredTable>();
@@ -138,9 +138,76 @@ export class NftablesProxier implements Dataplane {
       for (const [nf, frag] of fragmentsOf(sp, this.config)) {
         const elements = desired.get(nf)!.elements;
         // The first to own an id holds it: its elements are the ones programmed.
-        this.own(families.get(nf)!, sp, frag, problems, (e) => elements.get(e.set)!.push(e));
+        this.own(families.get(nf)!, sp, frag, problems, (e) => {
+          elements.get(e.set)!.push(e);
+          owners?.set(`${nf}|${e.set}|${elementKey(e)}`, sp.key);
+        });
       }
     }
+    for (const fam of FAMILIES) for (const c of this.pickChains(fam.ip, families.get(fam.nf)!)) desired.get(fam.nf)!.chains.set(c.name, c);
+    return { problems, families, desired };
+  }
+
+  /**
+   * What a full sync would change, per Service port, without changing anything (`sync --once --dry-run`): the
+   * transaction is built against a read of the kernel and never sent.
+   */
+  async plan(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncPlan> {
+    await this.prepare();
+    const owners = new Map<string, ServicePortKey>();
+    const { problems, desired } = this.wanted(servicePorts, owners);
+    const tx = new NftTransaction();
+    const byService = new Map<string, ServicePlan>();
+    const count = (who: string, what: 'add' | 'delete', set: string) => {
+      let p = byService.get(who);
+      if (!p) byService.set(who, (p = { add: {}, delete: {} }));
+      p[what][set] = (p[what][set] ?? 0) + 1;
+    };
+    for (const fam of FAMILIES) {
+      const want = desired.get(fam.nf)!;
+      const current = await this.client.dumpTable(fam.nf, this.config.tableName);
+      diffTable(tx, current, want);
+      // Elements by Service port: one wanted and not held (or held otherwise) is added; one held and not wanted is
+      // deleted, and named by its comment, or by the Service address:port its key starts with.
+      const heldBy = serviceOfHeldKeys(current);
+      for (const [set, list] of want.elements) {
+        const held = current?.elements.get(set);
+        const keys = new Set<string>();
+        for (const e of list) {
+          const k = elementKey(e);
+          keys.add(k);
+          const cur = held?.get(k);
+          if (!cur || !sameElement(cur, e)) count(owners.get(`${fam.nf}|${set}|${k}`) ?? '(unowned)', 'add', set);
+        }
+        for (const [k, e] of held ?? []) if (!keys.has(k)) count(splitComment(e.comment).service || heldBy(e.key) || '(shared or unnamed)', 'delete', set);
+      }
+    }
+    // The table's own operations, runs of the same one counted ("add rule pick-ips x32").
+    const table: string[] = [];
+    let last = '';
+    let run = 0;
+    const flush = () => void (run && table.push(run > 1 ? `${last} x${run}` : last));
+    for (let i = 0; i < tx.size; i++) {
+      const op = tx.operation(i)!;
+      if (op.verb.includes('element')) continue;
+      const text = `${op.verb} ${op.target}`;
+      if (text === last) run++;
+      else {
+        flush();
+        last = text;
+        run = 1;
+      }
+    }
+    flush();
+    return { mode: this.mode, operations: tx.size, summary: tx.summary(), services: Object.fromEntries([...byService].sort(([a], [b]) => a.localeCompare(b))), table, problems };
+  }
+
+  private async syncFullOnce(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
+    const t0 = process.hrtime.bigint();
+    await this.prepare();
+    this.needFull = true;
+    this.servicePorts = new Map(servicePorts);
+    const { problems, families, desired } = this.wanted(servicePorts);
 
     const tBuilt = process.hrtime.bigint();
     let dumpNs = 0n;
@@ -148,9 +215,7 @@ export class NftablesProxier implements Dataplane {
     const stale: StaleFlow[] = [];
     const repairs: string[] = [];
     for (const fam of FAMILIES) {
-      const st = families.get(fam.nf)!;
       const want = desired.get(fam.nf)!;
-      for (const c of this.pickChains(fam.ip, st)) want.chains.set(c.name, c);
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
@@ -405,4 +470,20 @@ function claimChanges(before: Claim | undefined, after: Claim | undefined, out: 
 function slotSets(ip: 4 | 6): Array<[string, number]> {
   const a = ip === 4 ? 4 : 16;
   return [[SETS.serviceEndpoints, a], [SETS.nodePortEndpoints, 0], [SETS.localEndpoints, a], [SETS.localNodePortEndpoints, 0]];
+}
+
+/**
+ * The Service port a held element was for, by its key: elements with a comment name their Service port, and the
+ * others (endpoint slots, affinity) start with the address . proto . port (or proto . port) of one that has.
+ */
+function serviceOfHeldKeys(current: TableState | undefined): (key: Buffer) => string | undefined {
+  const named = new Map<string, string>();
+  for (const set of current?.elements.values() ?? []) {
+    for (const e of set.values()) {
+      const service = splitComment(e.comment).service;
+      if (service) named.set(e.key.toString('latin1'), service);
+    }
+  }
+  const addrLen = current?.family === NFPROTO_IPV6 ? 16 : 4;
+  return (key) => named.get(key.subarray(0, addrLen + 8).toString('latin1')) ?? named.get(key.subarray(0, 8).toString('latin1'));
 }
