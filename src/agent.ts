@@ -12,6 +12,7 @@ import type { Dataplane } from './dataplane/types';
 import type { AgentConfig } from './config/kubeProxyConfig';
 import { Reflector, type ReflectorHandlers, type WatchObject } from './k8s/reflector';
 import { cidrToString, parseCIDR } from './model/ip';
+import { EventRecorder } from './k8s/events';
 import { nodeInfoOf, type NodeInfo } from './k8s/node';
 import type { ApiTransport } from './k8s/transport';
 import type { Logger } from './log';
@@ -59,6 +60,7 @@ export class Agent {
   private nodeWaiters: Array<{ test(n: NodeInfo): boolean; resolve(): void }> = [];
   private nodeListed: (() => void) | undefined;
   private serviceHealth: ServiceHealthServers | undefined;
+  events: EventRecorder | undefined;
   /** ServiceCIDR objects by name: their spec.cidrs. */
   private readonly serviceCIDRObjects = new Map<string, string[]>();
   /** The Service CIDRs the dataplane was given. */
@@ -157,11 +159,15 @@ export class Agent {
       const missing = kernel.constructs.filter((c) => !c.supported).map((c) => c.id);
       log.info('nf_tables: ruleset shape chosen for this kernel', { kernel: kernel.release, shape: kernel.shape, missing });
     }
+    // Events, as kube-proxy posts them: "Starting" on this Node now, a Warning on each object skipped (events.ts).
+    this.events = new EventRecorder(this.o.api, { node: this.o.nodeName, log });
+    this.events.starting();
     // healthCheckNodePorts listen in this process's network namespace (the host's, in a DaemonSet), as kube-proxy's.
     this.serviceHealth = new ServiceHealthServers(this.health, this.o.nodeName, log);
     const loop = new SyncLoop({
       dataplane: this.dataplane, clock: this.o.clock ?? realClock, log, metrics: this.metrics, health: this.health,
       minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, nodeName: this.o.nodeName, serviceHealth: this.serviceHealth,
+      onProblems: (problems) => problems.forEach((p) => this.events?.problem(p)),
     });
     this.loop = loop;
     this.watch('/api/v1/services', 'services', { labelSelector: PROXY_LABEL_SELECTOR }, {
@@ -342,6 +348,7 @@ export class Agent {
     await Promise.all(this.reflectors.map((r) => r.stop()));
     await this.loop?.stop();
     await this.serviceHealth?.close();
+    await this.events?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.dataplane?.close();
   }

@@ -18,6 +18,8 @@ export interface ApiTransport {
   getJSON(path: string, signal: AbortSignal): Promise<unknown>;
   /** Opens a streaming GET; resolves with the 200 response, rejects with ApiError otherwise. */
   stream(path: string, signal: AbortSignal): Promise<http.IncomingMessage>;
+  /** One POST of a JSON object (create); resolves with the created object, rejects with ApiError otherwise. */
+  postJSON(path: string, body: unknown, signal: AbortSignal): Promise<unknown>;
 }
 
 /** One request as client-go's REST metrics see it (rest/request.go). */
@@ -66,26 +68,32 @@ class HttpTransport implements ApiTransport {
     this.hint = clusterIPHint(server, env);
   }
 
-  /** One GET, resolved with its response once the headers are in; connection and headers bounded. */
-  private async request(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+  /** One request (GET, or POST with a JSON body), resolved with its response once the headers are in; connection and headers bounded. */
+  private async request(path: string, signal: AbortSignal, body?: unknown): Promise<http.IncomingMessage> {
     const opts = await this.options();
     const url = new URL(this.server + path);
     const mod = url.protocol === 'http:' ? http : https;
-    const headers = { ...(opts.headers as Record<string, string> | undefined), Accept: 'application/json', 'User-Agent': 'svcplane' };
+    const method = body === undefined ? 'GET' : 'POST';
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = { ...(opts.headers as Record<string, string> | undefined), Accept: 'application/json', 'User-Agent': 'svcplane' };
+    if (payload) {
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = String(payload.length);
+    }
     const { connectMs, headersMs } = this.bounds;
     const started = process.hrtime.bigint();
-    const record = (code: string) => this.onRequest?.({ verb: 'GET', host: url.host, code, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    const record = (code: string) => this.onRequest?.({ verb: method, host: url.host, code, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
     return new Promise((resolve, reject) => {
-      const req = mod.request(url, { ...opts, method: 'GET', headers, signal }, (res) => {
+      const req = mod.request(url, { ...opts, method, headers, signal }, (res) => {
         clearTimeout(headersTimer);
         record(String(res.statusCode ?? '<error>'));
         resolve(res);
       });
-      const headersTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`GET ${path}: no response headers from ${this.server} in ${headersMs / 1000} s`)), headersMs);
+      const headersTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`${method} ${path}: no response headers from ${this.server} in ${headersMs / 1000} s`)), headersMs);
       req.on('socket', (sock) => {
         // A reused keep-alive socket is already connected; a new one gets its own, shorter bound.
         if (!sock.connecting) return;
-        const connectTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`GET ${path}: could not connect to ${this.server} in ${connectMs / 1000} s`)), connectMs);
+        const connectTimer = setTimeout(() => req.destroy(new ApiTimeoutError(`${method} ${path}: could not connect to ${this.server} in ${connectMs / 1000} s`)), connectMs);
         sock.once(url.protocol === 'http:' ? 'connect' : 'secureConnect', () => clearTimeout(connectTimer));
         sock.once('close', () => clearTimeout(connectTimer));
       });
@@ -95,8 +103,15 @@ class HttpTransport implements ApiTransport {
         if (!signal.aborted) record('<error>');
         reject(e);
       });
-      req.end();
+      req.end(payload);
     });
+  }
+
+  async postJSON(path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+    const res = await this.request(path, signal, body);
+    const text = await readAll(res, this.bounds.listBodyMs, path);
+    if (res.statusCode !== 201 && res.statusCode !== 200) throw errorOf(path, res, text);
+    return JSON.parse(text);
   }
 
   async getJSON(path: string, signal: AbortSignal): Promise<unknown> {

@@ -36,6 +36,8 @@ export interface SyncLoopOptions {
   serviceHealth?: ServiceHealthServers;
   /** Hands V8's heap back once syncs stop (memory.ts); tests inject one. Default: a real one on the loop's clock. */
   heapRelease?: IdleHeapRelease;
+  /** Told of every problem as it is logged (the agent posts Events on the objects named). */
+  onProblems?: (problems: ModelProblem[]) => void;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -315,6 +317,7 @@ export class SyncLoop {
   private report(problems: ModelProblem[]): void {
     for (const p of problems) this.o.log.warn(`${p.object}: ${p.message}`, { object: p.object });
     if (problems.length) this.o.metrics.problemsTotal.inc(problems.length);
+    if (problems.length) this.o.onProblems?.(problems);
   }
 }
 

@@ -117,6 +117,8 @@ export class ApiServerDouble {
   /** Requests held by a 'hang' or 'trickle-lists' fault, and whether the client went away. */
   readonly held: Array<{ res: http.ServerResponse; clientGone: boolean }> = [];
   readonly requests: RequestRecord[] = [];
+  /** Events posted (events.k8s.io/v1), as created. */
+  readonly events: KubeObject[] = [];
 
   constructor(private readonly opts: ApiServerOptions = {}) {}
 
@@ -278,12 +280,34 @@ export class ApiServerDouble {
 
   // ---- HTTP ------------------------------------------------------------------------------------------------
 
+  /** POST of an events.k8s.io/v1 Event: kept (events), answered 201 with it, as the real server does. */
+  private createEvent(req: http.IncomingMessage, res: http.ServerResponse, namespace: string): void {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      let ev: KubeObject;
+      try {
+        ev = JSON.parse(body) as KubeObject;
+      } catch {
+        return this.status(res, 400, 'BadRequest', 'the body is not JSON');
+      }
+      if (ev.kind !== 'Event' || ev.apiVersion !== 'events.k8s.io/v1' || ev.metadata?.namespace !== namespace || !ev.metadata?.name || !ev.eventTime || !ev.reportingController) {
+        return this.status(res, 422, 'Invalid', `Event is invalid: ${body.slice(0, 200)}`);
+      }
+      ev.metadata.resourceVersion = String(++this.rv);
+      this.events.push(ev);
+      this.json(res, 201, ev);
+    });
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://double');
     const query = Object.fromEntries(url.searchParams);
     this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query, at: Date.now() });
     if (this.opts.token !== undefined && req.headers.authorization !== `Bearer ${this.opts.token}`) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
     if (this.injectFault(res, query)) return;
+    const eventsPath = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
+    if (req.method === 'POST' && eventsPath) return this.createEvent(req, res, eventsPath[1]);
     const route = this.route(url.pathname);
     if (req.method !== 'GET' || !route) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
     const { def, namespace, name } = route;

@@ -147,3 +147,27 @@ describe.runIf(haveRoot)('svcplane run: bindAddress', () => {
     });
   });
 });
+
+describe.runIf(haveRoot)('svcplane run: Events', () => {
+  it('posts "Starting" on this Node, and one Warning on a Service it skips (the same problem again: no second)', async () => {
+    await withAgent({}, async ({ api }) => {
+      const starting = await until('the Starting event', () => api.events.find((e) => e.reason === 'Starting'));
+      expect(starting).toMatchObject({
+        type: 'Normal', action: 'StartKubeProxy', reportingController: 'svcplane', reportingInstance: 'svcplane-n1',
+        regarding: { kind: 'Node', name: 'n1' }, metadata: { namespace: 'default' },
+      });
+      expect(starting.eventTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+      const broken = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'broken', namespace: 'shop' }, spec: { clusterIP: '198.18.100.999', ports: [{ port: 80 }] } };
+      api.apply(broken);
+      const warning = await until('the Warning', () => api.events.find((e) => e.reason === 'NotProgrammed'));
+      expect(warning).toMatchObject({ type: 'Warning', action: 'Sync', regarding: { kind: 'Service', apiVersion: 'v1', namespace: 'shop', name: 'broken' }, metadata: { namespace: 'shop' } });
+      expect(warning.note).toContain('198.18.100.999');
+      // The same object broken the same way again (a label added): rate limited to the one event.
+      api.apply({ ...broken, metadata: { ...broken.metadata, labels: { touched: 'yes' } } });
+      const marker = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'also-broken', namespace: 'shop' }, spec: { clusterIP: 'nope', ports: [{ port: 80 }] } };
+      api.apply(marker);
+      await until('the second object\'s Warning', () => api.events.find((e) => e.regarding?.name === 'also-broken'));
+      expect(api.events.filter((e) => e.regarding?.name === 'broken')).toHaveLength(1);
+    });
+  });
+});

@@ -144,18 +144,20 @@ describe.runIf(haveRoot)('svcplane run reaches the API server before any Service
     const a = startAgent({});
     // Each attempt waits out the 10 s connect bound (the address is routed into the void, as on a node whose
     // kube-proxy is gone); the second warning shows the agent keeps saying it, not once.
-    const warned = (l: { level: string; msg: string; [k: string]: unknown }) => l.level === 'warn' && l.msg === 'cannot list from the API server; retrying';
+    // (The ServiceCIDR watch, started beside the Node's, warns the same way.)
+    const warned = (l: { level: string; msg: string; [k: string]: unknown }) => l.level === 'warn' && l.msg === 'cannot list from the API server; retrying' && l.resource === 'nodes';
     await a.waitFor(warned, 0, 120_000);
     const first = a.lines.findIndex(warned);
     await a.waitFor(warned, first + 1, 120_000);
-    for (const w of a.lines.filter(warned)) {
-      expect(w).toMatchObject({ server: `https://${KUBERNETES_IP}:443`, resource: 'nodes' });
+    for (const w of a.lines.filter((l) => l.level === 'warn' && l.msg === 'cannot list from the API server; retrying')) {
+      expect(w).toMatchObject({ server: `https://${KUBERNETES_IP}:443` });
+      expect(['nodes', 'servicecidrs']).toContain(w.resource);
       expect(String(w.error)).toMatch(/could not connect to https:\/\/198\.18\.100\.1:443/);
       expect(String(w.hint)).toMatch(/^198\.18\.100\.1 is the "kubernetes" Service's ClusterIP .*k8sServiceHost/);
     }
     const h = await health('/healthz');
     expect(h.code).toBe(503);
-    expect(String(h.body.reason)).toMatch(/^nodes watch failing for \d+ s \(nothing listed yet\): .*could not connect/);
+    expect(String(h.body.reason)).toMatch(/(^|; )nodes watch failing for \d+ s \(nothing listed yet\): .*could not connect/);
     expect((await health('/livez')).code).toBe(200);
     await stopAgent();
   }, 300_000);
