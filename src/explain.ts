@@ -10,7 +10,7 @@ import type { Protocol } from './model/types';
 import type { RealServerState, VirtualServiceState } from './dataplane/ipvs/netlink';
 import { describeVirtualService } from './dataplane/ipvs/describe';
 import { IPVS_SETS } from './dataplane/ipvs/filter';
-import { BITWISE, CMP, EXPR_NAME, LOOKUP, PAYLOAD } from './dataplane/nftables/netlink/constants';
+import { BITWISE, CMP, EXPR_NAME, LOOKUP, META, NFT_META_IIFNAME, PAYLOAD } from './dataplane/nftables/netlink/constants';
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
 import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
@@ -74,13 +74,23 @@ export function saddrCIDRsOf(exprs: ReturnType<typeof parseRuleBody>, saddrOffse
   return out;
 }
 
-/** The cluster CIDRs and masqueradeAll as the services chain holds them (the ClusterIP masquerade rule). */
-export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boolean } {
+/**
+ * The cluster CIDRs (or the pod interface: "cbr0", "veth*") and masqueradeAll as the services chain holds them (the
+ * ClusterIP masquerade rule).
+ */
+export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boolean; podInterface?: string } {
   const addrLen = t.family === 2 ? 4 : 16;
   const saddrOffset = addrLen === 4 ? 12 : 8;
   for (const body of t.chains.get(CHAINS.services)?.rules ?? []) {
     const exprs = parseRuleBody(body);
     if (!exprs.some((e) => attrString(e, EXPR_NAME) === 'lookup' && attrString(e, LOOKUP.SET) === SETS.clusterIPs)) continue;
+    const i = exprs.findIndex((e) => attrString(e, EXPR_NAME) === 'meta' && attrU32(e, META.KEY) === NFT_META_IIFNAME);
+    const name = i >= 0 ? exprs[i + 1]?.get(CMP.DATA) : undefined;
+    if (name) {
+      // All 16 bytes (NUL-padded): a bridge's exact name; fewer: a prefix (ruleset.ts notFromPods).
+      const text = name.toString('latin1').replace(/\0+$/, '');
+      return { cidrs: [], all: false, podInterface: name.length === 16 ? text : `${text}*` };
+    }
     const cidrs = saddrCIDRsOf(exprs, saddrOffset);
     return { cidrs, all: cidrs.length === 0 };
   }
@@ -88,6 +98,12 @@ export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boole
 }
 
 const has = (t: TableState, set: string, key: Buffer) => (t.elements.get(set) ?? new Map<string, ElementState>()).has(key.toString('latin1'));
+
+/** The Service CIDRs the table drops unallocated addresses of (cluster-ips-check's drop rules, both modes). */
+export function serviceCIDRsOf(t: TableState): string[] {
+  const daddrOffset = t.family === 2 ? 16 : 24;
+  return (t.chains.get(CHAINS.clusterIPsCheck)?.rules ?? []).flatMap((body) => saddrCIDRsOf(parseRuleBody(body), daddrOffset));
+}
 
 /** Explains a flow against IPVS (virtual services, real servers) and the nftables table beside it. */
 export function explainIpvs(services: VirtualServiceState[], dests: RealServerState[][], t: TableState | undefined, q: FlowQuery, nodeAddresses: string[]): Explanation {
@@ -98,6 +114,9 @@ export function explainIpvs(services: VirtualServiceState[], dests: RealServerSt
       out.kind = 'unused ClusterIP port';
       out.verdict = 'rejected';
       out.why.push(`${q.address} is a ClusterIP, but no Service port uses ${q.protocol} ${q.port}: rejected`);
+    } else if (t && serviceCIDRsOf(t).some((c) => cidrContains(c, q.address))) {
+      out.verdict = 'dropped';
+      out.why.push(`${q.address} is inside the Service CIDRs, but no Service holds it: dropped (an unallocated ClusterIP, as kube-proxy drops it)`);
     } else out.why.push(`no virtual service of svcplane's is ${q.protocol} ${q.address}:${q.port}`);
     return out;
   }
@@ -107,7 +126,13 @@ export function explainIpvs(services: VirtualServiceState[], dests: RealServerSt
   out.scheduler = vs.scheduler;
   if (d.service) out.service = d.service;
   const masq = t ? masqueradeSettings(t) : { cidrs: [], all: false };
-  const fromPod = q.from !== undefined && masq.cidrs.some((x) => cidrContains(x, q.from!));
+  const onPodInterface = (i: string, p: string) => (p.endsWith('*') ? i.startsWith(p.slice(0, -1)) : i === p);
+  const fromPod = masq.podInterface !== undefined
+    ? q.fromInterface !== undefined && onPodInterface(q.fromInterface, masq.podInterface)
+    : q.from !== undefined && masq.cidrs.some((x) => cidrContains(x, q.from!));
+  if (masq.podInterface !== undefined && q.fromInterface === undefined && q.from !== undefined && !nodeAddresses.includes(q.from)) {
+    out.warnings = [...(out.warnings ?? []), `pods are told by the interface their traffic arrives on (${masq.podInterface}): give --from-interface`];
+  }
   const fromNode = q.from !== undefined && nodeAddresses.includes(q.from);
   const fw = t && d.kind !== 'NodePort' ? firewallRanges(t, d.addressKey, q.from) : undefined;
   if (fw) out.why.push(`loadBalancerSourceRanges ${fw.ranges.join(', ') || '(none of this family)'}${fw.allowed === undefined ? '' : fw.allowed ? `: ${q.from} is allowed` : `: ${q.from} is not in them, dropped before IPVS`}`);
@@ -116,7 +141,7 @@ export function explainIpvs(services: VirtualServiceState[], dests: RealServerSt
     out.why.push(q.from === undefined ? 'externalTrafficPolicy Local: source kept for clients from outside' : `externalTrafficPolicy Local, source is ${fromNode ? 'this node: masqueraded' : fromPod ? 'a pod: source kept' : 'outside the cluster: source kept'}`);
   }
   else if (d.kind === 'ClusterIP') {
-    out.masquerade = masq.all || (q.from !== undefined && masq.cidrs.length > 0 && !fromPod) || undefined;
+    out.masquerade = masq.all || (q.from !== undefined && (masq.cidrs.length > 0 || masq.podInterface !== undefined) && !fromPod) || undefined;
     if (q.from !== undefined) out.why.push(`source is ${fromPod ? 'a pod (in the cluster CIDRs)' : 'not a pod'}${out.masquerade ? ': masqueraded' : ': source kept'}`);
   } else {
     out.masquerade = true;

@@ -34,7 +34,7 @@ const HELP: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show 
 const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text (klog\'s layout, the default) or json (kube-proxy\'s spelling: --logging-format)', choices: ['json', 'text'] };
 
 const SYNC_FLAGS: FlagSpec[] = [
-  { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing (nftables mode)' },
+  { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing' },
   { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },
   MODE,
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
@@ -178,7 +178,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
 async function dryRun(flags: ParsedFlags, config: ReturnType<typeof nftablesConfig>, log: Logger, servicePorts: Parameters<Dataplane['syncFull']>[0], files: number, problems: ModelProblem[]): Promise<number> {
   const dp = openDataplane(flags, config, log);
   try {
-    if (!dp.plan) throw new UsageError(`--dry-run: the ${dp.mode} mode has no dry run yet (the nftables mode has)`);
+    if (!dp.plan) throw new UsageError(`--dry-run: the ${dp.mode} mode has no dry run`);
     const plan = await dp.plan(servicePorts);
     const all = [...problems, ...plan.problems];
     if (str(flags, 'output') === 'json') out(JSON.stringify({ dryRun: true, files, servicePorts: servicePorts.size, ...plan, problems: all }));

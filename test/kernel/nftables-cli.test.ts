@@ -132,10 +132,6 @@ describe.runIf(haveRoot)('svcplane CLI on the real kernel', () => {
       fs.writeFileSync(path.join(d, 'good.yaml'), '');
       const gone = JSON.parse((await svcplane(['diff', '--manifests', d, '--output', 'json'], { netns: fresh.name })).stdout);
       expect(gone.services['t/good:s'].delete).toMatchObject({ 'service-ips': 1, 'service-endpoints': 1 });
-      // IPVS has no dry run yet: said, nothing done.
-      const ipvs = await svcplane(['diff', '--mode', 'ipvs', '--manifests', d], { netns: fresh.name });
-      expect(ipvs.code).toBe(2);
-      expect(ipvs.stderr).toContain('--dry-run: the ipvs mode has no dry run yet');
     } finally {
       fresh.remove();
       fs.rmSync(d, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { FakeNftClient, formatRule, formatTable } from '../../src/dataplane/nfta
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { IPVS_CHAINS, IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
+import { masqueradeSettings, serviceCIDRsOf } from '../../src/explain';
 import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';
 import { bytesToIp } from '../../src/model/ip';
 import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
@@ -98,6 +99,17 @@ describe('IPVS mode: the nftables table beside IPVS', () => {
       'payload(dreg=1 base=nh offset=16 len=4) bitwise(sreg=1 dreg=1 len=4 mask=0xffffff00 xor=0x00000000 op=0) cmp(sreg=1 op=eq data=0xc6126400) immediate(dreg=0 verdict=drop)',
     ]);
     expect((await fake.dumpTable(NFPROTO_IPV6, cfg.tableName))!.chains.get(IPVS_CHAINS.clusterIPsCheck)!.rules).toHaveLength(2);
+  });
+
+  it('explain reads the pod interface and the Service CIDRs back from the table (prefix or exact name)', async () => {
+    for (const [podInterface, shown] of [[{ name: 'veth', prefix: true }, 'veth*'], [{ name: 'cbr0', prefix: false }, 'cbr0']] as const) {
+      const fake = new FakeNftClient();
+      await new IpvsNftables(fake, { ...cfg, podInterface, serviceCIDRs: ['198.18.100.0/24', 'fd00:100::/64'] }).full(ports(sp('web')), always);
+      const v4 = (await fake.dumpTable(NFPROTO_IPV4, cfg.tableName))!;
+      expect(masqueradeSettings(v4)).toEqual({ cidrs: [], all: false, podInterface: shown });
+      expect(serviceCIDRsOf(v4)).toEqual(['198.18.100.0/24']);
+      expect(serviceCIDRsOf((await fake.dumpTable(NFPROTO_IPV6, cfg.tableName))!)).toEqual(['fd00:100::/64']);
+    }
   });
 
   it('shared elements are counted: an address stays bound while any Service port uses it; partial syncs send only changes', async () => {

@@ -9,6 +9,7 @@ import { diffTable } from '../nftables/diff';
 import { type ElementState, type TableState, elementKey } from '../nftables/objects';
 import { FAMILIES, type NftablesConfig } from '../nftables/ruleset';
 import { NftTransaction } from '../nftables/transaction';
+import type { PlanCounter } from '../plan';
 import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from '../nftables/kernel';
 
 /** The constructs of kernel.ts the table beside IPVS uses (loadBalancerSourceRanges: a set of concatenated ranges). */
@@ -105,6 +106,28 @@ export class IpvsNftables {
     this.counts = counts;
     this.byPort = byPort;
     return { tx, kernelMicros: res.kernelMicros, bytes: res.bytes, encodeMicros: res.encodeMicros };
+  }
+
+  /** The dry run of full(): this table's changes counted per Service port into `counter`, queued in `tx`, sent nowhere. */
+  async plan(servicePorts: Map<ServicePortKey, ServicePort>, bound: (a: string) => boolean, counter: PlanCounter, tx: NftTransaction): Promise<void> {
+    const counts = FAMILIES.map(() => new ElementCounts());
+    const owners = FAMILIES.map(() => new Map<string, ServicePortKey>());
+    for (const [key, sp] of servicePorts) {
+      this.contribution(sp, bound).forEach((list, f) => {
+        for (const e of list) {
+          counts[f].bump(e, 1);
+          const k = `${e.set}|${elementKey(stateOf(e))}`;
+          if (!owners[f].has(k)) owners[f].set(k, key);
+        }
+      });
+    }
+    for (const [f, fam] of FAMILIES.entries()) {
+      const current = await this.client.dumpTable(fam.nf, this.config.tableName);
+      const skel = this.skeletons[f];
+      const want = { ...skel, elements: new Map([...skel.sets.keys()].map((set) => [set, [] as ElementState[]])) };
+      for (const e of counts[f].elements()) want.elements.get(e.set)!.push(stateOf(e));
+      counter.table(tx, current, want, (set, k) => owners[f].get(`${set}|${k}`));
+    }
   }
 
   /** Programs only these changes (undefined: the Service port is gone). Call full() first. */

@@ -23,8 +23,10 @@ import * as rtnl from '../../netlink/rtnl';
 import type { KernelReport } from '../nftables/kernel';
 import type { NftClient } from '../nftables/client';
 import { TABLE_NAME, defaultConfig as defaultNftConfig } from '../nftables/ruleset';
-import type { Dataplane, StatusReport, StatusRow, SyncResult } from '../types';
-import { IpvsClient, OpBatch, type ApplyResult } from './client';
+import type { Dataplane, StatusReport, StatusRow, SyncPlan, SyncResult } from '../types';
+import { PlanCounter, UNNAMED } from '../plan';
+import { NftTransaction } from '../nftables/transaction';
+import { IpvsClient, IpvsOperationError, OpBatch, type ApplyResult } from './client';
 import { IpvsNftables } from './nftables';
 import { describeVirtualService } from './describe';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
@@ -88,10 +90,21 @@ export const IPVS_SYSCTLS: ReadonlyArray<[string, string]> = [
   ['net.ipv4.ip_forward', '1'],
 ];
 
+/** What goes wrong without each (said with the warning when one cannot be written, e.g. a read-only /proc/sys). */
+const IPVS_SYSCTL_MEANING: Record<string, string> = {
+  'net.ipv4.vs.conntrack': 'IPVS traffic gets no conntrack entry, so it cannot be masqueraded',
+  'net.ipv4.vs.expire_nodest_conn': 'connections to a deleted real server hang until they time out instead of ending at their next packet',
+  'net.ipv4.vs.expire_quiescent_template': 'sessionAffinity keeps sending a client to a draining endpoint until its template expires',
+  'net.ipv4.ip_forward': 'the node does not forward, so Service traffic from pods and other machines to endpoints fails',
+};
+
 interface ProgrammedService {
   vs: ipvs.VirtualService;
   dests: Map<string, ipvs.RealServer>;
 }
+
+/** Where the scheduler check's dummy virtual service goes (TEST-NET-3, RFC 5737: never a node's traffic). */
+const SCHEDULER_PROBE = { address: '203.0.113.253', port: 20000 };
 
 const ENOENT = 2;
 const EEXIST = 17;
@@ -123,6 +136,7 @@ export class IpvsProxier implements Dataplane {
   private localAddresses = new Set<string>();
   private readonly filter: IpvsNftables;
   private sysctlsChecked = false;
+  private schedulerChecked = false;
   /** Draining real servers: `${vsKey}#${destKey}` -> when draining began (ms, this process's clock). */
   private draining = new Map<string, number>();
   private needFull = true;
@@ -152,7 +166,40 @@ export class IpvsProxier implements Dataplane {
    */
   async prepare(): Promise<KernelReport> {
     await this.client.familyId();
+    await this.probeScheduler();
     return this.filter.prepare();
+  }
+
+  /**
+   * The default scheduler, checked as kube-proxy checks it (CanUseIPVSProxier): a dummy virtual service with it,
+   * added and deleted at once. The kernel loads ip_vs_<scheduler> on demand; where it cannot (not built, no
+   * /lib/modules in the container), every sync would fail on every Service. The dummy is at a TEST-NET-3 address no
+   * packet of this node goes to; one already there (EEXIST) is left alone and the check skipped.
+   */
+  private async probeScheduler(): Promise<void> {
+    if (this.schedulerChecked) return;
+    const fam = await this.client.familyId();
+    const vs: ipvs.VirtualService = { family: 4, protocol: 'TCP', address: SCHEDULER_PROBE.address, port: SCHEDULER_PROBE.port, scheduler: this.config.scheduler, flags: 0, timeout: 0, netmask: 0xffffffff };
+    const add = new OpBatch();
+    ipvs.writeNewService(add.w, fam, vs);
+    add.op(`add the dummy virtual service ${ipvs.serviceKeyString(vs)} (scheduler check)`);
+    const r = await this.client.applyIpvs(add);
+    const f = r.failures[0];
+    if (f?.errno === EEXIST) {
+      this.schedulerChecked = true; // someone else's: not ours to delete
+      return;
+    }
+    if (f) {
+      const what = f.errno === ENOENT ? `the module ip_vs_${this.config.scheduler} is not built for this kernel or cannot be loaded` : f.code;
+      throw new IpvsOperationError(`IPVS scheduler "${this.config.scheduler}" is not available in this kernel (${what}); nothing was changed. ` +
+        'Load the module on the node, or choose another with --ipvs-scheduler (rr needs ip_vs_rr)', f.errno, f.code, 'check scheduler', r.failures);
+    }
+    const del = new OpBatch();
+    ipvs.writeDelService(del.w, fam, vs);
+    del.op(`delete the dummy virtual service ${ipvs.serviceKeyString(vs)} (scheduler check)`, [ESRCH]);
+    const d = await this.client.applyIpvs(del);
+    if (d.failures.length) throw this.client.error(d.failures);
+    this.schedulerChecked = true;
   }
 
   async syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
@@ -189,6 +236,61 @@ export class IpvsProxier implements Dataplane {
     // Where a full sync's time goes: reading the kernel, planning, IPVS and bindings (encode + kernel), nftables.
     out.phases = { readMicros: us(t0, tRead), planMicros: us(tRead, tPlan), ipvsMicros: us(tPlan, tIpvs), nftMicros: us(tIpvs, process.hrtime.bigint()), ipvsKernelMicros: res.kernelMicros, nftKernelMicros: nft.kernelMicros, nftEncodeMicros: nft.encodeMicros ?? 0 };
     return out;
+  }
+
+  /**
+   * The dry run of syncFull (`sync --once --dry-run`): virtual services, real servers and svcplane0 bindings to
+   * add, change or delete, and the filter table's elements, per Service port; nothing written (no sysctl, no link).
+   */
+  async plan(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncPlan> {
+    // IPVS and the filter table's constructs, but not the scheduler check: it writes (a dummy virtual service).
+    await this.client.familyId();
+    await this.filter.prepare();
+    const haveLink = await this.readKernel(false);
+    this.servicePorts = new Map(servicePorts);
+    this.plans.clear();
+    this.desired.clear();
+    this.wanters.clear();
+    this.addrUsers.clear();
+    const problems: ModelProblem[] = [];
+    for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
+    const counter = new PlanCounter();
+    let ops = 0;
+    const count = (who: string, what: 'add' | 'delete', thing: string, n = 1) => {
+      if (n === 0) return;
+      counter.count(who, what, thing, n);
+      ops += n;
+    };
+    const programmed = this.programmed!;
+    for (const [k, want] of this.desired) {
+      const have = programmed.get(k);
+      if (!have) {
+        count(want.owner, 'add', 'ipvs virtual service');
+        count(want.owner, 'add', 'ipvs real server', want.dests.size);
+        continue;
+      }
+      if (!sameService(have.vs, want.vs)) count(want.owner, 'add', 'ipvs virtual service (changed)');
+      for (const [dk, d] of want.dests) {
+        const cur = have.dests.get(dk);
+        if (!cur) count(want.owner, 'add', 'ipvs real server');
+        else if (!sameDest(cur, d)) count(want.owner, 'add', 'ipvs real server (weight)');
+      }
+      for (const [dk, cur] of have.dests) {
+        if (want.dests.has(dk)) continue;
+        // UDP real servers are deleted; TCP/SCTP ones drained (weight 0), then deleted once their connections end.
+        if (want.vs.protocol === 'UDP') count(want.owner, 'delete', 'ipvs real server');
+        else if (cur.weight !== 0) count(want.owner, 'delete', 'ipvs real server (drained)');
+      }
+    }
+    for (const k of programmed.keys()) if (!this.desired.has(k)) count(UNNAMED, 'delete', 'ipvs virtual service');
+    const bindingOwner = new Map<string, string>();
+    for (const [key, plan] of this.plans) for (const a of plan.addresses) if (!bindingOwner.has(a)) bindingOwner.set(a, key);
+    for (const [a, key] of bindingOwner) if (!this.boundAddresses.has(a)) count(key, 'add', `${this.config.interfaceName} binding`);
+    for (const a of [...this.boundAddresses, ...this.leftoverBindings]) if (!this.addrUsers.has(a) || this.leftoverBindings.includes(a)) count(UNNAMED, 'delete', `${this.config.interfaceName} binding`);
+    const tx = new NftTransaction();
+    await this.filter.plan(this.servicePorts, this.bound, counter, tx);
+    const extra = haveLink ? [] : [`create dummy link ${this.config.interfaceName}`];
+    return counter.result(this.mode, tx, ops + extra.length, problems, extra);
   }
 
   async syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult> {
@@ -309,7 +411,7 @@ export class IpvsProxier implements Dataplane {
       } catch (e) {
         const msg = `sysctl ${name}=${value}: ${e instanceof Error ? e.message : String(e)}`;
         if (name === 'net.ipv4.vs.conntrack') throw new Error(`${msg} (IPVS mode needs it for masquerade)`);
-        if (!this.sysctlsChecked) this.log.warn('sysctl not set', { name, value, error: msg });
+        if (!this.sysctlsChecked) this.log.warn('sysctl not set', { name, value, error: msg, without: IPVS_SYSCTL_MEANING[name] });
       }
     }));
     this.sysctlsChecked = true;
@@ -367,7 +469,11 @@ export class IpvsProxier implements Dataplane {
   // ---- kernel ------------------------------------------------------------------------------------------------
 
   /** Reads what the kernel holds: svcplane's virtual services, their real servers, the link and its addresses. */
-  private async readKernel(): Promise<void> {
+  /**
+   * Reads what IPVS, svcplane0 and the node's addresses hold. With `create` (a sync) a missing svcplane0 is made
+   * and set up; without (a dry run) nothing is changed, and a missing link holds nothing.
+   */
+  private async readKernel(create = true): Promise<boolean> {
     const [[services, dests], link0] = await Promise.all([
       (async () => {
         const all = await this.client.listServices();
@@ -384,6 +490,15 @@ export class IpvsProxier implements Dataplane {
       this.programmed!.set(vsKey(s), { vs: s, dests: m });
     });
     let link = link0;
+    if (!link && !create) {
+      this.linkIndex = 0;
+      const all = await this.client.allAddresses();
+      this.boundAddresses = new Set();
+      this.leftoverBindings = [];
+      this.localAddresses = new Set(all.map((a) => a.address));
+      this.nodeAddresses = nodePortAddressesOf(all.map((a) => ({ ...a, link: String(a.index) })), this.config.nodePortAddresses, this.config.interfaceName);
+      return false;
+    }
     if (!link) {
       const r = await this.client.applyRoute([{ request: rtnl.newDummyLinkRequest(this.config.interfaceName), describe: `create dummy link ${this.config.interfaceName}`, tolerate: [EEXIST] }]);
       if (r.failures.length) throw this.client.error(r.failures);
@@ -391,7 +506,7 @@ export class IpvsProxier implements Dataplane {
       if (!link) throw new Error(`link ${this.config.interfaceName} was created but cannot be found`);
     } else if (link.kind && link.kind !== 'dummy') {
       throw new Error(`link ${this.config.interfaceName} exists and is a ${link.kind}, not svcplane's dummy link; remove or rename it`);
-    } else if (!(link.flags & rtnl.IFF_UP)) {
+    } else if (!(link.flags & rtnl.IFF_UP) && create) {
       const r = await this.client.applyRoute([{ request: rtnl.setLinkUpRequest(link.index), describe: `set ${this.config.interfaceName} up` }]);
       if (r.failures.length) throw this.client.error(r.failures);
     }
@@ -405,6 +520,7 @@ export class IpvsProxier implements Dataplane {
     this.localAddresses = new Set(all.filter((a) => a.index !== link!.index).map((a) => a.address));
     const svcLink = this.config.interfaceName;
     this.nodeAddresses = nodePortAddressesOf(all.map((a) => ({ ...a, link: a.index === link!.index ? svcLink : String(a.index) })), this.config.nodePortAddresses, svcLink);
+    return true;
   }
 
   /**

@@ -7,17 +7,18 @@ import type { Logger } from '../../log';
 import { silentLogger } from '../../log';
 import { claimConflictProblem, claimPrecedence, claimRank } from '../../model/precedence';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
-import type { Dataplane, ServicePlan, StatusReport, SyncPlan, SyncResult } from '../types';
+import type { Dataplane, StatusReport, SyncPlan, SyncResult } from '../types';
+import { PlanCounter } from '../plan';
 import { NftTransactionError, type NftClient } from './client';
 import { applyChanges, diffTable, type ChainChange, type ElementChange } from './diff';
 import { Ledger } from './ledger';
-import { NFPROTO_IPV6, type NfFamily } from './netlink/constants';
+import type { NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, TableState } from './objects';
-import { elementKey, sameElement } from './objects';
+import { elementKey } from './objects';
 import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
 import { ownTableWarnings } from './drift';
 import { describeForeign, readForeignChains } from './foreign';
-import { splitComment, statusRows } from './status';
+import { statusRows } from './status';
 import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from './kernel';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { staleUdpFlows } from './stale';
@@ -157,49 +158,12 @@ export class NftablesProxier implements Dataplane {
     const owners = new Map<string, ServicePortKey>();
     const { problems, desired } = this.wanted(servicePorts, owners);
     const tx = new NftTransaction();
-    const byService = new Map<string, ServicePlan>();
-    const count = (who: string, what: 'add' | 'delete', set: string) => {
-      let p = byService.get(who);
-      if (!p) byService.set(who, (p = { add: {}, delete: {} }));
-      p[what][set] = (p[what][set] ?? 0) + 1;
-    };
+    const counter = new PlanCounter();
     for (const fam of FAMILIES) {
-      const want = desired.get(fam.nf)!;
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
-      diffTable(tx, current, want);
-      // Elements by Service port: one wanted and not held (or held otherwise) is added; one held and not wanted is
-      // deleted, and named by its comment, or by the Service address:port its key starts with.
-      const heldBy = serviceOfHeldKeys(current);
-      for (const [set, list] of want.elements) {
-        const held = current?.elements.get(set);
-        const keys = new Set<string>();
-        for (const e of list) {
-          const k = elementKey(e);
-          keys.add(k);
-          const cur = held?.get(k);
-          if (!cur || !sameElement(cur, e)) count(owners.get(`${fam.nf}|${set}|${k}`) ?? '(unowned)', 'add', set);
-        }
-        for (const [k, e] of held ?? []) if (!keys.has(k)) count(splitComment(e.comment).service || heldBy(e.key) || '(shared or unnamed)', 'delete', set);
-      }
+      counter.table(tx, current, desired.get(fam.nf)!, (set, k) => owners.get(`${fam.nf}|${set}|${k}`));
     }
-    // The table's own operations, runs of the same one counted ("add rule pick-ips x32").
-    const table: string[] = [];
-    let last = '';
-    let run = 0;
-    const flush = () => void (run && table.push(run > 1 ? `${last} x${run}` : last));
-    for (let i = 0; i < tx.size; i++) {
-      const op = tx.operation(i)!;
-      if (op.verb.includes('element')) continue;
-      const text = `${op.verb} ${op.target}`;
-      if (text === last) run++;
-      else {
-        flush();
-        last = text;
-        run = 1;
-      }
-    }
-    flush();
-    return { mode: this.mode, operations: tx.size, summary: tx.summary(), services: Object.fromEntries([...byService].sort(([a], [b]) => a.localeCompare(b))), table, problems };
+    return counter.result(this.mode, tx, 0, problems);
   }
 
   private async syncFullOnce(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult> {
@@ -472,18 +436,3 @@ function slotSets(ip: 4 | 6): Array<[string, number]> {
   return [[SETS.serviceEndpoints, a], [SETS.nodePortEndpoints, 0], [SETS.localEndpoints, a], [SETS.localNodePortEndpoints, 0]];
 }
 
-/**
- * The Service port a held element was for, by its key: elements with a comment name their Service port, and the
- * others (endpoint slots, affinity) start with the address . proto . port (or proto . port) of one that has.
- */
-function serviceOfHeldKeys(current: TableState | undefined): (key: Buffer) => string | undefined {
-  const named = new Map<string, string>();
-  for (const set of current?.elements.values() ?? []) {
-    for (const e of set.values()) {
-      const service = splitComment(e.comment).service;
-      if (service) named.set(e.key.toString('latin1'), service);
-    }
-  }
-  const addrLen = current?.family === NFPROTO_IPV6 ? 16 : 4;
-  return (key) => named.get(key.subarray(0, addrLen + 8).toString('latin1')) ?? named.get(key.subarray(0, 8).toString('latin1'));
-}

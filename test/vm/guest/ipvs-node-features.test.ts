@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
 import { svcplane, svcplaneOk } from '../../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, checkInterfaceDetection, checkUnallocatedDrops, featureManifests, localLbManifest } from '../../helpers/node-features';
+import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, UNALLOCATED, checkInterfaceDetection, checkUnallocatedDrops, featureManifests, localLbManifest } from '../../helpers/node-features';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 
@@ -56,6 +56,11 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
 
   it('detectLocalMode BridgeInterface / InterfaceNamePrefix (--pod-bridge-interface, --pod-interface-name-prefix): pods told by the interface their traffic arrives on', async () => {
     await checkInterfaceDetection(sb, sync);
+    // explain reads the interface match back from the table beside IPVS.
+    await sync('--pod-bridge-interface', sb.nodeIfaces.bridge);
+    const explain = async (...flags: string[]) => JSON.parse(await svcplaneOk(['explain', '--mode', 'ipvs', 'TCP', `${FEATURE_IPS.clusterIP}:80`, '--output', 'json', '--netns', sb.nodeNsPath, ...flags]));
+    expect((await explain('--from', sb.backends[0].v4, '--from-interface', sb.nodeIfaces.bridge)).masquerade).toBeUndefined();
+    expect((await explain('--from', sb.clientIP.v4, '--from-interface', sb.nodeIfaces.toClient)).masquerade).toBe(true);
   });
 
   it('LoadBalancer ingress with ipMode Proxy is left to the load balancer; ipMode VIP is programmed', async () => {
@@ -88,5 +93,8 @@ describe.runIf(inGuest)('IPVS dataplane: nodePortAddresses, masquerade settings,
 
   it('--service-cidr: new traffic to an address of the Service CIDRs that no Service holds is dropped at the node, not routed out (as the nftables mode; kube-proxy\'s IPVS mode routes it out)', async () => {
     await checkUnallocatedDrops(sb, sync);
+    const e = JSON.parse(await svcplaneOk(['explain', '--mode', 'ipvs', 'TCP', `${sb.serviceIP(UNALLOCATED).v4}:80`, '--output', 'json', '--netns', sb.nodeNsPath]));
+    expect(e.verdict).toBe('dropped');
+    expect(e.why.join('\n')).toContain('is inside the Service CIDRs, but no Service holds it: dropped');
   });
 });
