@@ -137,24 +137,29 @@ export class Agent {
     const nodeZone = this.node?.zone;
     if (nodeZone) log.info('this Node\'s zone (topology hints)', { zone: nodeZone });
     const netns = this.o.netns ? { netns: this.o.netns } : {};
+    const conntrack = new ConntrackCleaner(netns);
     if (config.mode === 'ipvs') {
       this.dataplane = new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs, podInterface, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
         nodeIPs: this.primaryIPs(), serviceCIDRs,
         bindMode: config.ipvsBindMode,
-      }), log, new ConntrackCleaner(netns));
+      }), log, conntrack);
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),
         defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.primaryIPs(), serviceCIDRs }),
         log,
-        new ConntrackCleaner(netns),
+        conntrack,
       );
     }
     // What the kernel accepts decides the ruleset's shape: said once, here. A kernel this mode cannot run on stops
     // the agent now, with the reason in words, rather than failing every sync.
     const kernel = await this.dataplane.prepare?.();
     if (this.stopping.signal.aborted) return;
+    // conntrack netlink (stale UDP entries): said once if missing, never fatal.
+    const ct = await conntrack.check();
+    if (ct) log.warn('conntrack netlink does not answer (nf_conntrack_netlink not loaded?): stale UDP conntrack entries will not be deleted when endpoints go', { error: ct });
+    else log.detail('conntrack netlink answers (stale UDP entries are deleted)');
     if (kernel) {
       const missing = kernel.constructs.filter((c) => !c.supported).map((c) => c.id);
       log.info('nf_tables: ruleset shape chosen for this kernel', { kernel: kernel.release, shape: kernel.shape, missing });

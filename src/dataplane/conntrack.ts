@@ -6,7 +6,7 @@
 // preceded by a dump the kernel filters (CTA_FILTER: original destination and protocol, reply source = the old
 // endpoint), so svcplane reads only the entries it deletes, whatever the size of the table.
 import { native } from '../native';
-import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeFilteredDump } from '../netlink/ctnetlink';
+import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeFilteredDump, writeStatsRequest } from '../netlink/ctnetlink';
 import { NetlinkWriter } from '../netlink/writer';
 import { splitMessages } from './ipvs/client';
 
@@ -34,6 +34,22 @@ export class ConntrackCleaner {
 
   constructor(opts: { netns?: string } = {}) {
     this.sock = new (native().NetlinkTransceiver)({ bus: 'netfilter', ...(opts.netns ? { netns: opts.netns } : {}) });
+  }
+
+  /**
+   * Whether ctnetlink answers (preflight): undefined if so, else why not. Not fatal: without it the dataplane is
+   * programmed as usual and only stale UDP entries stay (kube-proxy without the conntrack tool is the same).
+   */
+  async check(): Promise<string | undefined> {
+    const w = new NetlinkWriter();
+    writeStatsRequest(w);
+    try {
+      const r = await this.sock.transactPacked(w.finish());
+      const f = r.failures[0];
+      return f ? `${f.code}${f.kernelMessage ? ` (${f.kernelMessage})` : ''}` : undefined;
+    } catch (e) {
+      return (e as Error).message;
+    }
   }
 
   async deleteStale(flows: StaleFlow[]): Promise<ConntrackCleanup> {

@@ -9,6 +9,7 @@ import { type NetlinkWriter, oneMessage } from './writer';
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_GET = 1;
 const IPCTNL_MSG_CT_DELETE = 2;
+const IPCTNL_MSG_CT_GET_STATS = 5;
 const NFGENMSG_LEN = 4; // { u8 family; u8 version; be16 res_id }
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -82,6 +83,16 @@ function tuple(w: NetlinkWriter, type: number, family: 4 | 6, t: CtTuple): void 
 }
 
 /** A dump of the entries matching `f`, filtered in the kernel. */
+/**
+ * The conntrack table's global statistics (ctnetlink_stat_ct): a harmless read whose answer says ctnetlink is
+ * there (nf_conntrack_netlink loaded) and lets svcplane in.
+ */
+export function writeStatsRequest(w: NetlinkWriter): void {
+  w.begin(ctType(IPCTNL_MSG_CT_GET_STATS), NLM_F_REQUEST | NLM_F_ACK);
+  nfgen(w, 4);
+  w.end();
+}
+
 export function writeFilteredDump(w: NetlinkWriter, f: CtFilter): void {
   w.begin(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP);
   nfgen(w, f.family);

@@ -171,3 +171,12 @@ describe.runIf(haveRoot)('svcplane run: Events', () => {
     });
   });
 });
+
+describe.runIf(haveRoot)('svcplane run: preflight', () => {
+  it('conntrack netlink is checked at start (a harmless stats read): it answers here, so no warning', async () => {
+    await withAgent({}, async ({ log }) => {
+      expect(log.lines.some((l) => l.msg === 'conntrack netlink answers (stale UDP entries are deleted)')).toBe(true);
+      expect(log.lines.filter((l) => l.msg.startsWith('conntrack netlink does not answer'))).toEqual([]);
+    });
+  });
+});
