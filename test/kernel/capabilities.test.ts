@@ -1,32 +1,15 @@
 // deploy/kubernetes/daemonset.yaml grants svcplane CAP_NET_ADMIN and nothing else. This proves it is enough: the
 // real CLI, run as an unprivileged user (nobody) holding only CAP_NET_ADMIN (setpriv, ambient), programs, reads back
-// and cleans up a namespace; without it, it fails with a message that says what is missing.
-//
-// nobody must be able to read the CLI wherever the repository was cloned, including under root's 0700 home. So the
-// nobody process runs in a private mount namespace (unshare) in which the repository is bind-mounted at a fresh
-// 0755 directory under /tmp, and runs the CLI and reads the manifests from there. That changes which path it
-// reads files through, nothing else: its user, groups and capabilities are still set by setpriv alone.
+// and cleans up a namespace; without it, it fails with a message that says what is missing. (How nobody reads the
+// CLI from a clone in root's 0700 home: test/helpers/container-view.ts.)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, SVCPLANE } from '../helpers/cli';
+import { asNobody } from '../helpers/container-view';
 import { makeNetns, requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('capabilities');
-
-function asNobody(ns: string, mnt: string, caps: string[], args: string[], opts: { readOnlyProcSys?: boolean } = {}) {
-  const capList = ['-all', ...caps.map((c) => `+${c}`)].join(',');
-  // The bind mount lives only in the unshared namespace (private propagation) and goes when the process does.
-  // readOnlyProcSys: /proc/sys as container runtimes mount it for a Pod (runc: a read-only bind of itself).
-  const roSys = opts.readOnlyProcSys ? 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && ' : '';
-  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', `mount --bind "$1" "$2" && ${roSys}shift 2 && exec "$@"`, 'sh',
-    REPO, mnt,
-    'ip', 'netns', 'exec', ns, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups',
-    `--inh-caps=${capList}`, ...(caps.length ? [`--ambient-caps=${capList}`] : []), `--bounding-set=${capList}`, '--',
-    process.execPath, path.join(mnt, path.relative(REPO, SVCPLANE)), ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => {
   let ns: ReturnType<typeof makeNetns>;
@@ -45,37 +28,37 @@ describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => 
     if (mnt) fs.rmdirSync(mnt);
   });
 
-  it('programs, reads back and cleans up as nobody with only CAP_NET_ADMIN', () => {
-    const sync = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json']);
+  it('programs, reads back and cleans up as nobody with only CAP_NET_ADMIN', async () => {
+    const sync = await asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json']);
     expect(sync.stderr).toBe('');
     expect(sync.code).toBe(0);
     expect((JSON.parse(sync.stdout) as { servicePorts: number }).servicePorts).toBe(4);
     const tables = execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' });
     expect(tables).toContain('table ip svcplane');
-    const status = asNobody(ns.name, mnt, ['net_admin'], ['status', '--output', 'json']);
+    const status = await asNobody(ns.name, mnt, ['net_admin'], ['status', '--output', 'json']);
     expect(status.code).toBe(0);
     expect((JSON.parse(status.stdout) as { rows: unknown[] }).rows.length).toBeGreaterThan(0);
-    expect(asNobody(ns.name, mnt, ['net_admin'], ['cleanup']).code).toBe(0);
+    expect((await asNobody(ns.name, mnt, ['net_admin'], ['cleanup'])).code).toBe(0);
     expect(execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' })).not.toContain('svcplane');
   });
 
-  it('in the DaemonSet\'s container view (/proc/sys read-only, only CAP_NET_ADMIN) the nftables mode programs as usual: it writes no sysctl', () => {
+  it('in the DaemonSet\'s container view (/proc/sys read-only, only CAP_NET_ADMIN) the nftables mode programs as usual: it writes no sysctl', async () => {
     // The read-only mount is real: a write through it is refused.
     const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
       'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && echo 1 > /proc/sys/net/ipv4/ip_forward'], { encoding: 'utf8' });
     expect(probe.status).not.toBe(0);
     expect(probe.stderr).toMatch(/Read-only file system/);
-    const sync = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json'], { readOnlyProcSys: true });
+    const sync = await asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--output', 'json'], { readOnlyProcSys: true });
     expect(sync.stderr).toBe('');
     expect(sync.code).toBe(0);
     expect((JSON.parse(sync.stdout) as { servicePorts: number }).servicePorts).toBe(4);
-    expect(asNobody(ns.name, mnt, ['net_admin'], ['cleanup'], { readOnlyProcSys: true }).code).toBe(0);
+    expect((await asNobody(ns.name, mnt, ['net_admin'], ['cleanup'], { readOnlyProcSys: true })).code).toBe(0);
   });
 
-  it('--netns without CAP_SYS_ADMIN: says that entering a namespace (setns) needs CAP_SYS_ADMIN', () => {
+  it('--netns without CAP_SYS_ADMIN: says that entering a namespace (setns) needs CAP_SYS_ADMIN', async () => {
     const other = makeNetns('cap2');
     try {
-      const r = asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--netns', `/run/netns/${other.name}`]);
+      const r = await asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--manifests', examples, '--netns', `/run/netns/${other.name}`]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`entering the network namespace /run/netns/${other.name} (setns) needs CAP_SYS_ADMIN`);
       expect(r.stderr).not.toContain('programming the kernel needs CAP_NET_ADMIN');
@@ -84,8 +67,8 @@ describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => 
     }
   });
 
-  it('without it, refuses with a message naming the capability', () => {
-    const r = asNobody(ns.name, mnt, [], ['sync', '--once', '--manifests', examples]);
+  it('without it, refuses with a message naming the capability', async () => {
+    const r = await asNobody(ns.name, mnt, [], ['sync', '--once', '--manifests', examples]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('Operation not permitted');
     expect(r.stderr).toContain('CAP_NET_ADMIN');
