@@ -35,7 +35,7 @@ const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', hel
 
 const SYNC_FLAGS: FlagSpec[] = [
   { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing' },
-  { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`, coming with issue 3)' },
+  { name: 'once', type: 'boolean', help: 'program once and exit (the long-running agent is `svcplane run`)' },
   MODE,
   { name: 'manifests', type: 'string', value: 'DIR', help: 'directory of *.yaml, *.yml, *.json with Services and EndpointSlices (multi-document YAML, v1 List)' },
   { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name, as EndpointSlices name it; hairpin masquerade is then kept only for this node\'s endpoints (without it, every endpoint is treated as possibly local)' },
@@ -136,7 +136,7 @@ function nftablesConfig(flags: ParsedFlags) {
 }
 
 async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
-  if (!bool(flags, 'once')) throw new UsageError('sync needs --once (the continuous agent is `svcplane run`, issue 3)');
+  if (!bool(flags, 'once')) throw new UsageError('sync needs --once (the continuous agent is `svcplane run`)');
   const dir = str(flags, 'manifests');
   if (!dir) throw new UsageError('sync needs --manifests DIR');
   const config = nftablesConfig(flags);

@@ -132,7 +132,7 @@ function createdAtOf(x: unknown): string {
   return Number.isFinite(t) ? new Date(t).toISOString() : '';
 }
 
-/** Per-Service IPVS scheduler (issue 4): rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh. */
+/** Per-Service IPVS scheduler (annotation svcplane.io/ipvs-scheduler): rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh. */
 export const IPVS_SCHEDULER_ANNOTATION = 'svcplane.io/ipvs-scheduler';
 
 /** spec.clusterIPs, else spec.clusterIP (GetClusterIPByFamily), canonical, at most one per family. */

@@ -22,9 +22,6 @@ export class ChangeTracker {
   private readonly triggers = new Map<ServiceKey, number[]>();
   /** Each Service's ports as of the last collect: the desired state the dataplane is driven to. */
   private readonly current = new Map<ServiceKey, ServicePort[]>();
-  /** Changes counted since start (kubeproxy_sync_proxy_rules_{service,endpoint}_changes_total). */
-  serviceEvents = 0;
-  endpointEvents = 0;
 
   /**
    * @param startedAt wall-clock ms: trigger times before it belong to changes made before this agent ran (every
@@ -35,14 +32,12 @@ export class ChangeTracker {
   serviceChanged(keys: Iterable<ServiceKey>): void {
     for (const k of keys) {
       this.dirty.add(k);
-      this.serviceEvents++;
     }
   }
 
   endpointsChanged(keys: Iterable<ServiceKey>, triggerTime?: number): void {
     for (const k of keys) {
       this.dirty.add(k);
-      this.endpointEvents++;
       if (triggerTime !== undefined && triggerTime > this.startedAt) {
         const list = this.triggers.get(k);
         if (list) list.push(triggerTime);

@@ -1,17 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import {
-  buildProxyModel,
-  buildServicePorts,
-  endpointsOf,
-  parseEndpointSlice,
-  sliceServiceKey,
-  SERVICE_NAME_LABEL,
-  type Endpoint,
-  type KubeEndpointSlice,
-  type KubeService,
-  type ProxyModel,
-  type ServicePort,
-} from '../../src/model';
+import { buildProxyModel, buildServicePorts, sliceServiceKey } from '../../src/model/build';
+import { endpointsOf, parseEndpointSlice, SERVICE_NAME_LABEL } from '../../src/model/endpoints';
+import type { Endpoint, KubeEndpointSlice, KubeService, ProxyModel, ServicePort } from '../../src/model/types';
 
 type SliceEndpointIn = NonNullable<KubeEndpointSlice['endpoints']>[number];
 type SlicePortIn = NonNullable<KubeEndpointSlice['ports']>[number];

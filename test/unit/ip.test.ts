@@ -10,7 +10,7 @@ import {
   isValidIP,
   parseCIDR,
   parseIP,
-} from '../../src/model';
+} from '../../src/model/ip';
 
 describe('parseIP', () => {
   it('parses IPv4', () => {

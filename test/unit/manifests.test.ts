@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadManifests } from '../../src/source/manifests';
-import { buildProxyModel } from '../../src/model';
+import { buildProxyModel } from '../../src/model/build';
 
 const dirs: string[] = [];
 

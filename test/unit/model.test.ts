@@ -1,15 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import {
-  buildProxyModel,
-  servicePortKey,
-  serviceKeyOf,
-  servicePortsOf,
-  DEFAULT_CLIENT_IP_TIMEOUT,
-  type KubeEndpointSlice,
-  type KubeService,
-  type ProxyModel,
-  type ServicePort,
-} from '../../src/model';
+import { buildProxyModel } from '../../src/model/build';
+import { DEFAULT_CLIENT_IP_TIMEOUT, serviceKeyOf, servicePortKey, servicePortsOf } from '../../src/model/service';
+import type { KubeEndpointSlice, KubeService, ProxyModel, ServicePort } from '../../src/model/types';
 
 type Spec = NonNullable<KubeService['spec']>;
 

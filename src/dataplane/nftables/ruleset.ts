@@ -2,7 +2,7 @@
 // `kube-proxy` tables; base chains at the priorities kube-proxy's nftables mode made the convention.
 //
 // Every per-Service object is a set or map ELEMENT; there is no per-Service chain or rule. Two kernel facts,
-// measured on 6.18 (bench/ and ../shared/notes), decided this:
+// measured on 6.18 (bench/, bench/results/), decided this:
 //  1. Full sync: rules and chains cost ~10-20 us each to commit, elements a few; per-Service named or anonymous
 //     sets grow quadratically. Elements of a few shared maps are the cheapest thing the kernel can hold.
 //  2. Incremental sync: adding a rule that holds any expression with a `validate` hook (nat, immediate verdicts,
@@ -174,9 +174,6 @@ const PICK: Record<PickKind, { chain: string; counts: string; slots: string; nod
   'local-nodeport': { chain: CHAINS.pickLocalNodePorts, counts: SETS.localNodePorts, slots: SETS.localNodePortEndpoints, nodePort: true },
 };
 export const PICK_KINDS = Object.keys(PICK) as PickKind[];
-export function pickKindOf(chain: string): PickKind | undefined {
-  return PICK_KINDS.find((k) => PICK[k].chain === chain);
-}
 
 export interface FamilyShape {
   ip: IPFamily;
