@@ -1,5 +1,5 @@
 // `npm run bench:affinity`: what sessionAffinity ClientIP costs in svcplane's nftables dataplane, against
-// kube-proxy's nftables mode doing the same, in one run on this machine (issue 5: "choose a shape that stays cheap
+// kube-proxy's nftables mode doing the same, in one run on this machine ("choose a shape that stays cheap
 // at 10k Services; measure it").
 //   full sync      1k and 10k Services x 2 endpoints, every one with ClientIP affinity (timeoutSeconds 10800, the
 //                  default) and without: svcplane (median of 3, each in a fresh netns) and `nft -f` of the

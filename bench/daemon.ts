@@ -16,8 +16,8 @@
 // agent, which writes V8 heap statistics and its smaps (and, with SVCPLANE_BENCH_SNAPSHOT=1, a heap snapshot) to DIR
 // at each phase; SVCPLANE_BENCH_NODE_ARGS adds node flags (e.g. "--trace-gc --trace-gc-verbose"); the agent's stdout
 // and stderr are kept in DIR. `--churn-idle-seconds S` waits longer after the churn (RSS sampled every 5 s).
-// Results: bench/results/daemon.json. Targets (issue 3): p99 < 100 ms with minSyncPeriod 0; RSS < 150 MB at 30k;
-// (issue 12) RSS idle after churn at 10k within the same 150 MB.
+// Results: bench/results/daemon.json. Targets: p99 < 100 ms with minSyncPeriod 0; RSS < 150 MB at 30k;
+// RSS idle after churn at 10k within the same 150 MB.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,4 +1,4 @@
-// Manifests for the node-level settings of issue 5 (nodePortAddresses, masqueradeAll, cluster-CIDR detection,
+// Manifests for the node-level settings (nodePortAddresses, masqueradeAll, cluster-CIDR detection,
 // LoadBalancer ipMode Proxy), shared by the nftables kernel test and the IPVS guest test.
 import { expect } from 'vitest';
 import type { Sandbox } from '../../scripts/lib/sandbox';

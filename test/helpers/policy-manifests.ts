@@ -1,4 +1,4 @@
-// Services exercising the traffic policies, termination and topology (issue 5), for the sandbox's three backends:
+// Services exercising the traffic policies, termination and topology, for the sandbox's three backends:
 // be0 is on this node (node-a, zone z1), be1 and be2 on other nodes as their EndpointSlices say (the sandbox wires
 // every backend to this node; the slices decide what svcplane believes). Shared by the nftables kernel tests and the
 // IPVS guest tests, so both modes are held to the same behaviour.

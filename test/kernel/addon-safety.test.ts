@@ -1,4 +1,4 @@
-// The addon's own safety (issue 12, section 5), each provoked: close() while exchanges are in flight (the socket
+// The addon's own safety, each provoked: close() while exchanges are in flight (the socket
 // used to be freed under the worker using it), a request the kernel never answers (it used to block a libuv thread
 // for good), a thread that cannot switch back from another namespace (it used to stay there), and record streams
 // the batch encoder must not trust (sizes, attributes that libnftnl would dereference as pointers).

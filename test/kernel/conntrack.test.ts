@@ -1,4 +1,4 @@
-// Stale UDP conntrack (issue 5): a DNS-like client keeps one socket, so one conntrack entry, DNATed to one endpoint.
+// Stale UDP conntrack: a DNS-like client keeps one socket, so one conntrack entry, DNATed to one endpoint.
 // When that endpoint goes away (its server stopped, its address taken out of the EndpointSlice), svcplane deletes
 // exactly the entries pointing at it (a kernel-filtered dump, then deletes: src/dataplane/conntrack.ts), and the
 // client's next request goes to a live endpoint instead of into a black hole. `conntrack -L` is the independent reader.

@@ -1,4 +1,4 @@
-// `svcplane explain` must agree with the kernel (issue 12, section 5): what it says a new connection gets
+// `svcplane explain` must agree with the kernel: what it says a new connection gets
 // (forwarded to which endpoints, with or without masquerade; rejected; dropped; not a Service) is checked against
 // real connections in the sandbox (scripts/lib/sandbox.ts): first the three cases the issue names, with the CLI
 // as a user runs it, then scenarios drawn from a seeded PRNG (test/helpers/explain-scenarios.ts), each flow to
@@ -58,7 +58,7 @@ describe.runIf(haveRoot)('svcplane explain agrees with the kernel (real connecti
     await sb?.destroy();
   });
 
-  describe('the cases of issue 12, with the CLI', () => {
+  describe('the explain cases, with the CLI', () => {
     const explain = async (proto: string, target: string, from: string): Promise<Explanation> => {
       const r = await svcplane(['explain', proto, target, '--from', from, '--output', 'json'], { netns: sb.nodeNs });
       expect(r.code, r.stderr).toBe(0);

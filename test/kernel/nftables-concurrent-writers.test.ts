@@ -1,4 +1,4 @@
-// Another nftables writer committing while svcplane reads and writes (issue 12, section 2): every commit elsewhere
+// Another nftables writer committing while svcplane reads and writes: every commit elsewhere
 // in the namespace interrupts svcplane's multi-part dumps (NLM_F_DUMP_INTR) and moves the ruleset generation. That
 // must delay a sync, never fail it, and never leave the socket out of step with the kernel (a dump abandoned
 // half-read used to leave its tail queued, so every later exchange read the previous one's replies: "get ruleset

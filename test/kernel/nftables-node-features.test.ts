@@ -1,4 +1,4 @@
-// Node-level settings with real traffic (issue 5), nftables mode: nodePortAddresses (CIDRs and "primary"), the
+// Node-level settings with real traffic, nftables mode: nodePortAddresses (CIDRs and "primary"), the
 // masquerade decision (cluster-CIDR detection, masqueradeAll, neither), and LoadBalancer ingress with ipMode Proxy
 // left to the load balancer. Programmed with the real CLI, flags as an operator gives them.
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Traffic policies, termination and topology in the nftables dataplane, with real traffic (issue 5): the sandbox's
+// Traffic policies, termination and topology in the nftables dataplane, with real traffic: the sandbox's
 // client is off-cluster, be0 is a pod of this node (node-a, zone z1), be1 and be2 pods of other nodes as far as
 // the EndpointSlices say (test/helpers/policy-manifests.ts). Programmed with the real CLI, cross-checked with nft.
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// One svcplane writer per network namespace (issue 12, section 2): a second writer refuses, naming the first (pid,
+// One svcplane writer per network namespace: a second writer refuses, naming the first (pid,
 // command); readers (status) are not refused; the lock dies with its holder, SIGKILL included; namespaces are
 // locked separately. The holder here is svcplane's own lock code in a child process (what `run` holds for its
 // lifetime), so the test does not need an API server.

@@ -6,7 +6,7 @@
 // without its address or a real server without its service, and when the kernel refuses one, the error names it,
 // the rest of the batch still applies, and the next sync is full: it re-reads the kernel and converges.
 //
-// Graceful termination (kube-proxy issue 92019 in mind): a TCP/SCTP real server that is no longer wanted first gets
+// Graceful termination (kubernetes/kubernetes#92019 in mind): a TCP/SCTP real server that is no longer wanted first gets
 // weight 0 (no new connections) and is deleted once it has no active or inactive connections, or after
 // gracefulTimeoutMs; a UDP one is deleted at once. The state lives in the kernel (weight 0 on a real server
 // svcplane does not want), so a restarted svcplane carries on draining instead of leaving weights at 0, and an

@@ -1,4 +1,4 @@
-// Node-level settings with real traffic (issue 5), IPVS mode in the guest: nodePortAddresses (CIDRs and "primary"),
+// Node-level settings with real traffic, IPVS mode in the guest: nodePortAddresses (CIDRs and "primary"),
 // the masquerade decision (cluster-CIDR detection, masqueradeAll, neither), LoadBalancer ingress with ipMode Proxy
 // left to the load balancer. The same manifests as the nftables kernel test.
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Traffic policies, termination and topology in the IPVS dataplane, with real traffic in the guest (issue 5): the
+// Traffic policies, termination and topology in the IPVS dataplane, with real traffic in the guest: the
 // same Services as the nftables kernel test (test/helpers/policy-manifests.ts), cross-checked with ipvsadm and nft.
 // Where IPVS cannot do what the nftables mode does (one virtual service per address: it cannot send this node's
 // pods elsewhere than clients from outside), the test says so.
