@@ -22,16 +22,9 @@ import { buildProxyModel } from '../model/build';
 import type { ModelProblem } from '../model/types';
 import { FlagSpec, ParsedFlags, UsageError, bool, cidrList, formatFlags, list, parseFlags, str } from './args';
 import { formatPlan, formatStatus, formatSyncSummary } from './format';
+import { CLUSTER_CIDR, HELP, IPVS_BIND_MODE, IPVS_SCHEDULER, LOG, MASQUERADE_ALL, MODE, NETNS, OUTPUT, SERVICE_CIDR } from './flags';
 import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
 import { formatVersion, versionInfo } from '../version';
-
-const MODE: FlagSpec = { name: 'mode', type: 'string', value: 'MODE', help: 'dataplane: nftables or ipvs', default: 'nftables', choices: ['nftables', 'ipvs'] };
-const IPVS_SCHEDULER: FlagSpec = { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'ipvs mode: default scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh); per Service: annotation svcplane.io/ipvs-scheduler', default: 'rr' };
-const IPVS_BIND_MODE: FlagSpec = { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'ipvs mode: make Service addresses local on svcplane0 as local routes ("route", default: O(1) each) or as addresses ("address", as kube-proxy does on kube-ipvs0; O(n) each in the kernel)', default: 'route', choices: ['route', 'address'] };
-const OUTPUT: FlagSpec = { name: 'output', type: 'string', value: 'FORMAT', help: 'text or json', default: 'text', choices: ['text', 'json'] };
-const NETNS: FlagSpec = { name: 'netns', type: 'string', value: 'FILE', help: 'program the network namespace at FILE (e.g. /run/netns/node) instead of the current one' };
-const HELP: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show this help' };
-const LOG: FlagSpec = { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text (klog\'s layout, the default) or json (kube-proxy\'s spelling: --logging-format)', choices: ['json', 'text'] };
 
 const SYNC_FLAGS: FlagSpec[] = [
   { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing' },
@@ -41,13 +34,11 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'node-name', type: 'string', value: 'NAME', help: 'this node\'s name, as EndpointSlices name it; hairpin masquerade is then kept only for this node\'s endpoints (without it, every endpoint is treated as possibly local)' },
   { name: 'node-zone', type: 'string', value: 'ZONE', help: 'this node\'s zone (its topology.kubernetes.io/zone label): EndpointSlice zone hints are used for it' },
   { name: 'node-ip', type: 'list', value: 'IP', help: 'this node\'s primary address(es), repeatable; used by --nodeport-addresses primary, and by loadBalancerSourceRanges (a range holding it accepts the LB IPs as sources, as kube-proxy)' },
-  { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), comma-separated: traffic from outside them to a ClusterIP is masqueraded' },
+  CLUSTER_CIDR,
   { name: 'pod-bridge-interface', type: 'string', value: 'NAME', help: 'pods are what arrives on this bridge (kube-proxy\'s detectLocalMode BridgeInterface), instead of --cluster-cidr' },
   { name: 'pod-interface-name-prefix', type: 'string', value: 'PREFIX', help: 'pods are what arrives on interfaces named PREFIX* (detectLocalMode InterfaceNamePrefix), instead of --cluster-cidr' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
-  { name: 'service-cidr', type: 'list', value: 'CIDR', help: 'svcplane only: the cluster\'s Service CIDR(s) (the API server\'s --service-cluster-ip-range): new traffic to an address in them that no Service holds is dropped, as kube-proxy does with the ServiceCIDR objects it watches' },
-  { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
-  IPVS_SCHEDULER, IPVS_BIND_MODE, OUTPUT, NETNS, LOG, HELP,
+  SERVICE_CIDR, MASQUERADE_ALL, { ...IPVS_SCHEDULER, default: 'rr' }, { ...IPVS_BIND_MODE, default: 'route' }, OUTPUT, NETNS, LOG, HELP,
 ];
 // kube-proxy's flags, all of them (src/cli/runFlags.ts), then svcplane's own.
 const RUN_FLAGS: FlagSpec[] = [...KUBE_PROXY_FLAGS, ...SVCPLANE_RUN_FLAGS, NETNS, LOG, HELP];

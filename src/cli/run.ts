@@ -13,7 +13,6 @@ import { createLogger } from '../log';
 import { type ParsedFlags, UsageError, bool, list, noEffectFlags, str } from './args';
 import { KUBE_PROXY_FLAGS } from './runFlags';
 
-const RUN_SPECS = KUBE_PROXY_FLAGS;
 
 /** klog's -v (src/log.ts: 0 starts, failures, changes; 2 every sync; 4+ watch and transaction detail). */
 function verbosity(v: string | undefined): number | undefined {
@@ -60,7 +59,7 @@ async function runAgent(flags: ParsedFlags, openDataplane: (flags: ParsedFlags) 
   const format = (str(flags, 'log-format') ?? str(flags, 'logging-format')) as 'json' | 'text' | undefined;
   const log = createLogger({ format: format ?? cfg.logFormat, verbosity: verbosity(str(flags, 'v')) ?? cfg.logVerbosity ?? 0 });
   for (const w of warnings) log.warn(w);
-  for (const note of noEffectFlags(flags, RUN_SPECS)) log.info(note);
+  for (const note of noEffectFlags(flags, KUBE_PROXY_FLAGS)) log.info(note);
   for (const note of kubeProxyDifferences(file, str(flags, 'proxy-mode'))) log.info(note);
 
   if (bool(flags, 'init-only')) {

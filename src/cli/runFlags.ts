@@ -4,6 +4,7 @@
 // rest are accepted and said at start, once, to have no effect, with the reason (`noEffect`). Then svcplane's own.
 // Windows-only flags are not here: kube-proxy on Linux does not register them either.
 import type { FlagSpec } from './args';
+import { CLUSTER_CIDR, IPVS_BIND_MODE, IPVS_SCHEDULER, MASQUERADE_ALL, SERVICE_CIDR } from './flags';
 
 const CONNTRACK = 'svcplane does not tune conntrack sysctls; set them on the node';
 const IPVS_TIMEOUTS = 'IPVS timeouts are left at the system values';
@@ -29,14 +30,14 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
   { name: 'profiling', type: 'boolean', help: 'kube-proxy: /debug/pprof on the metrics server', noEffect: 'svcplane serves no profiling endpoints' },
   { name: 'show-hidden-metrics-for-version', type: 'string', value: 'VERSION', help: 'kube-proxy: re-enable deprecated metrics', noEffect: 'svcplane has no hidden metrics' },
   { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables or ipvs (iptables and "" run nftables; default nftables)' },
-  { name: 'masquerade-all', type: 'boolean', help: 'masquerade all traffic to Service addresses' },
+  MASQUERADE_ALL,
   { name: 'iptables-masquerade-bit', type: 'string', value: 'BIT', help: 'kube-proxy: the fwmark bit for masquerading', noEffect: 'svcplane masquerades without a packet mark' },
   { name: 'iptables-localhost-nodeports', type: 'boolean', help: 'kube-proxy (iptables mode): NodePorts on 127.0.0.1', noEffect: 'NodePorts are not served on 127.0.0.1 (route_localnet; as kube-proxy\'s nftables mode)' },
   { name: 'iptables-sync-period', type: 'string', value: 'DURATION', help: 'full resync period, e.g. 30s (nftables mode, as in kube-proxy)' },
   { name: 'iptables-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs, e.g. 1s; 0 syncs every change at once (nftables mode)' },
   { name: 'ipvs-sync-period', type: 'string', value: 'DURATION', help: 'full resync period (ipvs mode)' },
   { name: 'ipvs-min-sync-period', type: 'string', value: 'DURATION', help: 'least time between syncs (ipvs mode)' },
-  { name: 'ipvs-scheduler', type: 'string', value: 'NAME', help: 'default IPVS scheduler (ipvs mode)' },
+  IPVS_SCHEDULER,
   { name: 'ipvs-exclude-cidrs', type: 'list', value: 'CIDR', help: 'kube-proxy: IPVS virtual services in these CIDRs are left alone', noEffect: 'svcplane only ever touches the virtual services it created' },
   { name: 'ipvs-strict-arp', type: 'boolean', help: 'kube-proxy: arp_ignore=1, arp_announce=2', noEffect: 'svcplane binds Service addresses on its own interface; set arp_ignore/arp_announce on the node if you need them' },
   { name: 'ipvs-tcp-timeout', type: 'string', value: 'DURATION', help: 'IPVS TCP idle timeout', noEffect: IPVS_TIMEOUTS },
@@ -45,7 +46,7 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
   { name: 'detect-local-mode', type: 'string', value: 'MODE', help: 'how traffic from local pods is told apart: ClusterCIDR (default), NodeCIDR (the Node\'s spec.podCIDRs), BridgeInterface, InterfaceNamePrefix' },
   { name: 'pod-bridge-interface', type: 'string', value: 'NAME', help: 'detect-local-mode BridgeInterface: traffic arriving on this bridge is from local pods' },
   { name: 'pod-interface-name-prefix', type: 'string', value: 'PREFIX', help: 'detect-local-mode InterfaceNamePrefix: traffic arriving on interfaces named PREFIX* is from local pods' },
-  { name: 'cluster-cidr', type: 'list', value: 'CIDR', help: 'pod CIDR(s), one per family: traffic from outside them to a ClusterIP is masqueraded' },
+  CLUSTER_CIDR,
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the Node\'s primary IPs)' },
   { name: 'oom-score-adj', type: 'string', value: 'N', help: 'kube-proxy: its own OOM score', noEffect: 'set the OOM score in the DaemonSet (svcplane does not change its own)' },
   { name: 'conntrack-max-per-core', type: 'string', value: 'N', help: 'nf_conntrack_max per CPU', noEffect: CONNTRACK },
@@ -71,7 +72,4 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
 ];
 
 /** svcplane's own `run` flags (not kube-proxy's). */
-export const SVCPLANE_RUN_FLAGS: FlagSpec[] = [
-  { name: 'service-cidr', type: 'list', value: 'CIDR', help: 'svcplane only: the cluster\'s Service CIDR(s) (the API server\'s --service-cluster-ip-range): new traffic to an address in them that no Service holds is dropped, as kube-proxy does with the ServiceCIDR objects it watches (`run` watches them too, and adds these: for clusters before Kubernetes 1.33, which have none)' },
-  { name: 'ipvs-bind-mode', type: 'string', value: 'MODE', help: 'svcplane only: Service addresses on svcplane0 as local routes ("route", default) or addresses ("address", like kube-proxy)', choices: ['route', 'address'] },
-];
+export const SVCPLANE_RUN_FLAGS: FlagSpec[] = [SERVICE_CIDR, IPVS_BIND_MODE];
