@@ -1,5 +1,7 @@
 // Manifests for the node-level settings (nodePortAddresses, masqueradeAll, cluster-CIDR detection,
 // LoadBalancer ipMode Proxy), shared by the nftables kernel test and the IPVS guest test.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { expect } from 'vitest';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
@@ -138,4 +140,28 @@ export async function checkInterfaceDetection(sb: Sandbox, sync: (...flags: stri
   await sync('--pod-interface-name-prefix', 'nomatch');
   expect((await via(pod.ns)).every((s) => s === sb.podGateway.v4), 'pods masqueraded with a prefix nothing has').toBe(true);
   expect(await via(sb.clientNs)).toEqual([sb.podGateway.v4]);
+}
+
+/**
+ * loadBalancerSourceRanges holding the node's address, for either mode: the node reaches its own local LB IP (its
+ * requests come from the LB IP itself), as kube-proxy's allowFromNode lets through; the manifest goes into `dir`
+ * and FEATURE_LOCAL_LB onto the node's lo for the test's length.
+ */
+export async function checkLocalLbFromNode(sb: Sandbox, dir: string, sync: (...flags: string[]) => Promise<unknown>): Promise<void> {
+  const tcp = (ns: string, timeoutMs = 2000) => runClient(sb, ns, { proto: 'tcp', addr: FEATURE_LOCAL_LB, port: 80, count: 3, concurrency: 3, timeoutMs });
+  await sb.exec(sb.nodeNs, ['ip', 'addr', 'add', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
+  fs.writeFileSync(path.join(dir, 'local-lb.yaml'), localLbManifest(sb));
+  try {
+    // Without the node's address known, only the ranges are allowed: the LB IP as source is dropped.
+    await sync('--cluster-cidr', sb.podCIDR.v4);
+    expect((await tcp(sb.nodeNs, 1200)).errors).toEqual({ ETIMEDOUT: 3 });
+    // With it (the Node's InternalIP in the agent; --node-ip here) inside the ranges, the LB IP is let through.
+    await sync('--cluster-cidr', sb.podCIDR.v4, '--node-ip', sb.nodeIPs.v4);
+    expect((await tcp(sb.nodeNs)).ok).toBe(3);
+    // Everyone else still only from the ranges: the client is outside them.
+    expect((await tcp(sb.clientNs, 1200)).errors).toEqual({ ETIMEDOUT: 3 });
+  } finally {
+    fs.rmSync(path.join(dir, 'local-lb.yaml'));
+    await sb.exec(sb.nodeNs, ['ip', 'addr', 'del', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
+  }
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
 import { svcplaneOk } from '../helpers/cli';
-import { FEATURE_IPS, FEATURE_LOCAL_LB, FEATURE_NODEPORT, UNALLOCATED, checkInterfaceDetection, checkUnallocatedDrops, featureManifests, localLbManifest } from '../helpers/node-features';
+import { FEATURE_IPS, FEATURE_NODEPORT, UNALLOCATED, checkInterfaceDetection, checkLocalLbFromNode, checkUnallocatedDrops, featureManifests } from '../helpers/node-features';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('nftables node features');
@@ -71,22 +71,7 @@ describe.runIf(haveRoot)('nftables dataplane: nodePortAddresses, masquerade sett
   });
 
   it('loadBalancerSourceRanges holding the node\'s address: the node reaches its own local LB IP (source = the LB IP), as kube-proxy allows', async () => {
-    // The LB IP is a local address of the node (a VIP-style load balancer): the node's requests to it come from it.
-    await sb.exec(sb.nodeNs, ['ip', 'addr', 'add', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
-    fs.writeFileSync(path.join(dir, 'local-lb.yaml'), localLbManifest(sb));
-    try {
-      // Without the node's address known, only the ranges are allowed: the LB IP as source is dropped.
-      await sync('--cluster-cidr', sb.podCIDR.v4);
-      expect((await tcp(sb.nodeNs, FEATURE_LOCAL_LB, 80, 1200)).errors).toEqual({ ETIMEDOUT: 4 });
-      // With it (the Node's InternalIP in the agent; --node-ip here) inside the ranges, the LB IP is let through.
-      await sync('--cluster-cidr', sb.podCIDR.v4, '--node-ip', sb.nodeIPs.v4);
-      expect((await tcp(sb.nodeNs, FEATURE_LOCAL_LB, 80)).ok).toBe(4);
-      // Everyone else still only from the ranges: the client is outside them.
-      expect((await tcp(sb.clientNs, FEATURE_LOCAL_LB, 80, 1200)).errors).toEqual({ ETIMEDOUT: 4 });
-    } finally {
-      fs.rmSync(path.join(dir, 'local-lb.yaml'));
-      await sb.exec(sb.nodeNs, ['ip', 'addr', 'del', `${FEATURE_LOCAL_LB}/32`, 'dev', 'lo']);
-    }
+    await checkLocalLbFromNode(sb, dir, sync);
   });
 
   it('--service-cidr: new traffic to an address of the Service CIDRs that no Service holds is dropped at the node, not routed out (kube-proxy\'s unallocated-ClusterIP drop)', async () => {
