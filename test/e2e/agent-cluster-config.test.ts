@@ -15,6 +15,8 @@ import { resolveAgentConfig } from '../../src/config/kubeProxyConfig';
 import { openTransport } from '../../src/k8s/transport';
 import type { Logger } from '../../src/log';
 import { ApiServerDouble, type ApiServerOptions } from '../apiserver/double';
+import { parseAllDocuments } from 'yaml';
+import { REPO } from '../helpers/cli';
 import { makeNetns, requireRoot } from '../helpers/root';
 
 const run = promisify(execFile);
@@ -168,6 +170,18 @@ describe.runIf(haveRoot)('svcplane run: Events', () => {
       api.apply(marker);
       await until('the second object\'s Warning', () => api.events.find((e) => e.regarding?.name === 'also-broken'));
       expect(api.events.filter((e) => e.regarding?.name === 'broken')).toHaveLength(1);
+      // RBAC (deploy/kubernetes/rbac.yaml) grants exactly what the agent does: each request allowed by a rule, and
+      // each rule's verb used by some request.
+      type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+      const role = parseAllDocuments(fs.readFileSync(path.join(REPO, 'deploy/kubernetes/rbac.yaml'), 'utf8')).map((d) => d.toJSON()).find((d) => d?.kind === 'ClusterRole');
+      const granted = new Set((role.rules as Rule[]).flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`)))));
+      const used = new Set(api.requests.map((q) => {
+        const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/(?:namespaces\/[^/]+\/)?([^/]+)(\/[^/]+)?$/.exec(q.path);
+        if (!m) throw new Error(`unexpected request path ${q.path}`);
+        const verb = q.method === 'POST' ? 'create' : m[3] ? 'get' : q.query.watch === 'true' || q.query.watch === '1' ? 'watch' : 'list';
+        return `${m[1] ?? ''}/${m[2]}:${verb}`;
+      }));
+      expect([...used].sort()).toEqual([...granted].sort());
     });
   });
 });
