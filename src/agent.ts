@@ -143,7 +143,7 @@ export class Agent {
         scheduler: config.ipvsScheduler, nodePortAddresses, clusterCIDRs, podInterface, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone,
         nodeIPs: this.primaryIPs(), serviceCIDRs,
         bindMode: config.ipvsBindMode,
-      }), log, conntrack);
+      }), log, conntrack, this.o.clock ?? realClock);
     } else {
       this.dataplane = new NftablesProxier(
         new NetlinkNftClient(netns),

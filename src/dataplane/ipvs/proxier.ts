@@ -30,6 +30,7 @@ import { IpvsClient, IpvsOperationError, OpBatch, type ApplyResult } from './cli
 import { IpvsNftables } from './nftables';
 import { describeVirtualService } from './describe';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
+import { type Clock, realClock } from '../../sync/clock';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
 import * as ipvs from './netlink';
 
@@ -103,6 +104,12 @@ interface ProgrammedService {
   dests: Map<string, ipvs.RealServer>;
 }
 
+/** A converge's IPVS operations, as OpBatch codes (described only when the kernel refuses one). */
+const IPVS_OP = { addService: 0, updateService: 1, addServer: 2, setWeight: 3, deleteServer: 4, drainServer: 5, deleteService: 6 } as const;
+/** Its svcplane0 binding operations. */
+const BINDING_OP = { bind: 0, unbind: 1, removeOld: 2 } as const;
+const BINDING_VERB = ['bind', 'unbind', 'remove old binding'];
+
 /** Where the scheduler check's dummy virtual service goes (TEST-NET-3, RFC 5737: never a node's traffic). */
 const SCHEDULER_PROBE = { address: '203.0.113.253', port: 20000 };
 
@@ -137,7 +144,7 @@ export class IpvsProxier implements Dataplane {
   private readonly filter: IpvsNftables;
   private sysctlsChecked = false;
   private schedulerChecked = false;
-  /** Draining real servers: `${vsKey}#${destKey}` -> when draining began (ms, this process's clock). */
+  /** Draining real servers: `${vsKey}#${destKey}` -> when draining began (ms, on `clock`). */
   private draining = new Map<string, number>();
   private needFull = true;
 
@@ -148,6 +155,8 @@ export class IpvsProxier implements Dataplane {
     private readonly client: IpvsClient, nft: NftClient, private readonly config: IpvsProxierConfig, private readonly log: Logger = silentLogger,
     /** Deletes UDP conntrack entries of deleted real servers (none: not done). */
     private readonly conntrack?: ConntrackCleaner,
+    /** When draining began and how long it lasts are read from it (tests drive one). */
+    private readonly clock: Clock = realClock,
   ) {
     this.filter = new IpvsNftables(nft, defaultNftConfig({
       tableName: config.tableName, clusterCIDRs: config.clusterCIDRs, masqueradeAll: config.masqueradeAll,
@@ -326,11 +335,11 @@ export class IpvsProxier implements Dataplane {
 
   async cleanup(): Promise<boolean> {
     const services = (await this.client.listServices()).filter((s) => s.flags & OWNED_FLAG);
-    const ops = new OpBatch((_c, a) => `delete virtual service ${a}`);
+    const ops = new OpBatch();
     const fam = await this.client.familyId();
     for (const s of services) {
       ipvs.writeDelService(ops.w, fam, s);
-      ops.op(0, [ESRCH, ENOENT], ipvs.serviceKeyString(s));
+      ops.op(`delete virtual service ${ipvs.serviceKeyString(s)}`, [ESRCH, ENOENT]);
     }
     const res = await this.client.applyIpvs(ops);
     if (res.failures.length) throw this.client.error(res.failures);
@@ -554,10 +563,10 @@ export class IpvsProxier implements Dataplane {
   private async converge(touched: Set<string>, touchedAddrs: Set<string>): Promise<ApplyResult> {
     const fam = await this.client.familyId();
     const programmed = this.programmed!;
-    const now = Date.now();
+    const now = this.clock.now();
     const iface = this.config.interfaceName;
     const route = this.config.bindMode === 'route';
-    const describeBinding = (code: number, a?: string) => `${['bind', 'unbind', 'remove old binding'][code]} ${a} ${code === 0 ? 'on' : 'from'} ${iface}`;
+    const describeBinding = (code: number, a?: string) => `${BINDING_VERB[code]} ${a} ${code === BINDING_OP.bind ? 'on' : 'from'} ${iface}`;
     const bind = new OpBatch(describeBinding);
     const unbind = new OpBatch(describeBinding);
     // Bindings of the other kind (left by a run in the other bindMode) go first: an address's own local route
@@ -565,7 +574,7 @@ export class IpvsProxier implements Dataplane {
     let v4AddressGone = false;
     for (const a of this.leftoverBindings) {
       (route ? rtnl.writeDelAddr : rtnl.writeDelLocalRoute)(bind.w, this.linkIndex, a);
-      bind.op(2, [ESRCH, ENOENT, EADDRNOTAVAIL], a);
+      bind.op(BINDING_OP.removeOld, [ESRCH, ENOENT, EADDRNOTAVAIL], a);
       this.boundAddresses.delete(a);
       touchedAddrs.add(a);
       if (route && !a.includes(':')) v4AddressGone = true;
@@ -588,11 +597,11 @@ export class IpvsProxier implements Dataplane {
       const have = this.boundAddresses.has(a);
       if (want && !have) {
         (route ? rtnl.writeNewLocalRoute : rtnl.writeNewAddr)(bind.w, this.linkIndex, a);
-        bind.op(0, [EEXIST], a);
+        bind.op(BINDING_OP.bind, [EEXIST], a);
       }
       if (!want && have) {
         (route ? rtnl.writeDelLocalRoute : rtnl.writeDelAddr)(unbind.w, this.linkIndex, a);
-        unbind.op(1, [ESRCH, ENOENT, EADDRNOTAVAIL], a);
+        unbind.op(BINDING_OP.unbind, [ESRCH, ENOENT, EADDRNOTAVAIL], a);
       }
     }
 
@@ -606,12 +615,12 @@ export class IpvsProxier implements Dataplane {
     const ops = new OpBatch((code, k, dk) => {
       const rs = dk?.replace('|', ':');
       switch (code) {
-        case 0: return `add virtual service ${name(k!)}`;
-        case 1: return `update virtual service ${name(k!)}`;
-        case 2: return `add real server ${rs} to ${name(k!)}`;
-        case 3: return `set the weight of real server ${rs} in ${name(k!)}`;
-        case 4: return `delete real server ${rs} from ${name(k!)}`;
-        case 5: return `drain real server ${rs} of ${name(k!)} (weight 0)`;
+        case IPVS_OP.addService: return `add virtual service ${name(k!)}`;
+        case IPVS_OP.updateService: return `update virtual service ${name(k!)}`;
+        case IPVS_OP.addServer: return `add real server ${rs} to ${name(k!)}`;
+        case IPVS_OP.setWeight: return `set the weight of real server ${rs} in ${name(k!)}`;
+        case IPVS_OP.deleteServer: return `delete real server ${rs} from ${name(k!)}`;
+        case IPVS_OP.drainServer: return `drain real server ${rs} of ${name(k!)} (weight 0)`;
         default: return `delete virtual service ${k}`;
       }
     });
@@ -622,10 +631,10 @@ export class IpvsProxier implements Dataplane {
       const have = programmed.get(k);
       if (!have) {
         ipvs.writeNewService(ops.w, fam, want.vs);
-        ops.op(0, undefined, k);
+        ops.op(IPVS_OP.addService, undefined, k);
       } else if (!sameService(have.vs, want.vs)) {
         ipvs.writeSetService(ops.w, fam, want.vs);
-        ops.op(1, undefined, k);
+        ops.op(IPVS_OP.updateService, undefined, k);
       }
     }
     const gone: ProgrammedService[] = [];
@@ -642,7 +651,7 @@ export class IpvsProxier implements Dataplane {
         // draining entries only ever go into maps built below).
         for (const [dk, d] of want.dests) {
           ipvs.writeNewDest(ops.w, fam, want.vs, d);
-          ops.op(2, undefined, k, dk);
+          ops.op(IPVS_OP.addServer, undefined, k, dk);
         }
         programmed.set(k, { vs: want.vs, dests: want.dests });
         continue;
@@ -653,10 +662,10 @@ export class IpvsProxier implements Dataplane {
         if (this.draining.size) this.draining.delete(`${k}#${dk}`);
         if (!cur) {
           ipvs.writeNewDest(ops.w, fam, want.vs, d);
-          ops.op(2, undefined, k, dk);
+          ops.op(IPVS_OP.addServer, undefined, k, dk);
         } else if (!sameDest(cur, d)) {
           ipvs.writeSetDest(ops.w, fam, want.vs, d);
-          ops.op(3, undefined, k, dk);
+          ops.op(IPVS_OP.setWeight, undefined, k, dk);
         }
         dests.set(dk, d);
       }
@@ -665,14 +674,14 @@ export class IpvsProxier implements Dataplane {
         const id = `${k}#${dk}`;
         if (want.vs.protocol === 'UDP') {
           ipvs.writeDelDest(ops.w, fam, want.vs, cur);
-          ops.op(4, [ENOENT], k, dk);
+          ops.op(IPVS_OP.deleteServer, [ENOENT], k, dk);
           this.staleFlows.push({ family: want.vs.family, dst: want.vs.address, dport: want.vs.port, endpoint: cur.address, endpointPort: cur.port });
           continue;
         }
         if (!this.draining.has(id)) this.draining.set(id, now);
         if (cur.weight !== 0) {
           ipvs.writeSetDest(ops.w, fam, want.vs, { ...cur, weight: 0 });
-          ops.op(5, undefined, k, dk);
+          ops.op(IPVS_OP.drainServer, undefined, k, dk);
         }
         dests.set(dk, { ...cur, weight: 0 });
       }
@@ -680,7 +689,7 @@ export class IpvsProxier implements Dataplane {
     }
     for (const have of gone) {
       ipvs.writeDelService(ops.w, fam, have.vs);
-      ops.op(6, [ESRCH], ipvs.serviceKeyString(have.vs));
+      ops.op(IPVS_OP.deleteService, [ESRCH], ipvs.serviceKeyString(have.vs));
     }
     // Order: addresses, then services, then real servers; deletions of services, then of addresses, last.
     const results: ApplyResult[] = [];
@@ -720,7 +729,7 @@ export class IpvsProxier implements Dataplane {
     const states = await this.client.listDests(keys.map((k) => this.programmed!.get(k)!.vs));
     const ops = new OpBatch();
     let deleted = 0;
-    const now = Date.now();
+    const now = this.clock.now();
     keys.forEach((k, i) => {
       const svc = this.programmed!.get(k)!;
       for (const dk of byService.get(k)!) {
