@@ -218,13 +218,7 @@ export class IpvsProxier implements Dataplane {
     // Independent reads on different sockets (and the sysctls, off the JS thread too): in parallel.
     await Promise.all([this.ensureSysctls(), this.readKernel()]);
     const tRead = process.hrtime.bigint();
-    this.servicePorts = new Map(servicePorts);
-    this.plans.clear();
-    this.desired.clear();
-    this.wanters.clear();
-    this.addrUsers.clear();
-    const problems: ModelProblem[] = [];
-    for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
+    const problems = this.planAll(servicePorts);
     const touched = new Set(this.desired.keys());
     for (const k of this.programmed!.keys()) touched.add(k);
     const addrs = new Set(this.addrUsers.keys());
@@ -247,6 +241,18 @@ export class IpvsProxier implements Dataplane {
     return out;
   }
 
+  /** Plans every Service port afresh (a full sync, a dry run): what each wants, which addresses, who holds what. */
+  private planAll(servicePorts: Map<ServicePortKey, ServicePort>): ModelProblem[] {
+    this.servicePorts = new Map(servicePorts);
+    this.plans.clear();
+    this.desired.clear();
+    this.wanters.clear();
+    this.addrUsers.clear();
+    const problems: ModelProblem[] = [];
+    for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
+    return problems;
+  }
+
   /**
    * The dry run of syncFull (`sync --once --dry-run`): virtual services, real servers and svcplane0 bindings to
    * add, change or delete, and the filter table's elements, per Service port; nothing written (no sysctl, no link).
@@ -256,13 +262,7 @@ export class IpvsProxier implements Dataplane {
     await this.client.familyId();
     await this.filter.prepare();
     const haveLink = await this.readKernel(false);
-    this.servicePorts = new Map(servicePorts);
-    this.plans.clear();
-    this.desired.clear();
-    this.wanters.clear();
-    this.addrUsers.clear();
-    const problems: ModelProblem[] = [];
-    for (const [key, sp] of servicePorts) this.addPlan(key, sp, problems);
+    const problems = this.planAll(servicePorts);
     const counter = new PlanCounter();
     let ops = 0;
     const count = (who: string, what: 'add' | 'delete', thing: string, n = 1) => {
@@ -295,7 +295,9 @@ export class IpvsProxier implements Dataplane {
     const bindingOwner = new Map<string, string>();
     for (const [key, plan] of this.plans) for (const a of plan.addresses) if (!bindingOwner.has(a)) bindingOwner.set(a, key);
     for (const [a, key] of bindingOwner) if (!this.boundAddresses.has(a)) count(key, 'add', `${this.config.interfaceName} binding`);
-    for (const a of [...this.boundAddresses, ...this.leftoverBindings]) if (!this.addrUsers.has(a) || this.leftoverBindings.includes(a)) count(UNNAMED, 'delete', `${this.config.interfaceName} binding`);
+    // Bindings no Service port wants, and those of the other bindMode (all removed by a sync).
+    for (const a of this.boundAddresses) if (!this.addrUsers.has(a)) count(UNNAMED, 'delete', `${this.config.interfaceName} binding`);
+    count(UNNAMED, 'delete', `${this.config.interfaceName} binding`, this.leftoverBindings.length);
     const tx = new NftTransaction();
     await this.filter.plan(this.servicePorts, this.bound, counter, tx);
     const extra = haveLink ? [] : [`create dummy link ${this.config.interfaceName}`];

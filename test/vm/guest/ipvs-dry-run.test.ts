@@ -8,26 +8,13 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { svcplane } from '../../helpers/cli';
+import { webManifest } from '../../helpers/web-manifest';
 import { makeNetns } from '../../helpers/root';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const run = promisify(execFile);
 
-const WEB = (endpoints: string[]) => `
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: t }
-spec:
-  clusterIP: 198.18.100.50
-  ports: [{ name: http, protocol: TCP, port: 80, targetPort: 8080 }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: t, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, protocol: TCP, port: 8080 }]
-endpoints: [${endpoints.map((a) => `{ addresses: [${a}] }`).join(', ')}]
-`;
+const WEB = (endpoints: string[]) => webManifest('198.18.100.50', endpoints);
 
 describe.runIf(inGuest)('svcplane diff --mode ipvs (guest kernel)', () => {
   let ns: ReturnType<typeof makeNetns>;

@@ -10,26 +10,13 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { svcplane } from '../../helpers/cli';
+import { webManifest } from '../../helpers/web-manifest';
 import { makeNetns } from '../../helpers/root';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const run = promisify(execFile);
 
-const MANIFEST = `
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: t }
-spec:
-  clusterIP: 198.18.100.60
-  ports: [{ name: http, protocol: TCP, port: 80, targetPort: 8080 }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: t, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, protocol: TCP, port: 8080 }]
-endpoints: [{ addresses: [198.18.2.11] }]
-`;
+const MANIFEST = webManifest('198.18.100.60', ['198.18.2.11']);
 
 describe.runIf(inGuest)('IPVS scheduler check (guest kernel)', () => {
   let ns: ReturnType<typeof makeNetns>;
