@@ -44,7 +44,12 @@ describe.runIf(haveRoot)('nftables: svcplane\'s table changed behind its back (f
   const status = async () => JSON.parse((await svcplane(['status', '--output', 'json'], { netns: sb.nodeNs })).stdout) as StatusJson;
   const explain = async () => JSON.parse((await svcplane(['explain', 'TCP', `${WEB.addr}:${WEB.port}`, '--from', sb.clientIP.v4, '--output', 'json'], { netns: sb.nodeNs })).stdout) as ExplainJson;
   /** Connections from the client to the ClusterIP: all succeed (the table works) or none does. */
-  const connects = async (count: number) => (await runClient(sb, sb.clientNs, { proto: 'tcp', ...WEB, count, timeoutMs: 3000 })).ok;
+  const connects = async (count: number) => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', ...WEB, count, timeoutMs: 3000 });
+    // Which error a failed connection met goes into the log, so a lone failure can be explained.
+    if (r.ok !== 0 && r.ok !== count) console.error(`nftables-drift: ${r.ok}/${count} connected; errors ${JSON.stringify(r.errors)}`);
+    return r.ok;
+  };
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
