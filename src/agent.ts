@@ -4,7 +4,8 @@
 import { IpvsClient } from './dataplane/ipvs/client';
 import { ServiceHealthServers } from './server/serviceHealth';
 import { ConntrackCleaner } from './dataplane/conntrack';
-import { IpvsProxier, defaultIpvsConfig } from './dataplane/ipvs/proxier';
+import { IpvsProxier } from './dataplane/ipvs/proxier';
+import { defaultIpvsConfig } from './dataplane/ipvs/config';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
 import { defaultConfig } from './dataplane/nftables/ruleset';

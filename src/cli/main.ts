@@ -4,15 +4,14 @@
 // and status, explain and cleanup are run often (by operators, by scripts, in the tests' emulated guest).
 import { IpvsClient } from '../dataplane/ipvs/client';
 import { ConntrackCleaner } from '../dataplane/conntrack';
-import { type FlowQuery, explainIpvs, formatExplanation } from '../explain';
-import { explainNftablesFlows, nodeAddresses } from '../explain-kernel';
-import { NFPROTO_IPV4, NFPROTO_IPV6 } from '../dataplane/nftables/netlink/constants';
-import { OWNED_FLAG } from '../dataplane/ipvs/desired';
+import { type FlowQuery, formatExplanation } from '../dataplane/explain';
+import { readNodeAddresses } from '../dataplane/nodeAddresses';
 import { SCHEDULERS } from '../dataplane/ipvs/desired';
-import { IpvsProxier, defaultIpvsConfig } from '../dataplane/ipvs/proxier';
+import { IpvsProxier } from '../dataplane/ipvs/proxier';
+import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
-import { TABLE_NAME, defaultConfig } from '../dataplane/nftables/ruleset';
+import { defaultConfig } from '../dataplane/nftables/ruleset';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
 import { acquireWriterLock } from '../dataplane/writerLock';
@@ -95,7 +94,7 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logge
       nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, serviceCIDRs: config.serviceCIDRs, podInterface: config.podInterface, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }), log, new ConntrackCleaner(ns));
   }
-  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}));
+  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}), () => readNodeAddresses(netns));
 }
 
 function nftablesConfig(flags: ParsedFlags) {
@@ -207,24 +206,14 @@ async function cmdExplain(flags: ParsedFlags, positionals: string[]): Promise<nu
   const q = parseFlow(positionals, str(flags, 'from'));
   const fromInterface = str(flags, 'from-interface');
   if (fromInterface !== undefined) q.fromInterface = fromInterface;
-  const netns = str(flags, 'netns');
-  const ns = netns ? { netns } : {};
-  let e;
-  if (str(flags, 'mode') === 'ipvs') {
-    const family = q.address.includes(':') ? NFPROTO_IPV6 : NFPROTO_IPV4;
-    const nft = new NetlinkNftClient(ns);
-    const ipvsClient = new IpvsClient(ns);
-    try {
-      const table = await nft.dumpTable(family, TABLE_NAME);
-      const services = (await ipvsClient.listServices()).filter((s) => s.flags & OWNED_FLAG);
-      e = explainIpvs(services, await ipvsClient.listDests(services), table, q, await nodeAddresses(ipvsClient));
-    } finally {
-      nft.close();
-      ipvsClient.close();
-    }
-  } else [e] = await explainNftablesFlows([q], ns);
-  out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
-  return 0;
+  const dp = openDataplane(flags);
+  try {
+    const [e] = await dp.explain([q]);
+    out(str(flags, 'output') === 'json' ? JSON.stringify(e) : formatExplanation(e));
+    return 0;
+  } finally {
+    dp.close();
+  }
 }
 
 async function cmdStatus(flags: ParsedFlags): Promise<number> {

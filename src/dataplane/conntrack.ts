@@ -6,7 +6,7 @@
 // preceded by a dump the kernel filters (CTA_FILTER: original destination and protocol, reply source = the old
 // endpoint), so svcplane reads only the entries it deletes, whatever the size of the table.
 import { native } from '../native';
-import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeFilteredDump, writeStatsRequest } from '../netlink/ctnetlink';
+import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeDump, writeFilteredDump, writeStatsRequest } from '../netlink/ctnetlink';
 import { NetlinkWriter } from '../netlink/writer';
 import { splitMessages } from './ipvs/client';
 
@@ -71,6 +71,35 @@ export class ConntrackCleaner {
       const e = decodeEntry(m);
       if (e && e.orig.proto === IPPROTO_UDP) entries.push(e);
     }
+    return this.deleteEntries(entries, out);
+  }
+
+  /**
+   * Deletes the entries to these Service addresses that were never DNATed (reply source = original destination):
+   * made while svcplane's table did not see the traffic (dormant, its NAT base chains missing), where the node
+   * routed the packets on as they were. Such an entry keeps its flow un-NATed for as long as it lives (a SYN_SENT
+   * one two minutes), so a client retrying from the same port, or retransmitting its SYN, is refused by the
+   * unallocated-port check even after the table is repaired. One dump per family, matched here (as kube-proxy
+   * matches its conntrack cleanups); only after such a repair, which is rare. TCP, UDP and SCTP alike.
+   */
+  async deleteUnNatted(addresses: Iterable<string>): Promise<ConntrackCleanup> {
+    const out: ConntrackCleanup = { deleted: { 4: 0, 6: 0 }, errors: [] };
+    const wanted = new Set(addresses);
+    if (wanted.size === 0) return out;
+    const w = new NetlinkWriter();
+    const families = [...new Set([...wanted].map((a) => (a.includes(':') ? 6 : 4)))] as Array<4 | 6>;
+    for (const f of families) writeDump(w, f);
+    const res = await this.sock.transactPacked(w.finish());
+    for (const e of res.failures) out.errors.push(`dump the IPv${families[e.index]} conntrack table: ${e.code}`);
+    const entries: CtEntry[] = [];
+    for (const r of res.replies) for (const m of splitMessages(r.data)) {
+      const e = decodeEntry(m);
+      if (e?.orig.dst !== undefined && wanted.has(e.orig.dst) && e.reply.src === e.orig.dst) entries.push(e);
+    }
+    return this.deleteEntries(entries, out);
+  }
+
+  private async deleteEntries(entries: CtEntry[], out: ConntrackCleanup): Promise<ConntrackCleanup> {
     if (entries.length === 0) return out;
     const dels = new NetlinkWriter();
     for (const e of entries) writeDelete(dels, e);
@@ -95,3 +124,6 @@ export class ConntrackCleaner {
 function describe(f: StaleFlow): string {
   return `UDP ${f.dst ?? '*'}:${f.dport} answered by ${f.endpoint}:${f.endpointPort}`;
 }
+
+/** What a dataplane needs of ConntrackCleaner (tests give their own). */
+export type StaleFlowCleaner = Pick<ConntrackCleaner, 'deleteStale' | 'deleteUnNatted' | 'close'>;

@@ -1,5 +1,6 @@
-// The small interface every dataplane (nftables now; IPVS and eBPF later) implements. The sync layer above it
-// knows only this.
+// The small interface every dataplane (nftables, IPVS; eBPF next) implements. The sync layer and the CLI above it
+// know only this.
+import type { Explanation, FlowQuery } from './explain';
 import type { ModelProblem, ServicePort, ServicePortKey } from '../model/types';
 import type { ForeignChain } from './nftables/foreign';
 import type { KernelReport } from './nftables/kernel';
@@ -106,6 +107,11 @@ export interface Dataplane {
   syncFull(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncResult>;
   /** What syncFull would change, per Service port, changing nothing (a dataplane without it has no dry run). */
   plan?(servicePorts: Map<ServicePortKey, ServicePort>): Promise<SyncPlan>;
+  /**
+   * What the kernel does with each flow, read from what it holds (one reading for all of them): the Service port
+   * matched, the endpoints a new connection can reach and why. Each dataplane answers from its own objects.
+   */
+  explain(flows: FlowQuery[]): Promise<Explanation[]>;
   /** Programs only these changes (undefined: the Service port is gone). Falls back to full when required. */
   syncPartial(changes: Map<ServicePortKey, ServicePort | undefined>): Promise<SyncResult>;
   /** Removes everything this dataplane programmed, and nothing else. */

@@ -105,6 +105,13 @@ export function writeFilteredDump(w: NetlinkWriter, f: CtFilter): void {
   w.end();
 }
 
+/** A dump of every entry of one family (the kernel filters by family only). */
+export function writeDump(w: NetlinkWriter, family: 4 | 6): void {
+  w.begin(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP);
+  nfgen(w, family);
+  w.end();
+}
+
 /** Deletes one entry: its original tuple, its id (and zone). */
 export function writeDelete(w: NetlinkWriter, e: CtEntry): void {
   w.begin(ctType(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK);

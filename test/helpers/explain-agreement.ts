@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 import { type FlowResult, type FlowSpec, runFlows } from '../../scripts/lib/traffic';
-import type { Explanation, FlowQuery } from '../../src/explain';
+import type { Explanation, FlowQuery } from '../../src/dataplane/explain';
 import { svcplane } from './cli';
 import { type ScenarioGroup, type ScenarioSpec, type Target, scenarioManifest, syncFlags, targetsOf } from './explain-scenarios';
 import { type FlowContext, type Observed, describeObserved, disagreement, observe } from './flow-verdicts';

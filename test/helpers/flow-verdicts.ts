@@ -3,7 +3,7 @@
 // unreachable) is ECONNREFUSED at once; a drop is a timeout; a flow svcplane leaves alone is answered by a daemon on
 // the node when its destination is a node address, and vanishes in the sink namespace (a timeout) otherwise.
 import type { FlowResult } from '../../scripts/lib/traffic';
-import type { Explanation } from '../../src/explain';
+import type { Explanation } from '../../src/dataplane/explain';
 
 export type Observed =
   | { fate: 'answered'; by: string[]; sources: string[] }

@@ -12,7 +12,7 @@
 //   - NodePorts answer on the node's addresses within nodePortAddresses (all of them when unset) and nowhere else;
 //   - a pod reaching itself is masqueraded (hairpin), which the comparison allows for.
 import type { Sandbox } from '../../scripts/lib/sandbox';
-import type { Explanation } from '../../src/explain';
+import type { Explanation } from '../../src/dataplane/explain';
 import { cidrContains } from '../../src/model/ip';
 import type { FlowCase } from './explain-agreement';
 import type { EndpointSpec, ProxyFlags } from './explain-scenarios';

@@ -11,8 +11,11 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BackendServer, type Sandbox, createSandbox, startBackend } from '../../scripts/lib/sandbox';
 import { runFlows } from '../../scripts/lib/traffic';
-import type { Explanation } from '../../src/explain';
-import { explainNftablesFlows } from '../../src/explain-kernel';
+import type { Explanation, FlowQuery } from '../../src/dataplane/explain';
+import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
+import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
+import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { readNodeAddresses } from '../../src/dataplane/nodeAddresses';
 import { svcplane } from '../helpers/cli';
 import { type Compared, NODE_DAEMON, compareGroup, describeCompared, flowCases, flowContext, programGroup } from '../helpers/explain-agreement';
 import { type ProxyFlags, type ScenarioGroup, type ScenarioSpec, describeFlags, describeScenario, drawGroups, nodeDaemonPorts, scenarioManifest, syncFlags } from '../helpers/explain-scenarios';
@@ -23,6 +26,16 @@ import { requireRoot } from '../helpers/root';
 const haveRoot = requireRoot('explain agrees with the kernel');
 const SEED = 12;
 const PER_GROUP = 12;
+
+/** The nftables dataplane's own explain (as `svcplane explain` runs it), one kernel reading for all the flows. */
+async function explainInNode(netns: string, flows: FlowQuery[]): Promise<Explanation[]> {
+  const dp = new NftablesProxier(new NetlinkNftClient({ netns }), defaultConfig(), undefined, undefined, () => readNodeAddresses(netns));
+  try {
+    return await dp.explain(flows);
+  } finally {
+    dp.close();
+  }
+}
 
 describe.runIf(haveRoot)('svcplane explain agrees with the kernel (real connections)', () => {
   let sb: Sandbox;
@@ -115,7 +128,7 @@ describe.runIf(haveRoot)('svcplane explain agrees with the kernel (real connecti
     for (const group of groups) {
       await programGroup(sb, group);
       const flows = await flowCases(sb, group);
-      const compared = await compareGroup(sb, flows, (qs) => explainNftablesFlows(qs, { netns: sb.nodeNsPath }));
+      const compared = await compareGroup(sb, flows, (qs) => explainInNode(sb.nodeNsPath, qs));
       all.push(...compared);
       results.push(...compared.map((c) => ({ ...c, flags: group.flags })));
       const bad = compared.filter((c) => c.disagreement);

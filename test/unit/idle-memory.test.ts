@@ -32,6 +32,9 @@ class QuietDataplane implements Dataplane {
   async status() {
     return { mode: 'nftables', present: true, rows: [] };
   }
+  async explain() {
+    return []; // a sync-loop double: nothing programmed to explain
+  }
   close() {}
 }
 

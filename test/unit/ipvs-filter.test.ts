@@ -6,7 +6,7 @@ import { FakeNftClient, formatRule, formatTable } from '../../src/dataplane/nfta
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { IPVS_CHAINS, IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
-import { masqueradeSettings, serviceCIDRsOf } from '../../src/explain';
+import { masqueradeSettings, serviceCIDRsOf } from '../../src/dataplane/nftables/readback';
 import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';
 import { bytesToIp } from '../../src/model/ip';
 import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';

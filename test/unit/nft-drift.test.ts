@@ -3,7 +3,7 @@
 // base chain moved to another hook or priority. A full sync must repair each exactly, in one transaction, and say
 // what it repaired; status and explain must say what the kernel does meanwhile.
 import { describe, expect, it } from 'vitest';
-import { explainNftables } from '../../src/explain';
+import { explainNftables } from '../../src/dataplane/nftables/explain';
 import { FakeNftClient } from '../../src/dataplane/nftables/fake';
 import { driftWarnings, ownTableWarnings, tableDrift } from '../../src/dataplane/nftables/drift';
 import type { ForeignChain } from '../../src/dataplane/nftables/foreign';

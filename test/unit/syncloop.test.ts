@@ -41,6 +41,9 @@ class RecordingDataplane implements Dataplane {
   async status() {
     return { mode: 'nftables', present: true, rows: [] };
   }
+  async explain() {
+    return []; // a sync-loop double: nothing programmed to explain
+  }
   close() {}
 }
 

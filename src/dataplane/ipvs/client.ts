@@ -199,10 +199,15 @@ export class IpvsClient {
   }
 
   error(failures: IpvsFailure[]): IpvsOperationError {
-    const f = failures[0];
-    const more = failures.length > 1 ? ` [+${failures.length - 1} more]` : '';
-    return new IpvsOperationError(`${f.operation}: ${f.code} (errno ${f.errno})${f.kernelMessage ? ` - kernel says: ${f.kernelMessage}` : ''}${more}`, f.errno, f.code, f.operation, failures);
+    return ipvsError(failures);
   }
+}
+
+/** The error for refused operations: the first named with the kernel's words, and how many more there were. */
+export function ipvsError(failures: IpvsFailure[]): IpvsOperationError {
+  const f = failures[0];
+  const more = failures.length > 1 ? ` [+${failures.length - 1} more]` : '';
+  return new IpvsOperationError(`${f.operation}: ${f.code} (errno ${f.errno})${f.kernelMessage ? ` - kernel says: ${f.kernelMessage}` : ''}${more}`, f.errno, f.code, f.operation, failures);
 }
 
 /** Consecutive netlink messages (a packed reply) as one Buffer view each. */

@@ -16,13 +16,17 @@ import type { NfFamily } from './netlink/constants';
 import type { ChainState, DesiredTable, TableState } from './objects';
 import { elementKey } from './objects';
 import { FAMILIES, SETS, type Claim, type Fragment, type FragmentElement, type NftablesConfig, describeClaim, dynamicCounts, familyShape, fragmentsOf, pickChains, sharedElementOf, skeleton } from './ruleset';
-import { ownTableWarnings } from './drift';
+import { ownTableWarnings, tableDrift } from './drift';
 import { describeForeign, readForeignChains } from './foreign';
 import { statusRows } from './status';
 import { type ConstructId, type KernelReport, type KernelSupport, kernelReport, probeKernel, requireConstructs } from './kernel';
-import type { ConntrackCleaner, StaleFlow } from '../conntrack';
+import type { StaleFlow, StaleFlowCleaner } from '../conntrack';
 import { staleUdpFlows } from './stale';
 import { NftTransaction } from './transaction';
+import type { Explanation, FlowQuery } from '../explain';
+import { readNodeAddresses } from '../nodeAddresses';
+import { explainNftables } from './explain';
+import { NFPROTO_IPV4, NFPROTO_IPV6 } from './netlink/constants';
 
 /**
  * What a family's table holds, as owners only. Ledgers remember who holds each claim and shared element, never the
@@ -60,7 +64,9 @@ export class NftablesProxier implements Dataplane {
     private readonly config: NftablesConfig,
     private readonly log: Logger = silentLogger,
     /** Deletes UDP conntrack entries of endpoints a sync took away (none: not done, e.g. in unit tests). */
-    private readonly conntrack?: ConntrackCleaner,
+    private readonly conntrack?: StaleFlowCleaner,
+    /** This node's addresses, for explain (default: this process's network namespace's). */
+    private readonly nodeAddresses: () => Promise<string[]> = () => readNodeAddresses(),
   ) {}
 
   /** After a committed sync: delete the UDP flows still pointing at endpoints it took away (conntrack.ts). */
@@ -82,6 +88,24 @@ export class NftablesProxier implements Dataplane {
       // The dataplane is programmed; a failed clean-up is reported, not a failed sync.
       this.log.warn('stale UDP conntrack entries not deleted', { error: (e as Error).message });
       return undefined;
+    }
+  }
+
+  /**
+   * After a full sync that made the table see traffic again (it was dormant, or a NAT base chain was missing or
+   * moved): deletes the conntrack entries made meanwhile to Service addresses without DNAT (conntrack.ts says why).
+   * Never fails the sync.
+   */
+  private async cleanUnNatted(servicePorts: Map<ServicePortKey, ServicePort>): Promise<void> {
+    if (!this.conntrack) return;
+    const addresses = new Set<string>();
+    for (const sp of servicePorts.values()) for (const a of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) addresses.add(a);
+    try {
+      const r = await this.conntrack.deleteUnNatted(addresses);
+      for (const e of r.errors) this.log.warn('conntrack entries that bypassed svcplane\'s NAT not deleted', { error: e });
+      if (r.deleted[4] + r.deleted[6] > 0) this.log.info('conntrack entries that bypassed svcplane\'s NAT deleted', { v4: r.deleted[4], v6: r.deleted[6] });
+    } catch (e) {
+      this.log.warn('conntrack entries that bypassed svcplane\'s NAT not deleted', { error: (e as Error).message });
     }
   }
 
@@ -178,11 +202,13 @@ export class NftablesProxier implements Dataplane {
     const tx = new NftTransaction();
     const stale: StaleFlow[] = [];
     const repairs: string[] = [];
+    let bypassed = false;
     for (const fam of FAMILIES) {
       const want = desired.get(fam.nf)!;
       const td = process.hrtime.bigint();
       const current = await this.client.dumpTable(fam.nf, this.config.tableName);
       dumpNs += process.hrtime.bigint() - td;
+      if (current && natBypassed(current)) bypassed = true;
       for (const r of diffTable(tx, current, want)) repairs.push(`table ${fam.ip === 4 ? 'ip' : 'ip6'} ${this.config.tableName}: ${r}`);
       if (this.conntrack && current) for (const [set, addrLen] of slotSets(fam.ip)) stale.push(...staleUdpFlows(fam.ip, addrLen, current.elements.get(set)?.values() ?? [], want.elements.get(set) ?? []));
     }
@@ -192,6 +218,7 @@ export class NftablesProxier implements Dataplane {
     this.needFull = false;
     const out = this.result(true, tx, res, t0, problems);
     out.conntrackDeleted = await this.cleanConntrack(stale);
+    if (bypassed) await this.cleanUnNatted(servicePorts);
     // Once per full sync, while it lasts: what was repaired, and other tables' rules that may take Service traffic.
     if (repairs.length) this.log.warn('svcplane\'s tables were changed behind its back: repaired', { repairs });
     const foreign = (await readForeignChains(this.client, this.config.tableName, this.log)).map(describeForeign);
@@ -305,6 +332,19 @@ export class NftablesProxier implements Dataplane {
     this.families.clear();
     this.needFull = true;
     return tx.size > 0;
+  }
+
+  /**
+   * The kernel's rules run on each flow's first packet (explain.ts), against one reading of the kernel: svcplane's
+   * table of each family the flows need, the node's addresses and other tables' chains at svcplane's hooks.
+   */
+  async explain(flows: FlowQuery[]): Promise<Explanation[]> {
+    const familyOf = (q: FlowQuery): NfFamily => (q.address.includes(':') ? NFPROTO_IPV6 : NFPROTO_IPV4);
+    const tables = new Map<NfFamily, TableState | undefined>();
+    for (const f of new Set(flows.map(familyOf))) tables.set(f, await this.client.dumpTable(f, this.config.tableName));
+    const addresses = await this.nodeAddresses();
+    const foreign = await readForeignChains(this.client, this.config.tableName, this.log);
+    return flows.map((q) => explainNftables(tables.get(familyOf(q)), q, addresses, foreign));
   }
 
   async status(): Promise<StatusReport> {
@@ -436,3 +476,8 @@ function slotSets(ip: 4 | 6): Array<[string, number]> {
   return [[SETS.serviceEndpoints, a], [SETS.nodePortEndpoints, 0], [SETS.localEndpoints, a], [SETS.localNodePortEndpoints, 0]];
 }
 
+/** Whether Service traffic went past the table un-NATed: dormant, or a NAT base chain missing or on another hook. */
+function natBypassed(t: TableState): boolean {
+  const d = tableDrift(t);
+  return d.dormant || d.chains.some((c) => c.want.type === 'nat' && (c.problem === 'missing' || c.problem === 'moved'));
+}

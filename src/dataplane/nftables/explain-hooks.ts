@@ -1,5 +1,5 @@
 // `explain`, second half: whether the packets of a flow reach svcplane's rules as svcplane hooked them. The first
-// half (explain-nftables.ts) runs the table as the kernel holds it, so its verdict already follows a dormant table
+// half (explain.ts) runs the table as the kernel holds it, so its verdict already follows a dormant table
 // or a base chain missing, moved or with policy drop (drift.ts); here the verdict of the same rules hooked as every
 // sync programs them (`intended`) tells what that changed, said in words, and the problems on the flow's path and
 // other tables' chains that may take the flow first (foreign.ts) become warnings.
@@ -13,10 +13,10 @@
 // svcplane's filter chains never accept, so one with policy drop drops every packet it sees; its nat chains end
 // a Service connection's first packet with its DNAT (nat-prerouting/output) or masquerade (nat-postrouting), so
 // policy drop there drops what they do not NAT.
-import type { Explanation } from './explain';
-import { type TableDrift, driftWarnings } from './dataplane/nftables/drift';
-import { type ForeignChain, describeForeign } from './dataplane/nftables/foreign';
-import { CHAINS } from './dataplane/nftables/ruleset';
+import type { Explanation } from '../explain';
+import { type TableDrift, driftWarnings } from './drift';
+import { type ForeignChain, describeForeign } from './foreign';
+import { CHAINS } from './ruleset';
 
 const OFF_NODE_PATH = [CHAINS.filterPrerouting, CHAINS.natPrerouting, CHAINS.filterForward, CHAINS.natPostrouting];
 const NODE_PATH = [CHAINS.filterOutput, CHAINS.natOutput, CHAINS.filterOutputPostDnat, CHAINS.natPostrouting, CHAINS.filterPrerouting];

@@ -6,17 +6,17 @@
 // reasons its comment records (policy, topology, termination, weights), a remembered sessionAffinity entry, and the
 // loadBalancerSourceRanges of the address. Without --from, the flow is told for a client outside the cluster, and
 // for this node's pods and the node itself where their answer differs.
-import { type ExplainedEndpoint, type Explanation, type FlowQuery, saddrCIDRsOf } from './explain';
+import type { ExplainedEndpoint, Explanation, FlowQuery } from '../explain';
 import { applyHooks } from './explain-hooks';
-import { asProgrammed, tableDrift } from './dataplane/nftables/drift';
-import type { ForeignChain } from './dataplane/nftables/foreign';
-import { IPPROTO, NFPROTO_IPV4 } from './dataplane/nftables/netlink/constants';
-import { parseRuleBody } from './dataplane/nftables/netlink/expr';
-import type { ElementState, TableState } from './dataplane/nftables/objects';
-import { type PathOutcome, walkNewConnection } from './dataplane/nftables/packet-path';
-import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './dataplane/nftables/ruleset';
-import { splitComment } from './dataplane/nftables/status';
-import { bytesToIp, cidrContains, ipToBytes } from './model/ip';
+import { asProgrammed, tableDrift } from './drift';
+import type { ForeignChain } from './foreign';
+import { IPPROTO, NFPROTO_IPV4 } from './netlink/constants';
+import type { ElementState, TableState } from './objects';
+import { type PathOutcome, walkNewConnection } from './packet-path';
+import { clusterCIDRsOf, elementOf as get, firewallRangesIn, hasElement as has } from './readback';
+import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './ruleset';
+import { splitComment } from './status';
+import { bytesToIp, cidrContains, ipToBytes } from '../../model/ip';
 
 const PROTO = IPPROTO as Record<string, number>;
 const VERDICT: Record<PathOutcome['fate'], Explanation['verdict']> = { dnat: 'forwarded', rejected: 'rejected', dropped: 'dropped', untouched: 'not a Service' };
@@ -32,42 +32,6 @@ const LOCAL_VIEWS = new Set<string>([SETS.localIPs, SETS.localNodePorts]);
 /** Addresses no cluster uses (RFC 5737, 3849): the client "outside the cluster" when --from is not given. */
 const OUTSIDE_CANDIDATES: Record<4 | 6, string[]> = { 4: ['192.0.2.1', '198.51.100.1', '203.0.113.1'], 6: ['2001:db8::1', '2001:db8:1::1'] };
 
-const elems = (t: TableState, set: string) => t.elements.get(set) ?? new Map<string, ElementState>();
-const get = (t: TableState, set: string, key: Buffer) => elems(t, set).get(key.toString('latin1'));
-const has = (t: TableState, set: string, key: Buffer) => get(t, set, key) !== undefined;
-
-/**
- * The cluster CIDRs the services chain tells pods by (`ip saddr & mask != net` before the Local-policy view and the
- * ClusterIP masquerade): for saying what a source is, not for deciding (the rules decide).
- */
-export function clusterCIDRsOf(t: TableState): string[] {
-  const saddrOffset = t.family === NFPROTO_IPV4 ? 12 : 8;
-  const out = new Set<string>();
-  for (const body of t.chains.get(CHAINS.services)?.rules ?? []) for (const c of saddrCIDRsOf(parseRuleBody(body), saddrOffset)) out.add(c);
-  return [...out];
-}
-
-/** The source ranges an LB address accepts (as text), and whether `from` is in one. */
-export function firewallRanges(t: TableState, key: Buffer, from: string | undefined): { ranges: string[]; allowed?: boolean } | undefined {
-  if (!has(t, SETS.firewallIPs, key)) return undefined;
-  const ranges: string[] = [];
-  let allowed: boolean | undefined = from === undefined ? undefined : false;
-  const fromBytes = from ? ipToBytes(from) : undefined;
-  for (const e of elems(t, SETS.firewallAllow).values()) {
-    if (!e.keyEnd || !e.key.subarray(0, key.length).equals(key)) continue;
-    const lo = e.key.subarray(key.length);
-    const hi = e.keyEnd.subarray(key.length);
-    let bits = 0;
-    for (let i = 0; i < lo.length; i++) {
-      const x = lo[i] ^ hi[i];
-      for (let k = 7; k >= 0; k--) if (!(x & (1 << k))) bits++; else break;
-      if (x !== 0) break;
-    }
-    ranges.push(`${bytesToIp(lo)}/${bits}`);
-    if (fromBytes && Buffer.compare(fromBytes, lo) >= 0 && Buffer.compare(fromBytes, hi) <= 0) allowed = true;
-  }
-  return { ranges, allowed };
-}
 
 /** What a source is, in words, as svcplane's rules tell sources apart. */
 interface Source {
@@ -187,7 +151,7 @@ function describe(t: TableState, q: FlowQuery, w: Walked, src: Source, nodeAddre
   out.verdict = w.verdict;
   out.endpoints = w.endpoints;
 
-  const fw = firewallRanges(t, key, q.from);
+  const fw = firewallRangesIn(t, key, q.from);
   const fwDropped = w.verdict === 'dropped' && foundIn(SETS.firewallIPs) !== undefined;
   const fwVerdict = !src.given ? (fwDropped ? ': a client outside them is dropped' : '') : fwDropped ? `: ${q.from} is not in them, dropped` : `: ${q.from} is allowed`;
   if (fw) out.why.push(`loadBalancerSourceRanges ${fw.ranges.join(', ') || '(none of this family)'}${fwVerdict}`);
