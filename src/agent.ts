@@ -7,7 +7,7 @@ import { ConntrackCleaner } from './dataplane/conntrack';
 import { IpvsProxier, defaultIpvsConfig } from './dataplane/ipvs/proxier';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
-import { defaultConfig } from './dataplane/nftables/ruleset';
+import { defaultConfig } from './dataplane/nftables/rules/config';
 import type { Dataplane } from './dataplane/types';
 import type { AgentConfig } from './config/kubeProxyConfig';
 import { Reflector, type ReflectorHandlers, type WatchObject } from './k8s/reflector';

@@ -7,7 +7,7 @@ import { NetlinkNftClient } from './dataplane/nftables/client';
 import { readForeignChains } from './dataplane/nftables/foreign';
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from './dataplane/nftables/netlink/constants';
 import type { TableState } from './dataplane/nftables/objects';
-import { TABLE_NAME } from './dataplane/nftables/ruleset';
+import { TABLE_NAME } from './dataplane/nftables/rules/names';
 import type { Explanation, FlowQuery } from './explain';
 import { explainNftables } from './explain-nftables';
 import { createLogger } from './log';

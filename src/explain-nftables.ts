@@ -14,7 +14,9 @@ import { IPPROTO, NFPROTO_IPV4 } from './dataplane/nftables/netlink/constants';
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
 import { type PathOutcome, walkNewConnection } from './dataplane/nftables/packet-path';
-import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './dataplane/nftables/ruleset';
+import { AFFINITY_SETS, CHAINS, SETS } from './dataplane/nftables/rules/names';
+import { countOf } from './dataplane/nftables/rules/picks';
+import { addrProtoPortKey, protoPortKey } from './dataplane/nftables/rules/keys';
 import { splitComment } from './dataplane/nftables/status';
 import { bytesToIp, cidrContains, ipToBytes } from './model/ip';
 

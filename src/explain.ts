@@ -14,7 +14,7 @@ import { BITWISE, CMP, EXPR_NAME, LOOKUP, META, NFT_META_IIFNAME, PAYLOAD } from
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
 import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
-import { CHAINS, SETS } from './dataplane/nftables/ruleset';
+import { CHAINS, SETS } from './dataplane/nftables/rules/names';
 import { firewallRanges } from './explain-nftables';
 
 export { explainNftables } from './explain-nftables';

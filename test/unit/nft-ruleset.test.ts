@@ -16,7 +16,10 @@ import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig, firewallRanges } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME } from '../../src/dataplane/nftables/rules/names';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
+import { firewallRanges } from '../../src/dataplane/nftables/rules/firewall';
+import { countOf } from '../../src/dataplane/nftables/rules/picks';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';

@@ -6,7 +6,8 @@ import { EXPR_NAME, NFPROTO_IPV4, NUMGEN } from './netlink/constants';
 import { parseRuleBody } from './netlink/expr';
 import { attrString, attrU32 } from './netlink/records';
 import type { ElementState, TableState } from './objects';
-import { CHAINS, SETS, countOf } from './ruleset';
+import { CHAINS, SETS } from './rules/names';
+import { countOf } from './rules/picks';
 
 const PROTO_NAME: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
