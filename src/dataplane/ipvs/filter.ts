@@ -32,14 +32,13 @@ import { RuleBuilder } from '../nftables/netlink/expr';
 import type { DesiredTable, SetSpec } from '../nftables/objects';
 import { emptyTable } from '../nftables/objects';
 import { BASE_CHAINS, type Jump, baseChains } from '../nftables/rules/baseChains';
+import { endpointChecks, rejectRules, unallocatedDrops } from '../nftables/rules/checks';
 import type { NftablesConfig } from '../nftables/rules/config';
 import { firewallAllowSpec, firewallElements, firewallRanges, firewallRule } from '../nftables/rules/firewall';
 import { needsHairpin, ofFamily } from '../nftables/rules/fragment';
 import { PROTO_NUMBER, addrProtoPortKey, pairBytes, protoPortKey } from '../nftables/rules/keys';
 import { clusterIPMarks, externalPolicyMarks, markForMasquerade, masqueradeRules } from '../nftables/rules/masquerade';
-import {
-  type FamilyShape, canTellPods, daddrIn, daddrProtoPort, familyShape, fromOutside, loopback, nodePortRules, protoPort, rejectRules, unallocatedDrops,
-} from '../nftables/rules/match';
+import { type FamilyShape, canTellPods, daddrIn, daddrProtoPort, familyShape, loopback } from '../nftables/rules/match';
 import { CHAINS, SETS } from '../nftables/rules/names';
 
 // Names as in the nftables mode's table (rules/names.ts) where the object is the same, plus this table's own.
@@ -127,15 +126,9 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   chain(IPVS_CHAINS.services, services);
   chain(IPVS_CHAINS.masquerading, masqueradeRules(f, cfg, false));
 
-  const goto = (r: RuleBuilder, set: string, target: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'goto', chain: target }).body();
-  const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
   chain(IPVS_CHAINS.inputCheck, [
-    firewallRule(f),
-    goto(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.noEndpointServices, IPVS_CHAINS.reject),
-    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), IPVS_SETS.noEndpointNodePorts, IPVS_CHAINS.reject)),
-    drop(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.dropServices),
-    drop(daddrProtoPort(fromOutside(new RuleBuilder(), f, cfg), f), IPVS_SETS.dropExternal),
-    ...nodePortRules(f, cfg, (r) => drop(protoPort(fromOutside(r, f, cfg)), IPVS_SETS.dropNodePorts)),
+    // The nftables mode's endpoints-check (rules/checks.ts): source ranges, no endpoints, Local policy drops.
+    ...endpointChecks(f, cfg),
     // A bound address on a port no virtual service has (ICMP too: kube-proxy rejects everything new but Service ports).
     daddrProtoPort(daddrIn(new RuleBuilder(), f, IPVS_SETS.boundAddresses), f)
       .lookup(IPVS_SETS.serviceIPs, NFT_REG32_00, undefined, true).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),

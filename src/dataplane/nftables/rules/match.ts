@@ -1,13 +1,13 @@
 // Rule pieces both tables build from (the nftables mode's, skeleton.ts, and the IPVS mode's, ipvs/filter.ts): where
-// a family's addresses sit in the packet, the matches (new connection, destination tuple, NodePort destination,
-// from a pod, from the node), and the two rules every table ends with (reject, drop to unallocated Service
-// addresses). Each appends expressions to a RuleBuilder and returns it, so a rule reads as the matches it chains.
+// a family's addresses sit in the packet, and the matches (new connection, destination tuple, NodePort destination,
+// loopback, from a pod, from the node). Each appends expressions to a RuleBuilder and returns it, so a rule reads as
+// the matches it chains.
 import { type CIDR, ipToBytes, parseCIDR } from '../../../model/ip';
 import type { IPFamily } from '../../../model/types';
 import {
-  CT_STATE_NEW, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, IPPROTO, NFPROTO_IPV4, NFPROTO_IPV6, NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR,
-  NFT_CT_STATE, NFT_FIB_RESULT_ADDRTYPE, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
-  NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH, NFT_REJECT_TCP_RST, type NfFamily, RTN_LOCAL, TYPE_IP6ADDR, TYPE_IPADDR,
+  CT_STATE_NEW, NFPROTO_IPV4, NFPROTO_IPV6, NFTA_FIB_F_DADDR, NFTA_FIB_F_SADDR, NFT_CT_STATE, NFT_FIB_RESULT_ADDRTYPE, NFT_META_IIFNAME,
+  NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG_1, type NfFamily, RTN_LOCAL,
+  TYPE_IP6ADDR, TYPE_IPADDR,
 } from '../netlink/constants';
 import { RuleBuilder, hostU32 } from '../netlink/expr';
 import type { NftablesConfig } from './config';
@@ -117,22 +117,4 @@ export function fromNode(r: RuleBuilder, yes: boolean): RuleBuilder {
 /** Traffic from outside the node and its pods: what externalTrafficPolicy Local is about. */
 export function fromOutside(r: RuleBuilder, f: FamilyShape, cfg: NftablesConfig): RuleBuilder {
   return fromNode(notFromPods(r, f, cfg), false);
-}
-
-/**
- * `daddr in <each Service CIDR of this family> drop`, one rule per CIDR (a cluster has one or two per family).
- * Placed after Service traffic was DNATed (or, in IPVS mode, after ClusterIPs returned), so what still goes to
- * such an address is to one no Service holds.
- */
-export function unallocatedDrops(f: FamilyShape, cfg: NftablesConfig): Buffer[] {
-  return cidrsOf(cfg.serviceCIDRs ?? [], f.ip).map((c) => addressIn(new RuleBuilder(), f, f.daddrOffset, c).verdict({ kind: 'drop' }).body());
-}
-
-/** The reject chain's rules: TCP is answered with a reset, the rest with ICMP port unreachable. */
-export function rejectRules(f: FamilyShape): Buffer[] {
-  return [
-    new RuleBuilder().metaGet(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, 'eq', Buffer.from([IPPROTO.TCP]))
-      .reject(NFT_REJECT_TCP_RST).body(),
-    new RuleBuilder().reject(NFT_REJECT_ICMP_UNREACH, f.ip === 4 ? ICMP_PORT_UNREACH : ICMPV6_PORT_UNREACH).body(),
-  ];
 }

@@ -32,10 +32,11 @@ import { supports } from '../kernel';
 import type { DesiredTable, SetSpec } from '../objects';
 import { emptyTable } from '../objects';
 import { NFTABLES_JUMPS, baseChains } from './baseChains';
+import { endpointChecks, rejectRules, unallocatedDrops } from './checks';
 import type { NftablesConfig } from './config';
-import { firewallAllowSpec, firewallRule } from './firewall';
+import { firewallAllowSpec } from './firewall';
 import { clusterIPMarks, externalPolicyMarks, masqueradeRules } from './masquerade';
-import { daddrIn, daddrProtoPort, familyShape, fromOutside, nodePortRules, protoPort, rejectRules, unallocatedDrops } from './match';
+import { daddrIn, daddrProtoPort, familyShape, fromOutside, nodePortRules, protoPort } from './match';
 import { CHAINS, SETS } from './names';
 import { SCRATCH_REG, affinitySetSpec, pickChains } from './picks';
 
@@ -100,17 +101,8 @@ export function skeleton(ipFamily: IPFamily, cfg: NftablesConfig): DesiredTable 
     ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.serviceNodePorts, CHAINS.pickNodePorts)),
   ]);
   for (const c of pickChains(f, { counts: new Map(), affinity: new Map() })) t.chains.set(c.name, c);
-  // Before DNAT, new connections only: no endpoints at all is refused at once; endpoints elsewhere but none here
-  // under a Local policy is dropped (for external traffic only from outside: pods and the node short-circuit).
-  const drop = (r: RuleBuilder, set: string) => member(r, set).verdict({ kind: 'drop' }).body();
-  chain(CHAINS.endpointsCheck, [
-    firewallRule(f),
-    goto(daddrProtoPort(new RuleBuilder(), f), SETS.noEndpointServices, CHAINS.reject),
-    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), SETS.noEndpointNodePorts, CHAINS.reject)),
-    drop(daddrProtoPort(new RuleBuilder(), f), SETS.dropServices),
-    drop(daddrProtoPort(fromOutside(new RuleBuilder(), f, cfg), f), SETS.dropExternal),
-    ...nodePortRules(f, cfg, (r) => drop(protoPort(fromOutside(r, f, cfg)), SETS.dropNodePorts)),
-  ]);
+  // Before DNAT (checks.ts; its sets are plain sets, never the count maps, so no membership test needs a register).
+  chain(CHAINS.endpointsCheck, endpointChecks(f, cfg));
   chain(CHAINS.clusterIPsCheck, [
     daddrIn(new RuleBuilder(), f, SETS.clusterIPs).verdict({ kind: 'goto', chain: CHAINS.reject }).body(),
     ...unallocatedDrops(f, cfg),
