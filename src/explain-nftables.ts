@@ -15,20 +15,15 @@ import { parseRuleBody } from './dataplane/nftables/netlink/expr';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
 import { type PathOutcome, walkNewConnection } from './dataplane/nftables/packet-path';
 import { AFFINITY_SETS, CHAINS, SETS } from './dataplane/nftables/rules/names';
-import { countOf } from './dataplane/nftables/rules/picks';
+import { PICK, countOf } from './dataplane/nftables/rules/picks';
 import { addrProtoPortKey, protoPortKey } from './dataplane/nftables/rules/keys';
 import { splitComment } from './dataplane/nftables/status';
 import { bytesToIp, cidrContains, ipToBytes } from './model/ip';
 
 const PROTO = IPPROTO as Record<string, number>;
 const VERDICT: Record<PathOutcome['fate'], Explanation['verdict']> = { dnat: 'forwarded', rejected: 'rejected', dropped: 'dropped', untouched: 'not a Service' };
-/** Slot maps -> the count maps that go with them (ruleset.ts PICK). */
-const COUNTS_OF: Record<string, string> = {
-  [SETS.serviceEndpoints]: SETS.serviceIPs,
-  [SETS.nodePortEndpoints]: SETS.serviceNodePorts,
-  [SETS.localEndpoints]: SETS.localIPs,
-  [SETS.localNodePortEndpoints]: SETS.localNodePorts,
-};
+/** Slot maps -> the count maps that go with them (rules/picks.ts PICK). */
+const COUNTS_OF: Record<string, string> = Object.fromEntries(Object.values(PICK).map((k) => [k.slots, k.counts]));
 const NODEPORT_SETS = new Set<string>([SETS.serviceNodePorts, SETS.localNodePorts, SETS.noEndpointNodePorts, SETS.dropNodePorts]);
 const LOCAL_VIEWS = new Set<string>([SETS.localIPs, SETS.localNodePorts]);
 /** Addresses no cluster uses (RFC 5737, 3849): the client "outside the cluster" when --from is not given. */

@@ -87,7 +87,7 @@ export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boole
     const i = exprs.findIndex((e) => attrString(e, EXPR_NAME) === 'meta' && attrU32(e, META.KEY) === NFT_META_IIFNAME);
     const name = i >= 0 ? exprs[i + 1]?.get(CMP.DATA) : undefined;
     if (name) {
-      // All 16 bytes (NUL-padded): a bridge's exact name; fewer: a prefix (ruleset.ts notFromPods).
+      // All 16 bytes (NUL-padded): a bridge's exact name; fewer: a prefix (rules/match.ts notFromPods).
       const text = name.toString('latin1').replace(/\0+$/, '');
       return { cidrs: [], all: false, podInterface: name.length === 16 ? text : `${text}*` };
     }

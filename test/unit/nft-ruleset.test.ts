@@ -1,4 +1,4 @@
-// The nftables dataplane above the client (ruleset.ts, diff.ts, ledger.ts, proxier.ts, status.ts), run against
+// The nftables dataplane above the client (rules/, diff.ts, ledger.ts, proxier.ts, status.ts), run against
 // FakeNftClient: the fake applies every batch with the kernel's rules (test/contract holds it to the kernel), so
 // an ordering the kernel would refuse fails here too, and its dumps show exactly what was programmed.
 import { describe, expect, it } from 'vitest';

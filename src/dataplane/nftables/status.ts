@@ -16,7 +16,7 @@ function endpointOf(data: Buffer | undefined, addrLen: number): StatusEndpoint |
   return { address: bytesToIp(data.subarray(0, addrLen)), port: data.readUInt16BE(addrLen) };
 }
 
-/** A count element's comment: "ns/name:port" or "ns/name:port (reason; reason)" (ruleset.ts fragmentFor). */
+/** A count element's comment: "ns/name:port" or "ns/name:port (reason; reason)" (rules/fragment.ts fragmentFor). */
 export function splitComment(comment: string | undefined): { service: string; why: string[] } {
   if (!comment) return { service: '', why: [] };
   const i = comment.indexOf(' (');
