@@ -23,8 +23,8 @@
 //       daemons (sshd on 0.0.0.0:22 ...) would answer on every ClusterIP (kube-proxy's KUBE-IPVS-FILTER).
 //
 // Every per-Service object is an element of a plain set, so a sync is element operations only (no rule re-validation,
-// see rules/skeleton.ts); several Service ports can want one element (a bound address, a hairpin pair), so elements are
-// reference-counted by IpvsNftables.
+// see rules/skeleton.ts); several Service ports can want one element (a bound address, a hairpin pair), so elements
+// are reference-counted by IpvsNftables. The chains are built from the nftables mode's rule library (rules/README.md).
 import type { IPFamily, ServicePort } from '../../model/types';
 import { choiceReasons, chooseEndpoints } from '../../model/topology';
 import { NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, concatType } from '../nftables/netlink/constants';
@@ -75,7 +75,7 @@ export const IPVS_SETS = {
   dropServices: SETS.dropServices,
   dropExternal: SETS.dropExternal,
   dropNodePorts: SETS.dropNodePorts,
-  /** loadBalancerSourceRanges, as in the nftables mode (rules/firewall.ts): LB IPs and the source ranges they accept. */
+  /** loadBalancerSourceRanges, as in the nftables mode (rules/firewall.ts): LB IPs and the sources they accept. */
   firewallIPs: SETS.firewallIPs,
   firewallAllow: SETS.firewallAllow,
   /** Addresses svcplane binds on svcplane0: on them, only Service ports are answered. */

@@ -1,8 +1,8 @@
 // Every name the nftables mode's tables use, in one place (kube-proxy's pkg/proxy/nftables/proxier.go keeps them
 // in one constants block too): the table, its chains, its sets and maps, and the endpoint counts whose rules are
-// always there. `status`, `explain` and the tests read the kernel's tables back by these names, so a name changed
-// here is a table an older agent's leftovers will not be recognised by. The IPVS mode's table (ipvs/filter.ts)
-// shares the names of what it has in common with this one and adds its own.
+// always there. `status`, `explain` and the tests read the kernel's tables back by these names. The IPVS mode's
+// table (ipvs/filter.ts, IPVS_CHAINS / IPVS_SETS) takes from here the names of what it has in common with this one
+// and adds its own.
 import type { IPFamily } from '../../../model/types';
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../netlink/constants';
 
