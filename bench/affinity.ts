@@ -10,13 +10,13 @@
 //                  client: the steady state), svcplane and kube-proxy nft.
 // svcplane's shape: one remembered-clients set per table (client . service address . proto . port -> slot),
 // rules per distinct timeout, not per Service; a Service with affinity adds elements, not sets or rules
-// (src/dataplane/nftables/ruleset.ts). Results: bench/results/affinity.json. Quote ratios: machines are shared.
+// (src/dataplane/nftables/rules/picks.ts). Results: bench/results/affinity.json. Quote ratios: machines are shared.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
+import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel } from './lib/model';

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { type KernelSupport, probeKernel } from '../src/dataplane/nftables/kernel';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ruleset';
+import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { KNOWN_KERNELS, kernelPackage, prepareGuest, runInGuest } from '../scripts/lib/vm';

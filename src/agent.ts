@@ -8,7 +8,7 @@ import { IpvsProxier } from './dataplane/ipvs/proxier';
 import { defaultIpvsConfig } from './dataplane/ipvs/config';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
-import { defaultConfig } from './dataplane/nftables/ruleset';
+import { defaultConfig } from './dataplane/nftables/rules/config';
 import type { Dataplane } from './dataplane/types';
 import type { AgentConfig } from './config/kubeProxyConfig';
 import { Reflector, type ReflectorHandlers, type WatchObject } from './k8s/reflector';

@@ -2,7 +2,7 @@
 // kube-proxy's nftables mode loaded with `nft -f`. Each removes what it loaded before returning.
 import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import type { NftablesConfig } from '../../src/dataplane/nftables/ruleset';
+import type { NftablesConfig } from '../../src/dataplane/nftables/rules/config';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 import type { LatencyResult } from '../../scripts/lib/traffic';
 import { kubeProxyNftablesRuleset } from '../peers/kubeproxy-nftables';

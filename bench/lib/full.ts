@@ -3,7 +3,7 @@
 import { NetlinkNftClient, type NftClient } from '../../src/dataplane/nftables/client';
 import { FULL_SUPPORT } from '../../src/dataplane/nftables/kernel';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import type { NftablesConfig } from '../../src/dataplane/nftables/ruleset';
+import type { NftablesConfig } from '../../src/dataplane/nftables/rules/config';
 import type { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { native } from '../../src/native';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../peers/kubeproxy-iptables';

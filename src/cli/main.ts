@@ -11,7 +11,7 @@ import { IpvsProxier } from '../dataplane/ipvs/proxier';
 import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
-import { defaultConfig } from '../dataplane/nftables/ruleset';
+import { defaultConfig } from '../dataplane/nftables/rules/config';
 import { unhonouredFeatures } from '../dataplane/limits';
 import type { Dataplane } from '../dataplane/types';
 import { acquireWriterLock } from '../dataplane/writerLock';

@@ -42,7 +42,7 @@ export interface Explanation {
   scheduler?: string;
   /**
    * What may make the kernel do otherwise than the maps say: svcplane's table or base chains changed (dormant,
-   * missing, policy drop), another table's rule at the same hook that may take the flow first (explain-hooks.ts).
+   * missing, policy drop), another table's rule at the same hook that may take the flow first (nftables/explain-hooks.ts).
    */
   warnings?: string[];
 }

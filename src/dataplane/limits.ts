@@ -2,7 +2,7 @@
 // port with what svcplane does instead, so an operator never has to guess (the brief: honour or reject with a
 // clear, logged reason).
 import type { ServicePort } from '../model/types';
-import { MAX_AFFINITY_COUNT } from './nftables/ruleset';
+import { MAX_AFFINITY_COUNT } from './nftables/rules/picks';
 
 /**
  * `mode`: the dataplane's; `agent`: whether this is the long-running agent (healthCheckNodePorts need a process to

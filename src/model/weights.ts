@@ -15,6 +15,7 @@
 // the Service is already watched, its owner is the one who knows how its endpoints should share the load, and node
 // or zone selectors describe the usual reason for unequal weights (unequal machines) without naming Pods, whose
 // names and addresses change on every rollout.
+import type { EndpointChoice } from './topology';
 import type { Endpoint } from './types';
 
 export const ENDPOINT_WEIGHTS_ANNOTATION = 'svcplane.io/endpoint-weights';
@@ -91,6 +92,19 @@ export function weightedSlots(endpoints: readonly Endpoint[], weights: EndpointW
     for (let k = 0; k < counts[i]; k++) out.push(e);
   });
   return out;
+}
+
+/**
+ * A topology choice as slots see it: each of its lists whose endpoints all weigh 0 holds no slot, so it is emptied
+ * (in place: the nftables dataplane tells the lists apart by identity); with no cluster or local endpoint left, the
+ * Service port has nothing to pick (hasAny false: it is programmed as having no endpoints).
+ */
+export function emptyUnweightedLists(choice: EndpointChoice, weights: EndpointWeights | undefined): void {
+  if (!weights) return;
+  for (const list of [choice.cluster, choice.local, choice.internal, choice.external]) {
+    if (list.length && weightedSlots(list, weights).length === 0) list.length = 0;
+  }
+  if (choice.cluster.length === 0 && choice.local.length === 0) choice.hasAny = false;
 }
 
 /** Why a Service port's weights were scaled down (the nftables dataplane's slot bound), or undefined. */

@@ -17,7 +17,7 @@ import { RuleBuilder, be16, hostU32 } from '../../src/dataplane/nftables/netlink
 import type { ChainState, ElementState, SetSpec, TableState } from '../../src/dataplane/nftables/objects';
 import { elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import type { Endpoint, ServicePort } from '../../src/model/types';
 

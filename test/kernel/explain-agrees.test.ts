@@ -14,7 +14,7 @@ import { runFlows } from '../../scripts/lib/traffic';
 import type { Explanation, FlowQuery } from '../../src/dataplane/explain';
 import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { readNodeAddresses } from '../../src/dataplane/nodeAddresses';
 import { svcplane } from '../helpers/cli';
 import { type Compared, NODE_DAEMON, compareGroup, describeCompared, flowCases, flowContext, programGroup } from '../helpers/explain-agreement';

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetlinkNftClient, type NftClient } from '../../src/dataplane/nftables/client';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { NFPROTO_IPV4, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { decodeTable } from '../../src/dataplane/nftables/state';

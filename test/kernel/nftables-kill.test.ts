@@ -12,7 +12,7 @@ import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
 import { formatTable } from '../../src/dataplane/nftables/fake';
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { loadManifests } from '../../src/source/manifests';
 import { buildProxyModel } from '../../src/model/build';
 import { SVCPLANE } from '../helpers/cli';

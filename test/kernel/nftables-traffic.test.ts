@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetlinkNftClient } from '../../src/dataplane/nftables/client';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { NFPROTO_IPV4 } from '../../src/dataplane/nftables/netlink/constants';
 import { RuleBuilder } from '../../src/dataplane/nftables/netlink/expr';

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeNftClient, formatRule, formatTable } from '../../src/dataplane/nftables/fake';
 import { NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from '../../src/dataplane/nftables/netlink/constants';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { IPVS_CHAINS, IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/filter';
 import { masqueradeSettings, serviceCIDRsOf } from '../../src/dataplane/nftables/readback';
 import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';

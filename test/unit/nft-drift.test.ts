@@ -12,7 +12,8 @@ import {
 } from '../../src/dataplane/nftables/netlink/constants';
 import { RuleBuilder } from '../../src/dataplane/nftables/netlink/expr';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, TABLE_NAME, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, TABLE_NAME } from '../../src/dataplane/nftables/rules/names';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import type { Endpoint, ServicePort } from '../../src/model/types';
 

@@ -7,7 +7,8 @@ import { FakeNftClient, formatRule } from '../../src/dataplane/nftables/fake';
 import { CONSTRUCTS, type ConstructId, FULL_SUPPORT, NftKernelError, kernelReport, probeKernel } from '../../src/dataplane/nftables/kernel';
 import { NFPROTO_IPV4 } from '../../src/dataplane/nftables/netlink/constants';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS } from '../../src/dataplane/nftables/rules/names';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import type { Endpoint, ServicePort } from '../../src/model/types';
 
 function ep(address: string): Endpoint {

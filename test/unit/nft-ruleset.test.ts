@@ -1,4 +1,4 @@
-// The nftables dataplane above the client (ruleset.ts, diff.ts, ledger.ts, proxier.ts, status.ts), run against
+// The nftables dataplane above the client (rules/, diff.ts, ledger.ts, proxier.ts, status.ts), run against
 // FakeNftClient: the fake applies every batch with the kernel's rules (test/contract holds it to the kernel), so
 // an ordering the kernel would refuse fails here too, and its dumps show exactly what was programmed.
 import { describe, expect, it } from 'vitest';
@@ -16,7 +16,10 @@ import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME, countOf, defaultConfig, firewallRanges } from '../../src/dataplane/nftables/ruleset';
+import { CHAINS, SETS, STATIC_AFFINITY_COUNTS, STATIC_PICK_COUNTS, TABLE_NAME } from '../../src/dataplane/nftables/rules/names';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
+import { firewallRanges } from '../../src/dataplane/nftables/rules/firewall';
+import { countOf } from '../../src/dataplane/nftables/rules/picks';
 import { statusRows } from '../../src/dataplane/nftables/status';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import { ipToBytes } from '../../src/model/ip';

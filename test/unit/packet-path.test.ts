@@ -7,7 +7,8 @@ import { FakeNftClient } from '../../src/dataplane/nftables/fake';
 import { NFPROTO_IPV4, NFPROTO_IPV6, NFT_TABLE_F_DORMANT } from '../../src/dataplane/nftables/netlink/constants';
 import { type NewConnection, type PathOutcome, walkNewConnection } from '../../src/dataplane/nftables/packet-path';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { type NftablesConfig, TABLE_NAME, defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { TABLE_NAME } from '../../src/dataplane/nftables/rules/names';
+import { type NftablesConfig, defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { NftTransaction } from '../../src/dataplane/nftables/transaction';
 import type { Endpoint, ServicePort } from '../../src/model/types';
 

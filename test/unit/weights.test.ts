@@ -5,7 +5,7 @@ import { maxWeightedSlots, slotCounts } from '../../src/model/weights';
 import type { KubeEndpointSlice, KubeService } from '../../src/model/types';
 import { FakeNftClient } from '../../src/dataplane/nftables/fake';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../../src/dataplane/nftables/ruleset';
+import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 
 describe('slot counts of weighted endpoints', () => {
   it('divides by the greatest common divisor and keeps exact ratios under the bound', () => {
@@ -56,7 +56,7 @@ describe('the issue\'s amplifying manifest (4 ports, 5000 endpoints, zone/a=100)
 
 describe('element comments within the kernel\'s user-data size', () => {
   it('keep the Service port name whole and as many reasons as fit', async () => {
-    const { commentWithReasons } = await import('../../src/dataplane/nftables/ruleset');
+    const { commentWithReasons } = await import('../../src/dataplane/nftables/rules/fragment');
     const { MAX_COMMENT_BYTES, encodeElementComment, decodeElementComment } = await import('../../src/dataplane/nftables/netlink/udata');
     const key = `${'n'.repeat(63)}/${'s'.repeat(63)}:${'p'.repeat(63)}`;
     const reasons = ['internalTrafficPolicy Local: endpoints on this node only', 'topology hints for zone eu-west-1a', 'weighted'];

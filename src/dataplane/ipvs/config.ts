@@ -1,5 +1,5 @@
 // The IPVS dataplane's settings (from kube-proxy's flags and config file, see cli/ and agent.ts).
-import { TABLE_NAME } from '../nftables/ruleset';
+import { TABLE_NAME } from '../nftables/rules/names';
 
 export interface IpvsProxierConfig {
   /** Default scheduler (--ipvs-scheduler). */

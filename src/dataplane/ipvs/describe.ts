@@ -4,7 +4,7 @@
 import { ipToBytes } from '../../model/ip';
 import { IPPROTO } from '../nftables/netlink/constants';
 import type { ElementState, TableState } from '../nftables/objects';
-import { addrProtoPortKey, protoPortKey } from '../nftables/ruleset';
+import { addrProtoPortKey, protoPortKey } from '../nftables/rules/keys';
 import { splitComment } from '../nftables/status';
 import { IPVS_SETS } from './filter';
 

@@ -23,145 +23,117 @@
 //       daemons (sshd on 0.0.0.0:22 ...) would answer on every ClusterIP (kube-proxy's KUBE-IPVS-FILTER).
 //
 // Every per-Service object is an element of a plain set, so a sync is element operations only (no rule re-validation,
-// see ruleset.ts); several Service ports can want one element (a bound address, a hairpin pair), so elements are
-// reference-counted by IpvsNftables.
+// see rules/skeleton.ts); several Service ports can want one element (a bound address, a hairpin pair), so elements
+// are reference-counted by IpvsNftables. The chains are built from the nftables mode's rule library (rules/README.md).
 import type { IPFamily, ServicePort } from '../../model/types';
-import {
-  IPPROTO, NFT_META_L4PROTO, NFT_META_MARK, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG_1, NFT_REJECT_ICMP_UNREACH,
-  NFT_REJECT_TCP_RST, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
-  ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, concatType,
-} from '../nftables/netlink/constants';
-import { RuleBuilder, hostU32 } from '../nftables/netlink/expr';
-import type { ChainState, DesiredTable, SetSpec } from '../nftables/objects';
-import { emptyTable } from '../nftables/objects';
-import {
-  type FamilyShape, type NftablesConfig, SETS, addrProtoPortKey, canTellPods, firewallAllowSpec, firewallElements, firewallRanges, firewallRule, ctStateNew, daddrProtoPort, familyShape, fromNode, markForMasquerade,
-  needsHairpin, nodePortRules, notFromPods, ofFamily, pairBytes, protoPort, protoPortKey, unallocatedDrops, zeroed,
-} from '../nftables/ruleset';
-import { ipToBytes } from '../../model/ip';
 import { choiceReasons, chooseEndpoints } from '../../model/topology';
+import { NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, concatType } from '../nftables/netlink/constants';
+import { RuleBuilder } from '../nftables/netlink/expr';
+import type { DesiredTable, SetSpec } from '../nftables/objects';
+import { emptyTable } from '../nftables/objects';
+import { BASE_CHAINS, type Jump, baseChains } from '../nftables/rules/baseChains';
+import { endpointChecks, rejectRules, unallocatedDrops } from '../nftables/rules/checks';
+import type { NftablesConfig } from '../nftables/rules/config';
+import { firewallAllowSpec, firewallElements, firewallRanges, firewallRule } from '../nftables/rules/firewall';
+import { needsHairpin, ofFamily } from '../nftables/rules/fragment';
+import { PROTO_NUMBER, addrProtoPortKey, pairBytes, protoPortKey } from '../nftables/rules/keys';
+import { clusterIPMarks, externalPolicyMarks, markForMasquerade, masqueradeRules } from '../nftables/rules/masquerade';
+import { type FamilyShape, canTellPods, daddrIn, daddrProtoPort, familyShape, loopback } from '../nftables/rules/match';
+import { CHAINS, SETS } from '../nftables/rules/names';
 
-
+// Names as in the nftables mode's table (rules/names.ts) where the object is the same, plus this table's own.
 export const IPVS_CHAINS = {
-  natPrerouting: 'nat-prerouting',
-  natOutput: 'nat-output',
-  natPostrouting: 'nat-postrouting',
-  filterInput: 'filter-input',
-  filterOutput: 'filter-output',
-  filterForward: 'filter-forward',
-  services: 'services',
-  masquerading: 'masquerading',
+  natPrerouting: CHAINS.natPrerouting,
+  natOutput: CHAINS.natOutput,
+  natPostrouting: CHAINS.natPostrouting,
+  filterInput: CHAINS.filterInput,
+  filterOutput: CHAINS.filterOutput,
+  filterForward: CHAINS.filterForward,
+  services: CHAINS.services,
+  masquerading: CHAINS.masquerading,
   inputCheck: 'input-check',
   outputCheck: 'output-check',
-  clusterIPsCheck: 'cluster-ips-check',
-  reject: 'reject-chain',
+  clusterIPsCheck: CHAINS.clusterIPsCheck,
+  reject: CHAINS.reject,
 } as const;
 
 export const IPVS_SETS = {
   /** address . proto . port of every virtual service on a Service address (ClusterIP, externalIP, LB IP). */
-  serviceIPs: 'service-ips',
+  serviceIPs: SETS.serviceIPs,
   /** ClusterIP addresses (their masquerade rule looks at the address alone). */
-  clusterIPs: 'cluster-ips',
+  clusterIPs: SETS.clusterIPs,
   /** externalIPs / LB IPs of externalTrafficPolicy Cluster: always masqueraded. */
-  externalIPs: 'external-ips',
+  externalIPs: SETS.externalIPs,
   /** NodePorts (proto . port) of externalTrafficPolicy Cluster: always masqueraded. */
-  masqNodePorts: 'masq-nodeports',
+  masqNodePorts: SETS.masqNodePorts,
   /** externalTrafficPolicy Local: masqueraded only when the node itself is the client; sources kept otherwise. */
-  localPolicyIPs: 'local-policy-ips',
-  localPolicyNodePorts: 'local-policy-nodeports',
-  noEndpointServices: 'no-endpoint-services',
-  noEndpointNodePorts: 'no-endpoint-nodeports',
+  localPolicyIPs: SETS.localPolicyIPs,
+  localPolicyNodePorts: SETS.localPolicyNodePorts,
+  noEndpointServices: SETS.noEndpointServices,
+  noEndpointNodePorts: SETS.noEndpointNodePorts,
   /** Endpoints elsewhere, none here, under a Local policy: dropped (external ones: for clients from outside). */
-  dropServices: 'drop-services',
-  dropExternal: 'drop-external',
-  dropNodePorts: 'drop-nodeports',
-  /** loadBalancerSourceRanges, as in the nftables mode (ruleset.ts): LB IPs and the source ranges they accept. */
+  dropServices: SETS.dropServices,
+  dropExternal: SETS.dropExternal,
+  dropNodePorts: SETS.dropNodePorts,
+  /** loadBalancerSourceRanges, as in the nftables mode (rules/firewall.ts): LB IPs and the sources they accept. */
   firewallIPs: SETS.firewallIPs,
   firewallAllow: SETS.firewallAllow,
   /** Addresses svcplane binds on svcplane0: on them, only Service ports are answered. */
   boundAddresses: 'service-addresses',
-  hairpin: 'hairpin-endpoints',
+  hairpin: SETS.hairpin,
 } as const;
 
-const PROTO: Record<string, number> = IPPROTO;
+/** This table's prologue (the base chains and priorities are the nftables mode's: rules/baseChains.ts). */
+export const IPVS_JUMPS: readonly Jump[] = [
+  { from: BASE_CHAINS.natPrerouting, to: IPVS_CHAINS.services, newOnly: false },
+  { from: BASE_CHAINS.natOutput, to: IPVS_CHAINS.services, newOnly: false },
+  { from: BASE_CHAINS.natPostrouting, to: IPVS_CHAINS.masquerading, newOnly: false },
+  { from: BASE_CHAINS.filterInput, to: IPVS_CHAINS.inputCheck, newOnly: true },
+  // The node's own new connections to a firewalled LB IP: IPVS takes them at LOCAL_OUT (priority -99) straight to a
+  // real server, so they never pass filter-input; checked here first (kube-proxy's IPVS mode drops them through
+  // KUBE-LOAD-BALANCER-FW in its nat OUTPUT chain).
+  { from: BASE_CHAINS.filterOutput, to: IPVS_CHAINS.outputCheck, newOnly: true },
+  { from: BASE_CHAINS.filterOutput, to: IPVS_CHAINS.clusterIPsCheck, newOnly: true },
+  { from: BASE_CHAINS.filterForward, to: IPVS_CHAINS.clusterIPsCheck, newOnly: true },
+];
 
 /** The table for one family: chains and empty sets (elements come from elementsOf). */
 export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
   const f = familyShape(ip);
   const t: DesiredTable = { ...emptyTable(f.nf, cfg.tableName), elements: new Map() };
-  const chain = (name: string, rules: Buffer[], base?: ChainState['base']) => t.chains.set(name, { name, rules, base });
-  const jump = (target: string) => new RuleBuilder().verdict({ kind: 'jump', chain: target }).body();
+  const chain = (name: string, rules: Buffer[]) => t.chains.set(name, { name, rules });
 
-  chain(IPVS_CHAINS.natPrerouting, [jump(IPVS_CHAINS.services)], { type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100 });
-  chain(IPVS_CHAINS.natOutput, [jump(IPVS_CHAINS.services)], { type: 'nat', hook: NF_INET_LOCAL_OUT, priority: -100 });
-  chain(IPVS_CHAINS.natPostrouting, [jump(IPVS_CHAINS.masquerading)], { type: 'nat', hook: NF_INET_POST_ROUTING, priority: 100 });
-  chain(IPVS_CHAINS.filterInput, [ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: IPVS_CHAINS.inputCheck }).body()],
-    { type: 'filter', hook: NF_INET_LOCAL_IN, priority: 0 });
-  // The node's own new connections to a firewalled LB IP: IPVS takes them at LOCAL_OUT (priority -99) straight to a
-  // real server, so they never pass filter-input; checked here first (kube-proxy's IPVS mode drops them through
-  // KUBE-LOAD-BALANCER-FW in its nat OUTPUT chain).
-  const newJump = (target: string) => ctStateNew(new RuleBuilder()).verdict({ kind: 'jump', chain: target }).body();
-  chain(IPVS_CHAINS.filterOutput, [newJump(IPVS_CHAINS.outputCheck), newJump(IPVS_CHAINS.clusterIPsCheck)],
-    { type: 'filter', hook: NF_INET_LOCAL_OUT, priority: -110 });
-  chain(IPVS_CHAINS.filterForward, [newJump(IPVS_CHAINS.clusterIPsCheck)], { type: 'filter', hook: NF_INET_FORWARD, priority: -110 });
+  for (const c of baseChains(IPVS_JUMPS)) t.chains.set(c.name, c);
   chain(IPVS_CHAINS.outputCheck, [firewallRule(f)]);
   chain(IPVS_CHAINS.clusterIPsCheck, [
-    new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1)
-      .verdict({ kind: 'return' }).body(),
+    daddrIn(new RuleBuilder(), f, IPVS_SETS.clusterIPs).verdict({ kind: 'return' }).body(),
     ...unallocatedDrops(f, cfg),
   ]);
 
-  const markIf = (r: RuleBuilder, set: string) => markForMasquerade(r.lookup(set, NFT_REG32_00), cfg).body();
-  const toClusterIP = (r: RuleBuilder) => r.payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.clusterIPs, NFT_REG_1);
+  // The masquerade marks are the nftables mode's (rules/masquerade.ts), after a way out for loopback sources.
   const services: Buffer[] = [loopbackReturn(f)];
-  if (cfg.masqueradeAll) {
-    services.push(markForMasquerade(toClusterIP(new RuleBuilder()), cfg).body());
-  } else if (canTellPods(f, cfg)) {
-    services.push(markForMasquerade(toClusterIP(notFromPods(new RuleBuilder(), f, cfg)), cfg).body());
+  if (cfg.masqueradeAll || canTellPods(f, cfg)) {
+    services.push(...clusterIPMarks(f, cfg));
   } else {
     // No way to tell pods from the rest: mark what the host itself sends from a Service address (kube-proxy's
     // "src,dst" match on KUBE-CLUSTER-IP), whose replies would otherwise go to svcplane0.
     const words = f.addrLen / 4;
-    services.push(markIf(new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-      .metaGet(NFT_META_L4PROTO, NFT_REG32_00 + words).payload(NFT_REG32_00 + words + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2), IPVS_SETS.serviceIPs));
+    services.push(markForMasquerade(new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
+      .metaGet(NFT_META_L4PROTO, NFT_REG32_00 + words).payload(NFT_REG32_00 + words + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
+      .lookup(IPVS_SETS.serviceIPs, NFT_REG32_00), cfg).body());
   }
-  services.push(markIf(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.externalIPs));
-  services.push(markIf(daddrProtoPort(fromNode(new RuleBuilder(), true), f), IPVS_SETS.localPolicyIPs));
-  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(r), IPVS_SETS.masqNodePorts)));
-  services.push(...nodePortRules(f, cfg, (r) => markIf(protoPort(fromNode(r, true)), IPVS_SETS.localPolicyNodePorts)));
+  services.push(...externalPolicyMarks(f, cfg));
   chain(IPVS_CHAINS.services, services);
+  chain(IPVS_CHAINS.masquerading, masqueradeRules(f, cfg, false));
 
-  const bit = 1 << cfg.masqueradeBit;
-  chain(IPVS_CHAINS.masquerading, [
-    new RuleBuilder().metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(bit), hostU32(0))
-      .cmp(NFT_REG_1, 'neq', hostU32(0))
-      .metaGet(NFT_META_MARK, NFT_REG_1).bitwise(NFT_REG_1, NFT_REG_1, hostU32(~bit), hostU32(0))
-      .metaSet(NFT_META_MARK, NFT_REG_1)
-      .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
-    new RuleBuilder().payload(NFT_REG32_00, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen)
-      .payload(NFT_REG32_00 + f.addrLen / 4, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen)
-      .lookup(IPVS_SETS.hairpin, NFT_REG32_00)
-      .masquerade(NF_NAT_RANGE_PROTO_RANDOM_FULLY).body(),
-  ]);
-
-  const goto = (r: RuleBuilder, set: string, target: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'goto', chain: target }).body();
-  const drop = (r: RuleBuilder, set: string) => r.lookup(set, NFT_REG32_00).verdict({ kind: 'drop' }).body();
-  const outside = (r: RuleBuilder) => fromNode(notFromPods(r, f, cfg), false);
   chain(IPVS_CHAINS.inputCheck, [
-    firewallRule(f),
-    goto(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.noEndpointServices, IPVS_CHAINS.reject),
-    ...nodePortRules(f, cfg, (r) => goto(protoPort(r), IPVS_SETS.noEndpointNodePorts, IPVS_CHAINS.reject)),
-    drop(daddrProtoPort(new RuleBuilder(), f), IPVS_SETS.dropServices),
-    drop(daddrProtoPort(outside(new RuleBuilder()), f), IPVS_SETS.dropExternal),
-    ...nodePortRules(f, cfg, (r) => drop(protoPort(outside(r)), IPVS_SETS.dropNodePorts)),
+    // The nftables mode's endpoints-check (rules/checks.ts): source ranges, no endpoints, Local policy drops.
+    ...endpointChecks(f, cfg),
     // A bound address on a port no virtual service has (ICMP too: kube-proxy rejects everything new but Service ports).
-    daddrProtoPort(new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen).lookup(IPVS_SETS.boundAddresses, NFT_REG_1), f)
+    daddrProtoPort(daddrIn(new RuleBuilder(), f, IPVS_SETS.boundAddresses), f)
       .lookup(IPVS_SETS.serviceIPs, NFT_REG32_00, undefined, true).verdict({ kind: 'goto', chain: IPVS_CHAINS.reject }).body(),
   ]);
-  chain(IPVS_CHAINS.reject, [
-    new RuleBuilder().metaGet(NFT_META_L4PROTO, NFT_REG_1).cmp(NFT_REG_1, 'eq', Buffer.from([IPPROTO.TCP])).reject(NFT_REJECT_TCP_RST).body(),
-    new RuleBuilder().reject(NFT_REJECT_ICMP_UNREACH, f.ip === 4 ? ICMP_PORT_UNREACH : ICMPV6_PORT_UNREACH).body(),
-  ]);
+  chain(IPVS_CHAINS.reject, rejectRules(f));
 
   const set = (name: string, keyType: number, keyLen: number): SetSpec => ({ name, flags: 0, keyType, keyLen });
   const addrProtoPort = concatType(f.addrType, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
@@ -191,10 +163,7 @@ export function ipvsSkeleton(ip: IPFamily, cfg: NftablesConfig): DesiredTable {
 
 /** `ip saddr 127.0.0.0/8 return` (`ip6 saddr ::1 return`). */
 function loopbackReturn(f: FamilyShape): Buffer {
-  const r = new RuleBuilder().payload(NFT_REG_1, NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen);
-  if (f.ip === 4) r.bitwise(NFT_REG_1, NFT_REG_1, Buffer.from([255, 0, 0, 0]), zeroed(4)).cmp(NFT_REG_1, 'eq', Buffer.from([127, 0, 0, 0]));
-  else r.cmp(NFT_REG_1, 'eq', ipToBytes('::1'));
-  return r.verdict({ kind: 'return' }).body();
+  return loopback(new RuleBuilder(), f, f.saddrOffset, true).verdict({ kind: 'return' }).body();
 }
 
 /** One element of this table: its set and key bytes (and the end of a range). */
@@ -217,7 +186,7 @@ export function elementsOf(sp: ServicePort, ip: IPFamily, cfg: NftablesConfig, b
   if (!sp.clusterIPs.some(ofIP) && !sp.externalIPs.some(ofIP) && !sp.loadBalancerIPs.some(ofIP)) return [];
   const clusterIPs = ofFamily(sp.clusterIPs, ip);
   const externals = sp.externalIPs.length || sp.loadBalancerIPs.length ? ofFamily([...sp.externalIPs, ...sp.loadBalancerIPs], ip, clusterIPs) : [];
-  const proto = PROTO[sp.protocol];
+  const proto = PROTO_NUMBER[sp.protocol];
   const choice = chooseEndpoints(sp, ip, { name: cfg.nodeName, zone: cfg.nodeZone });
   const out: FilterElement[] = [];
   // A NodePort lives in the families of the Service's ClusterIPs (a single-stack Service in one).

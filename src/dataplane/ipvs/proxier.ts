@@ -22,7 +22,7 @@ import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/type
 import * as rtnl from '../../netlink/rtnl';
 import type { KernelReport } from '../nftables/kernel';
 import type { NftClient } from '../nftables/client';
-import { defaultConfig as defaultNftConfig } from '../nftables/ruleset';
+import { defaultConfig as defaultNftConfig } from '../nftables/rules/config';
 import type { Dataplane, StatusReport, StatusRow, SyncPlan, SyncResult } from '../types';
 import { PlanCounter, UNNAMED } from '../plan';
 import { NftTransaction } from '../nftables/transaction';

@@ -5,7 +5,8 @@
 import { NF_ACCEPT, NF_DROP, NFPROTO_IPV4, NFPROTO_IPV6, NFT_TABLE_F_DORMANT, type NfFamily } from './netlink/constants';
 import type { BaseChainSpec, ChainState, TableState } from './objects';
 import { policyOf } from './objects';
-import { defaultConfig, skeleton } from './ruleset';
+import { defaultConfig } from './rules/config';
+import { skeleton } from './rules/skeleton';
 
 export const HOOK_NAMES: Readonly<Record<number, string>> = { 0: 'prerouting', 1: 'input', 2: 'forward', 3: 'output', 4: 'postrouting' };
 

@@ -16,7 +16,7 @@
 import type { Explanation } from '../explain';
 import { type TableDrift, driftWarnings } from './drift';
 import { type ForeignChain, describeForeign } from './foreign';
-import { CHAINS } from './ruleset';
+import { CHAINS } from './rules/names';
 
 const OFF_NODE_PATH = [CHAINS.filterPrerouting, CHAINS.natPrerouting, CHAINS.filterForward, CHAINS.natPostrouting];
 const NODE_PATH = [CHAINS.filterOutput, CHAINS.natOutput, CHAINS.filterOutputPostDnat, CHAINS.natPostrouting, CHAINS.filterPrerouting];

@@ -14,19 +14,16 @@ import { IPPROTO, NFPROTO_IPV4 } from './netlink/constants';
 import type { ElementState, TableState } from './objects';
 import { type PathOutcome, walkNewConnection } from './packet-path';
 import { clusterCIDRsOf, elementOf as get, firewallRangesIn, hasElement as has } from './readback';
-import { AFFINITY_SETS, CHAINS, SETS, addrProtoPortKey, countOf, protoPortKey } from './ruleset';
+import { AFFINITY_SETS, CHAINS, SETS } from './rules/names';
+import { PICK, countOf } from './rules/picks';
+import { addrProtoPortKey, protoPortKey } from './rules/keys';
 import { splitComment } from './status';
 import { bytesToIp, cidrContains, ipToBytes } from '../../model/ip';
 
 const PROTO = IPPROTO as Record<string, number>;
 const VERDICT: Record<PathOutcome['fate'], Explanation['verdict']> = { dnat: 'forwarded', rejected: 'rejected', dropped: 'dropped', untouched: 'not a Service' };
-/** Slot maps -> the count maps that go with them (ruleset.ts PICK). */
-const COUNTS_OF: Record<string, string> = {
-  [SETS.serviceEndpoints]: SETS.serviceIPs,
-  [SETS.nodePortEndpoints]: SETS.serviceNodePorts,
-  [SETS.localEndpoints]: SETS.localIPs,
-  [SETS.localNodePortEndpoints]: SETS.localNodePorts,
-};
+/** Slot maps -> the count maps that go with them (rules/picks.ts PICK). */
+const COUNTS_OF: Record<string, string> = Object.fromEntries(Object.values(PICK).map((k) => [k.slots, k.counts]));
 const NODEPORT_SETS = new Set<string>([SETS.serviceNodePorts, SETS.localNodePorts, SETS.noEndpointNodePorts, SETS.dropNodePorts]);
 const LOCAL_VIEWS = new Set<string>([SETS.localIPs, SETS.localNodePorts]);
 /** Addresses no cluster uses (RFC 5737, 3849): the client "outside the cluster" when --from is not given. */

@@ -23,7 +23,7 @@ import type { ListedRule } from './netlink/listing';
 import { NFPROTO_INET } from './netlink/listing';
 import { expectedBaseChains, hookName } from './drift';
 import type { BaseChainInfo, HookChain } from './hook-chains';
-import { CHAINS } from './ruleset';
+import { CHAINS } from './rules/names';
 
 /** The chain of svcplane's table that decides Service traffic at each hook (its priority is read from the ruleset). */
 const DECIDING: ReadonlyArray<[number, string]> = [

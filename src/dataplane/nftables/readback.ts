@@ -6,7 +6,7 @@ import { BITWISE, CMP, EXPR_NAME, LOOKUP, META, NFT_META_IIFNAME, NFPROTO_IPV4, 
 import { parseRuleBody } from './netlink/expr';
 import { attrString, attrU32 } from './netlink/records';
 import type { ElementState, TableState } from './objects';
-import { CHAINS, SETS } from './ruleset';
+import { CHAINS, SETS } from './rules/names';
 
 /** The CIDRs a rule matches its source address against (`saddr & mask == net`), as "net/bits". */
 export function saddrCIDRsOf(exprs: ReturnType<typeof parseRuleBody>, saddrOffset: number): string[] {
@@ -36,7 +36,7 @@ export function masqueradeSettings(t: TableState): { cidrs: string[]; all: boole
     const i = exprs.findIndex((e) => attrString(e, EXPR_NAME) === 'meta' && attrU32(e, META.KEY) === NFT_META_IIFNAME);
     const name = i >= 0 ? exprs[i + 1]?.get(CMP.DATA) : undefined;
     if (name) {
-      // All 16 bytes (NUL-padded): a bridge's exact name; fewer: a prefix (ruleset.ts notFromPods).
+      // All 16 bytes (NUL-padded): a bridge's exact name; fewer: a prefix (rules/match.ts notFromPods).
       const text = name.toString('latin1').replace(/\0+$/, '');
       return { cidrs: [], all: false, podInterface: name.length === 16 ? text : `${text}*` };
     }

@@ -6,7 +6,8 @@ import { EXPR_NAME, NFPROTO_IPV4, NUMGEN } from './netlink/constants';
 import { parseRuleBody } from './netlink/expr';
 import { attrString, attrU32 } from './netlink/records';
 import type { ElementState, TableState } from './objects';
-import { CHAINS, SETS, countOf } from './ruleset';
+import { CHAINS, SETS } from './rules/names';
+import { countOf } from './rules/picks';
 
 const PROTO_NAME: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
@@ -15,7 +16,7 @@ function endpointOf(data: Buffer | undefined, addrLen: number): StatusEndpoint |
   return { address: bytesToIp(data.subarray(0, addrLen)), port: data.readUInt16BE(addrLen) };
 }
 
-/** A count element's comment: "ns/name:port" or "ns/name:port (reason; reason)" (ruleset.ts fragmentFor). */
+/** A count element's comment: "ns/name:port" or "ns/name:port (reason; reason)" (rules/fragment.ts fragmentFor). */
 export function splitComment(comment: string | undefined): { service: string; why: string[] } {
   if (!comment) return { service: '', why: [] };
   const i = comment.indexOf(' (');
