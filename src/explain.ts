@@ -7,12 +7,12 @@
 // on the flow's first packet (explain-nftables.ts); the IPVS mode's is read from the virtual services (below).
 import { cidrContains, bytesToIp, ipToBytes } from './model/ip';
 import type { Protocol } from './model/types';
-import type { RealServerState, VirtualServiceState } from './dataplane/ipvs/netlink';
+import type { RealServerState, VirtualServiceState } from './netlink/ipvs';
 import { describeVirtualService } from './dataplane/ipvs/describe';
 import { IPVS_SETS } from './dataplane/ipvs/filter';
 import { BITWISE, CMP, EXPR_NAME, LOOKUP, META, NFT_META_IIFNAME, PAYLOAD } from './dataplane/nftables/netlink/constants';
 import { parseRuleBody } from './dataplane/nftables/netlink/expr';
-import { attrString, attrU32 } from './dataplane/nftables/netlink/records';
+import { attrString, attrU32 } from './native/recordStream';
 import type { ElementState, TableState } from './dataplane/nftables/objects';
 import { CHAINS, SETS } from './dataplane/nftables/ruleset';
 import { firewallRanges } from './explain-nftables';

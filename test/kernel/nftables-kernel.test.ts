@@ -13,7 +13,7 @@ import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
 import { CHAINS, SETS, defaultConfig } from '../../src/dataplane/nftables/ruleset';
 import { LOOKUP, NFPROTO_IPV4 } from '../../src/dataplane/nftables/netlink/constants';
 import { parseRuleBody } from '../../src/dataplane/nftables/netlink/expr';
-import { attrString } from '../../src/dataplane/nftables/netlink/records';
+import { attrString } from '../../src/native/recordStream';
 import { buildProxyModel } from '../../src/model/build';
 import { loadManifests } from '../../src/source/manifests';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';

@@ -2,13 +2,13 @@
 // IPVS in particular runs only on the guest kernels (test/vm), so these are what keeps its encoders honest on a
 // host run. The hex was taken from the encoders before the netlink layer was merged into one (issue 14).
 import { describe, expect, it } from 'vitest';
-import * as ipvs from '../../src/dataplane/ipvs/netlink';
-import * as nft from '../../src/dataplane/nftables/netlink/listing';
 import { RuleBuilder, be16, hostU32 } from '../../src/dataplane/nftables/netlink/expr';
 import * as ct from '../../src/netlink/ctnetlink';
 import { getFamilyRequest } from '../../src/netlink/genl';
+import * as ipvs from '../../src/netlink/ipvs';
+import { NetlinkWriter } from '../../src/netlink/message';
+import * as nft from '../../src/netlink/nftables';
 import * as rtnl from '../../src/netlink/rtnl';
-import { NetlinkWriter } from '../../src/netlink/writer';
 
 const hex = (b: Buffer) => b.toString('hex');
 

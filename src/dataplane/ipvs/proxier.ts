@@ -32,7 +32,7 @@ import { describeVirtualService } from './describe';
 import type { ConntrackCleaner, StaleFlow } from '../conntrack';
 import { type Clock, realClock } from '../../sync/clock';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from './desired';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 export interface IpvsProxierConfig {
   /** Default scheduler (--ipvs-scheduler). */
