@@ -228,11 +228,6 @@ export class AttributeDecoder {
     return this.rawType & ~NLA_TYPE_MASK & 0xffff;
   }
 
-  /** The current attribute's value length. */
-  len(): number {
-    return this.n;
-  }
-
   u8(): number {
     const at = this.fixed(1, 'u8');
     return at < 0 ? 0 : this.buf[at];
