@@ -7,8 +7,7 @@
 // endpoint), so svcplane reads only the entries it deletes, whatever the size of the table.
 import { native } from '../native';
 import { type CtEntry, IPPROTO_UDP, decodeEntry, writeDelete, writeDump, writeFilteredDump, writeStatsRequest } from '../netlink/ctnetlink';
-import { NetlinkWriter } from '../netlink/writer';
-import { splitMessages } from './ipvs/client';
+import { NetlinkWriter, splitMessages } from '../netlink/message';
 
 /** UDP flows to delete: sent to dst:dport (a Service address, or any address for a NodePort), answered by the endpoint. */
 export interface StaleFlow {

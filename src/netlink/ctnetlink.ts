@@ -2,9 +2,8 @@
 // a dump of the conntrack table *filtered by the kernel* (CTA_FILTER, Linux 5.8+: only entries matching the given
 // original/reply tuple fields come back, so svcplane never reads the whole table), and the deletion of one entry
 // by its original tuple and id (the id makes sure a newer flow with the same tuple is left alone).
-import { bytesToIp } from '../model/ip';
-import { Attrs, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN, parseHeader } from './message';
-import { type NetlinkWriter, oneMessage } from './writer';
+import { type AttributeDecoder, throwIfFailed } from './attribute';
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HDRLEN, type NetlinkWriter, attributesOf, oneMessage, parseHeader } from './message';
 
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_GET = 1;
@@ -82,7 +81,6 @@ function tuple(w: NetlinkWriter, type: number, family: 4 | 6, t: CtTuple): void 
   w.nestEnd(n);
 }
 
-/** A dump of the entries matching `f`, filtered in the kernel. */
 /**
  * The conntrack table's global statistics (ctnetlink_stat_ct): a harmless read whose answer says ctnetlink is
  * there (nf_conntrack_netlink loaded) and lets svcplane in.
@@ -93,6 +91,7 @@ export function writeStatsRequest(w: NetlinkWriter): void {
   w.end();
 }
 
+/** A dump of the entries matching `f`, filtered in the kernel. */
 export function writeFilteredDump(w: NetlinkWriter, f: CtFilter): void {
   w.begin(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP);
   nfgen(w, f.family);
@@ -117,7 +116,7 @@ export function writeDelete(w: NetlinkWriter, e: CtEntry): void {
   w.begin(ctType(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK);
   nfgen(w, e.family);
   tuple(w, CTA.TUPLE_ORIG, e.family, e.orig);
-  if (e.id !== undefined) w.u32be(CTA.ID, e.id);
+  if (e.id !== undefined) w.be32(CTA.ID, e.id);
   if (e.zone) w.be16(CTA.ZONE, e.zone);
   w.end();
 }
@@ -125,21 +124,26 @@ export function writeDelete(w: NetlinkWriter, e: CtEntry): void {
 export const filteredDumpRequest = (f: CtFilter) => oneMessage((w) => writeFilteredDump(w, f));
 export const deleteRequest = (e: CtEntry) => oneMessage((w) => writeDelete(w, e));
 
-function decodeTuple(a: Attrs | undefined): CtTuple {
+function decodeTuple(d: AttributeDecoder): CtTuple {
   const t: CtTuple = {};
-  if (!a) return t;
-  const ip = a.nested(CTA_TUPLE.IP);
-  const src = ip?.get(CTA_IP.V4_SRC) ?? ip?.get(CTA_IP.V6_SRC);
-  const dst = ip?.get(CTA_IP.V4_DST) ?? ip?.get(CTA_IP.V6_DST);
-  if (src) t.src = bytesToIp(src);
-  if (dst) t.dst = bytesToIp(dst);
-  const p = a.nested(CTA_TUPLE.PROTO);
-  if (p) {
-    t.proto = p.u8(CTA_PROTO.NUM);
-    const sp = p.be16(CTA_PROTO.SRC_PORT);
-    const dp = p.be16(CTA_PROTO.DST_PORT);
-    if (sp !== undefined) t.sport = sp;
-    if (dp !== undefined) t.dport = dp;
+  while (d.next()) {
+    if (d.type() === CTA_TUPLE.IP) d.nested((ip) => {
+      while (ip.next()) {
+        switch (ip.type()) {
+          case CTA_IP.V4_SRC: case CTA_IP.V6_SRC: t.src = ip.ip(); break;
+          case CTA_IP.V4_DST: case CTA_IP.V6_DST: t.dst = ip.ip(); break;
+        }
+      }
+    });
+    else if (d.type() === CTA_TUPLE.PROTO) d.nested((p) => {
+      while (p.next()) {
+        switch (p.type()) {
+          case CTA_PROTO.NUM: t.proto = p.u8(); break;
+          case CTA_PROTO.SRC_PORT: t.sport = p.be16(); break;
+          case CTA_PROTO.DST_PORT: t.dport = p.be16(); break;
+        }
+      }
+    });
   }
   return t;
 }
@@ -150,21 +154,38 @@ export function decodeEntry(msg: Buffer): CtEntry | undefined {
   if (h.type >> 8 !== NFNL_SUBSYS_CTNETLINK) return undefined;
   const fam = msg.readUInt8(NLMSG_HDRLEN);
   if (fam !== AF_INET && fam !== AF_INET6) return undefined;
-  const a = new Attrs(msg, NLMSG_HDRLEN + NFGENMSG_LEN, Math.min(h.len, msg.length));
-  const e: CtEntry = { family: fam === AF_INET ? 4 : 6, orig: decodeTuple(a.nested(CTA.TUPLE_ORIG)), reply: decodeTuple(a.nested(CTA.TUPLE_REPLY)) };
-  const id = a.get(CTA.ID);
-  if (id) e.id = id.readUInt32BE(0);
-  const zone = a.be16(CTA.ZONE);
-  if (zone) e.zone = zone;
+  const d = attributesOf(msg, NFGENMSG_LEN);
+  const e: CtEntry = { family: fam === AF_INET ? 4 : 6, orig: {}, reply: {} };
+  while (d.next()) {
+    switch (d.type()) {
+      case CTA.TUPLE_ORIG: d.nested((t) => (e.orig = decodeTuple(t))); break;
+      case CTA.TUPLE_REPLY: d.nested((t) => (e.reply = decodeTuple(t))); break;
+      case CTA.ID: e.id = d.be32(); break;
+      case CTA.ZONE: {
+        const zone = d.be16();
+        if (zone) e.zone = zone;
+        break;
+      }
+    }
+  }
+  throwIfFailed(d, 'conntrack entry');
   return e;
 }
 
 /** The filter a dump request carries (for tests: the mirror of writeFilteredDump). */
 export function decodeFilter(msg: Buffer): { orig: number; reply: number } | undefined {
-  const h = parseHeader(msg);
-  const a = new Attrs(msg, NLMSG_HDRLEN + NFGENMSG_LEN, Math.min(h.len, msg.length));
-  const f = a.nested(CTA.FILTER);
-  if (!f) return undefined;
-  return { orig: f.u32(CTA_FILTER.ORIG_FLAGS) ?? 0, reply: f.u32(CTA_FILTER.REPLY_FLAGS) ?? 0 };
+  const d = attributesOf(msg, NFGENMSG_LEN);
+  let f: { orig: number; reply: number } | undefined;
+  while (d.next()) {
+    if (d.type() === CTA.FILTER) d.nested((n) => {
+      const flags = { orig: 0, reply: 0 };
+      while (n.next()) {
+        if (n.type() === CTA_FILTER.ORIG_FLAGS) flags.orig = n.u32();
+        else if (n.type() === CTA_FILTER.REPLY_FLAGS) flags.reply = n.u32();
+      }
+      f = flags;
+    });
+  }
+  throwIfFailed(d, 'conntrack filter');
+  return f;
 }
-

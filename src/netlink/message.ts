@@ -1,10 +1,13 @@
-// Netlink messages and attributes, pure: the encode and decode halves are mirror images (moby/ipvs's
+// Netlink message framing, pure: the header, its flags and message types, the writer every family's requests are
+// built with, and the splitting and reading of replies. Encoders and decoders are mirror images (moby/ipvs's
 // netlink_linux.go style), so every message svcplane sends can be decoded back in tests. The addon only numbers,
-// sends and matches them (native/nl_transact.cc).
+// sends and matches them (native/nl_transact.cc): it reads the kernel's NLMSG_ERROR acks and NLMSG_DONE ends of
+// dumps itself and hands back only data messages, refusals as numbers.
 //
 // Layout (include/uapi/linux/netlink.h): nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid } then the
-// payload, each part padded to 4 bytes; attributes are { u16 len; u16 type; value } with NLA_F_NESTED on nests.
-// Netlink integers are host byte order (little-endian here); ports and addresses are network order.
+// payload (a family's fixed header, then attributes: attribute.ts), each part padded to 4 bytes. Netlink integers
+// are host byte order (little-endian here); ports and addresses are network order.
+import { AttributeDecoder, AttributeEncoder, align4 } from './attribute';
 
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_MULTI = 0x2;
@@ -12,93 +15,18 @@ export const NLM_F_ACK = 0x4;
 export const NLM_F_ROOT = 0x100;
 export const NLM_F_MATCH = 0x200;
 export const NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH;
+/** NLM_F_REPLACE on new requests; the same bit is NLM_F_NONREC on deletes. */
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
+export const NLM_F_APPEND = 0x800;
+
+/** Message types every family shares (below NLMSG_MIN_TYPE, 0x10). */
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
 
 export const NLMSG_HDRLEN = 16;
-export const NLA_HDRLEN = 4;
-export const NLA_F_NESTED = 0x8000;
-export const NLA_F_NET_BYTEORDER = 0x4000;
-const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
-
-const align4 = (n: number) => (n + 3) & ~3;
-
-/** Builds a run of attributes (and nests) into one buffer. */
-export class AttrWriter {
-  private parts: Buffer[] = [];
-  private size = 0;
-
-  private push(type: number, value: Buffer): this {
-    const len = NLA_HDRLEN + value.length;
-    const b = Buffer.alloc(align4(len));
-    b.writeUInt16LE(len, 0);
-    b.writeUInt16LE(type, 2);
-    value.copy(b, NLA_HDRLEN);
-    this.parts.push(b);
-    this.size += b.length;
-    return this;
-  }
-
-  u8(type: number, v: number): this {
-    return this.push(type, Buffer.from([v & 0xff]));
-  }
-
-  u16(type: number, v: number): this {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(v);
-    return this.push(type, b);
-  }
-
-  /** A 16-bit value in network byte order (ports). */
-  be16(type: number, v: number): this {
-    const b = Buffer.alloc(2);
-    b.writeUInt16BE(v);
-    return this.push(type, b);
-  }
-
-  u32(type: number, v: number): this {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v >>> 0);
-    return this.push(type, b);
-  }
-
-  u64(type: number, v: bigint): this {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(v);
-    return this.push(type, b);
-  }
-
-  /** A NUL-terminated string. */
-  string(type: number, s: string): this {
-    return this.push(type, Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]));
-  }
-
-  binary(type: number, b: Buffer): this {
-    return this.push(type, b);
-  }
-
-  nested(type: number, build: (w: AttrWriter) => void): this {
-    const w = new AttrWriter();
-    build(w);
-    return this.push(type | NLA_F_NESTED, w.bytes());
-  }
-
-  bytes(): Buffer {
-    return Buffer.concat(this.parts, this.size);
-  }
-}
-
-/** A whole netlink message: header (seq and pid left 0: the addon sets them) and payload. */
-export function nlmsg(type: number, flags: number, payload: Buffer): Buffer {
-  const len = NLMSG_HDRLEN + payload.length;
-  const b = Buffer.alloc(align4(len));
-  b.writeUInt32LE(len, 0);
-  b.writeUInt16LE(type, 4);
-  b.writeUInt16LE(flags, 6);
-  payload.copy(b, NLMSG_HDRLEN);
-  return b;
-}
 
 export interface NlHeader {
   len: number;
@@ -112,66 +40,81 @@ export function parseHeader(msg: Buffer): NlHeader {
   return { len: msg.readUInt32LE(0), type: msg.readUInt16LE(4), flags: msg.readUInt16LE(6), seq: msg.readUInt32LE(8), pid: msg.readUInt32LE(12) };
 }
 
-/** Attributes by type (NLA_F_* bits masked off); a repeated type keeps every value in order. */
-export class Attrs {
-  private readonly byType = new Map<number, Buffer[]>();
+/** A decoder for a message's attributes: those after its family's fixed header of `fixedLen` bytes. */
+export function attributesOf(msg: Buffer, fixedLen: number): AttributeDecoder {
+  return new AttributeDecoder(msg, NLMSG_HDRLEN + fixedLen, Math.min(msg.readUInt32LE(0), msg.length));
+}
 
-  constructor(buf: Buffer, start = 0, end = buf.length) {
-    let off = start;
-    while (off + NLA_HDRLEN <= end) {
-      const len = buf.readUInt16LE(off);
-      if (len < NLA_HDRLEN || off + len > end) break;
-      const type = buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
-      const value = buf.subarray(off + NLA_HDRLEN, off + len);
-      const list = this.byType.get(type);
-      if (list) list.push(value);
-      else this.byType.set(type, [value]);
-      off += align4(len);
-    }
+/** Consecutive netlink messages (a packed reply) as one Buffer view each. */
+export function splitMessages(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off + NLMSG_HDRLEN <= data.length) {
+    const len = data.readUInt32LE(off);
+    if (len < NLMSG_HDRLEN || off + len > data.length) break;
+    out.push(data.subarray(off, off + len));
+    off += align4(len);
+  }
+  return out;
+}
+
+/**
+ * Netlink messages written straight into one growable buffer: a sync's thousands of requests become one Buffer
+ * handed to the addon in one call (NetlinkTransceiver.transactPacked), with no Buffer per attribute or message.
+ * begin() a message, write its fixed header and attributes (AttributeEncoder's methods), end() it.
+ */
+export class NetlinkWriter extends AttributeEncoder {
+  private msgStart = -1;
+  /** Messages written (and ended). */
+  count = 0;
+
+  constructor(initial = 64 * 1024) {
+    super(initial);
   }
 
-  has(type: number): boolean {
-    return this.byType.has(type);
+  /** Starts a message: header with type and flags (seq and pid are the addon's). */
+  begin(type: number, flags: number): this {
+    if (this.msgStart >= 0) throw new Error('NetlinkWriter: end() the previous message first');
+    const at = this.out.reserve(NLMSG_HDRLEN);
+    this.msgStart = at;
+    const b = this.out.buf;
+    for (let i = at; i < at + NLMSG_HDRLEN; i++) b[i] = 0;
+    b[at + 4] = type & 0xff;
+    b[at + 5] = type >>> 8;
+    b[at + 6] = flags & 0xff;
+    b[at + 7] = flags >>> 8;
+    return this;
   }
 
-  get(type: number): Buffer | undefined {
-    return this.byType.get(type)?.[0];
+  /** Raw payload bytes (a fixed header such as genlmsghdr or ifaddrmsg), zero-padded to 4. */
+  header(bytes: ArrayLike<number>): this {
+    const n = align4(bytes.length);
+    const at = this.out.reserve(n);
+    const b = this.out.buf;
+    for (let i = 0; i < bytes.length; i++) b[at + i] = bytes[i];
+    for (let i = at + bytes.length; i < at + n; i++) b[i] = 0;
+    return this;
   }
 
-  all(type: number): Buffer[] {
-    return this.byType.get(type) ?? [];
+  /** Ends the message: its length goes into the header. */
+  end(): this {
+    if (this.msgStart < 0) throw new Error('NetlinkWriter: no message begun');
+    this.out.patchU32(this.msgStart, this.out.length - this.msgStart);
+    this.msgStart = -1;
+    this.count++;
+    return this;
   }
 
-  u8(type: number): number | undefined {
-    return this.get(type)?.readUInt8(0);
+  /** Every message written so far (a view: do not write more while it is in use). */
+  finish(): Buffer {
+    if (this.msgStart >= 0) throw new Error('NetlinkWriter: a message is still open');
+    return this.out.view();
   }
+}
 
-  u16(type: number): number | undefined {
-    return this.get(type)?.readUInt16LE(0);
-  }
-
-  be16(type: number): number | undefined {
-    return this.get(type)?.readUInt16BE(0);
-  }
-
-  u32(type: number): number | undefined {
-    return this.get(type)?.readUInt32LE(0);
-  }
-
-  u64(type: number): bigint | undefined {
-    const b = this.get(type);
-    return b && b.length >= 8 ? b.readBigUInt64LE(0) : undefined;
-  }
-
-  string(type: number): string | undefined {
-    const b = this.get(type);
-    if (!b) return undefined;
-    const nul = b.indexOf(0);
-    return b.subarray(0, nul < 0 ? b.length : nul).toString('utf8');
-  }
-
-  nested(type: number): Attrs | undefined {
-    const b = this.get(type);
-    return b ? new Attrs(b) : undefined;
-  }
+/** Writes one message with `write` and returns it as its own Buffer (tests, one-off requests). */
+export function oneMessage(write: (w: NetlinkWriter) => void): Buffer {
+  const w = new NetlinkWriter(256);
+  write(w);
+  return Buffer.from(w.finish());
 }

@@ -1,8 +1,7 @@
 // rtnetlink messages (include/uapi/linux/rtnetlink.h, if_link.h, if_addr.h), pure: the Service-address interface
 // (a `dummy` link svcplane creates, `svcplane0`) and its addresses. Each encoder has its decoder.
-import { bytesToIp, ipToBytes } from '../model/ip';
-import { AttrWriter, Attrs, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_HDRLEN, nlmsg, parseHeader } from './message';
-import { type NetlinkWriter, oneMessage } from './writer';
+import { throwIfFailed } from './attribute';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_HDRLEN, type NetlinkWriter, attributesOf, oneMessage, parseHeader } from './message';
 
 export const RTM = { NEWLINK: 16, DELLINK: 17, GETLINK: 18, NEWADDR: 20, DELADDR: 21, GETADDR: 22 } as const;
 const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, LINKINFO: 18 } as const;
@@ -19,32 +18,30 @@ const RT_SCOPE_UNIVERSE = 0;
 const IFINFOMSG_LEN = 16; // { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change }
 const IFADDRMSG_LEN = 8; // { u8 family; u8 prefixlen; u8 flags; u8 scope; u32 index }
 
-function ifinfomsg(index: number, flags: number, change: number): Buffer {
-  const b = Buffer.alloc(IFINFOMSG_LEN);
-  b.writeUInt8(AF_UNSPEC, 0);
-  b.writeInt32LE(index, 4);
-  b.writeUInt32LE(flags, 8);
-  b.writeUInt32LE(change, 12);
-  return b;
+/** A u32 as four bytes of a fixed header, host order. */
+const u32bytes = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+
+function beginLink(w: NetlinkWriter, type: number, flags: number, index: number, ifflags: number, change: number): NetlinkWriter {
+  return w.begin(type, flags).header([AF_UNSPEC, 0, 0, 0, ...u32bytes(index), ...u32bytes(ifflags), ...u32bytes(change)]);
 }
 
 /** Creates a dummy link, administratively up. */
 export function newDummyLinkRequest(name: string): Buffer {
-  const attrs = new AttrWriter().string(IFLA.IFNAME, name).nested(IFLA.LINKINFO, (w) => w.string(IFLA_INFO.KIND, 'dummy'));
-  return nlmsg(RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfomsg(0, IFF_UP, IFF_UP), attrs.bytes()]));
+  return oneMessage((w) => beginLink(w, RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 0, IFF_UP, IFF_UP)
+    .string(IFLA.IFNAME, name).nested(IFLA.LINKINFO, (e) => e.string(IFLA_INFO.KIND, 'dummy')).end());
 }
 
 export function setLinkUpRequest(index: number): Buffer {
-  return nlmsg(RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK, ifinfomsg(index, IFF_UP, IFF_UP));
+  return oneMessage((w) => beginLink(w, RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK, index, IFF_UP, IFF_UP).end());
 }
 
 export function delLinkRequest(index: number): Buffer {
-  return nlmsg(RTM.DELLINK, NLM_F_REQUEST | NLM_F_ACK, ifinfomsg(index, 0, 0));
+  return oneMessage((w) => beginLink(w, RTM.DELLINK, NLM_F_REQUEST | NLM_F_ACK, index, 0, 0).end());
 }
 
 /** Looks a link up by name (one reply, or ENODEV). */
 export function getLinkRequest(name: string): Buffer {
-  return nlmsg(RTM.GETLINK, NLM_F_REQUEST | NLM_F_ACK, Buffer.concat([ifinfomsg(0, 0, 0), new AttrWriter().string(IFLA.IFNAME, name).bytes()]));
+  return oneMessage((w) => beginLink(w, RTM.GETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0, 0).string(IFLA.IFNAME, name).end());
 }
 
 export interface LinkInfo {
@@ -57,43 +54,38 @@ export interface LinkInfo {
 export function decodeLink(msg: Buffer): LinkInfo | undefined {
   const h = parseHeader(msg);
   if (h.type !== RTM.NEWLINK) return undefined;
-  const a = new Attrs(msg, NLMSG_HDRLEN + IFINFOMSG_LEN, Math.min(h.len, msg.length));
-  return {
-    index: msg.readInt32LE(NLMSG_HDRLEN + 4), flags: msg.readUInt32LE(NLMSG_HDRLEN + 8), name: a.string(IFLA.IFNAME) ?? '',
-    kind: a.nested(IFLA.LINKINFO)?.string(IFLA_INFO.KIND),
-  };
+  const d = attributesOf(msg, IFINFOMSG_LEN);
+  let name = '';
+  let kind: string | undefined;
+  while (d.next()) {
+    if (d.type() === IFLA.IFNAME) name = d.string();
+    else if (d.type() === IFLA.LINKINFO) d.nested((l) => {
+      while (l.next()) if (l.type() === IFLA_INFO.KIND) kind = l.string();
+    });
+  }
+  throwIfFailed(d, 'rtnetlink link');
+  return { index: msg.readInt32LE(NLMSG_HDRLEN + 4), flags: msg.readUInt32LE(NLMSG_HDRLEN + 8), name, kind };
 }
 
-function ifaddrmsg(family: number, prefixlen: number, flags: number, scope: number, index: number): Buffer {
-  const b = Buffer.alloc(IFADDRMSG_LEN);
-  b.writeUInt8(family, 0);
-  b.writeUInt8(prefixlen, 1);
-  b.writeUInt8(flags, 2);
-  b.writeUInt8(scope, 3);
-  b.writeUInt32LE(index, 4);
-  return b;
-}
-
-function addrMessage(type: number, flags: number, index: number, ip: string): Buffer {
+// Addresses are written into a NetlinkWriter (a sync's many bindings in one buffer); the *Request forms return one
+// message as its own Buffer.
+function writeAddr(w: NetlinkWriter, type: number, flags: number, index: number, ip: string): void {
   const v6 = ip.includes(':');
-  const bytes = ipToBytes(ip);
   // A host route for the address only (/32, /128): the dummy link holds Service addresses, not a subnet.
-  const attrs = new AttrWriter().binary(IFA.LOCAL, bytes).binary(IFA.ADDRESS, bytes);
-  if (v6) attrs.u32(IFA.FLAGS, IFA_F_NODAD);
-  return nlmsg(type, flags, Buffer.concat([ifaddrmsg(v6 ? AF_INET6 : AF_INET, v6 ? 128 : 32, v6 ? IFA_F_NODAD : 0, RT_SCOPE_UNIVERSE, index), attrs.bytes()]));
+  w.begin(type, flags).header([v6 ? AF_INET6 : AF_INET, v6 ? 128 : 32, v6 ? IFA_F_NODAD : 0, RT_SCOPE_UNIVERSE, ...u32bytes(index)]);
+  w.ip(IFA.LOCAL, ip).ip(IFA.ADDRESS, ip);
+  if (v6) w.u32(IFA.FLAGS, IFA_F_NODAD);
+  w.end();
 }
 
-export function newAddrRequest(index: number, ip: string): Buffer {
-  return addrMessage(RTM.NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, index, ip);
-}
-
-export function delAddrRequest(index: number, ip: string): Buffer {
-  return addrMessage(RTM.DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, ip);
-}
+export const writeNewAddr = (w: NetlinkWriter, index: number, ip: string) => writeAddr(w, RTM.NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, index, ip);
+export const writeDelAddr = (w: NetlinkWriter, index: number, ip: string) => writeAddr(w, RTM.DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, ip);
+export const newAddrRequest = (index: number, ip: string) => oneMessage((w) => writeNewAddr(w, index, ip));
+export const delAddrRequest = (index: number, ip: string) => oneMessage((w) => writeDelAddr(w, index, ip));
 
 /** Every address of every link (filter by index on the replies: kernels before 4.20 ignore the dump filter). */
 export function dumpAddrsRequest(): Buffer {
-  return nlmsg(RTM.GETADDR, NLM_F_REQUEST | NLM_F_DUMP, ifaddrmsg(AF_UNSPEC, 0, 0, 0, 0));
+  return oneMessage((w) => w.begin(RTM.GETADDR, NLM_F_REQUEST | NLM_F_DUMP).header(new Array(IFADDRMSG_LEN).fill(0)).end());
 }
 
 export interface AddrInfo {
@@ -107,24 +99,19 @@ export function decodeAddr(msg: Buffer): AddrInfo | undefined {
   const h = parseHeader(msg);
   if (h.type !== RTM.NEWADDR) return undefined;
   const family = msg.readUInt8(NLMSG_HDRLEN);
-  const a = new Attrs(msg, NLMSG_HDRLEN + IFADDRMSG_LEN, Math.min(h.len, msg.length));
-  const raw = a.get(IFA.LOCAL) ?? a.get(IFA.ADDRESS);
-  if (!raw || (family !== AF_INET && family !== AF_INET6)) return undefined;
-  return { index: msg.readUInt32LE(NLMSG_HDRLEN + 4), address: bytesToIp(raw), prefixlen: msg.readUInt8(NLMSG_HDRLEN + 1), scope: msg.readUInt8(NLMSG_HDRLEN + 3) };
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
+  const d = attributesOf(msg, IFADDRMSG_LEN);
+  let local: string | undefined;
+  let address: string | undefined;
+  while (d.next()) {
+    if (d.type() === IFA.LOCAL) local = d.ip();
+    else if (d.type() === IFA.ADDRESS) address = d.ip();
+  }
+  throwIfFailed(d, 'rtnetlink address');
+  const ip = local ?? address;
+  if (ip === undefined) return undefined;
+  return { index: msg.readUInt32LE(NLMSG_HDRLEN + 4), address: ip, prefixlen: msg.readUInt8(NLMSG_HDRLEN + 1), scope: msg.readUInt8(NLMSG_HDRLEN + 3) };
 }
-
-// ---- writers into a NetlinkWriter (a sync's many bindings in one buffer) -------------------------------------
-
-function writeAddr(w: NetlinkWriter, type: number, flags: number, index: number, ip: string): void {
-  const v6 = ip.includes(':');
-  w.begin(type, flags).header([v6 ? AF_INET6 : AF_INET, v6 ? 128 : 32, v6 ? IFA_F_NODAD : 0, RT_SCOPE_UNIVERSE, index & 0xff, (index >>> 8) & 0xff, (index >>> 16) & 0xff, index >>> 24]);
-  w.ip(IFA.LOCAL, ip).ip(IFA.ADDRESS, ip);
-  if (v6) w.u32(IFA.FLAGS, IFA_F_NODAD);
-  w.end();
-}
-
-export const writeNewAddr = (w: NetlinkWriter, index: number, ip: string) => writeAddr(w, RTM.NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, index, ip);
-export const writeDelAddr = (w: NetlinkWriter, index: number, ip: string) => writeAddr(w, RTM.DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, ip);
 
 // ---- local routes: a Service address bound as `local <ip> dev svcplane0 table local` ------------------------
 // What an address does for delivery (the kernel makes exactly such a route for every address it is given), at a
@@ -175,13 +162,23 @@ export function decodeRoute(msg: Buffer): RouteInfo | undefined {
   if (h.type !== RTM_ROUTE.NEWROUTE) return undefined;
   const family = msg.readUInt8(NLMSG_HDRLEN);
   if (family !== AF_INET && family !== AF_INET6) return undefined;
-  const a = new Attrs(msg, NLMSG_HDRLEN + RTMSG_LEN, Math.min(h.len, msg.length));
-  const dst = a.get(RTA.DST);
-  if (!dst) return undefined;
+  const d = attributesOf(msg, RTMSG_LEN);
+  let dst: string | undefined;
+  let table: number | undefined;
+  let oif: number | undefined;
+  while (d.next()) {
+    switch (d.type()) {
+      case RTA.DST: dst = d.ip(); break;
+      case RTA.TABLE: table = d.u32(); break;
+      case RTA.OIF: oif = d.u32(); break;
+    }
+  }
+  throwIfFailed(d, 'rtnetlink route');
+  if (dst === undefined) return undefined;
   return {
-    family: family === AF_INET ? 4 : 6, dst: bytesToIp(dst), dstLen: msg.readUInt8(NLMSG_HDRLEN + 1),
-    table: a.u32(RTA.TABLE) ?? msg.readUInt8(NLMSG_HDRLEN + 4), protocol: msg.readUInt8(NLMSG_HDRLEN + 5), type: msg.readUInt8(NLMSG_HDRLEN + 7),
-    oif: a.u32(RTA.OIF),
+    family: family === AF_INET ? 4 : 6, dst, dstLen: msg.readUInt8(NLMSG_HDRLEN + 1),
+    table: table ?? msg.readUInt8(NLMSG_HDRLEN + 4), protocol: msg.readUInt8(NLMSG_HDRLEN + 5), type: msg.readUInt8(NLMSG_HDRLEN + 7),
+    oif,
   };
 }
 

@@ -6,9 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OpBatch } from '../../src/dataplane/ipvs/client';
 import { OWNED_FLAG } from '../../src/dataplane/ipvs/desired';
 import type { IpvsKernel } from '../../src/dataplane/ipvs/ipvsKernel';
-import * as ipvs from '../../src/dataplane/ipvs/netlink';
+import * as ipvs from '../../src/netlink/ipvs';
 import * as rtnl from '../../src/netlink/rtnl';
-import { type NetlinkWriter, oneMessage } from '../../src/netlink/writer';
+import { type NetlinkWriter, oneMessage } from '../../src/netlink/message';
 
 export interface IpvsContractSubject {
   kernel: IpvsKernel;

@@ -3,9 +3,8 @@
 // against the request that caused it; `ip` reads the result back independently. Also the net.* sysctl helper.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../../src/native';
-import { NetlinkWriter } from '../../src/netlink/writer';
+import { NetlinkWriter, splitMessages } from '../../src/netlink/message';
 import * as rtnl from '../../src/netlink/rtnl';
-import { splitMessages } from '../../src/dataplane/ipvs/client';
 import { inNetns, makeNetns, requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('netlink-packed');

@@ -14,7 +14,7 @@ import { CHAINS, SETS } from '../../src/dataplane/nftables/rules/names';
 import { defaultConfig } from '../../src/dataplane/nftables/rules/config';
 import { LOOKUP, NFPROTO_IPV4 } from '../../src/dataplane/nftables/netlink/constants';
 import { parseRuleBody } from '../../src/dataplane/nftables/netlink/expr';
-import { attrString } from '../../src/dataplane/nftables/netlink/records';
+import { attrString } from '../../src/native/recordStream';
 import { buildProxyModel } from '../../src/model/build';
 import { loadManifests } from '../../src/source/manifests';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';

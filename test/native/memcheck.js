@@ -46,7 +46,7 @@ execFileSync('ip', ['netns', 'add', ns]);
 
   // The transceiver: packed requests (one ack per page, refusals by sequence), a packed dump, the array form.
   const native = require(path.join(root, 'build/Release/svcplane_native.node'));
-  const { NetlinkWriter } = require(path.join(root, 'dist/src/netlink/writer.js'));
+  const { NetlinkWriter } = require(path.join(root, 'dist/src/netlink/message.js'));
   const rtnl = require(path.join(root, 'dist/src/netlink/rtnl.js'));
   execFileSync('ip', ['-n', ns, 'link', 'add', 'mem0', 'type', 'bridge']);
   execFileSync('ip', ['-n', ns, 'link', 'set', 'mem0', 'up']);

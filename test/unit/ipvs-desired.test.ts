@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OWNED_FLAG, destKey, nodePortAddressesOf, planServicePort, vsKey } from '../../src/dataplane/ipvs/desired';
-import { SVC_FLAG } from '../../src/dataplane/ipvs/netlink';
+import { SVC_FLAG } from '../../src/netlink/ipvs';
 import type { Endpoint, ServicePort } from '../../src/model/types';
 
 const ep = (address: string, port = 8080): Endpoint => ({ address, family: address.includes(':') ? 6 : 4, port, ready: true, serving: true, terminating: false });

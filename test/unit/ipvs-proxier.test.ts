@@ -6,7 +6,7 @@ import { defaultIpvsConfig, type IpvsProxierConfig } from '../../src/dataplane/i
 import { OWNED_FLAG, vsKey } from '../../src/dataplane/ipvs/desired';
 import { FakeIpvsKernel, type FakeIpvsOptions } from '../../src/dataplane/ipvs/fake';
 import { IpvsProxier } from '../../src/dataplane/ipvs/proxier';
-import * as ipvs from '../../src/dataplane/ipvs/netlink';
+import * as ipvs from '../../src/netlink/ipvs';
 import { FakeNftClient } from '../../src/dataplane/nftables/fake';
 import type { StaleFlow } from '../../src/dataplane/conntrack';
 import * as rtnl from '../../src/netlink/rtnl';

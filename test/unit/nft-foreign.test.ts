@@ -1,5 +1,5 @@
 // Other tables' base chains that may take Service traffic before svcplane (foreign.ts), and the nf_tables listing
-// decoders they are read with (netlink/listing.ts). The decoders get replies built here in the kernel's layout;
+// decoders they are read with (src/netlink/nftables.ts). The decoders get replies built here in the kernel's layout;
 // test/kernel/nftables-foreign.test.ts reads real ones.
 import { describe, expect, it } from 'vitest';
 import { describeForeign, foreignChains, runsBeforeSvcplane } from '../../src/dataplane/nftables/foreign';
@@ -7,8 +7,8 @@ import type { HookChain } from '../../src/dataplane/nftables/hook-chains';
 import {
   NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NFPROTO_IPV4, NFPROTO_IPV6,
 } from '../../src/dataplane/nftables/netlink/constants';
-import { type ListedRule, NFPROTO_INET, decodeChain, decodeRule, decodeTable } from '../../src/dataplane/nftables/netlink/listing';
-import { oneMessage } from '../../src/netlink/writer';
+import { type ListedRule, NFPROTO_INET, decodeChain, decodeRule, decodeTable } from '../../src/netlink/nftables';
+import { NLMSG_DONE, oneMessage } from '../../src/netlink/message';
 
 const NFT_MSG = (m: number) => (10 << 8) | m;
 const NFT_JUMP = -3;
@@ -74,7 +74,7 @@ describe('foreignChains: what may take Service traffic before svcplane', () => {
 
 describe('listing decoders (nf_tables replies, attributes in network order)', () => {
   it('decodes a table with its flags', () => {
-    const msg = oneMessage((w) => w.begin(NFT_MSG(0), 2).header([NFPROTO_INET, 0, 0, 0]).string(1, 'fw').u32be(2, 1).end());
+    const msg = oneMessage((w) => w.begin(NFT_MSG(0), 2).header([NFPROTO_INET, 0, 0, 0]).string(1, 'fw').be32(2, 1).end());
     expect(decodeTable(msg)).toEqual({ family: NFPROTO_INET, name: 'fw', flags: 1 });
   });
 
@@ -82,9 +82,9 @@ describe('listing decoders (nf_tables replies, attributes in network order)', ()
     const base = oneMessage((w) => {
       w.begin(NFT_MSG(3), 2).header([NFPROTO_IPV4, 0, 0, 0]).string(1, 'fw').string(3, 'pre');
       const h = w.nestStart(4);
-      w.u32be(1, NF_INET_PRE_ROUTING).u32be(2, -150);
+      w.be32(1, NF_INET_PRE_ROUTING).be32(2, -150);
       w.nestEnd(h);
-      w.u32be(5, NF_DROP).string(7, 'nat').end();
+      w.be32(5, NF_DROP).string(7, 'nat').end();
     });
     expect(decodeChain(base)).toEqual({ family: NFPROTO_IPV4, table: 'fw', name: 'pre', hook: { type: 'nat', hooknum: NF_INET_PRE_ROUTING, priority: -150, policy: NF_DROP } });
     const regular = oneMessage((w) => w.begin(NFT_MSG(3), 2).header([NFPROTO_IPV4, 0, 0, 0]).string(1, 'fw').string(3, 'sub').end());
@@ -106,13 +106,13 @@ describe('listing decoders (nf_tables replies, attributes in network order)', ()
         w.nestEnd(e);
       };
       expr('payload');
-      expr('lookup', () => w.string(1, 'vmap').u32be(2, 1).u32be(3, 0));
-      expr('nat', () => w.u32be(1, 1));
+      expr('lookup', () => w.string(1, 'vmap').be32(2, 1).be32(3, 0));
+      expr('nat', () => w.be32(1, 1));
       expr('immediate', () => {
-        w.u32be(1, 0);
+        w.be32(1, 0);
         const data = w.nestStart(2);
         const verdict = w.nestStart(2);
-        w.u32be(1, NFT_JUMP).string(2, 'sub');
+        w.be32(1, NFT_JUMP).string(2, 'sub');
         w.nestEnd(verdict);
         w.nestEnd(data);
       });
@@ -126,7 +126,7 @@ describe('listing decoders (nf_tables replies, attributes in network order)', ()
   });
 
   it('ignores other messages', () => {
-    const done = oneMessage((w) => w.begin(3 /* NLMSG_DONE */, 2).header([0, 0, 0, 0]).end());
+    const done = oneMessage((w) => w.begin(NLMSG_DONE, 2).header([0, 0, 0, 0]).end());
     expect([decodeTable(done), decodeChain(done), decodeRule(done)]).toEqual([undefined, undefined, undefined]);
   });
 });

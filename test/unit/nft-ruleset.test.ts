@@ -12,7 +12,7 @@ import {
   NFT_SET_MAP, NUMGEN, NF_INET_PRE_ROUTING, type NfFamily,
 } from '../../src/dataplane/nftables/netlink/constants';
 import { RuleBuilder, parseRuleBody } from '../../src/dataplane/nftables/netlink/expr';
-import { attrI32, attrString, attrU32, decodeRecords } from '../../src/dataplane/nftables/netlink/records';
+import { attrI32, attrString, attrU32, decodeRecords } from '../../src/native/recordStream';
 import type { ElementState, TableState } from '../../src/dataplane/nftables/objects';
 import { desiredOf, elementKey, emptyTable } from '../../src/dataplane/nftables/objects';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';

@@ -3,10 +3,10 @@
 // with its errno kept numeric.
 import { native } from '../../native';
 import type { NetlinkRequestResult, PackedTransactResult } from '../../native';
-import { NetlinkWriter } from '../../netlink/writer';
 import { familyIdOf, getFamilyRequest } from '../../netlink/genl';
+import * as ipvs from '../../netlink/ipvs';
+import { NetlinkWriter, splitMessages } from '../../netlink/message';
 import * as rtnl from '../../netlink/rtnl';
-import * as ipvs from './netlink';
 
 export class IpvsOperationError extends Error {
   constructor(message: string, readonly errno: number, readonly code: string, readonly operation: string, readonly failures: IpvsFailure[]) {
@@ -208,17 +208,4 @@ export function ipvsError(failures: IpvsFailure[]): IpvsOperationError {
   const f = failures[0];
   const more = failures.length > 1 ? ` [+${failures.length - 1} more]` : '';
   return new IpvsOperationError(`${f.operation}: ${f.code} (errno ${f.errno})${f.kernelMessage ? ` - kernel says: ${f.kernelMessage}` : ''}${more}`, f.errno, f.code, f.operation, failures);
-}
-
-/** Consecutive netlink messages (a packed reply) as one Buffer view each. */
-export function splitMessages(data: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let off = 0;
-  while (off + 16 <= data.length) {
-    const len = data.readUInt32LE(off);
-    if (len < 16 || off + len > data.length) break;
-    out.push(data.subarray(off, off + len));
-    off += (len + 3) & ~3;
-  }
-  return out;
 }

@@ -7,7 +7,7 @@ import { OpBatch } from './client';
 import type { DesiredService } from './desired';
 import type { Drainer } from './drain';
 import { EADDRNOTAVAIL, EEXIST, ENOENT, ESRCH } from './errno';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 import type { ProgrammedIpvs, ProgrammedService } from './programmed';
 
 /** A converge's IPVS operations, as OpBatch codes (described only when the kernel refuses one). */

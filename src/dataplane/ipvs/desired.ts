@@ -6,7 +6,7 @@ import type { ServicePort, ServicePortKey } from '../../model/types';
 import { cidrContains } from '../../model/ip';
 import { endpointWeight } from '../../model/weights';
 import { type EndpointChoice, type NodeTopology, chooseEndpoints } from '../../model/topology';
-import { FWD, type IpvsProtocol, type RealServer, SVC_FLAG, type VirtualService } from './netlink';
+import { FWD, type IpvsProtocol, type RealServer, SVC_FLAG, type VirtualService } from '../../netlink/ipvs';
 
 /** The schedulers IPVS has (ip_vs_*.ko); svcplane.io/ipvs-scheduler must name one. */
 export const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'sh', 'dh', 'sed', 'nq', 'mh'];

@@ -8,7 +8,7 @@ import { type ApplyResult, OpBatch } from './client';
 import { destKey } from './desired';
 import { ENOENT } from './errno';
 import type { IpvsKernel } from './ipvsKernel';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 import type { ProgrammedService } from './programmed';
 
 export const NOTHING_APPLIED: Readonly<ApplyResult> = Object.freeze({ operations: 0, sends: 0, bytes: 0, kernelMicros: 0, failures: [] });

@@ -6,7 +6,7 @@ import { firewallRangesIn, hasElement, masqueradeSettings, serviceCIDRsOf } from
 import type { TableState } from '../nftables/objects';
 import { describeVirtualService } from './describe';
 import { IPVS_SETS } from './filter';
-import type { RealServerState, VirtualServiceState } from './netlink';
+import type { RealServerState, VirtualServiceState } from '../../netlink/ipvs';
 
 /** Explains a flow against IPVS (virtual services, real servers) and the nftables table beside it. */
 export function explainIpvs(services: VirtualServiceState[], dests: RealServerState[][], t: TableState | undefined, q: FlowQuery, nodeAddresses: string[]): Explanation {

@@ -5,10 +5,11 @@
 // real one in the test guest: this machine's kernel has no IPVS), so it cannot drift from the kernel.
 import { parseHeader } from '../../netlink/message';
 import * as rtnl from '../../netlink/rtnl';
-import { type ApplyResult, type IpvsFailure, IpvsOperationError, OpBatch, type Operation, ipvsError, splitMessages } from './client';
+import { splitMessages } from '../../netlink/message';
+import { type ApplyResult, type IpvsFailure, IpvsOperationError, OpBatch, type Operation, ipvsError } from './client';
 import { SCHEDULERS, destKey, vsKey } from './desired';
 import type { IpvsKernel } from './ipvsKernel';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 const ERRNO: Record<string, number> = { ENOENT: 2, ESRCH: 3, ENODEV: 19, EEXIST: 17, EINVAL: 22, EROFS: 30, EADDRNOTAVAIL: 99 };
 const NLM_F_EXCL = 0x200;

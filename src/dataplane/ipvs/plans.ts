@@ -4,7 +4,7 @@
 import type { ModelProblem, ServicePort, ServicePortKey } from '../../model/types';
 import { claimConflictProblem, claimPrecedence } from '../../model/precedence';
 import { type DesiredService, type IpvsConfig, type ServicePortPlan, planServicePort } from './desired';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 export class IpvsPlans {
   /** The Service ports planned, by key. */

@@ -2,7 +2,7 @@
 import { IpvsOperationError, OpBatch } from './client';
 import { EEXIST, ENOENT, ESRCH } from './errno';
 import type { IpvsKernel } from './ipvsKernel';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 /** Where the scheduler check's dummy virtual service goes (TEST-NET-3, RFC 5737: never a node's traffic). */
 export const SCHEDULER_PROBE = { address: '203.0.113.253', port: 20000 };

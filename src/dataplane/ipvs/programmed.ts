@@ -6,7 +6,7 @@ import type { IpvsProxierConfig } from './config';
 import { type DesiredService, OWNED_FLAG, destKey, nodePortAddressesOf, vsKey } from './desired';
 import { EEXIST } from './errno';
 import type { IpvsKernel } from './ipvsKernel';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 export interface ProgrammedService {
   vs: ipvs.VirtualService;

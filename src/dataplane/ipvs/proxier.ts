@@ -44,7 +44,7 @@ import { explainIpvs } from './explain';
 import type { StaleFlow, StaleFlowCleaner } from '../conntrack';
 import { type Clock, realClock } from '../../sync/clock';
 import { OWNED_FLAG } from './desired';
-import * as ipvs from './netlink';
+import * as ipvs from '../../netlink/ipvs';
 
 export class IpvsProxier implements Dataplane {
   readonly mode = 'ipvs';

@@ -37,22 +37,22 @@
 //   check: every record applied to a copy, every refusal reported, nothing kept (a batch without its END).
 import { constants as osConstants } from 'node:os';
 import type { BatchErrorInfo, CheckResult, CommitResult } from '../../native';
+import { RecordAction, RecordKind, attrI32, attrString, attrU32, decodeRecords, type AttrMap, type DecodedRecord } from '../../native/recordStream';
+import { align4 as pad4 } from '../../netlink/attribute';
+import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from '../../netlink/message';
 import { NftTransactionError, type NftClient } from './client';
 import { type ConstructId, refusalHint } from './kernel';
 import {
   BITWISE, CHAIN, CMP, CT, DYNSET, ELEM, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NFPROTO_IPV4, NFPROTO_IPV6,
-  NF_ACCEPT, NF_DROP, NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
-  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NF_INET_PRE_ROUTING, NUMGEN, PAYLOAD, REJECT, RULE, RecordAction, RecordKind, SET, TABLE, type NfFamily,
+  NF_ACCEPT, NF_DROP, NFT_DATA_VERDICT, NFT_GOTO, NFT_JUMP, NFT_REG_VERDICT, NFT_SET_MAP,
+  NFT_SET_CONCAT, NFT_SET_EVAL, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NF_INET_PRE_ROUTING, NUMGEN, PAYLOAD, REJECT, RULE, SET, TABLE, type NfFamily,
 } from './netlink/constants';
 import { canonicalRuleBody, parseRuleBody } from './netlink/expr';
 import { decodeElementComment } from './netlink/udata';
-import { attrI32, attrString, attrU32, decodeRecords, type AttrMap, type DecodedRecord } from './netlink/records';
 import type { BaseChainSpec, ChainState, ElementState, SetSpec, TableState } from './objects';
 import { elementKey, sameElement } from './objects';
 import type { NftTransaction } from './transaction';
 
-/** NLM_F_REPLACE (linux/netlink.h); the same bit is NLM_F_NONREC on deletes. */
-const NLM_F_REPLACE = 0x100;
 /** NFT_TABLE_F_MASK on 6.18: dormant, owner, persist. */
 const TABLE_F_MASK = 0x7;
 /** NFT_DATA_VALUE_MAXLEN: the longest key or data the kernel accepts. */
@@ -246,8 +246,6 @@ class Registers {
     this.tracking = false;
   }
 }
-
-const pad4 = (n: number) => (n + 3) & ~3;
 
 /**
  * The bytes a SETELEM record's element list takes in the netlink message libnftnl builds

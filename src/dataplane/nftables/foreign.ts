@@ -19,8 +19,8 @@
 import type { Logger } from '../../log';
 import type { NftClient } from './client';
 import { NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING, NFPROTO_IPV4, NFPROTO_IPV6, type NfFamily } from './netlink/constants';
-import type { ListedRule } from './netlink/listing';
-import { NFPROTO_INET } from './netlink/listing';
+import type { ListedRule } from '../../netlink/nftables';
+import { NFPROTO_INET } from '../../netlink/nftables';
 import { expectedBaseChains, hookName } from './drift';
 import type { BaseChainInfo, HookChain } from './hook-chains';
 import { CHAINS } from './rules/names';

@@ -5,7 +5,7 @@
 import { native } from '../../native';
 import {
   type ListedChain, type ListedRule, decodeChain, decodeRule, decodeTable, dumpChainsRequest, dumpRulesRequest, dumpTablesRequest,
-} from './netlink/listing';
+} from '../../netlink/nftables';
 import { NFT_TABLE_F_DORMANT } from './netlink/constants';
 
 export interface HookChain {

@@ -21,7 +21,7 @@ import {
   NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING, NFT_SET_INTERVAL, NUMGEN, PAYLOAD, CT_STATE_NEW, IPS_DST_NAT, RTN_LOCAL,
 } from './netlink/constants';
 import { hostU32, parseRuleBody } from './netlink/expr';
-import { attrI32, attrString, attrU32, type AttrMap } from './netlink/records';
+import { attrI32, attrString, attrU32, type AttrMap } from '../../native/recordStream';
 import type { ChainState, ElementState, TableState } from './objects';
 import { policyOf } from './objects';
 

@@ -4,7 +4,7 @@
 import { bytesToIp, ipToBytes } from '../../model/ip';
 import { BITWISE, CMP, EXPR_NAME, LOOKUP, META, NFT_META_IIFNAME, NFPROTO_IPV4, PAYLOAD } from './netlink/constants';
 import { parseRuleBody } from './netlink/expr';
-import { attrString, attrU32 } from './netlink/records';
+import { attrString, attrU32 } from '../../native/recordStream';
 import type { ElementState, TableState } from './objects';
 import { CHAINS, SETS } from './rules/names';
 

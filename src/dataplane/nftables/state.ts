@@ -1,10 +1,10 @@
 // Decodes a dumped table (record stream from the addon) into a TableState, canonicalising rules so they compare
 // byte-for-byte with rules the ruleset builds.
+import { RecordKind, attrI32, attrString, attrU32, decodeRecords } from '../../native/recordStream';
 import {
-  CHAIN, ELEM, NfFamily, RULE, RecordKind, SET, TABLE,
+  CHAIN, ELEM, NfFamily, RULE, SET, TABLE,
 } from './netlink/constants';
 import { canonicalRuleBody } from './netlink/expr';
-import { attrI32, attrString, attrU32, decodeRecords } from './netlink/records';
 import { decodeElementComment } from './netlink/udata';
 import { ChainState, ElementState, TableState, elementKey, emptyTable } from './objects';
 

@@ -4,7 +4,7 @@ import { bytesToIp } from '../../model/ip';
 import type { StatusEndpoint, StatusRow } from '../types';
 import { EXPR_NAME, NFPROTO_IPV4, NUMGEN } from './netlink/constants';
 import { parseRuleBody } from './netlink/expr';
-import { attrString, attrU32 } from './netlink/records';
+import { attrString, attrU32 } from '../../native/recordStream';
 import type { ElementState, TableState } from './objects';
 import { CHAINS, SETS } from './rules/names';
 import { countOf } from './rules/picks';

@@ -1,10 +1,9 @@
 // NftTransaction: queued operations that become one netlink batch (after knftables' Transaction). Operations
 // are written straight into the record stream as they are queued; each can carry an owner ("Service ns/name:port")
 // so a kernel error is reported against the Kubernetes object that caused it.
-import {
-  CHAIN, ELEM, NF_ACCEPT, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, RULE, SET, TABLE, RecordAction, RecordKind, NfFamily,
-} from './netlink/constants';
-import { AttrWriter, RecordStreamWriter } from './netlink/records';
+import { RecordAction, RecordAttrWriter, RecordKind, RecordStreamWriter } from '../../native/recordStream';
+import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from '../../netlink/message';
+import { CHAIN, ELEM, NF_ACCEPT, RULE, SET, TABLE, NfFamily } from './netlink/constants';
 import { encodeElementComment } from './netlink/udata';
 import type { ChainState, ElementState, SetSpec } from './objects';
 
@@ -45,11 +44,11 @@ export class NftTransaction {
     return this.stream.finish();
   }
 
-  private begin(action: RecordAction, kind: RecordKind, family: NfFamily, flags: number, verb: string, target: string): AttrWriter {
+  private begin(action: RecordAction, kind: RecordKind, family: NfFamily, flags: number, verb: string, target: string): RecordAttrWriter {
     this.stream.begin(action, kind, family, flags);
     this.ops.push({ verb, target, owner: this.owner });
     this.counts[verb] = (this.counts[verb] ?? 0) + 1;
-    return new AttrWriter(this.stream.w);
+    return new RecordAttrWriter(this.stream.w);
   }
 
   /** flags: NFT_TABLE_F_* (the probe's table is dormant: its base chains never hook packets). */
@@ -167,7 +166,7 @@ export class NftTransaction {
       this.stream.w.u32(j - i);
       for (let k = i; k < j; k++) {
         const e = elements[k];
-        const a = new AttrWriter(this.stream.w);
+        const a = new RecordAttrWriter(this.stream.w);
         if (e.flags) a.u32(ELEM.FLAGS, e.flags);
         a.bytes(ELEM.KEY, e.key);
         if (e.keyEnd !== undefined) a.bytes(ELEM.KEY_END, e.keyEnd);

@@ -12,24 +12,6 @@ export const NF_INET_FORWARD = 2;
 export const NF_INET_LOCAL_OUT = 3;
 export const NF_INET_POST_ROUTING = 4;
 
-// nlmsg flags
-export const NLM_F_CREATE = 0x400;
-export const NLM_F_EXCL = 0x200;
-export const NLM_F_APPEND = 0x800;
-
-// Record stream (native/nft_records.h)
-export const enum RecordAction {
-  New = 1,
-  Del = 2,
-}
-export const enum RecordKind {
-  Table = 1,
-  Chain = 2,
-  Rule = 3,
-  Set = 4,
-  SetElem = 5,
-}
-
 export const TABLE = { NAME: 0, FAMILY: 1, FLAGS: 2, USE: 3, HANDLE: 4, USERDATA: 5 } as const;
 /** NFT_TABLE_F_DORMANT: the table's base chains are unhooked, so none of its rules sees a packet. */
 export const NFT_TABLE_F_DORMANT = 0x1;

@@ -10,7 +10,8 @@ import {
   BITWISE, CMP, CT, DYNSET, EXPR_NAME, FIB, IMM, LOOKUP, MASQ, META, NAT, NUMGEN, PAYLOAD, REJECT,
   NFT_BITWISE_BOOL, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_NG_RANDOM, NFT_REG_VERDICT,
 } from './constants';
-import { AttrMap, AttrWriter, ByteWriter } from './records';
+import { type AttrMap, RecordAttrWriter, RecordStreamReader } from '../../../native/recordStream';
+import { GrowableBuffer } from '../../../netlink/buffer';
 
 const LE = os.endianness() === 'LE';
 
@@ -75,7 +76,7 @@ export function verdictCode(v: Verdict): number {
 // one allocation per rule showed up as most of its garbage-collection time. A full slab is simply left to the
 // views that still point into it; a fresh one takes over.
 const SLAB_BYTES = 1 << 20;
-let slab = new ByteWriter(SLAB_BYTES);
+let slab = new GrowableBuffer(SLAB_BYTES);
 let slabInUse = false;
 
 const NAME_BYTES = new Map<string, Buffer>();
@@ -87,22 +88,22 @@ function nameBytes(name: string): Buffer {
 
 /** Builds one rule body; body() returns it. Build one rule at a time (body() before the next builder). */
 export class RuleBuilder {
-  private readonly w: ByteWriter;
+  private readonly w: GrowableBuffer;
   private readonly start: number;
   private count = 0;
 
   constructor() {
     if (slabInUse) throw new Error('RuleBuilder: finish the previous rule (body()) before starting another');
     slabInUse = true;
-    if (slab.length > SLAB_BYTES - 8192) slab = new ByteWriter(SLAB_BYTES);
+    if (slab.length > SLAB_BYTES - 8192) slab = new GrowableBuffer(SLAB_BYTES);
     this.w = slab;
     this.start = slab.length;
     this.w.u16(0);
   }
 
-  private expr(name: string): AttrWriter {
+  private expr(name: string): RecordAttrWriter {
     this.count++;
-    return new AttrWriter(this.w).bytes(EXPR_NAME, nameBytes(name));
+    return new RecordAttrWriter(this.w).bytes(EXPR_NAME, nameBytes(name));
   }
 
   payload(dreg: number, base: number, offset: number, len: number): this {
@@ -201,12 +202,12 @@ export class RuleBuilder {
 
 /** Re-encodes a dumped rule's expressions with only their significant attributes: comparable to a built body. */
 export function canonicalRuleBody(exprs: AttrMap[]): Buffer {
-  const w = new ByteWriter(256);
+  const w = new GrowableBuffer(256);
   w.u16(exprs.length);
   for (const e of exprs) {
     const nameBuf = e.get(EXPR_NAME);
     const name = nameBuf ? nameBuf.toString('utf8', 0, Math.max(0, nameBuf.indexOf(0))) : '?';
-    const a = new AttrWriter(w).bytes(EXPR_NAME, nameBuf ?? Buffer.from('?\0'));
+    const a = new RecordAttrWriter(w).bytes(EXPR_NAME, nameBuf ?? Buffer.from('?\0'));
     const keep = SIGNIFICANT[name];
     const types = keep ?? [...e.keys()].filter((t) => t !== EXPR_NAME).sort((x, y) => x - y);
     for (const t of types) {
@@ -220,22 +221,5 @@ export function canonicalRuleBody(exprs: AttrMap[]): Buffer {
 
 /** Decodes a rule body into expression attribute maps (for status/explain and tests). */
 export function parseRuleBody(body: Buffer): AttrMap[] {
-  const exprs: AttrMap[] = [];
-  let off = 0;
-  const n = body.readUInt16LE(off);
-  off += 2;
-  for (let i = 0; i < n; i++) {
-    const m: AttrMap = new Map();
-    const count = body.readUInt16LE(off);
-    off += 2;
-    for (let j = 0; j < count; j++) {
-      const type = body.readUInt16LE(off);
-      const len = body.readUInt32LE(off + 2);
-      off += 6;
-      m.set(type, body.subarray(off, off + len));
-      off += len;
-    }
-    exprs.push(m);
-  }
-  return exprs;
+  return new RecordStreamReader(body).ruleBody();
 }

@@ -1,10 +1,10 @@
 // IPVS over generic netlink (include/uapi/linux/ip_vs.h), pure: each command's encoder has a decoder mirroring it
 // (moby/ipvs netlink_linux.go's structure), so tests round-trip every message and dumps decode with the same
 // definitions.
-import { bytesToIp } from '../../model/ip';
-import { parseGenl } from '../../netlink/genl';
-import { type Attrs, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from '../../netlink/message';
-import { type NetlinkWriter, oneAttrs, oneMessage } from '../../netlink/writer';
+import { bytesToIp } from '../model/ip';
+import { type AttributeDecoder, encodeAttributes, throwIfFailed } from './attribute';
+import { beginGenl, parseGenl } from './genl';
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, type NetlinkWriter, oneMessage } from './message';
 
 export const IPVS_GENL_NAME = 'IPVS';
 export const IPVS_GENL_VERSION = 1;
@@ -92,14 +92,14 @@ let lastKey: Buffer = Buffer.alloc(0);
 
 function serviceKey(w: NetlinkWriter, s: VirtualServiceKey): void {
   if (s !== lastKeyOf) {
-    lastKey = oneAttrs((x) => x.u16(SVC.AF, famAF(s.family)).u16(SVC.PROTOCOL, PROTO[s.protocol]).ip(SVC.ADDR, s.address, 16).be16(SVC.PORT, s.port));
+    lastKey = encodeAttributes((x) => x.u16(SVC.AF, famAF(s.family)).u16(SVC.PROTOCOL, PROTO[s.protocol]).ip(SVC.ADDR, s.address, 16).be16(SVC.PORT, s.port));
     lastKeyOf = s;
   }
   w.raw(lastKey);
 }
 
 function begin(w: NetlinkWriter, family: number, cmd: number, flags = ACKED): NetlinkWriter {
-  return w.begin(family, flags).genl(cmd, IPVS_GENL_VERSION);
+  return beginGenl(w, family, flags, cmd, IPVS_GENL_VERSION);
 }
 
 function writeService(w: NetlinkWriter, family: number, cmd: number, s: VirtualService): void {
@@ -154,48 +154,103 @@ export const dumpDestsRequest = (family: number, s: VirtualServiceKey) => oneMes
 
 // ---- replies (and requests, decoded back) ------------------------------------------------------------------------
 
-function decodeStats(a: Attrs | undefined, wide: boolean): Stats | undefined {
-  if (!a) return undefined;
-  const n = (t: number) => (wide ? a.u64(t) : a.u32(t) !== undefined ? BigInt(a.u32(t)!) : undefined) ?? 0n;
-  return { conns: n(STATS.CONNS), inPackets: n(STATS.INPKTS), outPackets: n(STATS.OUTPKTS), inBytes: a.u64(STATS.INBYTES) ?? 0n, outBytes: a.u64(STATS.OUTBYTES) ?? 0n };
+function decodeStats(d: AttributeDecoder, wide: boolean): Stats {
+  const s: Stats = { conns: 0n, inPackets: 0n, outPackets: 0n, inBytes: 0n, outBytes: 0n };
+  // IPVS_SVC_ATTR_STATS has 32-bit counters but 64-bit byte counts; IPVS_SVC_ATTR_STATS64 is 64-bit throughout.
+  const n = () => (wide ? d.u64() : BigInt(d.u32()));
+  while (d.next()) {
+    switch (d.type()) {
+      case STATS.CONNS: s.conns = n(); break;
+      case STATS.INPKTS: s.inPackets = n(); break;
+      case STATS.OUTPKTS: s.outPackets = n(); break;
+      case STATS.INBYTES: s.inBytes = d.u64(); break;
+      case STATS.OUTBYTES: s.outBytes = d.u64(); break;
+    }
+  }
+  return s;
 }
 
-function decodeAddr(b: Buffer | undefined, af: number | undefined): string | undefined {
+/** An address attribute: a union nf_inet_addr (16 bytes), of which an IPv4 address uses the first 4. */
+function decodeAddr(d: AttributeDecoder, b: Buffer | undefined, af: number | undefined): string | undefined {
   if (!b) return undefined;
-  return bytesToIp(af === AF_INET6 ? b.subarray(0, 16) : b.subarray(0, 4));
+  const len = af === AF_INET6 ? 16 : 4;
+  if (b.length < len) {
+    d.fail(`IPVS address of ${b.length} bytes`);
+    return undefined;
+  }
+  return bytesToIp(b.subarray(0, len));
+}
+
+/** The nest of type `nest` of a generic netlink message, decoded by `fn` (undefined if the message has none). */
+function decodeNest<T>(msg: Buffer, nest: number, what: string, fn: (d: AttributeDecoder) => T): T | undefined {
+  const d = parseGenl(msg).attrs;
+  let out: T | undefined;
+  while (d.next()) if (d.type() === nest) d.nested((n) => (out = fn(n)));
+  throwIfFailed(d, what);
+  return out;
 }
 
 /** A service attribute nest (from a dump reply or a request). */
 export function decodeService(msg: Buffer): VirtualServiceState | undefined {
-  const g = parseGenl(msg);
-  const a = g.attrs.nested(CMD_ATTR.SERVICE);
-  if (!a) return undefined;
-  const af = a.u16(SVC.AF);
-  const protocol = protocolName(a.u16(SVC.PROTOCOL) ?? -1);
-  const address = decodeAddr(a.get(SVC.ADDR), af);
-  if (!protocol || !address || a.has(SVC.FWMARK) && !a.has(SVC.ADDR)) return undefined; // fwmark services are not ours
-  const flags = a.get(SVC.FLAGS);
-  return {
-    family: af === AF_INET6 ? 6 : 4, protocol, address, port: a.be16(SVC.PORT) ?? 0,
-    scheduler: a.string(SVC.SCHED_NAME) ?? '', flags: flags ? flags.readUInt32LE(0) : 0,
-    timeout: a.u32(SVC.TIMEOUT) ?? 0, netmask: a.u32(SVC.NETMASK) ?? 0,
-    stats: a.has(SVC.STATS64) ? decodeStats(a.nested(SVC.STATS64), true) : decodeStats(a.nested(SVC.STATS), false),
-  };
+  return decodeNest(msg, CMD_ATTR.SERVICE, 'IPVS service', (d) => {
+    let af: number | undefined;
+    let proto = -1;
+    let addr: Buffer | undefined;
+    let fwmark = false;
+    const s = { port: 0, scheduler: '', flags: 0, timeout: 0, netmask: 0 };
+    let stats: Stats | undefined;
+    let stats64: Stats | undefined;
+    while (d.next()) {
+      switch (d.type()) {
+        case SVC.AF: af = d.u16(); break;
+        case SVC.PROTOCOL: proto = d.u16(); break;
+        case SVC.ADDR: addr = d.bytes(); break;
+        case SVC.PORT: s.port = d.be16(); break;
+        case SVC.FWMARK: fwmark = true; break;
+        case SVC.SCHED_NAME: s.scheduler = d.string(); break;
+        // flags, then the mask the kernel applied (all ones)
+        case SVC.FLAGS: s.flags = d.u32pair()[0]; break;
+        case SVC.TIMEOUT: s.timeout = d.u32(); break;
+        case SVC.NETMASK: s.netmask = d.u32(); break;
+        case SVC.STATS: d.nested((n) => (stats = decodeStats(n, false))); break;
+        case SVC.STATS64: d.nested((n) => (stats64 = decodeStats(n, true))); break;
+      }
+    }
+    const protocol = protocolName(proto);
+    const address = decodeAddr(d, addr, af);
+    if (!protocol || !address || fwmark && !addr) return undefined; // fwmark services are not ours
+    return { family: af === AF_INET6 ? 6 : 4, protocol, address, ...s, stats: stats64 ?? stats };
+  });
 }
 
 /** A destination attribute nest (from a dump reply or a request). */
 export function decodeDest(msg: Buffer): RealServerState | undefined {
-  const g = parseGenl(msg);
-  const a = g.attrs.nested(CMD_ATTR.DEST);
-  if (!a) return undefined;
-  const address = decodeAddr(a.get(DEST.ADDR), a.u16(DEST.ADDR_FAMILY));
-  if (!address) return undefined;
-  return {
-    address, port: a.be16(DEST.PORT) ?? 0, weight: a.u32(DEST.WEIGHT) ?? 0, forward: (a.u32(DEST.FWD_METHOD) ?? 0) & 0x7,
-    upperThreshold: a.u32(DEST.U_THRESH) ?? 0, lowerThreshold: a.u32(DEST.L_THRESH) ?? 0,
-    activeConns: a.u32(DEST.ACTIVE_CONNS) ?? 0, inactiveConns: a.u32(DEST.INACT_CONNS) ?? 0, persistConns: a.u32(DEST.PERSIST_CONNS) ?? 0,
-    stats: a.has(DEST.STATS64) ? decodeStats(a.nested(DEST.STATS64), true) : decodeStats(a.nested(DEST.STATS), false),
-  };
+  return decodeNest(msg, CMD_ATTR.DEST, 'IPVS real server', (d) => {
+    let af: number | undefined;
+    let addr: Buffer | undefined;
+    const r = { port: 0, weight: 0, forward: 0, upperThreshold: 0, lowerThreshold: 0, activeConns: 0, inactiveConns: 0, persistConns: 0 };
+    let stats: Stats | undefined;
+    let stats64: Stats | undefined;
+    while (d.next()) {
+      switch (d.type()) {
+        case DEST.ADDR: addr = d.bytes(); break;
+        case DEST.PORT: r.port = d.be16(); break;
+        case DEST.FWD_METHOD: r.forward = d.u32() & 0x7; break;
+        case DEST.WEIGHT: r.weight = d.u32(); break;
+        case DEST.U_THRESH: r.upperThreshold = d.u32(); break;
+        case DEST.L_THRESH: r.lowerThreshold = d.u32(); break;
+        case DEST.ACTIVE_CONNS: r.activeConns = d.u32(); break;
+        case DEST.INACT_CONNS: r.inactiveConns = d.u32(); break;
+        case DEST.PERSIST_CONNS: r.persistConns = d.u32(); break;
+        case DEST.ADDR_FAMILY: af = d.u16(); break;
+        case DEST.STATS: d.nested((n) => (stats = decodeStats(n, false))); break;
+        case DEST.STATS64: d.nested((n) => (stats64 = decodeStats(n, true))); break;
+      }
+    }
+    const address = decodeAddr(d, addr, af);
+    if (!address) return undefined;
+    return { address, ...r, stats: stats64 ?? stats };
+  });
 }
 
 /** The command of an IPVS message (for tests and error messages). */
