@@ -36,30 +36,21 @@ Napi::Object BatchErrorObject(Napi::Env env, const BatchError& be) {
   return o;
 }
 
-// What a worker does with its buffer: commit records, send an encoded batch as it is, or check records in a batch
-// that is never committed (the kernel's verdict on each record; resolves with the refusals instead of rejecting).
-enum class BatchMode { Commit, SendEncoded, Check };
+// What a worker does with its records: commit them, or check them in a batch that is never committed (the
+// kernel's verdict on each record; resolves with the refusals instead of rejecting).
+enum class BatchMode { Commit, Check };
 
 class CommitWorker : public PromiseWorker {
  public:
-  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, BatchMode mode,
-               uint32_t firstSeq = 0, uint32_t lastSeq = 0, uint32_t messages = 0)
+  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, BatchMode mode)
       : PromiseWorker(env), sock_(std::move(sock)), data_(buf.Data()), len_(buf.Length()), mode_(mode) {
     ref_ = Napi::Persistent(buf);  // keeps the bytes alive while Execute reads them
-    preEncoded_.firstSeq = firstSeq;
-    preEncoded_.lastSeq = lastSeq;
-    preEncoded_.messages = messages;
   }
 
  protected:
   void Execute() override {
     try {
       NetlinkSocket::Lease lease(*sock_);
-      if (mode_ == BatchMode::SendEncoded) {
-        preEncoded_.bytes.assign(data_, data_ + len_);
-        outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
-        return;
-      }
       auto t0 = std::chrono::steady_clock::now();
       records_ = ParseRecords(data_, len_);
       operations_ = records_.size();
@@ -114,7 +105,7 @@ class CommitWorker : public PromiseWorker {
       return;
     }
     Napi::Object r = Napi::Object::New(env);
-    r.Set("operations", Napi::Number::New(env, static_cast<double>(mode_ == BatchMode::SendEncoded ? preEncoded_.messages : operations_)));
+    r.Set("operations", Napi::Number::New(env, static_cast<double>(operations_)));
     r.Set("messages", Napi::Number::New(env, outcome_.messages));
     r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
     r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
@@ -129,7 +120,6 @@ class CommitWorker : public PromiseWorker {
   const uint8_t* data_;
   size_t len_;
   BatchMode mode_;
-  EncodedBatch preEncoded_;
   std::vector<Record> records_;
   size_t operations_ = 0;
   CommitOutcome outcome_;
@@ -193,9 +183,7 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NftSocket",
                        {InstanceMethod("commit", &NftSocket::Commit), InstanceMethod("dump", &NftSocket::Dump),
-                        InstanceMethod("check", &NftSocket::Check), InstanceMethod("encode", &NftSocket::Encode),
-                        InstanceMethod("sendEncoded", &NftSocket::SendEncoded),
-                        InstanceMethod("generation", &NftSocket::Generation),
+                        InstanceMethod("check", &NftSocket::Check), InstanceMethod("generation", &NftSocket::Generation),
                         InstanceMethod("close", &NftSocket::Close)});
   }
 
@@ -238,46 +226,6 @@ class NftSocket : public Napi::ObjectWrap<NftSocket> {
     auto sock = Live(env);
     if (!sock) return env.Undefined();
     return (new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), mode))->Start();
-  }
-
-  // encode(records) -> { bytes, firstSeq, lastSeq, messages }: the exact netlink batch commit() would send,
-  // so a benchmark can time the kernel alone by sending prebuilt bytes with sendEncoded().
-  Napi::Value Encode(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsBuffer()) {
-      Napi::TypeError::New(env, "encode(records: Buffer)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    auto sock = Live(env);
-    if (!sock) return env.Undefined();
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    try {
-      std::vector<Record> records = ParseRecords(buf.Data(), buf.Length());
-      EncodedBatch b = EncodeBatch(records, sock->NextSeq(static_cast<uint32_t>(records.size() + 2)));
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, b.bytes.data(), b.bytes.size()));
-      r.Set("firstSeq", Napi::Number::New(env, b.firstSeq));
-      r.Set("lastSeq", Napi::Number::New(env, b.lastSeq));
-      r.Set("messages", Napi::Number::New(env, b.messages));
-      return r;
-    } catch (const std::exception& e) {
-      MakeError(env, e.what(), EINVAL).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-  }
-
-  Napi::Value SendEncoded(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsObject()) {
-      Napi::TypeError::New(env, "sendEncoded({bytes, firstSeq, lastSeq, messages})").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    auto sock = Live(env);
-    if (!sock) return env.Undefined();
-    Napi::Object o = info[0].As<Napi::Object>();
-    return (new CommitWorker(env, sock, o.Get("bytes").As<Napi::Buffer<uint8_t>>(), BatchMode::SendEncoded,
-                             o.Get("firstSeq").As<Napi::Number>().Uint32Value(), o.Get("lastSeq").As<Napi::Number>().Uint32Value(),
-                             o.Get("messages").As<Napi::Number>().Uint32Value()))->Start();
   }
 
   Napi::Value Dump(const Napi::CallbackInfo& info) {

@@ -136,7 +136,6 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
     return DefineClass(env, "NetlinkTransceiver",
                        {InstanceMethod("transact", &NetlinkTransceiver::Transact),
                         InstanceMethod("transactPacked", &NetlinkTransceiver::TransactPacked),
-                        InstanceMethod("portId", &NetlinkTransceiver::PortId),
                         InstanceMethod("close", &NetlinkTransceiver::Close)});
   }
 
@@ -219,10 +218,6 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       ackLastOnly = v.IsBoolean() && v.As<Napi::Boolean>().Value();
     }
     return (new PackedTransactWorker(env, sock, std::move(requests), ackLastOnly))->Start();
-  }
-
-  Napi::Value PortId(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), sock_.get() ? sock_.get()->portid() : 0);
   }
 
   // As NftSocket's: never frees the socket under a running exchange.
