@@ -136,12 +136,14 @@ int setns(int fd, int nstype) {
         try { new (require(${JSON.stringify(ADDON)}).NftSocket)({ netns: ${JSON.stringify(ns.path)} }); } catch (e) { console.log('threw: ' + e.message); }
         console.log(fs.readlinkSync('/proc/thread-self/ns/net') === before ? 'still in its own namespace' : 'left in the other namespace');
       `;
-      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: so, FAIL_SETNS_CALL: '2' }, timeout: 60_000 });
+      // After anything already preloaded (a sanitizer's runtime, when the addon is built with one: test/native/asan.sh).
+      const preload = [process.env.LD_PRELOAD, so].filter(Boolean).join(' ');
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: preload, FAIL_SETNS_CALL: '2' }, timeout: 60_000 });
       expect(r.stdout).not.toContain('left in the other namespace');
       expect(r.signal).toBe('SIGABRT');
       expect(r.stderr).toContain(`could not return from network namespace ${ns.path} to its own (setns: Operation not permitted, EPERM)`);
       // The same shim failing the way in only (1st call) is an ordinary error.
-      const r1 = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: so, FAIL_SETNS_CALL: '1' }, timeout: 60_000 });
+      const r1 = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: preload, FAIL_SETNS_CALL: '1' }, timeout: 60_000 });
       expect(r1.status).toBe(0);
       expect(r1.stdout).toContain(`threw: setns ${ns.path}: Operation not permitted`);
       expect(r1.stdout).toContain('still in its own namespace');
