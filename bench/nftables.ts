@@ -1,7 +1,7 @@
 // `npm run bench:nftables`: svcplane's nftables dataplane against the real peers, in one run, on this machine.
 //   full sync      svcplane vs `nft -f` of kube-proxy's nftables-mode ruleset, iptables-legacy-restore and
-//                  iptables-nft-restore of its iptables-mode rules, and the kernel's floor (svcplane's own batch
-//                  sent as prebuilt netlink bytes); each case in a fresh network namespace.
+//                  iptables-nft-restore of its iptables-mode rules, and the kernel's floor (svcplane's own batch,
+//                  from its send to the kernel's last reply); each case in a fresh network namespace.
 //   incremental    one endpoint added / one removed / one Service added, p50 and p99 over >= 50 repetitions.
 //   data plane     new-connection latency (connect -> accept through the DNAT) to the Service whose rules come
 //                  last, with 1 .. 30k Services programmed, for svcplane, kube-proxy iptables and kube-proxy nftables.

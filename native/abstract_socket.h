@@ -5,17 +5,27 @@
 // (src/dataplane/writerLock.ts) is one.
 #pragma once
 
-#include <napi.h>
+#include <sys/types.h>
 
+#include <cstdint>
 #include <string>
+
+#include "fd.h"
 
 namespace svcplane {
 
-// listenAbstract(name, netns?) -> fd: a listening stream socket bound to the abstract name in the namespace at
-// netns (default: the caller's). Throws with code EADDRINUSE when another socket holds the name.
-// connectAbstract(name, netns?) -> { fd, pid, uid } | null: connected to the holder (pid/uid from SO_PEERCRED:
-// the process that listens, as this process's PID namespace sees it, 0 when it cannot); fd -1 when the holder's
-// queue is full; null when nobody holds the name.
-void InitAbstractSockets(Napi::Env env, Napi::Object exports);
+// A listening stream socket bound to the abstract name in the namespace at netnsPath ("": the caller's). Throws
+// SysError (EADDRINUSE when another socket holds the name).
+Fd ListenAbstract(const std::string& name, const std::string& netnsPath);
+
+struct AbstractPeer {
+  enum class State { Absent, Busy, Connected } state = State::Absent;  // Busy: the holder's accept queue is full
+  Fd fd;            // Connected only
+  pid_t pid = 0;    // from SO_PEERCRED: the process that listens, as this process's PID namespace sees it (0: it cannot)
+  int32_t uid = -1;
+};
+
+// Connects to the holder of the abstract name in the namespace at netnsPath. Throws SysError.
+AbstractPeer ConnectAbstract(const std::string& name, const std::string& netnsPath);
 
 }  // namespace svcplane

@@ -1,351 +1,22 @@
-// N-API surface of the addon (typed in native/index.d.ts). Every blocking netlink exchange runs in a
-// Napi::AsyncWorker whose Execute() only talks to libnftnl/libmnl; results and errors are turned into JS values
-// on the JS thread. Errors carry `code` ("ENOENT"), numeric `errno`, and for batches the record index and the
-// object at fault.
+// The addon's module: what it exports (typed in native/index.d.ts) and the N-API surface of its free functions.
+// The classes are in napi_nft_socket.cc (NftSocket) and napi_transceiver.cc (NetlinkTransceiver). Blocking work
+// runs in a PromiseWorker (napi_util.h) whose Execute() touches no JS; errors reach JS with `code` ("ENOENT"),
+// numeric `errno` and a message naming the operation and its object.
 #include <napi.h>
 
 #include <malloc.h>
 
-#include <chrono>
-#include <memory>
-#include <mutex>
-#include <set>
+#include <string>
 
 #include "abstract_socket.h"
+#include "napi_nft_socket.h"
+#include "napi_transceiver.h"
 #include "napi_util.h"
-#include "netlink_socket.h"
-#include "nl_wrap.h"
-#include "nft_commit.h"
-#include "nft_dump.h"
-#include "nft_records.h"
+#include "socket_registry.h"
 #include "sysctl.h"
 
 namespace svcplane {
 namespace {
-
-class NftSocket : public Napi::ObjectWrap<NftSocket> {
- public:
-  static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "NftSocket",
-                       {InstanceMethod("commit", &NftSocket::Commit), InstanceMethod("dump", &NftSocket::Dump),
-                        InstanceMethod("check", &NftSocket::Check), InstanceMethod("encode", &NftSocket::Encode),
-                        InstanceMethod("sendEncoded", &NftSocket::SendEncoded),
-                        InstanceMethod("generation", &NftSocket::Generation),
-                        InstanceMethod("close", &NftSocket::Close)});
-  }
-
-  explicit NftSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NftSocket>(info) {
-    std::string netns;
-    int replyTimeoutMs = 0;
-    if (info.Length() > 0 && info[0].IsObject()) {
-      Napi::Object o = info[0].As<Napi::Object>();
-      if (o.Get("netns").IsString()) netns = o.Get("netns").As<Napi::String>();
-      replyTimeoutMs = ReplyTimeoutOption(o);
-    }
-    try {
-      sock_ = std::make_shared<NetlinkSocket>(NETLINK_NETFILTER, netns, replyTimeoutMs);
-    } catch (const NetlinkError& e) {
-      MakeError(info.Env(), e.what(), e.errnum).ThrowAsJavaScriptException();
-      return;
-    }
-    RegisterSocket(&sock_);
-  }
-
-  ~NftSocket() override { UnregisterSocket(&sock_); }
-
- private:
-  std::shared_ptr<NetlinkSocket> Live(Napi::Env env) {
-    if (!sock_ || !sock_->IsOpen()) {
-      MakeError(env, "NftSocket is closed", EBADF).ThrowAsJavaScriptException();
-      return nullptr;
-    }
-    return sock_;
-  }
-
-  Napi::Value Commit(const Napi::CallbackInfo& info);
-  Napi::Value Check(const Napi::CallbackInfo& info);
-  Napi::Value Dump(const Napi::CallbackInfo& info);
-  Napi::Value Encode(const Napi::CallbackInfo& info);
-  Napi::Value SendEncoded(const Napi::CallbackInfo& info);
-  Napi::Value Generation(const Napi::CallbackInfo& info);
-  // Never frees the socket under a running exchange: it is closed when that exchange ends (NetlinkSocket::Close),
-  // and exchanges queued meanwhile reject with EBADF.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (sock_) sock_->Close();
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<NetlinkSocket> sock_;
-};
-
-// One refused record as JS sees it (BatchErrorInfo in index.d.ts).
-Napi::Object BatchErrorObject(Napi::Env env, const BatchError& be) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("index", Napi::Number::New(env, static_cast<double>(be.index)));
-  o.Set("errno", Napi::Number::New(env, be.errnum));
-  o.Set("code", Napi::String::New(env, ErrnoName(be.errnum)));
-  o.Set("object", Napi::String::New(env, be.object));
-  o.Set("kernelMessage", Napi::String::New(env, be.extack));
-  if (be.attribute >= 0) o.Set("attribute", Napi::Number::New(env, be.attribute));
-  if (be.expression >= 0) {
-    Napi::Object x = Napi::Object::New(env);
-    x.Set("index", Napi::Number::New(env, be.expression));
-    x.Set("name", Napi::String::New(env, be.expressionName));
-    o.Set("expression", x);
-  }
-  return o;
-}
-
-// What a worker does with its buffer: commit records, send an encoded batch as it is, or check records in a batch
-// that is never committed (the kernel's verdict on each record; resolves with the refusals instead of rejecting).
-enum class BatchMode { Commit, SendEncoded, Check };
-
-class CommitWorker : public PromiseWorker {
- public:
-  CommitWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, Napi::Buffer<uint8_t> buf, BatchMode mode,
-               uint32_t firstSeq, uint32_t lastSeq, uint32_t messages)
-      : PromiseWorker(env), sock_(std::move(sock)), data_(buf.Data()), len_(buf.Length()), mode_(mode) {
-    ref_ = Napi::Persistent(buf);  // keeps the bytes alive while Execute reads them
-    preEncoded_.firstSeq = firstSeq;
-    preEncoded_.lastSeq = lastSeq;
-    preEncoded_.messages = messages;
-  }
-
- protected:
-  void Execute() override {
-    try {
-      NetlinkSocket::Lease lease(*sock_);
-      if (mode_ == BatchMode::SendEncoded) {
-        preEncoded_.bytes.assign(data_, data_ + len_);
-        outcome_ = SendBatch(*sock_, preEncoded_, nullptr);
-        return;
-      }
-      auto t0 = std::chrono::steady_clock::now();
-      records_ = ParseRecords(data_, len_);
-      operations_ = records_.size();
-      if (records_.empty()) return;
-      {
-        EncodedBatch batch = EncodeBatch(records_, sock_->NextSeq(static_cast<uint32_t>(records_.size() + 2)), mode_ == BatchMode::Commit);
-        encodeMicros_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
-        outcome_ = SendBatch(*sock_, batch, &records_);
-      }
-      // A full sync's batch and libnftnl objects are tens of MB allocated on this worker thread's malloc arena;
-      // glibc keeps freed arena memory unless told, and the agent would carry it as RSS until exit.
-      if (len_ > (1u << 20)) {
-        std::vector<Record>().swap(records_);
-        malloc_trim(0);
-      }
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
-    } catch (const RecordFormatError& e) {
-      Fail(e.what(), EINVAL);
-    }
-  }
-
-  void Settle(Napi::Env env) override {
-    if (mode_ == BatchMode::Check) {
-      Napi::Array all = Napi::Array::New(env);
-      for (size_t i = 0; i < outcome_.errors.size(); i++) all.Set(static_cast<uint32_t>(i), BatchErrorObject(env, outcome_.errors[i]));
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("errors", all);
-      r.Set("lostReports", Napi::Boolean::New(env, outcome_.lostReports));
-      deferred_.Resolve(r);
-      return;
-    }
-    if (!outcome_.errors.empty()) {
-      const BatchError& first = outcome_.errors.front();
-      std::string where = first.expression >= 0
-          ? ", expression #" + std::to_string(first.expression) + " (" + first.expressionName + ")" : "";
-      std::string msg = "nftables transaction rejected, nothing applied: " + first.object +
-                        (first.index >= 0 ? " (operation #" + std::to_string(first.index) + ")" : "") + where + ": " +
-                        ErrnoText(first.errnum) + " (" + ErrnoName(first.errnum) + ")" +
-                        (first.extack.empty() ? "" : " - kernel says: " + first.extack);
-      if (outcome_.errors.size() > 1) msg += " [+" + std::to_string(outcome_.errors.size() - 1) + " more]";
-      Napi::Error e = MakeError(env, msg, first.errnum);
-      e.Set("index", Napi::Number::New(env, static_cast<double>(first.index)));
-      e.Set("object", Napi::String::New(env, first.object));
-      if (!first.extack.empty()) e.Set("kernelMessage", Napi::String::New(env, first.extack));
-      Napi::Object firstInfo = BatchErrorObject(env, first);
-      if (firstInfo.Has("expression")) e.Set("expression", firstInfo.Get("expression"));
-      Napi::Array all = Napi::Array::New(env);
-      for (size_t i = 0; i < outcome_.errors.size() && i < 100; i++) all.Set(static_cast<uint32_t>(i), BatchErrorObject(env, outcome_.errors[i]));
-      e.Set("errors", all);
-      deferred_.Reject(e.Value());
-      return;
-    }
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("operations", Napi::Number::New(env, static_cast<double>(mode_ == BatchMode::SendEncoded ? preEncoded_.messages : operations_)));
-    r.Set("messages", Napi::Number::New(env, outcome_.messages));
-    r.Set("bytes", Napi::Number::New(env, static_cast<double>(outcome_.bytes)));
-    r.Set("kernelMicros", Napi::Number::New(env, static_cast<double>(outcome_.sendMicros)));
-    r.Set("totalMicros", Napi::Number::New(env, static_cast<double>(outcome_.totalMicros + encodeMicros_)));
-    r.Set("encodeMicros", Napi::Number::New(env, static_cast<double>(encodeMicros_)));
-    deferred_.Resolve(r);
-  }
-
- private:
-  std::shared_ptr<NetlinkSocket> sock_;
-  Napi::Reference<Napi::Buffer<uint8_t>> ref_;
-  const uint8_t* data_;
-  size_t len_;
-  BatchMode mode_;
-  EncodedBatch preEncoded_;
-  std::vector<Record> records_;
-  size_t operations_ = 0;
-  CommitOutcome outcome_;
-  int64_t encodeMicros_ = 0;
-};
-
-class DumpWorker : public PromiseWorker {
- public:
-  DumpWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock, uint8_t family, std::string table)
-      : PromiseWorker(env), sock_(std::move(sock)), family_(family), table_(std::move(table)) {}
-
- protected:
-  void Execute() override {
-    try {
-      NetlinkSocket::Lease lease(*sock_);
-      result_ = DumpTable(*sock_, family_, table_);
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
-    }
-  }
-  void Settle(Napi::Env env) override {
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("exists", Napi::Boolean::New(env, result_.exists));
-    r.Set("generation", Napi::Number::New(env, result_.generation));
-    // Hand the bytes to JS without a copy: the Buffer's finalizer frees the vector.
-    auto* owned = new std::vector<uint8_t>(std::move(result_.records));
-    r.Set("records", Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(),
-                                                [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned));
-    deferred_.Resolve(r);
-  }
-
- private:
-  std::shared_ptr<NetlinkSocket> sock_;
-  uint8_t family_;
-  std::string table_;
-  DumpResult result_;
-};
-
-class GenerationWorker : public PromiseWorker {
- public:
-  GenerationWorker(Napi::Env env, std::shared_ptr<NetlinkSocket> sock) : PromiseWorker(env), sock_(std::move(sock)) {}
-
- protected:
-  void Execute() override {
-    try {
-      NetlinkSocket::Lease lease(*sock_);
-      gen_ = GetGeneration(*sock_);
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
-    }
-  }
-  void Settle(Napi::Env env) override { deferred_.Resolve(Napi::Number::New(env, gen_)); }
-
- private:
-  std::shared_ptr<NetlinkSocket> sock_;
-  uint32_t gen_ = 0;
-};
-
-Napi::Value NftSocket::Commit(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsBuffer()) {
-    Napi::TypeError::New(env, "commit(records: Buffer)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), BatchMode::Commit, 0, 0, 0);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-// check(records) -> { errors, lostReports }: the same batch without its END, so the kernel checks every record
-// and commits nothing (how svcplane probes what a kernel accepts).
-Napi::Value NftSocket::Check(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsBuffer()) {
-    Napi::TypeError::New(env, "check(records: Buffer)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  auto* w = new CommitWorker(env, sock, info[0].As<Napi::Buffer<uint8_t>>(), BatchMode::Check, 0, 0, 0);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-// encode(records) -> { bytes, firstSeq, lastSeq, messages }: the exact netlink batch commit() would send,
-// so a benchmark can time the kernel alone by sending prebuilt bytes with sendEncoded().
-Napi::Value NftSocket::Encode(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsBuffer()) {
-    Napi::TypeError::New(env, "encode(records: Buffer)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-  try {
-    std::vector<Record> records = ParseRecords(buf.Data(), buf.Length());
-    EncodedBatch b = EncodeBatch(records, sock->NextSeq(static_cast<uint32_t>(records.size() + 2)));
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, b.bytes.data(), b.bytes.size()));
-    r.Set("firstSeq", Napi::Number::New(env, b.firstSeq));
-    r.Set("lastSeq", Napi::Number::New(env, b.lastSeq));
-    r.Set("messages", Napi::Number::New(env, b.messages));
-    return r;
-  } catch (const std::exception& e) {
-    MakeError(env, e.what(), EINVAL).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-}
-
-Napi::Value NftSocket::SendEncoded(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsObject()) {
-    Napi::TypeError::New(env, "sendEncoded({bytes, firstSeq, lastSeq, messages})").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  Napi::Object o = info[0].As<Napi::Object>();
-  auto* w = new CommitWorker(env, sock, o.Get("bytes").As<Napi::Buffer<uint8_t>>(), BatchMode::SendEncoded,
-                             o.Get("firstSeq").As<Napi::Number>().Uint32Value(),
-                             o.Get("lastSeq").As<Napi::Number>().Uint32Value(),
-                             o.Get("messages").As<Napi::Number>().Uint32Value());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value NftSocket::Dump(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || !info[1].IsString()) {
-    Napi::TypeError::New(env, "dump(family: number, table: string)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  auto* w = new DumpWorker(env, sock, static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
-                           info[1].As<Napi::String>());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value NftSocket::Generation(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto sock = Live(env);
-  if (!sock) return env.Undefined();
-  auto* w = new GenerationWorker(env, sock);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
 
 // Reads or writes a net.* sysctl of a network namespace off the JS thread (the setns dance blocks briefly).
 class SysctlWorker : public PromiseWorker {
@@ -357,8 +28,8 @@ class SysctlWorker : public PromiseWorker {
     try {
       if (write_) WriteNetSysctl(name_, value_, netns_);
       else value_ = ReadNetSysctl(name_, netns_);
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
+    } catch (const SysError& e) {
+      Fail(e);
     }
   }
   void Settle(Napi::Env env) override {
@@ -381,10 +52,56 @@ Napi::Value NetSysctl(const Napi::CallbackInfo& info) {
   std::string netns = info.Length() > 1 && info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "";
   bool write = info.Length() > 2 && info[2].IsString();
   std::string value = write ? std::string(info[2].As<Napi::String>()) : "";
-  auto* w = new SysctlWorker(env, info[0].As<Napi::String>(), netns, write, value);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return (new SysctlWorker(env, info[0].As<Napi::String>(), netns, write, value))->Start();
+}
+
+// The (name, netns?) arguments of listenAbstract and connectAbstract.
+struct AbstractArgs {
+  std::string name, netns;
+};
+
+AbstractArgs AbstractArgsOf(const Napi::CallbackInfo& info, const char* usage) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), usage);
+  AbstractArgs a;
+  a.name = info[0].As<Napi::String>();
+  if (info.Length() > 1 && info[1].IsString()) a.netns = info[1].As<Napi::String>();
+  return a;
+}
+
+// listenAbstract(name, netns?) -> fd (owned by JS from here). Synchronous: a socket() and a bind().
+Napi::Value ListenAbstractJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AbstractArgs a = AbstractArgsOf(info, "listenAbstract(name: string, netns?: string)");
+  try {
+    Fd fd = ListenAbstract(a.name, a.netns);
+    return Napi::Number::New(env, fd.Release());
+  } catch (const SysError& e) {
+    throw MakeError(env, e.what(), e.errnum);
+  }
+}
+
+// connectAbstract(name, netns?) -> { fd, pid, uid } | null (see index.d.ts). Synchronous: connect completes at once.
+Napi::Value ConnectAbstractJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AbstractArgs a = AbstractArgsOf(info, "connectAbstract(name: string, netns?: string)");
+  try {
+    AbstractPeer peer = ConnectAbstract(a.name, a.netns);
+    if (peer.state == AbstractPeer::State::Absent) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    if (peer.state == AbstractPeer::State::Busy) {
+      out.Set("fd", Napi::Number::New(env, -1));
+      out.Set("pid", Napi::Number::New(env, 0));
+      out.Set("uid", Napi::Number::New(env, -1));
+      return out;
+    }
+    out.Set("fd", Napi::Number::New(env, peer.fd.get()));
+    out.Set("pid", Napi::Number::New(env, peer.pid));
+    out.Set("uid", Napi::Number::New(env, peer.uid));
+    peer.fd.Release();  // handed to JS
+    return out;
+  } catch (const SysError& e) {
+    throw MakeError(env, e.what(), e.errnum);
+  }
 }
 
 // A version as a string literal: gyp passes -DNAME=1.2.4 (quotes would not survive make's shell).
@@ -398,7 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // arenas held ~80 MB of RSS with ~1 MB in use. Fixed thresholds (glibc's defaults) keep the trimming on free.
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_TRIM_THRESHOLD, 128 * 1024);
-  exports.Set("NftSocket", NftSocket::Init(env));
+  exports.Set("NftSocket", InitNftSocket(env));
   exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
   exports.Set("netSysctl", Napi::Function::New(env, NetSysctl, "netSysctl"));
   // The library versions the addon was built against (pkg-config at build time: neither library reports its own).
@@ -406,8 +123,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   libraries.Set("libnftnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBNFTNL_VERSION));
   libraries.Set("libmnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBMNL_VERSION));
   exports.Set("libraries", libraries);
-  InitAbstractSockets(env, exports);
-  env.AddCleanupHook([]() { CloseAllSockets(); });
+  exports.Set("listenAbstract", Napi::Function::New(env, ListenAbstractJs, "listenAbstract"));
+  exports.Set("connectAbstract", Napi::Function::New(env, ConnectAbstractJs, "connectAbstract"));
+  // Sockets still open when the environment is torn down (exit, a worker thread's end) are closed.
+  env.AddCleanupHook([]() { RegisteredSocket::CloseAll(); });
   return exports;
 }
 

@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <string>
 
-#include "netlink_socket.h"
+#include "errors.h"
 
 namespace svcplane {
 
@@ -24,14 +24,14 @@ uint8_t* GuardedBuffer::Reserve(size_t bytes) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t usable = (bytes + page - 1) / page * page;
   void* p = mmap(nullptr, usable + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) throw NetlinkError(ENOMEM, "encoding buffer of " + std::to_string(usable) + " bytes: " + ErrnoText(errno));
+  if (p == MAP_FAILED) throw SysError(ENOMEM, "encoding buffer of " + std::to_string(usable) + " bytes: " + ErrnoText(errno));
   base_ = static_cast<uint8_t*>(p);
   mapped_ = usable + page;
   usable_ = usable;
   if (mprotect(base_ + usable_, page, PROT_NONE) < 0) {
     int err = errno;
     Unmap();
-    throw NetlinkError(err, "guard page of the encoding buffer: " + ErrnoText(err));
+    throw SysError(err, "guard page of the encoding buffer: " + ErrnoText(err));
   }
   return base_;
 }

@@ -16,7 +16,7 @@ class GuardedBuffer {
   GuardedBuffer& operator=(const GuardedBuffer&) = delete;
 
   // At least `bytes` usable bytes, all zero (the caller zeroes what it used before the next Reserve). Throws
-  // NetlinkError(ENOMEM) when the mapping cannot be made.
+  // SysError(ENOMEM) when the mapping cannot be made.
   uint8_t* Reserve(size_t bytes);
   uint8_t* data() const { return base_; }
   size_t size() const { return usable_; }

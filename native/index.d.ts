@@ -1,5 +1,5 @@
 // Hand-written types of the addon (native/addon.cc). The record stream format is described in
-// native/nft_records.h and implemented on the TypeScript side in src/dataplane/nftables/netlink/records.ts.
+// native/nft_records.h and implemented on the TypeScript side in src/native/recordStream.ts.
 
 export interface CommitResult {
   /** Records sent (one netlink message each, between BEGIN and END). */
@@ -52,13 +52,6 @@ export interface DumpResult {
   records: Buffer;
 }
 
-export interface EncodedBatch {
-  bytes: Buffer;
-  firstSeq: number;
-  lastSeq: number;
-  messages: number;
-}
-
 export declare class NftSocket {
   /**
    * netns: a network namespace file (/run/netns/NAME) the socket is opened in; default: the caller's.
@@ -69,8 +62,6 @@ export declare class NftSocket {
   /** The same batch without its END: the kernel checks every record, reports refusals and commits nothing. */
   check(records: Buffer): Promise<CheckResult>;
   dump(family: number, table: string): Promise<DumpResult>;
-  encode(records: Buffer): EncodedBatch;
-  sendEncoded(batch: EncodedBatch): Promise<CommitResult>;
   generation(): Promise<number>;
   /** Closes the socket once the exchange in progress (if any) ends; exchanges still queued reject with EBADF. */
   close(): void;
@@ -121,18 +112,17 @@ export declare class NetlinkTransceiver {
    * data (new/set/delete commands), so only the last of each page asks for an ack; refusals still come back.
    */
   transactPacked(messages: Buffer, options?: { ackLastOnly?: boolean }): Promise<PackedTransactResult>;
-  portId(): number;
   /** As NftSocket's close(). */
   close(): void;
 }
+
+/** Versions of the libraries the addon was built against. */
+export declare const libraries: { libnftnl: string; libmnl: string };
 
 /**
  * Reads (no value) or writes a net.* sysctl ("net.ipv4.vs.conntrack" or "net/ipv4/vs/conntrack") of the network
  * namespace at `netns` (a file such as /run/netns/NAME; default: the caller's). Rejects with code/errno.
  */
-/** Versions of the libraries the addon was built against. */
-export declare const libraries: { libnftnl: string; libmnl: string };
-
 export declare function netSysctl(name: string, netns?: string, value?: string): Promise<string | undefined>;
 
 /**

@@ -1,13 +1,12 @@
-// Helpers shared by the addon's N-API classes: errors with code/errno, promise-settling workers, and the registry
-// of open sockets the environment cleanup hook closes.
+// Helpers shared by the addon's N-API surface: errors with code/errno, the reply-timeout option, and the workers
+// that run blocking work off the JS thread and settle a promise.
 #pragma once
 
 #include <napi.h>
 
-#include <memory>
 #include <string>
 
-#include "netlink_socket.h"
+#include "errors.h"
 
 namespace svcplane {
 
@@ -26,16 +25,17 @@ inline int ReplyTimeoutOption(const Napi::Object& o) {
   return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : 0;
 }
 
-// Sockets still open when the environment is torn down are closed by the cleanup hook.
-void RegisterSocket(std::shared_ptr<NetlinkSocket>* s);
-void UnregisterSocket(std::shared_ptr<NetlinkSocket>* s);
-void CloseAllSockets();
-
 // Base for workers that settle a promise; subclasses fill a result in Execute and build JS values in Settle.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
+  // Queues the worker (it deletes itself once settled) and returns its promise.
+  Napi::Value Start() {
+    Napi::Promise p = Promise();
+    Queue();
+    return p;
+  }
 
  protected:
   void Fail(const std::string& message, int errnum) {
@@ -43,6 +43,7 @@ class PromiseWorker : public Napi::AsyncWorker {
     failErrno_ = errnum;
     failed_ = true;
   }
+  void Fail(const SysError& e) { Fail(e.what(), e.errnum); }
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);

@@ -1,37 +1,16 @@
 #include "netlink_socket.h"
 
-#include <fcntl.h>
 #include <linux/netlink.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <ctime>
 
+#include "netns.h"
+
 namespace svcplane {
-
-std::string ErrnoName(int err) {
-  const char* n = strerrorname_np(err);
-  return n ? n : ("E" + std::to_string(err));
-}
-
-std::string ErrnoText(int err) { return strerror(err); }
-
-void AbortStuckInNetns(const std::string& where, int err) {
-  std::string msg = "svcplane: fatal: a thread could not return from network namespace " + where +
-                    " to its own (setns: " + ErrnoText(err) + ", " + ErrnoName(err) +
-                    "); aborting rather than let it open sockets and files in the wrong namespace\n";
-  // write(2), not stdio: nothing buffered may be lost to abort().
-  ssize_t ignored = write(STDERR_FILENO, msg.data(), msg.size());
-  (void)ignored;
-  abort();
-}
 
 namespace {
 
@@ -44,25 +23,15 @@ void SetIntOpt(int fd, int level, int opt, int value) {
 NetlinkSocket::NetlinkSocket(int bus, const std::string& netnsPath, int replyTimeoutMs)
     : bus_(bus), replyTimeoutMs_(replyTimeoutMs > 0 ? replyTimeoutMs : kDefaultReplyTimeoutMs), netnsName_(netnsPath) {
   seq_ = static_cast<uint32_t>(time(nullptr));
-  if (!netnsPath.empty()) {
-    netns_ = std::make_unique<UniqueFd>(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
-    if (netns_->fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
-  }
+  if (!netnsPath.empty()) netns_ = OpenNetns(netnsPath);
   sock_.reset(Open());
 }
 
 mnl_socket* NetlinkSocket::Open() {
-  mnl_socket* s = nullptr;
-  if (!netns_) {
-    s = mnl_socket_open(bus_);
-    if (!s) throw NetlinkError(errno, "netlink socket: " + ErrnoText(errno));
-  } else {
-    auto [made, openErr] = CreateInNetns(netns_->fd, netnsName_, [this] { return mnl_socket_open(bus_); });
-    s = made;
-    if (!s) throw NetlinkError(openErr, "netlink socket in " + netnsName_ + ": " + ErrnoText(openErr));
-  }
+  auto [s, openErr] = RunInNetns(netns_.get(), netnsName_, [this] { return mnl_socket_open(bus_); });
+  if (!s) throw SysError(openErr, "netlink socket" + InNetnsSuffix(netnsName_) + ": " + ErrnoText(openErr));
   std::unique_ptr<mnl_socket, MnlSocketDeleter> owned(s);
-  if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) throw NetlinkError(errno, "netlink bind: " + ErrnoText(errno));
+  if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) throw SysError(errno, "netlink bind: " + ErrnoText(errno));
   int fd = mnl_socket_get_fd(s);
   // Extended acks name the attribute at fault; capped acks keep error replies small (no echo of the
   // request), so the receive buffer holds many of them when a big batch fails everywhere.
@@ -84,7 +53,7 @@ NetlinkSocket::Lease::Lease(NetlinkSocket& s) : s_(s), lock_(s.mu_) {
   if (s_.closed_.load() || !s_.sock_) {
     std::string why = s_.lostReason_.empty() ? "netlink socket is closed" : s_.lostReason_;
     Release();
-    throw NetlinkError(EBADF, why);
+    throw SysError(EBADF, why);
   }
 }
 
@@ -115,7 +84,7 @@ void NetlinkSocket::EnsureSendBuffer(size_t bytes) {
   int fd = mnl_socket_get_fd(sock_.get());
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
       setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
-    throw NetlinkError(errno, "setting the netlink send buffer to " + std::to_string(want) + " bytes: " + ErrnoText(errno));
+    throw SysError(errno, "setting the netlink send buffer to " + std::to_string(want) + " bytes: " + ErrnoText(errno));
   sndbuf_ = want;
 }
 
@@ -128,10 +97,10 @@ size_t NetlinkSocket::Receive(const std::string& what) {
     int pr = poll(&p, 1, left > 0 ? static_cast<int>(left) : 0);
     if (pr < 0) {
       if (errno == EINTR) continue;
-      throw NetlinkError(errno, what + ": waiting for the kernel's reply: " + ErrnoText(errno));
+      throw SysError(errno, what + ": waiting for the kernel's reply: " + ErrnoText(errno));
     }
     if (pr == 0)
-      throw NetlinkError(ETIMEDOUT, what + ": no reply from the kernel within " + std::to_string(replyTimeoutMs_) + " ms");
+      throw SysError(ETIMEDOUT, what + ": no reply from the kernel within " + std::to_string(replyTimeoutMs_) + " ms");
     iovec iov{RecvBuffer(), kRecvBufferBytes};
     sockaddr_nl from{};
     msghdr msg{};
@@ -143,10 +112,10 @@ size_t NetlinkSocket::Receive(const std::string& what) {
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       // ENOBUFS: the receive queue overflowed and the kernel dropped replies; the exchange cannot be completed.
-      throw NetlinkError(errno, what + ": receive: " + ErrnoText(errno));
+      throw SysError(errno, what + ": receive: " + ErrnoText(errno));
     }
     if (msg.msg_flags & MSG_TRUNC)
-      throw NetlinkError(EMSGSIZE, what + ": a reply larger than the " + std::to_string(kRecvBufferBytes) + "-byte receive buffer");
+      throw SysError(EMSGSIZE, what + ": a reply larger than the " + std::to_string(kRecvBufferBytes) + "-byte receive buffer");
     if (from.nl_pid != 0) continue;  // not from the kernel
     return static_cast<size_t>(n);
   }

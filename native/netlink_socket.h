@@ -10,69 +10,18 @@
 // calls Reopen(), which replaces the kernel socket by a fresh one in the same namespace, so nothing stale survives.
 #pragma once
 
-#include <fcntl.h>
 #include <libmnl/libmnl.h>
-#include <sched.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
 #include <string>
-#include <utility>
+
+#include "errors.h"
+#include "fd.h"
 
 namespace svcplane {
-
-// An error carrying the errno and the operation that failed, turned into a JS Error with code/errno.
-class NetlinkError : public std::runtime_error {
- public:
-  NetlinkError(int err, const std::string& message) : std::runtime_error(message), errnum(err) {}
-  int errnum;
-};
-
-std::string ErrnoName(int err);  // "ENOENT"
-std::string ErrnoText(int err);  // "No such file or directory"
-
-// RAII fd, so every early return closes it.
-struct UniqueFd {
-  int fd = -1;
-  explicit UniqueFd(int f) : fd(f) {}
-  ~UniqueFd() {
-    if (fd >= 0) close(fd);
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-};
-
-// Ends the process: a thread that could not return to its own network namespace would open every later socket and
-// /proc/sys file of whatever runs on it (the JS thread, or a libuv worker shared by all async work) in the other
-// one, i.e. program or read the wrong node without any error. A crash with the reason is the safe outcome.
-[[noreturn]] void AbortStuckInNetns(const std::string& where, int err);
-
-// Runs create() inside the network namespace `targetFd` refers to (`name` says which, for messages) and returns
-// this thread to its own namespace before anything else can run on it. Returns what create() made and the errno it
-// left. If the way back fails, the process aborts (AbortStuckInNetns).
-template <typename Create>
-auto CreateInNetns(int targetFd, const std::string& name, Create create) -> std::pair<decltype(create()), int> {
-  UniqueFd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (self.fd < 0) throw NetlinkError(errno, "open own netns: " + ErrnoText(errno));
-  if (setns(targetFd, CLONE_NEWNET) < 0) throw NetlinkError(errno, "setns " + name + ": " + ErrnoText(errno));
-  auto made = create();
-  int createErr = errno;
-  if (setns(self.fd, CLONE_NEWNET) < 0) AbortStuckInNetns(name, errno);
-  return {made, createErr};
-}
-
-// The same, given the namespace's file (/run/netns/NAME, /proc/PID/ns/net).
-template <typename Create>
-auto CreateInNetns(const std::string& netnsPath, Create create) -> std::pair<decltype(create()), int> {
-  UniqueFd target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
-  if (target.fd < 0) throw NetlinkError(errno, "open netns " + netnsPath + ": " + ErrnoText(errno));
-  return CreateInNetns(target.fd, netnsPath, create);
-}
 
 struct MnlSocketDeleter {
   void operator()(mnl_socket* s) const {
@@ -91,7 +40,7 @@ class NetlinkSocket {
   NetlinkSocket(const NetlinkSocket&) = delete;
   NetlinkSocket& operator=(const NetlinkSocket&) = delete;
 
-  // Exclusive use of the socket for one exchange. Throws NetlinkError(EBADF) when it is closed (or was lost).
+  // Exclusive use of the socket for one exchange. Throws SysError(EBADF) when it is closed (or was lost).
   // If Close() was called meanwhile, the last lease to end closes the kernel socket.
   class Lease {
    public:
@@ -130,7 +79,7 @@ class NetlinkSocket {
   }
   static constexpr size_t kRecvBufferBytes = 1 << 20;
   // One recv into RecvBuffer(), waiting at most the reply timeout for something to read. Returns the bytes read.
-  // Throws NetlinkError: ETIMEDOUT ("<what>: no reply from the kernel within N ms"), or the receive's errno
+  // Throws SysError: ETIMEDOUT ("<what>: no reply from the kernel within N ms"), or the receive's errno
   // (ENOBUFS: the kernel dropped replies), or EMSGSIZE for a reply larger than the buffer.
   size_t Receive(const std::string& what);
   // Replaces the kernel socket by a fresh one in the same namespace (a new port id): replies still queued for the
@@ -144,7 +93,7 @@ class NetlinkSocket {
   const int bus_;
   const int replyTimeoutMs_;
   std::string netnsName_;      // for messages
-  std::unique_ptr<UniqueFd> netns_;  // the namespace, held open for Reopen(); null: the caller's own
+  Fd netns_;                   // the namespace, held open for Reopen(); invalid: the caller's own
   std::unique_ptr<mnl_socket, MnlSocketDeleter> sock_;
   std::atomic<uint32_t> portid_{0};
   std::atomic<uint32_t> seq_;

@@ -191,7 +191,7 @@ EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, 
   auto take = [&](const nlmsghdr* nlh) {
     const size_t len = NLMSG_ALIGN(nlh->nlmsg_len);
     // Cannot happen (a write past size() faults on the guard page first); checked so a length can never be trusted.
-    if (len > scratch.size()) throw NetlinkError(EOVERFLOW, "encoding: a message longer than its buffer");
+    if (len > scratch.size()) throw SysError(EOVERFLOW, "encoding: a message longer than its buffer");
     const auto* p = reinterpret_cast<const uint8_t*>(nlh);
     out.bytes.insert(out.bytes.end(), p, p + len);
     std::memset(scratch.data(), 0, len);  // zero again: libnftnl leaves padding bytes unwritten
@@ -257,7 +257,7 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
   if (sent < 0) {
     int err = errno;
     exchange.Done();  // nothing went out
-    throw NetlinkError(err, "sending the nftables batch (" + std::to_string(batch.bytes.size()) + " bytes): " + ErrnoText(err));
+    throw SysError(err, "sending the nftables batch (" + std::to_string(batch.bytes.size()) + " bytes): " + ErrnoText(err));
   }
   out.sendMicros = MicrosSince(t0);
 
@@ -272,7 +272,7 @@ CommitOutcome SendBatch(NetlinkSocket& sock, const EncodedBatch& batch, const st
     int remaining;
     try {
       remaining = static_cast<int>(sock.Receive("the nftables batch"));
-    } catch (const NetlinkError& e) {
+    } catch (const SysError& e) {
       if (e.errnum == ENOBUFS) {  // reports were dropped: the batch failed in many places
         out.lostReports = true;
         continue;

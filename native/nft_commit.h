@@ -40,7 +40,7 @@ struct CommitOutcome {
   uint32_t messages = 0;
 };
 
-// Throws RecordFormatError / NetlinkError for records libnftnl refuses (before anything is sent). commit=false
+// Throws RecordFormatError / SysError for records libnftnl refuses (before anything is sent). commit=false
 // leaves out the batch's END: the kernel then checks every message and aborts, committing nothing.
 EncodedBatch EncodeBatch(const std::vector<Record>& records, uint32_t firstSeq, bool commit = true);
 

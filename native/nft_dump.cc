@@ -108,7 +108,7 @@ TableRead ReadTable(NetlinkSocket& sock, uint8_t family, const std::string& tabl
           w.Attrs(Collect(got.get(), NFTNL_TABLE_MAX, nftnl_table_is_set, nftnl_table_get_data, {}, {NFTNL_TABLE_NAME}));
           out.table = w.TakeRecords();
         });
-  } catch (const NetlinkError& e) {
+  } catch (const SysError& e) {
     if (e.errnum == ENOENT) return out;  // no table: nothing programmed
     throw;
   }
@@ -268,8 +268,8 @@ DumpResult DumpTable(NetlinkSocket& sock, uint8_t family, const std::string& tab
       if (attempt > kSnapshotAttempts && static_cast<int64_t>(known.size()) == r.chainsCounted) return Compose(r, known, before);
     }
     if (attempt >= kMaxAttempts || std::chrono::steady_clock::now() > giveUp)
-      throw NetlinkError(EAGAIN, "dump table " + table + ": the ruleset kept changing while being read (" +
-                                     std::to_string(attempt) + " attempts); is another writer changing this table?");
+      throw SysError(EAGAIN, "dump table " + table + ": the ruleset kept changing while being read (" +
+                                 std::to_string(attempt) + " attempts); is another writer changing this table?");
     // Let a burst of commits pass; every attempt still reads, so progress never depends on the other writer pausing.
     std::this_thread::sleep_for(std::chrono::milliseconds(attempt < 10 ? attempt : 10));
   }

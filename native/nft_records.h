@@ -1,5 +1,5 @@
 // The record stream: the one binary format that carries nftables objects across the JS/C++ boundary, in both
-// directions. TypeScript encodes a transaction as records (src/dataplane/nftables/netlink/records.ts); the
+// directions. TypeScript encodes a transaction as records (src/native/recordStream.ts); the
 // addon turns each record into one libnftnl object and one netlink message. A dump comes back as the same
 // records (action NEW), so encode and decode are mirror images and a dump can be replayed as a batch.
 //

@@ -1,6 +1,7 @@
 #include "nl_ack.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace svcplane {
@@ -12,7 +13,8 @@ NlAck ParseAck(const nlmsghdr* nlh) {
     return out;
   }
   const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(nlh));
-  out.errnum = -err->error;
+  // -INT_MIN does not exist: such an error field is malformed.
+  out.errnum = err->error == INT_MIN ? EBADMSG : -err->error;
   if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return out;
   // struct nlmsgerr, then the echoed request's payload unless the ack is capped (NETLINK_CAP_ACK), then the TLVs.
   size_t off = sizeof(nlmsgerr);
@@ -45,6 +47,14 @@ NlAck ParseAck(const nlmsghdr* nlh) {
     off += NLA_ALIGN(a->nla_len);
   }
   return out;
+}
+
+int ParseDone(const nlmsghdr* nlh) {
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(int))) return 0;
+  int v;
+  memcpy(&v, NLMSG_DATA(nlh), sizeof(v));
+  if (v == INT_MIN) return EBADMSG;  // as in ParseAck
+  return v < 0 ? -v : 0;
 }
 
 }  // namespace svcplane

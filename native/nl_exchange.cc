@@ -20,7 +20,7 @@ ExchangeOutcome Exchange(NetlinkSocket& sock, const std::string& what, const std
   if (sent < 0) {
     int err = errno;
     exchange.Done();  // nothing went out, nothing will come back
-    throw NetlinkError(err, what + ": send: " + ErrnoText(err));
+    throw SysError(err, what + ": send: " + ErrnoText(err));
   }
   const uint32_t portid = sock.portid();
   ExchangeOutcome out;
@@ -35,26 +35,25 @@ ExchangeOutcome Exchange(NetlinkSocket& sock, const std::string& what, const std
         case NLMSG_NOOP:
           continue;
         case NLMSG_OVERRUN:
-          throw NetlinkError(EOVERFLOW, what + ": the kernel reports lost data (NLMSG_OVERRUN)");
+          throw SysError(EOVERFLOW, what + ": the kernel reports lost data (NLMSG_OVERRUN)");
         case NLMSG_ERROR: {
           exchange.Done();
           NlAck ack = ParseAck(m);
           if (ack.errnum == 0) return out;
-          throw NetlinkError(ack.errnum, what + ": " + ErrnoText(ack.errnum) + (ack.message.empty() ? "" : " - kernel says: " + ack.message));
+          throw SysError(ack.errnum, what + ": " + ErrnoText(ack.errnum) + (ack.message.empty() ? "" : " - kernel says: " + ack.message));
         }
         case NLMSG_DONE: {
           exchange.Done();
-          // A dump's end; its payload is an int, negative when the dump failed part-way.
-          int err = 0;
-          if (m->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) err = -*static_cast<const int*>(NLMSG_DATA(m));
-          if (err > 0) throw NetlinkError(err, what + ": " + ErrnoText(err));
+          // A dump's end: failed part-way when its payload says so.
+          int err = ParseDone(m);
+          if (err > 0) throw SysError(err, what + ": " + ErrnoText(err));
           return out;
         }
         default:
           onReply(m);
       }
     }
-    if (left > 0) throw NetlinkError(EBADMSG, what + ": a truncated reply (" + std::to_string(left) + " stray bytes)");
+    if (left > 0) throw SysError(EBADMSG, what + ": a truncated reply (" + std::to_string(left) + " stray bytes)");
   }
 }
 

@@ -21,7 +21,7 @@ struct ExchangeOutcome {
 
 // build(buf, seq) writes the request (with sequence number seq) into buf (MNL_SOCKET_BUFFER_SIZE bytes, zeroed)
 // and returns it. onReply sees each data message of the reply. An error the kernel answers with is thrown as
-// NetlinkError(errno, "<what>: <text>[ - kernel says: <extack>]").
+// SysError(errno, "<what>: <text>[ - kernel says: <extack>]").
 ExchangeOutcome Exchange(NetlinkSocket& sock, const std::string& what, const std::function<nlmsghdr*(char*, uint32_t)>& build,
                          const std::function<void(const nlmsghdr*)>& onReply);
 

@@ -40,9 +40,9 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
   const uint32_t portid = sock.portid();
   for (size_t i = 0; i < requests.size(); i++) {
     auto& r = requests[i];
-    if (r.size() < sizeof(nlmsghdr)) throw NetlinkError(EINVAL, "request " + std::to_string(i) + " is shorter than a netlink header");
+    if (r.size() < sizeof(nlmsghdr)) throw SysError(EINVAL, "request " + std::to_string(i) + " is shorter than a netlink header");
     auto* nlh = reinterpret_cast<nlmsghdr*>(r.data());
-    if (nlh->nlmsg_len != r.size()) throw NetlinkError(EINVAL, "request " + std::to_string(i) + ": nlmsg_len does not match its size");
+    if (nlh->nlmsg_len != r.size()) throw SysError(EINVAL, "request " + std::to_string(i) + ": nlmsg_len does not match its size");
     nlh->nlmsg_seq = first + static_cast<uint32_t>(i);
     nlh->nlmsg_pid = 0;
   }
@@ -82,7 +82,7 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
     if (sent < 0) {
       int err = errno;
       exchange.Done();  // nothing went out
-      throw NetlinkError(err, "netlink send: " + ErrnoText(err));
+      throw SysError(err, "netlink send: " + ErrnoText(err));
     }
     stats.sends++;
     stats.bytes += page.size();
@@ -94,15 +94,15 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
       try {
         // ENOBUFS: the kernel dropped replies; which requests took effect is unknown, so the caller must re-read.
         left = static_cast<int>(sock.Receive("netlink exchange"));
-      } catch (const NetlinkError& e) {
+      } catch (const SysError& e) {
         if (e.errnum != ETIMEDOUT) throw;
         // A request the kernel answers with nothing (e.g. one without NLM_F_ACK that has no reply): name it.
         size_t k = quiet ? next - 1 - start : 0;
         while (k + 1 < finished.size() && finished[k]) k++;
         const auto* req = reinterpret_cast<const nlmsghdr*>(requests[start + k].data());
-        throw NetlinkError(ETIMEDOUT, "netlink request #" + std::to_string(start + k) + " (message type " + std::to_string(req->nlmsg_type) +
-                                          ", flags 0x" + ToHex(req->nlmsg_flags) + "): no reply from the kernel within " +
-                                          std::to_string(sock.replyTimeoutMs()) + " ms");
+        throw SysError(ETIMEDOUT, "netlink request #" + std::to_string(start + k) + " (message type " + std::to_string(req->nlmsg_type) +
+                                      ", flags 0x" + ToHex(req->nlmsg_flags) + "): no reply from the kernel within " +
+                                      std::to_string(sock.replyTimeoutMs()) + " ms");
       }
       for (const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(sock.RecvBuffer()); mnl_nlmsg_ok(nlh, left);
            nlh = mnl_nlmsg_next(nlh, &left)) {
@@ -117,11 +117,8 @@ std::vector<NlResult> NlTransact(NetlinkSocket& sock, std::vector<std::vector<ui
           if (!quiet || idx == next - 1) pending--;
           finished[idx - start] = 1;
         } else if (nlh->nlmsg_type == NLMSG_DONE) {
-          // A dump's end; its payload is an int, negative when the dump failed part-way.
-          if (nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
-            int e = *static_cast<const int*>(mnl_nlmsg_get_payload(nlh));
-            if (e < 0) res.err = -e;
-          }
+          // A dump's end: failed part-way when its payload says so.
+          if (int e = ParseDone(nlh)) res.err = e;
           pending--;
           finished[idx - start] = 1;
         } else {

@@ -30,7 +30,7 @@ struct NlTransactStats {
   int64_t kernelMicros = 0;  // time in sendmsg + recv
 };
 
-// Throws NetlinkError only for failures of the exchange itself (send/recv errors, lost replies); a request the
+// Throws SysError only for failures of the exchange itself (send/recv errors, lost replies); a request the
 // kernel refuses is reported in its NlResult.
 //
 // ackLastOnly: the caller promises that no request answers with data (IPVS and rtnetlink new/set/delete

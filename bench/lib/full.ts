@@ -1,5 +1,5 @@
-// Full-sync timings shared by the benches: svcplane, the kernel floor (svcplane's own batch sent as prebuilt
-// netlink bytes) and the kube-proxy-shaped peers, each in a fresh network namespace once the machine is quiet.
+// Full-sync timings shared by the benches: svcplane, the kernel floor (svcplane's own batch, timed from its send
+// to the kernel's last reply) and the kube-proxy-shaped peers, each in a fresh network namespace once the machine is quiet.
 import { NetlinkNftClient, type NftClient } from '../../src/dataplane/nftables/client';
 import { FULL_SUPPORT } from '../../src/dataplane/nftables/kernel';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
@@ -84,7 +84,10 @@ export async function svcplaneFull(services: BenchService[], config: NftablesCon
   });
 }
 
-/** svcplane's own batch for `services`, sent as prebuilt netlink bytes: the kernel's share of a full sync. */
+/**
+ * svcplane's own batch for `services`, committed as the agent commits it, timed by the addon from its send to the
+ * kernel's last reply (the encoding before it, which the addon times apart, left out): the kernel's share of a full sync.
+ */
 export async function kernelFloor(services: BenchService[], config: NftablesConfig): Promise<ToolResult> {
   const capture = new CaptureClient();
   // The capture client has no kernel to probe: the batch takes the shape the config pins (default: native).
@@ -92,11 +95,9 @@ export async function kernelFloor(services: BenchService[], config: NftablesConf
   return withFreshNetns(async (ns) => {
     const sock = new (native().NftSocket)({ netns: `/run/netns/${ns}` });
     try {
-      const batch = sock.encode(capture.records!);
       const quiet = await waitForQuiet();
-      const t0 = process.hrtime.bigint();
-      const r = await sock.sendEncoded(batch);
-      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: secs(r.kernelMicros), quiet };
+      const r = await sock.commit(capture.records!);
+      return { seconds: secs(r.totalMicros - (r.encodeMicros ?? 0)), kernelSeconds: secs(r.kernelMicros), quiet };
     } finally {
       sock.close();
     }

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import type * as Native from '../../native/index';
 
-export type { CheckResult, CommitResult, DumpResult, EncodedBatch, NftCommitError, BatchErrorInfo, NetlinkRequestResult, PackedTransactResult, TransactResult } from '../../native/index';
+export type { CheckResult, CommitResult, DumpResult, NftCommitError, BatchErrorInfo, NetlinkRequestResult, PackedTransactResult, TransactResult } from '../../native/index';
 
 let loaded: typeof Native | undefined;
 

@@ -1,4 +1,4 @@
-// Exercises every addon entry point (commit, rejected commit, dump, encode/sendEncoded, generation, close; the
+// Exercises every addon entry point (commit, rejected commit, check, dump, generation, close; the
 // netlink transceiver's transact and transactPacked with refusals and dumps; netSysctl; libraries; close() with exchanges in
 // flight, an exchange the kernel never answers, dumps interrupted by another writer's commits, a record refused
 // for a pointer-typed attribute, the abstract sockets of the writer lock) in a
@@ -38,8 +38,9 @@ execFileSync('ip', ['netns', 'add', ns]);
   const sock = client.socket;
   const tx = new NftTransaction();
   tx.addChain(2, 'svcplane', { name: 'memcheck' });
-  const enc = sock.encode(tx.records());
-  await sock.sendEncoded(enc);
+  const checked = await sock.check(tx.records());
+  if (checked.errors.length !== 0) throw new Error(`check refused: ${JSON.stringify(checked.errors)}`);
+  await sock.commit(tx.records());
   await sock.generation();
   await p.cleanup();
   p.close();
@@ -92,12 +93,7 @@ execFileSync('ip', ['netns', 'add', ns]);
   // A record whose attribute libnftnl would take as a pointer (NFTNL_SET_EXPR) is refused.
   const ptr = Buffer.concat([Buffer.from([0x53, 0x56, 0x4e, 0x42, 1, 0, 0, 0, 1, 0, 0, 0, 1, 4, 2, 0, 0, 0, 0, 0, 1, 0, 17, 0, 8, 0, 0, 0]), Buffer.alloc(8, 0x41)]);
   const s3 = new native.NftSocket({ netns: `/run/netns/${ns}` });
-  try {
-    s3.encode(ptr);
-    throw new Error('expected a refusal');
-  } catch (e) {
-    if (e.code !== 'EINVAL') throw e;
-  }
+  await s3.commit(ptr).then(() => { throw new Error('expected a refusal'); }, (e) => { if (e.code !== 'EINVAL') throw e; });
   // Dumps while another writer commits in a table of the same family made before svcplane's: interrupted reads,
   // chains put together from several.
   const { NftTransaction: Tx } = require(path.join(root, 'dist/src/dataplane/nftables/transaction.js'));

@@ -14,7 +14,7 @@ const encoded = new Map<string, Buffer>();
 export function encodeElementComment(comment: string): Buffer {
   let b = encoded.get(comment);
   if (!b) {
-    // Callers fit their comments (ruleset.ts); this cut, on a UTF-8 boundary, is only a guard.
+    // Callers fit their comments (rules/fragment.ts commentWithReasons); this cut, on a UTF-8 boundary, is only a guard.
     const text = cutUtf8(Buffer.from(comment, 'utf8'), MAX_COMMENT_BYTES);
     b = Buffer.concat([Buffer.from([UDATA_SET_ELEM_COMMENT, text.length + 1]), text, Buffer.from([0])]);
     if (encoded.size > 200_000) encoded.clear();

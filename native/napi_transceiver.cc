@@ -1,37 +1,19 @@
-#include "nl_wrap.h"
+#include "napi_transceiver.h"
 
 #include <cstring>
 
 #include <linux/netlink.h>
 
-#include <mutex>
-#include <set>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "napi_util.h"
+#include "netlink_socket.h"
 #include "nl_transact.h"
+#include "socket_registry.h"
 
 namespace svcplane {
-
-namespace {
-std::mutex gOpenMu;
-std::set<std::shared_ptr<NetlinkSocket>*> gOpen;
-}  // namespace
-
-void RegisterSocket(std::shared_ptr<NetlinkSocket>* s) {
-  std::lock_guard<std::mutex> lock(gOpenMu);
-  gOpen.insert(s);
-}
-
-void UnregisterSocket(std::shared_ptr<NetlinkSocket>* s) {
-  std::lock_guard<std::mutex> lock(gOpenMu);
-  gOpen.erase(s);
-}
-
-void CloseAllSockets() {
-  std::lock_guard<std::mutex> lock(gOpenMu);
-  for (auto* s : gOpen)
-    if (*s) (*s)->Close();
-}
 
 namespace {
 
@@ -51,8 +33,8 @@ class TransactWorker : public PromiseWorker {
   void Execute() override {
     try {
       results_ = NlTransact(*sock_, requests_, stats_);
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
+    } catch (const SysError& e) {
+      Fail(e);
     }
   }
 
@@ -98,8 +80,8 @@ class PackedTransactWorker : public PromiseWorker {
   void Execute() override {
     try {
       results_ = NlTransact(*sock_, requests_, stats_, ackLastOnly_);
-    } catch (const NetlinkError& e) {
-      Fail(e.what(), e.errnum);
+    } catch (const SysError& e) {
+      Fail(e);
     }
   }
 
@@ -154,7 +136,6 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
     return DefineClass(env, "NetlinkTransceiver",
                        {InstanceMethod("transact", &NetlinkTransceiver::Transact),
                         InstanceMethod("transactPacked", &NetlinkTransceiver::TransactPacked),
-                        InstanceMethod("portId", &NetlinkTransceiver::PortId),
                         InstanceMethod("close", &NetlinkTransceiver::Close)});
   }
 
@@ -173,15 +154,12 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
     }
     std::string netns = o.Get("netns").IsString() ? o.Get("netns").As<Napi::String>().Utf8Value() : "";
     try {
-      sock_ = std::make_shared<NetlinkSocket>(proto, netns, ReplyTimeoutOption(o));
-    } catch (const NetlinkError& e) {
+      sock_.Set(std::make_shared<NetlinkSocket>(proto, netns, ReplyTimeoutOption(o)));
+    } catch (const SysError& e) {
       MakeError(env, e.what(), e.errnum).ThrowAsJavaScriptException();
       return;
     }
-    RegisterSocket(&sock_);
   }
-
-  ~NetlinkTransceiver() override { UnregisterSocket(&sock_); }
 
  private:
   // transact(requests: Buffer[]) -> Promise<{ results: { errno, code?, kernelMessage?, replies: Buffer[] }[], ... }>
@@ -191,10 +169,8 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       Napi::TypeError::New(env, "transact(requests: Buffer[])").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (!sock_ || !sock_->IsOpen()) {
-      MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    auto sock = Live(env);
+    if (!sock) return env.Undefined();
     Napi::Array arr = info[0].As<Napi::Array>();
     std::vector<std::vector<uint8_t>> requests;
     requests.reserve(arr.Length());
@@ -207,10 +183,7 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       auto b = v.As<Napi::Buffer<uint8_t>>();
       requests.emplace_back(b.Data(), b.Data() + b.Length());  // copied: JS may reuse its buffers meanwhile
     }
-    auto* w = new TransactWorker(env, sock_, std::move(requests));
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return (new TransactWorker(env, sock, std::move(requests)))->Start();
   }
 
   // transactPacked(messages: Buffer, { ackLastOnly? }) -> Promise<{ count, failures, replies, sends, bytes, kernelMicros }>
@@ -220,10 +193,8 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       Napi::TypeError::New(env, "transactPacked(messages: Buffer)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (!sock_ || !sock_->IsOpen()) {
-      MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    auto sock = Live(env);
+    if (!sock) return env.Undefined();
     auto b = info[0].As<Napi::Buffer<uint8_t>>();
     std::vector<std::vector<uint8_t>> requests;
     size_t off = 0;
@@ -246,22 +217,22 @@ class NetlinkTransceiver : public Napi::ObjectWrap<NetlinkTransceiver> {
       Napi::Value v = info[1].As<Napi::Object>().Get("ackLastOnly");
       ackLastOnly = v.IsBoolean() && v.As<Napi::Boolean>().Value();
     }
-    auto* w = new PackedTransactWorker(env, sock_, std::move(requests), ackLastOnly);
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return (new PackedTransactWorker(env, sock, std::move(requests), ackLastOnly))->Start();
   }
 
-  Napi::Value PortId(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), sock_ ? sock_->portid() : 0);
-  }
-
+  // As NftSocket's: never frees the socket under a running exchange.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (sock_) sock_->Close();
+    sock_.Close();
     return info.Env().Undefined();
   }
 
-  std::shared_ptr<NetlinkSocket> sock_;
+  std::shared_ptr<NetlinkSocket> Live(Napi::Env env) {
+    auto sock = sock_.Live();
+    if (!sock) MakeError(env, "NetlinkTransceiver is closed", EBADF).ThrowAsJavaScriptException();
+    return sock;
+  }
+
+  RegisteredSocket sock_;
 };
 
 }  // namespace
