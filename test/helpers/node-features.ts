@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { expect } from 'vitest';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 import { runClient } from '../../scripts/lib/traffic';
+import { endpointSlice } from './web-manifest';
 
 export const FEATURE_IPS = { clusterIP: '198.18.100.30', lbVip: '198.18.100.31', lbProxy: '198.18.100.32' } as const;
 export const FEATURE_NODEPORT = 30130;
@@ -21,14 +22,7 @@ status:
   loadBalancer:
     ingress: [{ip: ${FEATURE_IPS.lbVip}, ipMode: VIP}, {ip: ${FEATURE_IPS.lbProxy}, ipMode: Proxy}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: edge-1, namespace: features, labels: {kubernetes.io/service-name: edge}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
-`;
+${endpointSlice('edge', 'features', sb.backends.map((b) => b.v4))}`;
 }
 
 /**
@@ -51,14 +45,7 @@ status:
   loadBalancer:
     ingress: [{ip: ${FEATURE_LOCAL_LB}}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: local-lb-1, namespace: features, labels: {kubernetes.io/service-name: local-lb}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-  - addresses: [${sb.backends[0].v4}]
-`;
+${endpointSlice('local-lb', 'features', [sb.backends[0].v4])}`;
 }
 
 /** An address of the Service range that no Service holds (sb.serviceIP(77)). */

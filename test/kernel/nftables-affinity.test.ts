@@ -13,6 +13,7 @@ import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { countsFor, runClient } from '../../scripts/lib/traffic';
 import { svcplane, svcplaneOk } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
+import { endpointSlice } from '../helpers/web-manifest';
 
 const haveRoot = requireRoot('nftables affinity');
 const BE = ['be0', 'be1', 'be2'];
@@ -65,14 +66,7 @@ spec:
   sessionAffinityConfig: {clientIP: {timeoutSeconds: ${seconds}}}
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080${nodePort ? `, nodePort: ${nodePort}` : ''}}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ${name}-1, namespace: demo, labels: {kubernetes.io/service-name: ${name}}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
-`;
+${endpointSlice(name, 'demo', sb.backends.map((b) => b.v4))}`;
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });

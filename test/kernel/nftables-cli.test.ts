@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SVCPLANE, svcplane } from '../helpers/cli';
 import { inNetns, makeNetns, requireRoot } from '../helpers/root';
+import { endpointSlice } from '../helpers/web-manifest';
 
 const haveRoot = requireRoot('nftables CLI');
 
@@ -27,13 +28,7 @@ spec:
   clusterIP: 198.18.100.40
   ports: [{ name: s, protocol: SCTP, port: 9999, targetPort: 9999 }]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: good-1, namespace: t, labels: { kubernetes.io/service-name: good } }
-addressType: IPv4
-ports: [{ name: s, protocol: SCTP, port: 9999 }]
-endpoints: [{ addresses: [198.18.2.11] }]
-`;
+${endpointSlice('good', 't', ['198.18.2.11'], { name: 's', port: 9999, protocol: 'SCTP' })}`;
 const BAD = `
 apiVersion: v1
 kind: Service

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, svcplane } from '../helpers/cli';
 import { makeNetns, requireRoot } from '../helpers/root';
+import { endpointSlice } from '../helpers/web-manifest';
 
 const haveRoot = requireRoot('writer lock');
 const LOCK_MODULE = path.join(REPO, 'dist', 'src', 'dataplane', 'writerLock.js');
@@ -21,13 +22,7 @@ spec:
   clusterIP: 198.18.100.90
   ports: [{ name: http, port: 80, targetPort: 8080 }]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: lock, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080 }]
-endpoints: [{ addresses: [198.18.2.11] }]
-`;
+${endpointSlice('web', 'lock', ['198.18.2.11'])}`;
 
 /** A process holding the writer lock of `netns` until killed; resolves once it holds it. */
 async function startHolder(netns: string, command: string): Promise<ChildProcess> {

@@ -31,6 +31,7 @@ import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
 import { REPO, type CliResult, execOk, svcplane } from '../../helpers/cli';
 import { canonicalTable } from '../../helpers/nft-canonical';
+import { endpointSlice } from '../../helpers/web-manifest';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
@@ -156,14 +157,7 @@ spec:
   clusterIP: ${ip}
   ports: [{name: http, protocol: TCP, port: ${port}, targetPort: 8080}]
 ${spec}---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ${name}-1, namespace: demo, labels: {kubernetes.io/service-name: ${name}}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join('\n')}
-`;
+${endpointSlice(name, 'demo', sb.backends.map((b) => ({ address: b.v4, nodeName: 'node-a' })))}`;
     const [b0, b1, b2] = sb.backends.map((b) => b.v4);
     fs.writeFileSync(path.join(dir, 'extra.yaml'), [
       svc('sticky', STICKY, 80, '', '  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 30}}\n'),

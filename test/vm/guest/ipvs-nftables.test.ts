@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCTP_PY, createSandbox, startBackend, type Sandbox } from '../../../scripts/lib/sandbox';
 import { countsFor, runClient, startUdpLoop } from '../../../scripts/lib/traffic';
 import { REPO, execOk, svcplane, svcplaneOk } from '../../helpers/cli';
+import { endpointSlice } from '../../helpers/web-manifest';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
@@ -42,14 +43,7 @@ spec:
   clusterIP: ${SCTP_IP}
   ports: [{name: sig, protocol: SCTP, port: 9000, targetPort: 9000}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: signalling-1, namespace: demo, labels: {kubernetes.io/service-name: signalling}}
-addressType: IPv4
-ports: [{name: sig, protocol: SCTP, port: 9000}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]\n    nodeName: node-a`).join('\n')}
----
+${endpointSlice('signalling', 'demo', sb.backends.map((b) => ({ address: b.v4, nodeName: 'node-a' })), { name: 'sig', port: 9000, protocol: 'SCTP' })}---
 apiVersion: v1
 kind: Service
 metadata:
@@ -60,14 +54,7 @@ spec:
   clusterIP: 198.18.100.21
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: weighted-1, namespace: demo, labels: {kubernetes.io/service-name: weighted}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
-`);
+${endpointSlice('weighted', 'demo', sb.backends.map((b) => b.v4))}`);
     // An SCTP server in every backend (python3: Node has no SCTP sockets). Python can take a while to start in a
     // loaded TCG guest.
     for (const b of sb.backends) {

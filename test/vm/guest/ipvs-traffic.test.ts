@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { countsFor, runClient, startHold } from '../../../scripts/lib/traffic';
 import { REPO, execOk, svcplane, svcplaneOk } from '../../helpers/cli';
+import { endpointSlice } from '../../helpers/web-manifest';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
@@ -91,14 +92,7 @@ spec:
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
 ${extra.startsWith('annotations') ? '' : extra}
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ${name}-1, namespace: demo, labels: {kubernetes.io/service-name: ${name}}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints:
-${sb.backends.map((b) => `  - addresses: [${b.v4}]`).join('\n')}
-`;
+${endpointSlice(name, 'demo', sb.backends.map((b) => b.v4))}`;
     fs.writeFileSync(path.join(m, 'sticky.yaml'), [
       svc('hashed', '198.18.100.31', `annotations: {svcplane.io/ipvs-scheduler: sh}`),
       svc('sticky', '198.18.100.30', '  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 30}}'),
