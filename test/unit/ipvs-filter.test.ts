@@ -9,21 +9,10 @@ import { IPVS_CHAINS, IPVS_SETS, elementsOf } from '../../src/dataplane/ipvs/fil
 import { masqueradeSettings, serviceCIDRsOf } from '../../src/dataplane/nftables/readback';
 import { IpvsNftables } from '../../src/dataplane/ipvs/nftables';
 import { bytesToIp } from '../../src/model/ip';
-import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
+import { ep, portsOf, servicePort } from '../helpers/service-port';
 
-const ep = (address: string, port = 8080, nodeName?: string): Endpoint => ({ address, family: address.includes(':') ? 6 : 4, port, ready: true, serving: true, terminating: false, nodeName });
-
-function sp(name: string, over: Partial<ServicePort> = {}): ServicePort {
-  const endpoints = over.endpoints ?? [ep('198.18.2.11'), ep('198.18.2.12')];
-  return {
-    key: `default/${name}:http`, namespace: 'default', name, portName: 'http', protocol: 'TCP', port: 80, nodePort: 0,
-    clusterIPs: ['198.18.100.10'], externalIPs: [], loadBalancerIPs: [], externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster', sessionAffinity: { type: 'None' }, healthCheckNodePort: 0, loadBalancerSourceRanges: [],
-    endpoints, allEndpoints: endpoints, ...over,
-  };
-}
-
-const ports = (...l: ServicePort[]) => new Map<ServicePortKey, ServicePort>(l.map((p) => [p.key, p]));
+const sp = servicePort;
+const ports = portsOf;
 const cfg = defaultConfig({ clusterCIDRs: ['198.18.2.0/24'], nodeName: 'node-a' });
 const always = () => true;
 

@@ -11,20 +11,10 @@ import { FakeNftClient } from '../../src/dataplane/nftables/fake';
 import type { StaleFlow } from '../../src/dataplane/conntrack';
 import * as rtnl from '../../src/netlink/rtnl';
 import { FakeClock } from '../../src/sync/clock';
-import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
+import { ep, portsOf, servicePort } from '../helpers/service-port';
 
-const ep = (address: string, port = 8080): Endpoint => ({ address, family: address.includes(':') ? 6 : 4, port, ready: true, serving: true, terminating: false });
-
-function sp(name: string, over: Partial<ServicePort> = {}): ServicePort {
-  const endpoints = over.endpoints ?? [ep('198.18.2.11'), ep('198.18.2.12')];
-  return {
-    key: `default/${name}:http`, namespace: 'default', name, portName: 'http', protocol: 'TCP', port: 80, nodePort: 0,
-    clusterIPs: ['198.18.100.10'], externalIPs: [], loadBalancerIPs: [], externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster', sessionAffinity: { type: 'None' }, healthCheckNodePort: 0, loadBalancerSourceRanges: [],
-    endpoints, allEndpoints: endpoints, ...over,
-  };
-}
-const ports = (...list: ServicePort[]) => new Map<ServicePortKey, ServicePort>(list.map((p) => [p.key, p]));
+const sp = servicePort;
+const ports = portsOf;
 
 function setup(over: Partial<IpvsProxierConfig> = {}, kernelOpts: FakeIpvsOptions = {}) {
   const kernel = new FakeIpvsKernel(kernelOpts);
