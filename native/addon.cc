@@ -1,5 +1,5 @@
 // The addon's module: what it exports (typed in native/index.d.ts) and the N-API surface of its free functions.
-// The classes are in napi_nft_socket.cc (NftSocket) and napi_transceiver.cc (NetlinkTransceiver). Blocking work
+// The classes are in napi_nft_socket.cc (NftSocket), napi_transceiver.cc (NetlinkTransceiver) and napi_ebpf.cc (EbpfObject). Blocking work
 // runs in a PromiseWorker (napi_util.h) whose Execute() touches no JS; errors reach JS with `code` ("ENOENT"),
 // numeric `errno` and a message naming the operation and its object.
 #include <napi.h>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "abstract_socket.h"
+#include "napi_ebpf.h"
 #include "napi_nft_socket.h"
 #include "napi_transceiver.h"
 #include "napi_util.h"
@@ -117,11 +118,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   exports.Set("NftSocket", InitNftSocket(env));
   exports.Set("NetlinkTransceiver", InitNetlinkTransceiver(env));
+  exports.Set("EbpfObject", InitEbpfObject(env));
+  InitEbpfFunctions(env, exports);
   exports.Set("netSysctl", Napi::Function::New(env, NetSysctl, "netSysctl"));
   // The library versions the addon was built against (pkg-config at build time: neither library reports its own).
   Napi::Object libraries = Napi::Object::New(env);
   libraries.Set("libnftnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBNFTNL_VERSION));
   libraries.Set("libmnl", SVCPLANE_STRINGIFY(SVCPLANE_LIBMNL_VERSION));
+  libraries.Set("libbpf", SVCPLANE_STRINGIFY(SVCPLANE_LIBBPF_VERSION));
   exports.Set("libraries", libraries);
   exports.Set("listenAbstract", Napi::Function::New(env, ListenAbstractJs, "listenAbstract"));
   exports.Set("connectAbstract", Napi::Function::New(env, ConnectAbstractJs, "connectAbstract"));

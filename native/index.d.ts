@@ -117,7 +117,7 @@ export declare class NetlinkTransceiver {
 }
 
 /** Versions of the libraries the addon was built against. */
-export declare const libraries: { libnftnl: string; libmnl: string };
+export declare const libraries: { libnftnl: string; libmnl: string; libbpf: string };
 
 /**
  * Reads (no value) or writes a net.* sysctl ("net.ipv4.vs.conntrack" or "net/ipv4/vs/conntrack") of the network
@@ -138,3 +138,73 @@ export declare function listenAbstract(name: string, netns?: string): number;
  * nobody holds the name.
  */
 export declare function connectAbstract(name: string, netns?: string): { fd: number; pid: number; uid: number } | null;
+
+/** A map of the loaded socket-LB object, as the kernel describes it. */
+export interface EbpfMapInfo {
+  name: string;
+  id: number;
+  /** enum bpf_map_type */
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  /** Bytes the kernel charges for the map (/proc/self/fdinfo memlock; an estimate before Linux 6.3). */
+  memlock: number;
+}
+
+export interface EbpfLinkInfo {
+  program: string;
+  linkId: number;
+  progId: number;
+  /** An existing pinned link on the same cgroup now runs the new program (BPF_LINK_UPDATE): no moment without one. */
+  adopted: boolean;
+}
+
+export interface EbpfMapOpResult {
+  /** Elements written, deleted or read. */
+  count: number;
+  /** bpf() calls made (batches: 8192 elements each; one per element on kernels without batch operations). */
+  syscalls: number;
+  /** Time inside those calls. */
+  micros: number;
+}
+
+/**
+ * The socket-LB BPF object (native/bpf/sock.c, built as build/Release/sock.bpf.o) loaded through libbpf. Each method
+ * runs off the JS thread, one at a time; errors carry code/errno and a message naming the step, the map and the key
+ * (a verifier refusal: the tail of its log).
+ */
+export declare class EbpfObject {
+  constructor();
+  /** Loads the object, reusing the maps pinned in mapDir and pinning the missing ones (bpffs mounted if absent). */
+  load(objectPath: string, mapDir: string): Promise<EbpfMapInfo[]>;
+  /** Attaches every program to the cgroup v2 directory by a link pinned in linkDir (an existing one is updated). */
+  attach(cgroupPath: string, linkDir: string): Promise<EbpfLinkInfo[]>;
+  /** Writes packed keys and values (sizes: the map's); batched. */
+  update(map: string, keys: Buffer, values: Buffer): Promise<EbpfMapOpResult>;
+  /** Deletes packed keys; absent ones are not an error. */
+  delete(map: string, keys: Buffer): Promise<EbpfMapOpResult>;
+  /** Every element, packed. */
+  dump(map: string): Promise<EbpfMapOpResult & { keys: Buffer; values: Buffer }>;
+  /** The maps, with the kernel's current memory figure. */
+  maps(): EbpfMapInfo[];
+  /** Closes the object's descriptors; pinned maps and links stay. */
+  close(): void;
+}
+
+export interface EbpfPinnedLink {
+  pin: string;
+  linkId: number;
+  progId: number;
+  /** enum bpf_attach_type */
+  attachType: number;
+  cgroupId: bigint;
+}
+
+/** The links pinned in a directory, read without loading anything (none when it is absent). */
+export declare function ebpfPinnedLinks(linkDir: string): EbpfPinnedLink[];
+/** Detaches and unpins every link in linkDir, then unpins and removes everything under root. Returns links detached. */
+export declare function ebpfDetach(linkDir: string, root: string): number;
+/** The kernel's id of a cgroup v2 directory (its inode number). */
+export declare function cgroupId(path: string): bigint;

@@ -15,12 +15,12 @@ if [ "$node_ok" != yes ]; then
   exit 1
 fi
 
-# Build-time: libmnl/libnftnl headers for the addon. Test/bench peers and verifiers: nft, iptables, ip,
+# Build-time: libmnl/libnftnl/libbpf headers for the addon, clang for its BPF programs (native/bpf/). Test/bench peers and verifiers: nft, iptables, ip,
 # conntrack. The product itself never runs any of these tools.
 # The IPVS guest harness (scripts/lib/vm.ts): qemu, busybox-static for its initramfs, kmod (depmod), cpio; ipvsadm is
 # the IPVS peer and independent reader inside the guest.
 APT_PACKAGES=(build-essential python3 pkg-config libmnl-dev libnftnl-dev nftables iptables iproute2 conntrack util-linux
-  qemu-system-x86 busybox-static kmod cpio ipvsadm openssl)
+  qemu-system-x86 busybox-static kmod cpio ipvsadm openssl clang llvm libbpf-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

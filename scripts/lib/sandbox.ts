@@ -69,6 +69,8 @@ export interface ExecOptions {
   /** Environment (default: this process's). */
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** A cgroup v2 directory the command runs in (the ebpf mode's socket hooks act on the processes of a cgroup). */
+  cgroup?: string;
 }
 
 export interface ExecResult {
@@ -85,6 +87,17 @@ export interface SpawnInOptions {
   cwd?: string;
   /** stdio of the child (default ['ignore', 'pipe', 'pipe']). */
   stdio?: Array<'pipe' | 'ignore' | 'inherit'>;
+  /** As ExecOptions.cgroup. */
+  cgroup?: string;
+}
+
+/**
+ * `ip netns exec ns argv`, first moved into a cgroup when asked. The move comes first: `ip netns exec` remounts
+ * /sys, where the cgroup's directory would no longer be found; the cgroup's hooks then act in any namespace.
+ */
+function inNetns(ns: string, argv: string[], cgroup?: string): [string, string[]] {
+  if (!cgroup) return ['ip', ['netns', 'exec', ns, ...argv]];
+  return ['sh', ['-c', 'echo $$ > "$0" && exec "$@"', path.join(cgroup, 'cgroup.procs'), 'ip', 'netns', 'exec', ns, ...argv]];
 }
 
 export interface AddressPair {
@@ -495,13 +508,15 @@ class SandboxImpl implements Sandbox {
   async exec(ns: string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     this.checkAlive();
     if (argv.length === 0) throw new Error('exec: empty argv');
-    return run('ip', ['netns', 'exec', ns, ...argv], opts);
+    const [cmd, args] = inNetns(ns, argv, opts.cgroup);
+    return run(cmd, args, opts);
   }
 
   spawn(ns: string, argv: string[], opts: SpawnInOptions = {}): ChildProcess {
     this.checkAlive();
     if (argv.length === 0) throw new Error('spawn: empty argv');
-    const child = cpSpawn('ip', ['netns', 'exec', ns, ...argv], {
+    const [cmd, args] = inNetns(ns, argv, opts.cgroup);
+    const child = cpSpawn(cmd, args, {
       stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       cwd: opts.cwd,

@@ -21,6 +21,8 @@ export interface ClientOptions {
   concurrency?: number;
   /** Local source address to bind. */
   bind?: string;
+  /** Run the client in this cgroup v2 directory (sandbox ExecOptions.cgroup). */
+  cgroup?: string;
 }
 
 export interface ClientResult {
@@ -113,8 +115,8 @@ function numOrNull(v: unknown): v is number | null {
   return v === null || typeof v === 'number';
 }
 
-async function runTool(sandbox: Sandbox, ns: string, args: string[], timeoutMs: number): Promise<unknown> {
-  const r = await sandbox.exec(ns, [process.execPath, CLIENT_JS, ...args], { timeoutMs });
+async function runTool(sandbox: Sandbox, ns: string, args: string[], timeoutMs: number, cgroup?: string): Promise<unknown> {
+  const r = await sandbox.exec(ns, [process.execPath, CLIENT_JS, ...args], { timeoutMs, cgroup });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.code !== 0 || line === '') {
     throw new Error(`client.js ${args.join(' ')} in ${ns}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
@@ -165,7 +167,7 @@ export async function runClient(sandbox: Sandbox, ns: string, opts: ClientOption
   const timeoutMs = opts.timeoutMs ?? 2000;
   const conc = opts.concurrency ?? Math.max(1, Math.min(count, 8));
   const budget = Math.ceil(count / conc) * (timeoutMs + 100) + 30_000;
-  return checkClientResult(await runTool(sandbox, ns, args, budget), `runClient ${opts.proto} ${opts.addr}:${opts.port}`);
+  return checkClientResult(await runTool(sandbox, ns, args, budget, opts.cgroup), `runClient ${opts.proto} ${opts.addr}:${opts.port}`);
 }
 
 export interface FlowSpec {

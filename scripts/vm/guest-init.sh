@@ -23,6 +23,9 @@ mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /
 mount --bind /dev /newroot/dev
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
+# cgroup v2 and bpffs, as a systemd host has them: the ebpf mode attaches to a cgroup and pins under /sys/fs/bpf.
+mount -t cgroup2 none /newroot/sys/fs/cgroup || echo "guest: no cgroup2" >&2
+mount -t bpf bpf /newroot/sys/fs/bpf || echo "guest: no bpffs" >&2
 # A fresh /run (network namespaces are mounted there; the host's entries mean nothing here). Not a tmpfs on /tmp:
 # the overlay already makes it writable, and a checkout under the host's /tmp (CI clones there) must stay visible.
 mount -t tmpfs tmpfs /newroot/run

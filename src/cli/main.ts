@@ -8,6 +8,9 @@ import { type FlowQuery, formatExplanation } from '../dataplane/explain';
 import { readNodeAddresses } from '../dataplane/nodeAddresses';
 import { SCHEDULERS } from '../dataplane/ipvs/desired';
 import { IpvsProxier } from '../dataplane/ipvs/proxier';
+import { EbpfProxier } from '../dataplane/ebpf/proxier';
+import { LibbpfKernel, defaultObjectPath } from '../dataplane/ebpf/kernel';
+import { cgroupRoot } from '../dataplane/ebpf/cgroup';
 import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
@@ -21,7 +24,7 @@ import { buildProxyModel } from '../model/build';
 import type { ModelProblem } from '../model/types';
 import { FlagSpec, ParsedFlags, UsageError, bool, cidrList, formatFlags, list, parseFlags, str } from './args';
 import { formatPlan, formatStatus, formatSyncSummary } from './format';
-import { CLUSTER_CIDR, HELP, IPVS_BIND_MODE, IPVS_SCHEDULER, LOG, MASQUERADE_ALL, MODE, NETNS, OUTPUT, SERVICE_CIDR } from './flags';
+import { BPF_ROOT, CGROUP_ROOT, CLUSTER_CIDR, HELP, IPVS_BIND_MODE, IPVS_SCHEDULER, LOG, MASQUERADE_ALL, MODE, NETNS, OUTPUT, SERVICE_CIDR } from './flags';
 import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
 import { formatVersion, versionInfo } from '../version';
 
@@ -37,18 +40,18 @@ const SYNC_FLAGS: FlagSpec[] = [
   { name: 'pod-bridge-interface', type: 'string', value: 'NAME', help: 'pods are what arrives on this bridge (kube-proxy\'s detectLocalMode BridgeInterface), instead of --cluster-cidr' },
   { name: 'pod-interface-name-prefix', type: 'string', value: 'PREFIX', help: 'pods are what arrives on interfaces named PREFIX* (detectLocalMode InterfaceNamePrefix), instead of --cluster-cidr' },
   { name: 'nodeport-addresses', type: 'list', value: 'CIDR', help: 'NodePorts answer only on local addresses in these CIDRs, or "primary" (the --node-ip addresses); default: every local address but loopback' },
-  SERVICE_CIDR, MASQUERADE_ALL, { ...IPVS_SCHEDULER, default: 'rr' }, { ...IPVS_BIND_MODE, default: 'route' }, OUTPUT, NETNS, LOG, HELP,
+  SERVICE_CIDR, MASQUERADE_ALL, { ...IPVS_SCHEDULER, default: 'rr' }, { ...IPVS_BIND_MODE, default: 'route' }, CGROUP_ROOT, BPF_ROOT, OUTPUT, NETNS, LOG, HELP,
 ];
 // kube-proxy's flags, all of them (src/cli/runFlags.ts), then svcplane's own.
 const RUN_FLAGS: FlagSpec[] = [...KUBE_PROXY_FLAGS, ...SVCPLANE_RUN_FLAGS, NETNS, LOG, HELP];
-const STATUS_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
+const STATUS_FLAGS: FlagSpec[] = [MODE, BPF_ROOT, CGROUP_ROOT, OUTPUT, NETNS, HELP];
 const EXPLAIN_FLAGS: FlagSpec[] = [
   MODE,
   { name: 'from', type: 'string', value: 'ADDRESS', help: 'the client\'s address (policy, source ranges, masquerade and affinity depend on it)' },
   { name: 'from-interface', type: 'string', value: 'NAME', help: 'the interface the client\'s traffic arrives on, where pods are told by interface (--pod-bridge-interface, --pod-interface-name-prefix)' },
   OUTPUT, { ...NETNS, help: 'read the network namespace at FILE instead of the current one' }, HELP,
 ];
-const CLEANUP_FLAGS: FlagSpec[] = [MODE, OUTPUT, NETNS, HELP];
+const CLEANUP_FLAGS: FlagSpec[] = [MODE, BPF_ROOT, CGROUP_ROOT, OUTPUT, NETNS, HELP];
 
 const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: string }> = {
   run: { summary: 'the node agent: watch the cluster and keep the dataplane in sync (replaces kube-proxy)', flags: RUN_FLAGS },
@@ -94,7 +97,21 @@ function openDataplane(flags: ParsedFlags, config = defaultConfig(), log?: Logge
       nodeName: config.nodeName, nodeZone: config.nodeZone, nodeIPs: config.nodeIPs, serviceCIDRs: config.serviceCIDRs, podInterface: config.podInterface, tableName: config.tableName, bindMode: str(flags, 'ipvs-bind-mode') === 'address' ? 'address' : 'route',
     }), log, new ConntrackCleaner(ns));
   }
-  return new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}), () => readNodeAddresses(netns));
+  const nft = new NftablesProxier(new NetlinkNftClient(netns ? { netns } : {}), config, log, new ConntrackCleaner(netns ? { netns } : {}), () => readNodeAddresses(netns));
+  if (mode === 'ebpf') {
+    // The cgroup is looked up when the programs attach (sync), not for status or cleanup.
+    const kernel = new LibbpfKernel({ object: defaultObjectPath(), root: str(flags, 'bpf-root') ?? String(BPF_ROOT.default), cgroup: () => cgroupRootOf(flags) });
+    return new EbpfProxier(kernel, nft, { nodePortAddresses: config.nodePortAddresses, node: { name: config.nodeName, zone: config.nodeZone }, nodeAddresses: () => readNodeAddresses(netns) }, log);
+  }
+  return nft;
+}
+
+function cgroupRootOf(flags: ParsedFlags): string {
+  try {
+    return cgroupRoot(str(flags, 'cgroup-root'));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 function nftablesConfig(flags: ParsedFlags) {

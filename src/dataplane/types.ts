@@ -92,6 +92,8 @@ export interface StatusReport {
    * missing, moved or with policy drop, another table's rule that may take the traffic first.
    */
   warnings?: string[];
+  /** ebpf mode: the socket LB as the kernel holds it (links pinned, frontends in the map, map memory). */
+  socketLB?: { links: number; frontends: number; mapBytes: number };
   /** Those other tables' base chains, in detail (nftables mode). */
   foreign?: ForeignChain[];
 }

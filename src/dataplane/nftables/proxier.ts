@@ -379,6 +379,11 @@ export class NftablesProxier implements Dataplane {
     this.needFull = true;
   }
 
+  /** The Service ports the table holds (or should, after a failure). */
+  currentServicePorts(): ReadonlyMap<ServicePortKey, ServicePort> {
+    return this.servicePorts;
+  }
+
   close(): void {
     this.client.close();
     this.conntrack?.close();

@@ -1,0 +1,287 @@
+#include "napi_ebpf.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ebpf_maps.h"
+#include "ebpf_object.h"
+#include "napi_util.h"
+
+namespace svcplane {
+namespace {
+
+// The loaded object and what JS may do with its maps. One operation at a time (the mutex): the dataplane never
+// overlaps them, and a worker must not see the object closed under it.
+struct LoadedObject {
+  std::mutex mu;
+  std::unique_ptr<EbpfObject> obj;
+  std::map<std::string, EbpfMapReport> maps;
+
+  const EbpfMapReport& Map(const std::string& name) {
+    auto it = maps.find(name);
+    if (it == maps.end()) throw SysError(ENOENT, "BPF map " + name + ": not in the loaded object");
+    return it->second;
+  }
+};
+
+Napi::Object MapReportObject(Napi::Env env, const EbpfMapReport& m) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", m.name);
+  o.Set("id", m.id);
+  o.Set("type", m.type);
+  o.Set("keySize", m.keySize);
+  o.Set("valueSize", m.valueSize);
+  o.Set("maxEntries", m.maxEntries);
+  o.Set("flags", m.flags);
+  o.Set("memlock", Napi::Number::New(env, static_cast<double>(m.memlock)));
+  return o;
+}
+
+Napi::Object StatsObject(Napi::Env env, const MapOpStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("syscalls", Napi::Number::New(env, static_cast<double>(s.syscalls)));
+  o.Set("micros", Napi::Number::New(env, static_cast<double>(s.micros)));
+  return o;
+}
+
+std::vector<uint8_t> Bytes(const Napi::Value& v, const char* what) {
+  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
+}
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::string object, std::string mapDir)
+      : PromiseWorker(env), lo_(std::move(lo)), object_(std::move(object)), mapDir_(std::move(mapDir)) {}
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> g(lo_->mu);
+      EnsureBpffsDir(mapDir_);
+      lo_->obj = std::make_unique<EbpfObject>(object_, mapDir_);
+      lo_->maps.clear();
+      for (auto& m : lo_->obj->Maps()) lo_->maps[m.name] = m;
+    } catch (const SysError& e) {
+      Fail(e);
+    }
+  }
+  void Settle(Napi::Env env) override {
+    Napi::Array a = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (auto& [name, m] : lo_->maps) a.Set(i++, MapReportObject(env, m));
+    deferred_.Resolve(a);
+  }
+
+ private:
+  std::shared_ptr<LoadedObject> lo_;
+  std::string object_, mapDir_;
+};
+
+class AttachWorker : public PromiseWorker {
+ public:
+  AttachWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::string cgroup, std::string linkDir)
+      : PromiseWorker(env), lo_(std::move(lo)), cgroup_(std::move(cgroup)), linkDir_(std::move(linkDir)) {}
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> g(lo_->mu);
+      if (!lo_->obj) throw SysError(EBADF, "attach: no BPF object loaded");
+      links_ = lo_->obj->Attach(cgroup_, linkDir_);
+    } catch (const SysError& e) {
+      Fail(e);
+    }
+  }
+  void Settle(Napi::Env env) override {
+    Napi::Array a = Napi::Array::New(env, links_.size());
+    for (size_t i = 0; i < links_.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("program", links_[i].program);
+      o.Set("linkId", links_[i].linkId);
+      o.Set("progId", links_[i].progId);
+      o.Set("adopted", links_[i].adopted);
+      a.Set(static_cast<uint32_t>(i), o);
+    }
+    deferred_.Resolve(a);
+  }
+
+ private:
+  std::shared_ptr<LoadedObject> lo_;
+  std::string cgroup_, linkDir_;
+  std::vector<EbpfLinkReport> links_;
+};
+
+// update / delete / dump of one map.
+class MapWorker : public PromiseWorker {
+ public:
+  enum class Op { Update, Delete, Dump };
+  MapWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, Op op, std::string map, std::vector<uint8_t> keys, std::vector<uint8_t> values)
+      : PromiseWorker(env), lo_(std::move(lo)), op_(op), map_(std::move(map)), keys_(std::move(keys)), values_(std::move(values)) {}
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> g(lo_->mu);
+      if (!lo_->obj) throw SysError(EBADF, "BPF map " + map_ + ": the object is closed");
+      const EbpfMapReport& m = lo_->Map(map_);
+      int fd = lo_->obj->MapFd(map_);
+      if (op_ == Op::Dump) {
+        keys_.clear();
+        values_.clear();
+        count_ = MapDump(fd, map_, m.keySize, m.valueSize, keys_, values_, stats_);
+        return;
+      }
+      if (keys_.size() % m.keySize) throw SysError(EINVAL, "BPF map " + map_ + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
+      count_ = static_cast<uint32_t>(keys_.size() / m.keySize);
+      if (op_ == Op::Delete) {
+        MapDelete(fd, map_, keys_.data(), count_, m.keySize, stats_);
+        return;
+      }
+      if (values_.size() != size_t(count_) * m.valueSize)
+        throw SysError(EINVAL, "BPF map " + map_ + ": " + std::to_string(count_) + " keys but " + std::to_string(values_.size()) + " bytes of " + std::to_string(m.valueSize) + "-byte values");
+      MapUpdate(fd, map_, keys_.data(), values_.data(), count_, m.keySize, m.valueSize, stats_);
+    } catch (const SysError& e) {
+      Fail(e);
+    }
+  }
+  void Settle(Napi::Env env) override {
+    Napi::Object o = StatsObject(env, stats_);
+    o.Set("count", count_);
+    if (op_ == Op::Dump) {
+      o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys_.data(), keys_.size()));
+      o.Set("values", Napi::Buffer<uint8_t>::Copy(env, values_.data(), values_.size()));
+    }
+    deferred_.Resolve(o);
+  }
+
+ private:
+  std::shared_ptr<LoadedObject> lo_;
+  Op op_;
+  std::string map_;
+  std::vector<uint8_t> keys_, values_;
+  uint32_t count_ = 0;
+  MapOpStats stats_;
+};
+
+class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "EbpfObject", {
+      InstanceMethod<&EbpfObjectJs::Load>("load"),
+      InstanceMethod<&EbpfObjectJs::Attach>("attach"),
+      InstanceMethod<&EbpfObjectJs::Update>("update"),
+      InstanceMethod<&EbpfObjectJs::Delete>("delete"),
+      InstanceMethod<&EbpfObjectJs::Dump>("dump"),
+      InstanceMethod<&EbpfObjectJs::Maps>("maps"),
+      InstanceMethod<&EbpfObjectJs::Close>("close"),
+    });
+  }
+  explicit EbpfObjectJs(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EbpfObjectJs>(info), lo_(std::make_shared<LoadedObject>()) {}
+
+ private:
+  std::string Str(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+    if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), usage);
+    return info[i].As<Napi::String>();
+  }
+  // load(objectPath, mapDir): Promise<MapInfo[]>
+  Napi::Value Load(const Napi::CallbackInfo& info) {
+    const char* u = "load(objectPath: string, mapDir: string)";
+    return (new LoadWorker(info.Env(), lo_, Str(info, 0, u), Str(info, 1, u)))->Start();
+  }
+  // attach(cgroupPath, linkDir): Promise<LinkInfo[]>
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    const char* u = "attach(cgroupPath: string, linkDir: string)";
+    return (new AttachWorker(info.Env(), lo_, Str(info, 0, u), Str(info, 1, u)))->Start();
+  }
+  Napi::Value Update(const Napi::CallbackInfo& info) {
+    std::string map = Str(info, 0, "update(map: string, keys: Buffer, values: Buffer)");
+    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Update, map, Bytes(info[1], "keys"), Bytes(info[2], "values")))->Start();
+  }
+  Napi::Value Delete(const Napi::CallbackInfo& info) {
+    std::string map = Str(info, 0, "delete(map: string, keys: Buffer)");
+    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Delete, map, Bytes(info[1], "keys"), {}))->Start();
+  }
+  Napi::Value Dump(const Napi::CallbackInfo& info) {
+    std::string map = Str(info, 0, "dump(map: string)");
+    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Dump, map, {}, {}))->Start();
+  }
+  // maps(): MapInfo[] with the kernel's current memlock figure (synchronous: a few fdinfo reads).
+  Napi::Value Maps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::lock_guard<std::mutex> g(lo_->mu);
+    Napi::Array a = Napi::Array::New(env);
+    if (!lo_->obj) return a;
+    uint32_t i = 0;
+    for (auto& m : lo_->obj->Maps()) a.Set(i++, MapReportObject(env, m));
+    return a;
+  }
+  // close(): closes the object's fds. Pinned maps and links stay (that is what pinning is for).
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(lo_->mu);
+    lo_->obj.reset();
+    lo_->maps.clear();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<LoadedObject> lo_;
+};
+
+template <typename F>
+Napi::Value Sync(Napi::Env env, F f) {
+  try {
+    return f();
+  } catch (const SysError& e) {
+    throw MakeError(env, e.what(), e.errnum);
+  }
+}
+
+std::string Arg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), usage);
+  return info[i].As<Napi::String>();
+}
+
+// ebpfPinnedLinks(linkDir): PinnedLink[] (an absent directory: none).
+Napi::Value PinnedLinksJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = Arg(info, 0, "ebpfPinnedLinks(linkDir: string)");
+  return Sync(env, [&]() -> Napi::Value {
+    auto links = ReadPinnedLinks(dir);
+    Napi::Array a = Napi::Array::New(env, links.size());
+    for (size_t i = 0; i < links.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("pin", links[i].pin);
+      o.Set("linkId", links[i].linkId);
+      o.Set("progId", links[i].progId);
+      o.Set("attachType", links[i].attachType);
+      o.Set("cgroupId", Napi::BigInt::New(env, static_cast<uint64_t>(links[i].cgroupId)));
+      a.Set(static_cast<uint32_t>(i), o);
+    }
+    return a;
+  });
+}
+
+// ebpfDetach(linkDir, root): number of links detached; everything under root unpinned and removed.
+Napi::Value DetachJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* u = "ebpfDetach(linkDir: string, root: string)";
+  std::string linkDir = Arg(info, 0, u), root = Arg(info, 1, u);
+  return Sync(env, [&]() -> Napi::Value { return Napi::Number::New(env, DetachAndUnpin(linkDir, root)); });
+}
+
+// cgroupId(path): bigint
+Napi::Value CgroupIdJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string p = Arg(info, 0, "cgroupId(path: string)");
+  return Sync(env, [&]() -> Napi::Value { return Napi::BigInt::New(env, static_cast<uint64_t>(CgroupId(p))); });
+}
+
+}  // namespace
+
+Napi::Function InitEbpfObject(Napi::Env env) { return EbpfObjectJs::Define(env); }
+
+void InitEbpfFunctions(Napi::Env env, Napi::Object exports) {
+  exports.Set("ebpfPinnedLinks", Napi::Function::New(env, PinnedLinksJs, "ebpfPinnedLinks"));
+  exports.Set("ebpfDetach", Napi::Function::New(env, DetachJs, "ebpfDetach"));
+  exports.Set("cgroupId", Napi::Function::New(env, CgroupIdJs, "cgroupId"));
+}
+
+}  // namespace svcplane

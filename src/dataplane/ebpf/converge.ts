@@ -1,0 +1,62 @@
+// Between the image (image.ts) and the maps: reading what the kernel holds, and sending ordered operations as one
+// batch per map and step (BPF_MAP_*_BATCH). Map updates are not a transaction: a failure stops the sequence where
+// it is, and because of the order every state on the way is one a connect can use (the next sync, a full one,
+// finishes the job). The error names the map and the key the kernel refused.
+import type { EbpfKernel } from './kernel';
+import { type Image, type Ops, emptyImage, pairKey, splitPair } from './image';
+import { MAP, SIZE, pack, readBackendValue, readPair, readServiceKey, readServiceValue, writeBackendValue, writePair, writeServiceKey, writeServiceValue } from './layout';
+
+export interface ConvergeStats {
+  syscalls: number;
+  /** Time inside bpf() calls. */
+  micros: number;
+  bytes: number;
+}
+
+export async function readImage(kernel: EbpfKernel): Promise<Image> {
+  const img = emptyImage();
+  const [svc, slots, members, backends] = await Promise.all([MAP.services, MAP.slots, MAP.members, MAP.backends].map((m) => kernel.dump(m)));
+  for (let i = 0; i < svc.count; i++) {
+    const frontend = readServiceKey(svc.keys, i * SIZE.svcKey);
+    img.services.set(`${frontend.protocol}|${frontend.address}|${frontend.port}`, { frontend, value: readServiceValue(svc.values, i * SIZE.svcVal) });
+  }
+  for (let i = 0; i < slots.count; i++) {
+    const [set, slot] = readPair(slots.keys, i * SIZE.slotKey);
+    img.slots.set(pairKey(set, slot), slots.values.readUInt32LE(i * SIZE.slotVal));
+  }
+  for (let i = 0; i < members.count; i++) {
+    const [set, backend] = readPair(members.keys, i * SIZE.memberKey);
+    img.members.add(pairKey(set, backend));
+  }
+  for (let i = 0; i < backends.count; i++) img.backends.set(backends.keys.readUInt32LE(i * SIZE.backendKey), readBackendValue(backends.values, i * SIZE.backendVal));
+  return img;
+}
+
+const u32 = (out: Buffer, at: number, v: number) => out.writeUInt32LE(v, at);
+const pairOf = (out: Buffer, at: number, k: string) => {
+  const [a, b] = splitPair(k);
+  writePair(out, at, a, b);
+};
+
+/** Sends the operations in image.ts's order. */
+export async function applyToKernel(kernel: EbpfKernel, ops: Ops): Promise<ConvergeStats> {
+  const stats: ConvergeStats = { syscalls: 0, micros: 0, bytes: 0 };
+  const run = async (p: Promise<{ syscalls: number; micros: number }> | undefined, bytes: number) => {
+    if (!p) return;
+    const r = await p;
+    stats.syscalls += r.syscalls;
+    stats.micros += r.micros;
+    stats.bytes += bytes;
+  };
+  const put = (map: string, keys: Buffer, values: Buffer) => run(keys.length ? kernel.update(map, keys, values) : undefined, keys.length + values.length);
+  const del = (map: string, keys: Buffer) => run(keys.length ? kernel.delete(map, keys) : undefined, keys.length);
+  await put(MAP.backends, pack(ops.backendsPut.map((x) => x[0]), SIZE.backendKey, u32), pack(ops.backendsPut.map((x) => x[1]), SIZE.backendVal, writeBackendValue));
+  await put(MAP.slots, pack(ops.slotsPut.map((x) => x[0]), SIZE.slotKey, pairOf), pack(ops.slotsPut.map((x) => x[1]), SIZE.slotVal, u32));
+  await put(MAP.members, pack(ops.membersPut, SIZE.memberKey, pairOf), Buffer.alloc(ops.membersPut.length, 1));
+  await put(MAP.services, pack(ops.servicesPut.map((s) => s.frontend), SIZE.svcKey, writeServiceKey), pack(ops.servicesPut.map((s) => s.value), SIZE.svcVal, writeServiceValue));
+  await del(MAP.services, pack(ops.servicesDelete, SIZE.svcKey, writeServiceKey));
+  await del(MAP.slots, pack(ops.slotsDelete, SIZE.slotKey, pairOf));
+  await del(MAP.members, pack(ops.membersDelete, SIZE.memberKey, pairOf));
+  await del(MAP.backends, pack(ops.backendsDelete, SIZE.backendKey, u32));
+  return stats;
+}

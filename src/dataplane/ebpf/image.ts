@@ -1,0 +1,164 @@
+// The socket-LB maps as data: what the kernel holds (read back by dump) or should hold (built from the desired
+// state with stable ids), and the ordered operations that take one to the other.
+//
+// Order (Cilium's pkg/loadbalancer reconciler, one difference): new backends, then slots that grow or change, then
+// members, then the Service entries (their counts), then Service entries that go, then slots beyond the new counts,
+// members, and last the backends nobody uses (Cilium deletes orphan backends first; last means a connect that read
+// an old slot still finds its backend). A connect racing the shrink can read a count older than the slots: the
+// program re-reads the Service once and otherwise lets nftables decide, so no order here refuses a connection.
+import type { BackendValue, Frontend, ServiceValue } from './layout';
+import { backendKey, type DesiredFrontend, type DesiredSet, frontendKey } from './desired';
+
+export interface Image {
+  /** frontendKey -> entry */
+  services: Map<string, { frontend: Frontend; value: ServiceValue }>;
+  /** "set|slot" -> backend id */
+  slots: Map<string, number>;
+  /** "set|backend id" */
+  members: Set<string>;
+  /** backend id -> address, port */
+  backends: Map<number, BackendValue>;
+}
+
+export function emptyImage(): Image {
+  return { services: new Map(), slots: new Map(), members: new Set(), backends: new Map() };
+}
+
+export const pairKey = (a: number, b: number): string => `${a}|${b}`;
+export const splitPair = (k: string): [number, number] => {
+  const i = k.indexOf('|');
+  return [Number(k.slice(0, i)), Number(k.slice(i + 1))];
+};
+
+/**
+ * Set and backend ids. A restart takes them back from the maps (the sets from the frontends that use them, the
+ * backends by address), so a sync after a restart rewrites nothing that is already right and keeps affinity and
+ * reverse-translation entries, which are keyed by set.
+ */
+export class Ids {
+  readonly sets = new Map<string, number>();
+  readonly backends = new Map<string, number>();
+  private readonly backendKeys = new Map<number, string>();
+  private readonly setIds = new Set<number>();
+  private nextSet = 1;
+  private nextBackend = 1;
+
+  adoptSet(key: string, id: number): void {
+    if (this.sets.has(key) || this.setIds.has(id)) return;
+    this.sets.set(key, id);
+    this.setIds.add(id);
+    this.nextSet = Math.max(this.nextSet, id + 1);
+  }
+
+  adoptBackend(key: string, id: number): void {
+    if (this.backends.has(key) || this.backendKeys.has(id)) return;
+    this.backends.set(key, id);
+    this.backendKeys.set(id, key);
+    this.nextBackend = Math.max(this.nextBackend, id + 1);
+  }
+
+  set(key: string): number {
+    let id = this.sets.get(key);
+    if (id === undefined) {
+      this.sets.set(key, (id = this.nextSet++));
+      this.setIds.add(id);
+    }
+    return id;
+  }
+
+  backend(key: string): number {
+    let id = this.backends.get(key);
+    if (id === undefined) {
+      this.backends.set(key, (id = this.nextBackend++));
+      this.backendKeys.set(id, key);
+    }
+    return id;
+  }
+
+  backendKey(id: number): string | undefined {
+    return this.backendKeys.get(id);
+  }
+}
+
+/** Adds a set's slots and members to the image. */
+export function putSet(img: Image, ids: Ids, set: DesiredSet): void {
+  const id = ids.set(set.key);
+  set.slots.forEach((bk, i) => {
+    const bid = ids.backend(bk);
+    img.slots.set(pairKey(id, i + 1), bid);
+    img.members.add(pairKey(id, bid));
+  });
+}
+
+export function putFrontend(img: Image, ids: Ids, f: DesiredFrontend): void {
+  img.services.set(frontendKey(f.frontend), {
+    frontend: f.frontend,
+    value: { set: ids.set(f.set), count: f.count, flags: f.flags, affinitySeconds: f.affinitySeconds },
+  });
+}
+
+export function putBackend(img: Image, ids: Ids, b: BackendValue): void {
+  img.backends.set(ids.backend(backendKey(b)), { address: b.address, port: b.port });
+}
+
+/** The writes and deletes from `have` to `want`, by map, in the order they must be sent. */
+export interface Ops {
+  backendsPut: Array<[number, BackendValue]>;
+  slotsPut: Array<[string, number]>;
+  membersPut: string[];
+  servicesPut: Array<{ frontend: Frontend; value: ServiceValue }>;
+  servicesDelete: Frontend[];
+  slotsDelete: string[];
+  membersDelete: string[];
+  backendsDelete: number[];
+}
+
+export function opCount(o: Ops): number {
+  return o.backendsPut.length + o.slotsPut.length + o.membersPut.length + o.servicesPut.length + o.servicesDelete.length + o.slotsDelete.length + o.membersDelete.length + o.backendsDelete.length;
+}
+
+const sameService = (a: ServiceValue, b: ServiceValue) => a.set === b.set && a.count === b.count && a.flags === b.flags && a.affinitySeconds === b.affinitySeconds;
+
+/**
+ * The operations from `have` to `want`. With `touched`, only those keys are compared (a partial sync: the keys of
+ * the changed Service ports, old and new); without, every key of both.
+ */
+export function diffImages(have: Image, want: Image, touched?: { services: Iterable<string>; slots: Iterable<string>; members: Iterable<string>; backends: Iterable<number> }): Ops {
+  const ops: Ops = { backendsPut: [], slotsPut: [], membersPut: [], servicesPut: [], servicesDelete: [], slotsDelete: [], membersDelete: [], backendsDelete: [] };
+  const keys = <K>(a: Map<K, unknown> | Set<K>, b: Map<K, unknown> | Set<K>, t?: Iterable<K>): Set<K> => new Set(t ?? [...a.keys(), ...b.keys()]);
+  for (const id of keys(have.backends, want.backends, touched?.backends)) {
+    const w = want.backends.get(id);
+    const h = have.backends.get(id);
+    if (w && (!h || h.address !== w.address || h.port !== w.port)) ops.backendsPut.push([id, w]);
+    else if (!w && h) ops.backendsDelete.push(id);
+  }
+  for (const k of keys(have.slots, want.slots, touched?.slots)) {
+    const w = want.slots.get(k);
+    const h = have.slots.get(k);
+    if (w !== undefined && w !== h) ops.slotsPut.push([k, w]);
+    else if (w === undefined && h !== undefined) ops.slotsDelete.push(k);
+  }
+  for (const k of keys(have.members, want.members, touched?.members)) {
+    if (want.members.has(k) && !have.members.has(k)) ops.membersPut.push(k);
+    else if (!want.members.has(k) && have.members.has(k)) ops.membersDelete.push(k);
+  }
+  for (const k of keys(have.services, want.services, touched?.services)) {
+    const w = want.services.get(k);
+    const h = have.services.get(k);
+    if (w && (!h || !sameService(h.value, w.value))) ops.servicesPut.push(w);
+    else if (!w && h) ops.servicesDelete.push(h.frontend);
+  }
+  return ops;
+}
+
+/** Applies ops to an image (the one kept in memory as "what the kernel holds" after a successful sync). */
+export function applyOps(img: Image, ops: Ops): void {
+  for (const [id, b] of ops.backendsPut) img.backends.set(id, b);
+  for (const [k, id] of ops.slotsPut) img.slots.set(k, id);
+  for (const k of ops.membersPut) img.members.add(k);
+  for (const s of ops.servicesPut) img.services.set(frontendKey(s.frontend), s);
+  for (const f of ops.servicesDelete) img.services.delete(frontendKey(f));
+  for (const k of ops.slotsDelete) img.slots.delete(k);
+  for (const k of ops.membersDelete) img.members.delete(k);
+  for (const id of ops.backendsDelete) img.backends.delete(id);
+}

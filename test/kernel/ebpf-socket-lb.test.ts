@@ -1,0 +1,139 @@
+// The ebpf mode with real traffic: the shipped example manifests programmed with the real CLI (`--mode ebpf`), the
+// socket hooks attached to a cgroup of the test's own (every process of this machine is in the cgroup v2 root: the
+// hooks must not touch them), and clients started inside that cgroup in the client namespace. What shows that the
+// socket resolved the Service, not the nftables table: the backend sees the client's own address (the table would
+// masquerade it: the client is outside the cluster CIDR), and the node holds no conntrack entry for the ClusterIP.
+// A client outside the cgroup is the "from another machine" case: the nftables half serves it, masqueraded.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { chiSquareUniform, countsFor, runClient } from '../../scripts/lib/traffic';
+import { cgroup2MountOf } from '../../src/dataplane/ebpf/cgroup';
+import { REPO, svcplane } from '../helpers/cli';
+import { requireRoot } from '../helpers/root';
+
+const haveRoot = requireRoot('ebpf socket LB');
+const EXAMPLES = path.join(REPO, 'deploy', 'examples');
+
+/** One UDP exchange on an unconnected socket (sendto/recvfrom): the reply's source as the application sees it. */
+const UDP_FROM = `
+const dgram = require('dgram');
+const [addr, port] = [process.argv[1], Number(process.argv[2])];
+const s = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+const t = setTimeout(() => { console.log(JSON.stringify({ error: 'ETIMEDOUT' })); process.exit(0); }, 5000);
+s.on('message', (m, r) => { clearTimeout(t); console.log(JSON.stringify({ from: r.address + ':' + r.port, reply: String(m).trim() })); s.close(); });
+s.on('error', (e) => { clearTimeout(t); console.log(JSON.stringify({ error: e.code })); process.exit(0); });
+s.send('ping\\n', port, addr);
+`;
+
+/** A TCP connection's getpeername() and its greeting. */
+const TCP_PEER = `
+const net = require('net');
+const s = net.connect(Number(process.argv[2]), process.argv[1]);
+s.setEncoding('utf8');
+s.on('connect', () => { s.once('data', (d) => { console.log(JSON.stringify({ peer: s.remoteAddress + ':' + s.remotePort, reply: d.trim() })); s.destroy(); }); });
+s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));
+s.setTimeout(3000, () => { console.log(JSON.stringify({ error: 'ETIMEDOUT' })); s.destroy(); });
+`;
+
+describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic', () => {
+  let sb: Sandbox;
+  let cgroup: string;
+  let bpfRoot: string;
+  let clusterCIDR: string;
+  const ebpfFlags = () => ['--mode', 'ebpf', '--netns', sb.nodeNsPath, '--cgroup-root', cgroup, '--bpf-root', bpfRoot];
+  const inCgroup = async (script: string, ...args: string[]) => {
+    const r = await sb.exec(sb.clientNs, [process.execPath, '-e', script, ...args], { cgroup, timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string | number>;
+  };
+  const conntrackTo = async (addr: string) => (await sb.exec(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr])).stdout.split('\n').filter((l) => l.includes(addr));
+
+  beforeAll(async () => {
+    sb = await createSandbox({ backends: 3, ports: [8080] });
+    clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
+    const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    if (!mount) throw new Error('no cgroup2 mount on this machine');
+    cgroup = path.join(mount, sb.prefix);
+    fs.mkdirSync(cgroup, { recursive: true });
+    bpfRoot = `/sys/fs/bpf/${sb.prefix}`;
+    // The CLI opens its sockets in the node namespace itself (--netns): `ip netns exec` would hide /sys/fs/bpf and the cgroup.
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json', ...ebpfFlags()]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as { operations: number; summary: Record<string, number> };
+    expect(summary.summary['bpf map writes']).toBeGreaterThan(0);
+  });
+  afterAll(async () => {
+    if (sb && bpfRoot && fs.existsSync(bpfRoot)) await svcplane(['cleanup', ...ebpfFlags()]);
+    await sb?.destroy();
+    if (cgroup && fs.existsSync(cgroup)) fs.rmdirSync(cgroup);
+  });
+
+  it('spreads 600 TCP connections from the cgroup over the 3 ready endpoints, unNATed (the backend sees the client)', async () => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 600, cgroup });
+    expect(r.errors).toEqual({});
+    expect(r.ok).toBe(600);
+    expect(chiSquareUniform(countsFor(r, ['be0', 'be1', 'be2'])).pValue).toBeGreaterThan(0.001);
+    expect(Object.keys(r.sources)).toEqual([sb.clientIP.v4]);
+  });
+
+  it('leaves no conntrack entry for the ClusterIP (the node sees a plain client-to-pod flow); the nftables path does', async () => {
+    await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 20, cgroup });
+    expect(await conntrackTo('198.18.100.10')).toEqual([]);
+    const toPods = (await sb.exec(sb.nodeNs, ['conntrack', '-L', '--orig-src', sb.clientIP.v4])).stdout;
+    expect(sb.backends.some((b) => toPods.includes(`dst=${b.v4}`))).toBe(true);
+    // A client outside the cgroup (as traffic from another machine) goes through the table: DNAT, one entry each.
+    const off = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 5 });
+    expect(off.ok).toBe(5);
+    expect(Object.keys(off.sources)).toEqual([sb.podGateway.v4]);
+    expect((await conntrackTo('198.18.100.10')).length).toBeGreaterThan(0);
+  });
+
+  it('shows the ClusterIP as the peer of a TCP socket (getpeername) and as the source of UDP replies (recvmsg)', async () => {
+    const tcp = await inCgroup(TCP_PEER, '198.18.100.10', '80');
+    expect(tcp.peer).toBe('198.18.100.10:80');
+    expect(String(tcp.reply)).toMatch(/^be[012] /);
+    const udp = await inCgroup(UDP_FROM, '198.18.100.10', '53');
+    expect(udp.from).toBe('198.18.100.10:53');
+    expect(String(udp.reply)).toMatch(/^be[012] /);
+  });
+
+  it('serves the IPv6 ClusterIP and answers UDP over IPv6', async () => {
+    const r = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: 'fd00:100::10', port: 80, count: 60, cgroup });
+    expect(r.errors).toEqual({});
+    expect(Object.keys(r.sources)).toEqual([sb.clientIP.v6]);
+    const udp = await inCgroup(UDP_FROM, 'fd00:100::10', '53');
+    expect(udp.from).toBe('fd00:100::10:53');
+  });
+
+  it('refuses a Service port without endpoints at once with ECONNREFUSED', async () => {
+    const r = await inCgroup(TCP_PEER, '198.18.100.12', '80');
+    expect(r.error).toBe('ECONNREFUSED');
+    // Refused by connect() itself: no SYN reached the node (the table's reject would have made an entry).
+    expect(await conntrackTo('198.18.100.12')).toEqual([]);
+  });
+
+  it('status reads the socket LB back from the kernel', async () => {
+    const r = await svcplane(['status', '--output', 'json', ...ebpfFlags()]);
+    expect(r.code).toBe(0);
+    const st = JSON.parse(r.stdout) as { mode: string; socketLB: { links: number; frontends: number } };
+    expect(st.mode).toBe('ebpf');
+    expect(st.socketLB.links).toBe(8);
+    expect(st.socketLB.frontends).toBeGreaterThanOrEqual(5);
+  });
+
+  // Last: it takes everything away.
+  it('cleanup --mode ebpf detaches the links and unpins the maps it made, and removes the table', async () => {
+    const r = await svcplane(['cleanup', '--output', 'json', ...ebpfFlags()]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'ebpf', removed: true });
+    expect(fs.existsSync(bpfRoot)).toBe(false);
+    expect((await sb.exec(sb.nodeNs, ['nft', 'list', 'tables'])).stdout).not.toContain('svcplane');
+    // Nothing of svcplane's acts on the cgroup's sockets any more: the connection now goes untranslated, and the
+    // node (with no table) routes the Service range to its sink, where nothing answers.
+    const after = await inCgroup(TCP_PEER, '198.18.100.12', '80');
+    expect(after.error).not.toBe('ECONNREFUSED');
+  });
+});
