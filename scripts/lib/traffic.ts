@@ -51,6 +51,8 @@ export interface HoldOptions {
   /** connect / reply timeout (ms, default 2000) */
   timeoutMs?: number;
   bind?: string;
+  /** Run the client in this cgroup v2 directory (sandbox ExecOptions.cgroup). */
+  cgroup?: string;
   /** how a connection that ends well is closed: 'fin' (default) or 'rst' (no TIME_WAIT state anywhere) */
   closeWith?: 'fin' | 'rst';
 }
@@ -238,8 +240,8 @@ interface RunningTool {
   finish(graceMs: number): Promise<unknown>;
 }
 
-function startTool(sandbox: Sandbox, ns: string, args: string[]): RunningTool {
-  const child = sandbox.spawn(ns, [process.execPath, CLIENT_JS, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+function startTool(sandbox: Sandbox, ns: string, args: string[], cgroup?: string): RunningTool {
+  const child = sandbox.spawn(ns, [process.execPath, CLIENT_JS, ...args], { stdio: ['pipe', 'pipe', 'pipe'], cgroup });
   let out = '';
   let err = '';
   let wake: Array<() => void> = [];
@@ -325,7 +327,7 @@ export function startHold(sandbox: Sandbox, ns: string, opts: HoldOptions): Runn
   const args = ['--proto', 'tcp', ...commonArgs(opts), '--hold-ms', String(opts.holdMs), '--count', String(opts.count ?? 1), '--until-eof'];
   if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
   if (opts.closeWith !== undefined) args.push('--close', opts.closeWith);
-  const tool = startTool(sandbox, ns, args);
+  const tool = startTool(sandbox, ns, args, opts.cgroup);
   return {
     established: (timeoutMs) =>
       waitForTool(tool, () => tool.lines.some((l) => l.startsWith('{"established"')), timeoutMs,

@@ -5,10 +5,12 @@
 // masquerade it: the client is outside the cluster CIDR), and the node holds no conntrack entry for the ClusterIP.
 // A client outside the cgroup is the "from another machine" case: the nftables half serves it, masqueraded.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
-import { chiSquareUniform, countsFor, runClient } from '../../scripts/lib/traffic';
+import { chiSquareUniform, countsFor, runClient, startHold } from '../../scripts/lib/traffic';
+import { native } from '../../src/native';
 import { cgroup2MountOf } from '../../src/dataplane/ebpf/cgroup';
 import { REPO, svcplane } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
@@ -122,6 +124,60 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(st.mode).toBe('ebpf');
     expect(st.socketLB.links).toBe(8);
     expect(st.socketLB.frontends).toBeGreaterThanOrEqual(5);
+  });
+
+  it('NodePort: from the cgroup on a node address, translated at the socket; from the client namespace, by the table', async () => {
+    const local = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 30080, count: 30, cgroup });
+    expect(local.errors).toEqual({});
+    expect(Object.keys(local.sources)).toEqual([sb.clientIP.v4]);
+    const off = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: sb.nodeIPs.v4, port: 30080, count: 30 });
+    expect(off.errors).toEqual({});
+    expect(off.ok).toBe(30);
+  });
+
+  it('an endpoint change leaves open connections alone; new ones go to the endpoint left, none refused meanwhile', async () => {
+    const hold = startHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, count: 6, holdMs: 120_000, cgroup });
+    await hold.established(30_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svp-ebpf-'));
+    try {
+      for (const f of fs.readdirSync(EXAMPLES)) fs.copyFileSync(path.join(EXAMPLES, f), path.join(dir, f));
+      const web = fs.readFileSync(path.join(dir, 'web.yaml'), 'utf8');
+      const onlyBe0 = web.replace(/(addresses: \[198\.18\.2\.1[23]\]\n\s+conditions: )\{[^}]*\}/g, '$1{ ready: false, serving: false, terminating: false }');
+      expect(onlyBe0).not.toBe(web);
+      fs.writeFileSync(path.join(dir, 'web.yaml'), onlyBe0);
+      // Connections made all through the change: each gets an endpoint (the old set or the new), never a refusal.
+      const during = runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 400, concurrency: 4, cgroup });
+      const r = await svcplane(['sync', '--once', '--manifests', dir, '--cluster-cidr', clusterCIDR, ...ebpfFlags()]);
+      expect(r.code).toBe(0);
+      expect((await during).errors).toEqual({});
+      const after = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 60, cgroup });
+      expect(after.counts).toEqual({ be0: 60 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const held = await hold.stop();
+    expect(held.errors).toEqual({});
+    expect(held.replies).toBeGreaterThan(0);
+    await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, ...ebpfFlags()]);
+  });
+
+  it('a restart (every `sync --once` is one) adopts the links and maps: same links, nothing rewritten, a held connection goes on', async () => {
+    const linkIds = () => native().ebpfPinnedLinks(path.join(bpfRoot, 'links')).map((l) => l.linkId).sort();
+    const before = linkIds();
+    expect(before).toHaveLength(8);
+    const hold = startHold(sb, sb.clientNs, { addr: '198.18.100.10', port: 80, count: 1, holdMs: 120_000, cgroup });
+    await hold.established(30_000);
+    const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json', ...ebpfFlags()]);
+    expect(r.code).toBe(0);
+    const summary = (JSON.parse(r.stdout) as { summary: Record<string, number> }).summary;
+    expect(summary['bpf map writes']).toBeUndefined();
+    expect(summary['bpf map deletes']).toBeUndefined();
+    expect(linkIds()).toEqual(before);
+    const fresh = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 30, cgroup });
+    expect(Object.keys(fresh.sources)).toEqual([sb.clientIP.v4]);
+    const held = await hold.stop();
+    expect(held.errors).toEqual({});
+    expect(held.replies).toBeGreaterThan(0);
   });
 
   // Last: it takes everything away.
