@@ -5,6 +5,11 @@ import { IpvsClient } from './dataplane/ipvs/client';
 import { ServiceHealthServers } from './server/serviceHealth';
 import { ConntrackCleaner } from './dataplane/conntrack';
 import { IpvsProxier } from './dataplane/ipvs/proxier';
+import { readNodeAddresses } from './dataplane/nodeAddresses';
+import { EbpfProxier } from './dataplane/ebpf/proxier';
+import { LibbpfKernel, defaultObjectPath } from './dataplane/ebpf/kernel';
+import { cgroupRoot } from './dataplane/ebpf/cgroup';
+import { removeEbpfLeftovers } from './dataplane/ebpf/leftovers';
 import { defaultIpvsConfig } from './dataplane/ipvs/config';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
@@ -146,15 +151,20 @@ export class Agent {
         bindMode: config.ipvsBindMode,
       }), log, conntrack, this.o.clock ?? realClock);
     } else {
-      this.dataplane = new NftablesProxier(
+      const nft = new NftablesProxier(
         new NetlinkNftClient(netns),
         defaultConfig({ clusterCIDRs, podInterface, nodePortAddresses, masqueradeAll: config.masqueradeAll, nodeName: this.o.nodeName, nodeZone, nodeIPs: this.primaryIPs(), serviceCIDRs }),
         log,
         conntrack,
       );
+      if (config.mode === 'ebpf') {
+        const kernel = new LibbpfKernel({ object: defaultObjectPath(), root: config.bpfRoot, cgroup: () => cgroupRoot(config.cgroupRoot) });
+        this.dataplane = new EbpfProxier(kernel, nft, { nodePortAddresses, node: { name: this.o.nodeName, zone: nodeZone }, nodeAddresses: () => readNodeAddresses(this.o.netns) }, log);
+      } else this.dataplane = nft;
     }
     // What the kernel accepts decides the ruleset's shape: said once, here. A kernel this mode cannot run on stops
     // the agent now, with the reason in words, rather than failing every sync.
+    if (config.mode !== 'ebpf') removeEbpfLeftovers(config.bpfRoot, log);
     const kernel = await this.dataplane.prepare?.();
     if (this.stopping.signal.aborted) return;
     // conntrack netlink (stale UDP entries): said once if missing, never fatal.

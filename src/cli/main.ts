@@ -11,6 +11,7 @@ import { IpvsProxier } from '../dataplane/ipvs/proxier';
 import { EbpfProxier } from '../dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from '../dataplane/ebpf/kernel';
 import { cgroupRoot } from '../dataplane/ebpf/cgroup';
+import { removeEbpfLeftovers } from '../dataplane/ebpf/leftovers';
 import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
@@ -161,6 +162,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   if (bool(flags, 'dry-run')) return dryRun(flags, config, log, model.servicePorts, loaded.files.length, problems);
   const lock = await acquireWriterLock({ netns: str(flags, 'netns') });
   const dp = openDataplane(flags, config, log);
+  if (dp.mode !== 'ebpf') removeEbpfLeftovers(str(flags, 'bpf-root') ?? String(BPF_ROOT.default), log);
   try {
     const kernel = await dp.prepare?.();
     const res = await dp.syncFull(model.servicePorts);

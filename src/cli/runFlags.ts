@@ -4,7 +4,7 @@
 // rest are accepted and said at start, once, to have no effect, with the reason (`noEffect`). Then svcplane's own.
 // Windows-only flags are not here: kube-proxy on Linux does not register them either.
 import type { FlagSpec } from './args';
-import { CLUSTER_CIDR, IPVS_BIND_MODE, IPVS_SCHEDULER, MASQUERADE_ALL, SERVICE_CIDR } from './flags';
+import { BPF_ROOT, CGROUP_ROOT, CLUSTER_CIDR, IPVS_BIND_MODE, IPVS_SCHEDULER, MASQUERADE_ALL, SERVICE_CIDR } from './flags';
 
 const CONNTRACK = 'svcplane does not tune conntrack sysctls; set them on the node';
 const IPVS_TIMEOUTS = 'IPVS timeouts are left at the system values';
@@ -29,7 +29,7 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
   { name: 'metrics-port', type: 'string', value: 'PORT', help: 'deprecated (kube-proxy): the port for a metrics address given without one; 0 disables the server' },
   { name: 'profiling', type: 'boolean', help: 'kube-proxy: /debug/pprof on the metrics server', noEffect: 'svcplane serves no profiling endpoints' },
   { name: 'show-hidden-metrics-for-version', type: 'string', value: 'VERSION', help: 'kube-proxy: re-enable deprecated metrics', noEffect: 'svcplane has no hidden metrics' },
-  { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables or ipvs (iptables and "" run nftables; default nftables)' },
+  { name: 'proxy-mode', type: 'string', value: 'MODE', help: 'nftables, ipvs or ebpf (svcplane only: socket-level load balancing, nftables for the rest); iptables and "" run nftables; default nftables' },
   MASQUERADE_ALL,
   { name: 'iptables-masquerade-bit', type: 'string', value: 'BIT', help: 'kube-proxy: the fwmark bit for masquerading', noEffect: 'svcplane masquerades without a packet mark' },
   { name: 'iptables-localhost-nodeports', type: 'boolean', help: 'kube-proxy (iptables mode): NodePorts on 127.0.0.1', noEffect: 'NodePorts are not served on 127.0.0.1 (route_localnet; as kube-proxy\'s nftables mode)' },
@@ -72,4 +72,4 @@ export const KUBE_PROXY_FLAGS: FlagSpec[] = [
 ];
 
 /** svcplane's own `run` flags (not kube-proxy's). */
-export const SVCPLANE_RUN_FLAGS: FlagSpec[] = [SERVICE_CIDR, IPVS_BIND_MODE];
+export const SVCPLANE_RUN_FLAGS: FlagSpec[] = [SERVICE_CIDR, IPVS_BIND_MODE, CGROUP_ROOT, BPF_ROOT];

@@ -29,7 +29,7 @@ import { formatGoDuration, parseGoDuration } from './duration';
 export const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 export const KIND = 'KubeProxyConfiguration';
 
-export type ProxyMode = 'nftables' | 'ipvs';
+export type ProxyMode = 'nftables' | 'ipvs' | 'ebpf';
 
 /** What the agent runs with, after the file, the flags and the defaults. */
 export interface AgentConfig {
@@ -57,6 +57,9 @@ export interface AgentConfig {
   ipvsScheduler: string;
   /** How ipvs mode binds Service addresses on svcplane0 (svcplane's --ipvs-bind-mode; not in the file format). */
   ipvsBindMode: 'route' | 'address';
+  /** ebpf mode (svcplane's --cgroup-root and --bpf-root; not in the file format): where the socket hooks attach and pin. */
+  cgroupRoot?: string;
+  bpfRoot: string;
   /**
    * svcplane's --service-cidr (not in the file format): Service CIDRs known without the API (clusters before 1.33
    * have no ServiceCIDR objects); the agent adds the ServiceCIDR objects' ranges to them.
@@ -102,6 +105,8 @@ export interface ConfigFlags {
   masqueradeAll?: boolean;
   ipvsScheduler?: string;
   ipvsBindMode?: string;
+  cgroupRoot?: string;
+  bpfRoot?: string;
   serviceCIDR?: string[];
   healthzBindAddress?: string;
   metricsBindAddress?: string;
@@ -215,7 +220,12 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
     mode = 'ipvs';
     modePath = 'ipvs';
   } else if (rawMode === 'nftables') modePath = 'nftables';
-  else if (rawMode !== '' && rawMode !== 'iptables') bad(flags.proxyMode !== undefined ? '--proxy-mode' : 'mode', rawMode, 'must be iptables, ipvs, nftables or blank (iptables and blank run svcplane\'s nftables dataplane)');
+  else if (rawMode === 'ebpf') {
+    // svcplane's own value (kube-proxy has none): socket-level load balancing in front of the nftables table, whose
+    // sync periods it takes (the nftables section of the file).
+    mode = 'ebpf';
+    modePath = 'nftables';
+  } else if (rawMode !== '' && rawMode !== 'iptables') bad(flags.proxyMode !== undefined ? '--proxy-mode' : 'mode', rawMode, 'must be iptables, ipvs, nftables, ebpf (svcplane only) or blank (iptables and blank run svcplane\'s nftables dataplane)');
 
   // sync periods: the mode's section; 0 or absent means the default (except ipvs.minSyncPeriod).
   const syncFlag = mode === 'ipvs' ? flags.ipvsSyncPeriod : flags.iptablesSyncPeriod;
@@ -328,7 +338,7 @@ export function resolveAgentConfig(file: Record<string, unknown> | undefined, fl
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs, nodeIPOverride,
+    ipvsBindMode: ipvsBindMode as 'route' | 'address', serviceCIDRs, nodeIPOverride, cgroupRoot: flags.cgroupRoot, bpfRoot: flags.bpfRoot ?? '/sys/fs/bpf/svcplane',
     mode, clusterCIDRs, localDetect, nodePortAddresses, masqueradeAll, syncPeriodMs: syncPeriodMs!, minSyncPeriodMs: minSyncPeriodMs!,
     ipvsScheduler: ipvsScheduler || 'rr', healthzBindAddress, metricsBindAddress, hostnameOverride,
     configSyncPeriodMs: configSyncPeriodMs!, kubeconfig, logFormat, logVerbosity,

@@ -180,6 +180,19 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(held.replies).toBeGreaterThan(0);
   });
 
+  it('switching to the nftables mode removes the socket LB (the table, shared, stays); switching back restores it', async () => {
+    const flags = ['--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot, '--cgroup-root', cgroup];
+    const r = await svcplane(['sync', '--once', '--mode', 'nftables', ...flags]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('socket LB removed');
+    expect(fs.existsSync(bpfRoot)).toBe(false);
+    const nated = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 10, cgroup });
+    expect(Object.keys(nated.sources)).toEqual([sb.podGateway.v4]);
+    expect((await svcplane(['sync', '--once', '--mode', 'ebpf', ...flags])).code).toBe(0);
+    const direct = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.10', port: 80, count: 10, cgroup });
+    expect(Object.keys(direct.sources)).toEqual([sb.clientIP.v4]);
+  });
+
   // Last: it takes everything away.
   it('cleanup --mode ebpf detaches the links and unpins the maps it made, and removes the table', async () => {
     const r = await svcplane(['cleanup', '--output', 'json', ...ebpfFlags()]);

@@ -108,8 +108,14 @@ describe('KubeProxyConfiguration', () => {
     expect(resolveAgentConfig(undefined)).toEqual({
       mode: 'nftables', clusterCIDRs: [], nodePortAddresses: [], masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1000,
       ipvsScheduler: 'rr', ipvsBindMode: 'route', serviceCIDRs: [], localDetect: { mode: 'ClusterCIDR' }, nodeIPOverride: '', healthzBindAddress: '0.0.0.0:10256', metricsBindAddress: '127.0.0.1:10249', hostnameOverride: '',
-      configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined,
+      configSyncPeriodMs: 900_000, kubeconfig: '', logFormat: undefined, bpfRoot: '/sys/fs/bpf/svcplane',
     });
+  });
+
+  it('mode ebpf (svcplane\'s own value): the nftables section\'s periods; --cgroup-root and --bpf-root taken', () => {
+    const c = resolveAgentConfig({ mode: 'ebpf', nftables: { syncPeriod: '20s', minSyncPeriod: '2s' } }, { cgroupRoot: '/sys/fs/cgroup', bpfRoot: '/sys/fs/bpf/x' });
+    expect(c).toMatchObject({ mode: 'ebpf', syncPeriodMs: 20_000, minSyncPeriodMs: 2000, cgroupRoot: '/sys/fs/cgroup', bpfRoot: '/sys/fs/bpf/x' });
+    expect(resolveAgentConfig(undefined, { proxyMode: 'ebpf' }).mode).toBe('ebpf');
   });
 
   it('reads a kind-style kube-proxy ConfigMap unchanged, taking the mode\'s own section', () => {
@@ -201,7 +207,7 @@ ipvs:
 configSyncPeriod: 15
 `, 'f');
     expect(problemsOf(() => resolveAgentConfig(doc))).toEqual([
-      'mode: Invalid value: "userspace": must be iptables, ipvs, nftables or blank (iptables and blank run svcplane\'s nftables dataplane)',
+      'mode: Invalid value: "userspace": must be iptables, ipvs, nftables, ebpf (svcplane only) or blank (iptables and blank run svcplane\'s nftables dataplane)',
       'iptables.syncPeriod: Invalid value: "-1s": must be greater than 0',
       'configSyncPeriod: Invalid value: 15: must be a duration string such as "30s" or "1m0s"',
       'clusterCIDR: Invalid value: "10.0.0.0/8,10.1.0.0/16": must be a either a single CIDR or dual-stack pair of CIDRs',
