@@ -180,6 +180,55 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(held.replies).toBeGreaterThan(0);
   });
 
+  it('sessionAffinity ClientIP keeps a client on one endpoint until the timeout; Local policies; weights', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svp-ebpf-'));
+    const svc = (name: string, ip: string, spec: string) => `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: demo${name === 'weighted' ? `, annotations: { svcplane.io/endpoint-weights: "${sb.backends[0].v4}=0, ${sb.backends[1].v4}=3" }` : ''} }
+spec: { type: ClusterIP, clusterIP: ${ip}, ports: [{ name: http, protocol: TCP, port: 80, targetPort: 8080 }]${spec} }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}-x, namespace: demo, labels: { kubernetes.io/service-name: ${name} } }
+addressType: IPv4
+ports: [{ name: http, protocol: TCP, port: 8080 }]
+endpoints:
+${sb.backends.map((b, i) => `  - { addresses: [${b.v4}], conditions: { ready: true }, nodeName: ${name === 'local-none' || i > 0 ? 'node-b' : 'node-a'} }`).join('\n')}
+`;
+    try {
+      fs.writeFileSync(path.join(dir, 'svc.yaml'), [
+        svc('sticky', '198.18.100.20', ', sessionAffinity: ClientIP, sessionAffinityConfig: { clientIP: { timeoutSeconds: 2 } }'),
+        svc('local', '198.18.100.21', ', internalTrafficPolicy: Local'),
+        svc('local-none', '198.18.100.22', ', internalTrafficPolicy: Local'),
+        svc('weighted', '198.18.100.23', ''),
+      ].join('---\n'));
+      const r = await svcplane(['sync', '--once', '--manifests', dir, '--node-name', 'node-a', '--cluster-cidr', clusterCIDR, ...ebpfFlags()]);
+      expect(r.stderr).toBe('');
+      const sticky = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.20', port: 80, count: 40, cgroup });
+      expect(Object.values(sticky.counts)).toEqual([40]);
+      // The remembered endpoint is forgotten 2 s after the last connection: some later connection goes elsewhere.
+      const first = Object.keys(sticky.counts)[0];
+      let moved = false;
+      for (let i = 0; i < 30 && !moved; i++) {
+        await new Promise((res) => setTimeout(res, 2500));
+        const again = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.20', port: 80, count: 1, cgroup });
+        moved = Object.keys(again.counts)[0] !== first;
+      }
+      expect(moved).toBe(true);
+      const local = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.21', port: 80, count: 30, cgroup });
+      expect(local.counts).toEqual({ be0: 30 });
+      // No endpoint on this node under a Local policy: not in the maps, so the table decides: dropped, not refused.
+      const none = await inCgroup(TCP_PEER, '198.18.100.22', '80');
+      expect(none.error).toBe('ETIMEDOUT');
+      const weighted = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.23', port: 80, count: 400, cgroup });
+      expect(weighted.counts.be0).toBeUndefined();
+      expect(weighted.counts.be1).toBeGreaterThan(weighted.counts.be2 * 1.8);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, ...ebpfFlags()]);
+    }
+  });
+
   it('switching to the nftables mode removes the socket LB (the table, shared, stays); switching back restores it', async () => {
     const flags = ['--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot, '--cgroup-root', cgroup];
     const r = await svcplane(['sync', '--once', '--mode', 'nftables', ...flags]);
