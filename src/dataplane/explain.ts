@@ -41,6 +41,11 @@ export interface Explanation {
   /** IPVS only. */
   scheduler?: string;
   /**
+   * ebpf mode: what the socket hooks do with a connection to this address that starts on this node (its processes
+   * and pods), read from the maps. The rest of the explanation is the nftables path (traffic from other machines).
+   */
+  socket?: { verdict: 'translated' | 'refused' | 'left to nftables'; endpoints: ExplainedEndpoint[]; why: string };
+  /**
    * What may make the kernel do otherwise than the maps say: svcplane's table or base chains changed (dormant,
    * missing, policy drop), another table's rule at the same hook that may take the flow first (nftables/explain-hooks.ts).
    */
@@ -62,6 +67,10 @@ export function formatExplanation(e: Explanation): string {
       const conns = p.activeConns !== undefined ? ` (${p.activeConns} active, ${p.inactiveConns} inactive)` : '';
       lines.push(`    -> ${h}:${p.port}${share}${w}${conns}`);
     }
+  }
+  if (e.socket) {
+    const eps = e.socket.endpoints.map((p) => `${p.address.includes(':') ? `[${p.address}]` : p.address}:${p.port}${p.share !== undefined ? ` ${(p.share * 100).toFixed(0)}%` : ''}`);
+    lines.push(`  on node    ${e.socket.verdict} at connect()${eps.length ? `: ${eps.join(', ')}` : ''} (${e.socket.why})`);
   }
   for (const w of e.why) lines.push(`  why        ${w}`);
   for (const w of e.warnings ?? []) lines.push(`  warning    ${w}`);

@@ -117,6 +117,17 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(await conntrackTo('198.18.100.12')).toEqual([]);
   });
 
+  it('explain says what the socket does with a connection from this node, beside the table\'s path', async () => {
+    const r = await svcplane(['explain', '--mode', 'ebpf', '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot, '--output', 'json', 'TCP', '198.18.100.10:80']);
+    expect(r.code).toBe(0);
+    const e = JSON.parse(r.stdout) as { verdict: string; socket: { verdict: string; endpoints: Array<{ address: string }> } };
+    expect(e.verdict).toBe('forwarded');
+    expect(e.socket.verdict).toBe('translated');
+    expect(e.socket.endpoints.map((p) => p.address).sort()).toEqual(sb.backends.map((b) => b.v4).sort());
+    const refused = await svcplane(['explain', '--mode', 'ebpf', '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot, 'TCP', '198.18.100.12:80']);
+    expect(refused.stdout).toContain('on node    refused at connect()');
+  });
+
   it('status reads the socket LB back from the kernel', async () => {
     const r = await svcplane(['status', '--output', 'json', ...ebpfFlags()]);
     expect(r.code).toBe(0);

@@ -14,6 +14,7 @@ import { type DesiredSocketLB, type EbpfConfig, addServicePort, backendKey, empt
 import { Ids, type Image, type Ops, applyOps, diffImages, emptyImage, opCount, pairKey, putBackend, putFrontend, putSet } from './image';
 import { applyToKernel, readImage } from './converge';
 import type { EbpfKernel } from './kernel';
+import { explainSocket } from './explain';
 import { claimPrecedence } from '../../model/precedence';
 
 export interface EbpfProxierConfig {
@@ -247,8 +248,11 @@ export class EbpfProxier implements Dataplane {
     return this.nft.plan(servicePorts).then((p) => ({ ...p, mode: this.mode }));
   }
 
-  explain(flows: FlowQuery[]): Promise<Explanation[]> {
-    return this.nft.explain(flows);
+  async explain(flows: FlowQuery[]): Promise<Explanation[]> {
+    const nft = await this.nft.explain(flows);
+    if (!this.kernel.pinned()) return nft;
+    if (!this.prepared) await this.kernel.load();
+    return explainSocket(this.kernel, flows, nft);
   }
 
   async cleanup(): Promise<boolean> {
