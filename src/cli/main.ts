@@ -12,6 +12,7 @@ import { EbpfProxier } from '../dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from '../dataplane/ebpf/kernel';
 import { cgroupRoot } from '../dataplane/ebpf/cgroup';
 import { removeEbpfLeftovers } from '../dataplane/ebpf/leftovers';
+import { EbpfPreflightError } from '../dataplane/ebpf/preflight';
 import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
@@ -309,7 +310,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'explain') return await cmdExplain(flags, positionals);
     return await cmdCleanup(flags);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof EbpfPreflightError) {
       process.stderr.write(`svcplane ${command}: ${e.message}\n`);
       return 2;
     }

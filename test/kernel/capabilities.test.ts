@@ -67,6 +67,14 @@ describe.runIf(haveRoot)('svcplane needs CAP_NET_ADMIN and nothing else', () => 
     }
   });
 
+  it('ebpf mode without CAP_BPF: exit 2 before any change, naming the capability', async () => {
+    const r = await asNobody(ns.name, mnt, ['net_admin'], ['sync', '--once', '--mode', 'ebpf', '--manifests', examples, '--bpf-root', '/sys/fs/bpf/svcplane-cap-test']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('the ebpf mode needs CAP_BPF (or CAP_SYS_ADMIN)');
+    expect(fs.existsSync('/sys/fs/bpf/svcplane-cap-test')).toBe(false);
+    expect(execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' })).not.toContain('svcplane');
+  });
+
   it('without it, refuses with a message naming the capability', async () => {
     const r = await asNobody(ns.name, mnt, [], ['sync', '--once', '--manifests', examples]);
     expect(r.code).toBe(1);

@@ -128,6 +128,14 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(refused.stdout).toContain('on node    refused at connect()');
   });
 
+  it('refuses a --cgroup-root that is not a cgroup v2 directory: exit 2, nothing pinned', async () => {
+    const other = `${bpfRoot}-x`;
+    const r = await svcplane(['sync', '--once', '--mode', 'ebpf', '--manifests', EXAMPLES, '--netns', sb.nodeNsPath, '--cgroup-root', os.tmpdir(), '--bpf-root', other]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('not a cgroup v2 directory');
+    expect(fs.existsSync(other)).toBe(false);
+  });
+
   it('status reads the socket LB back from the kernel', async () => {
     const r = await svcplane(['status', '--output', 'json', ...ebpfFlags()]);
     expect(r.code).toBe(0);

@@ -6,12 +6,15 @@ import * as path from 'node:path';
 import { native } from '../../native/index';
 import type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfPinnedLink } from '../../../native/index';
 import { LAYOUT_VERSION } from './layout';
+import { EbpfPreflightError, effectiveCapabilities, explainLoadFailure, missingCapabilities, needsNoRetvalObject } from './preflight';
 
 export type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfPinnedLink };
 
 export interface EbpfKernel {
   /** Checks what load and attach need, changing nothing; throws naming what is missing. */
   preflight(): void;
+  /** The object file load() loaded (the fallback without bpf_set_retval on kernels before 5.18). */
+  readonly loadedObject?: string;
   /** Loads the programs, adopting or pinning the maps. */
   load(): Promise<EbpfMapInfo[]>;
   /** Attaches (or adopts) one link per program on the cgroup. */
@@ -58,17 +61,46 @@ export class LibbpfKernel implements EbpfKernel {
   }
 
   preflight(): void {
-    if (!fs.existsSync(this.paths.object)) throw new Error(`the ebpf mode's programs are not built: ${this.paths.object} is missing (npm run setup builds them; clang and libbpf-dev needed)`);
-    if (typeof this.paths.cgroup !== 'string') this.paths.cgroup = this.paths.cgroup();
+    if (!fs.existsSync(this.paths.object)) throw new EbpfPreflightError(`the ebpf mode's programs are not built: ${this.paths.object} is missing (npm run setup builds them; clang and libbpf-dev needed)`);
+    const caps = missingCapabilities(effectiveCapabilities());
+    if (caps) throw new EbpfPreflightError(caps);
+    if (typeof this.paths.cgroup !== 'string') {
+      try {
+        this.paths.cgroup = this.paths.cgroup();
+      } catch (e) {
+        throw new EbpfPreflightError((e as Error).message);
+      }
+    }
   }
 
-  load(): Promise<EbpfMapInfo[]> {
-    return this.obj.load(this.paths.object, this.mapDir);
+  /** Which object was loaded: the full one, or the one without bpf_set_retval (Linux 5.8-5.17: refusals are EPERM). */
+  loadedObject = '';
+
+  /**
+   * Loads the object; a refusal leaves nothing behind (libbpf pins the maps before the verifier sees the programs,
+   * so maps it pinned are removed again when the directory was not there before).
+   */
+  async load(): Promise<EbpfMapInfo[]> {
+    const existed = fs.existsSync(this.paths.root);
+    const attempt = (object: string) => this.obj.load(object, this.mapDir).then((maps) => ((this.loadedObject = object), maps));
+    try {
+      try {
+        return await attempt(this.paths.object);
+      } catch (e) {
+        if (!needsNoRetvalObject(e as Error)) throw e;
+        return await attempt(this.paths.object.replace(/sock\.bpf\.o$/, 'sock-noretval.bpf.o'));
+      }
+    } catch (e) {
+      if (!existed && fs.existsSync(this.paths.root)) native().ebpfDetach(this.linkDir, this.paths.root);
+      throw explainLoadFailure(e as Error) ?? e;
+    }
   }
 
   attach(): Promise<EbpfLinkInfo[]> {
     const cgroup = typeof this.paths.cgroup === 'string' ? this.paths.cgroup : this.paths.cgroup();
-    return this.obj.attach(cgroup, this.linkDir);
+    return this.obj.attach(cgroup, this.linkDir).catch((e: Error) => {
+      throw explainLoadFailure(e) ?? e;
+    });
   }
 
   update(map: string, keys: Buffer, values: Buffer): Promise<EbpfMapOpResult> {

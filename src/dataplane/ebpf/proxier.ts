@@ -59,6 +59,7 @@ export class EbpfProxier implements Dataplane {
     const report = await this.nft.prepare();
     if (!this.prepared) {
       await this.kernel.load();
+      if (this.kernel.loadedObject?.includes('noretval')) this.log.warn('this kernel has no bpf_set_retval in socket hooks (Linux < 5.18): a Service without endpoints is refused with EPERM instead of ECONNREFUSED');
       const links = await this.kernel.attach();
       const adopted = links.filter((l) => l.adopted).length;
       this.log.detail('socket LB programs attached', { links: links.length, adopted, programs: links.map((l) => l.program) });
