@@ -51,7 +51,7 @@ const EXPLAIN_FLAGS: FlagSpec[] = [
   MODE,
   { name: 'from', type: 'string', value: 'ADDRESS', help: 'the client\'s address (policy, source ranges, masquerade and affinity depend on it)' },
   { name: 'from-interface', type: 'string', value: 'NAME', help: 'the interface the client\'s traffic arrives on, where pods are told by interface (--pod-bridge-interface, --pod-interface-name-prefix)' },
-  BPF_ROOT, OUTPUT, { ...NETNS, help: 'read the network namespace at FILE instead of the current one' }, HELP,
+  BPF_ROOT, CGROUP_ROOT, OUTPUT, { ...NETNS, help: 'read the network namespace at FILE instead of the current one' }, HELP,
 ];
 const CLEANUP_FLAGS: FlagSpec[] = [MODE, BPF_ROOT, CGROUP_ROOT, OUTPUT, NETNS, HELP];
 
