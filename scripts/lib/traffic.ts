@@ -89,6 +89,8 @@ export interface LatencyOptions {
   warmup?: number;
   timeoutMs?: number;
   bind?: string;
+  /** Run the client in this cgroup v2 directory (sandbox ExecOptions.cgroup). */
+  cgroup?: string;
 }
 
 export interface LatencyResult {
@@ -395,7 +397,7 @@ export async function runLatency(sandbox: Sandbox, ns: string, opts: LatencyOpti
   const count = opts.count ?? 1000;
   const warmup = opts.warmup ?? 0;
   const args = ['--latency', ...commonArgs(opts), '--count', String(count), '--warmup', String(warmup)];
-  const v = await runTool(sandbox, ns, args, (count + warmup) * 50 + 60_000);
+  const v = await runTool(sandbox, ns, args, (count + warmup) * 50 + 60_000, opts.cgroup);
   const o = v as Record<string, unknown>;
   const keys = ['p50Us', 'p90Us', 'p99Us', 'minUs', 'maxUs', 'meanUs'] as const;
   if (

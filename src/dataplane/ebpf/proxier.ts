@@ -240,7 +240,7 @@ export class EbpfProxier implements Dataplane {
       bytes: nft.bytes + stats.bytes,
       kernelMicros: nft.kernelMicros + stats.micros,
       totalMicros: nft.totalMicros + micros,
-      phases: { ...(nft.phases ?? {}), socketLB: micros },
+      phases: { ...(nft.phases ?? {}), socketLB: micros, socketLBKernel: stats.micros },
       problems: [...nft.problems, ...dedupe(problems, nft.problems)],
     };
   }

@@ -1,0 +1,173 @@
+// `npm run bench:ebpf`: the ebpf mode (socket-level load balancing) against the physical limit and the NAT
+// dataplanes, in one run on this machine, ratios reported (machines are shared and noisy).
+//   data plane   TCP connect latency p50/p99 from a client to a Service with 2 endpoints at N Services: direct to
+//                the pod IP (nothing programmed: the physical limit), svcplane ebpf (client in the bench's cgroup),
+//                svcplane nftables, kube-proxy iptables (iptables-legacy-restore); and whether the node holds a
+//                conntrack entry for the Service address (ebpf: none; the NAT modes: one per connection).
+//   programming  full sync of N Services x 2 endpoints: the ebpf mode (the socket-LB maps and, in the same sync,
+//                the nftables table for off-node traffic), its socket-LB part alone and the time inside bpf();
+//                the nftables mode; one endpoint added/removed: the socket-LB part's p50/p99.
+//   memory       map memory at N Services (the kernel's memlock figure) and the agent's RSS beside it.
+// Results: bench/results/ebpf.json. `--quick`: small sizes, for a smoke run.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EbpfProxier } from '../src/dataplane/ebpf/proxier';
+import { LibbpfKernel, defaultObjectPath } from '../src/dataplane/ebpf/kernel';
+import { cgroup2MountOf } from '../src/dataplane/ebpf/cgroup';
+import { NetlinkNftClient } from '../src/dataplane/nftables/client';
+import { NftablesProxier } from '../src/dataplane/nftables/proxier';
+import { defaultConfig } from '../src/dataplane/nftables/rules/config';
+import { readNodeAddresses } from '../src/dataplane/nodeAddresses';
+import type { ServicePort, ServicePortKey } from '../src/model/types';
+import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
+import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
+import { BENCH_NODE, toModel } from './lib/model';
+import { waitForQuiet } from './lib/quiet';
+import { type Percentiles, percentiles } from './lib/stats';
+import { withExtraEndpoint } from './lib/incremental';
+import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
+import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
+import { POD_CIDR, makeServices } from './peers/shape';
+
+const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
+const PEER_TIMEOUT_MS = 300_000;
+const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+const TARGET_IP = '198.18.100.50';
+
+interface Case {
+  services: number;
+  latency: Record<'direct' | 'ebpf' | 'nftables' | 'iptables', LatencyResult | null>;
+  /** Conntrack entries on the node whose original destination is the Service address, after the measured connects. */
+  conntrackToService: Record<'ebpf' | 'nftables', number>;
+  fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number };
+  endpointChange: { add: Percentiles; remove: Percentiles };
+  memory: { mapBytes: number; rssBytes: number };
+  notes: string[];
+}
+
+function conntrackTo(sb: Sandbox, addr: string): Promise<number> {
+  return execInNetns(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
+}
+
+async function flushConntrack(sb: Sandbox): Promise<void> {
+  await execInNetns(sb.nodeNs, ['conntrack', '-F']).catch(() => '');
+}
+
+async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number, reps: number): Promise<Case> {
+  const target = { clusterIP: TARGET_IP, port: 80, endpoints: sb.backends.map((b) => ({ ip: b.v4, port: 8080 })) };
+  const model: Map<ServicePortKey, ServicePort> = toModel(makeServices(n, 2, { target }));
+  const notes: string[] = [];
+  const measure = async (addr: string, port: number, inCgroup = false) => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr, port, count: connects, warmup: 300, timeoutMs: 2000, ...(inCgroup ? { cgroup } : {}) }));
+  const config = () => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
+
+  log(`${n}: direct`);
+  const direct = await measure(sb.backends[0].v4, 8080);
+
+  log(`${n}: ebpf`);
+  const root = `/sys/fs/bpf/${sb.prefix}`;
+  const kernel = new LibbpfKernel({ object: defaultObjectPath(), root, cgroup });
+  const ebpf = new EbpfProxier(kernel, new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config()), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) });
+  let c: Case;
+  try {
+    await ebpf.prepare();
+    await waitForQuiet();
+    const t0 = process.hrtime.bigint();
+    const full = await ebpf.syncFull(model);
+    const ebpfSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const socketLBSeconds = (full.phases?.socketLB ?? 0) / 1e6;
+    const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
+    await flushConntrack(sb);
+    const ebpfLatency = await measure(TARGET_IP, 80, true);
+    const ctEbpf = await conntrackTo(sb, TARGET_IP);
+    // One endpoint added then removed, on Services spread over the cluster; the socket-LB part of each sync.
+    const add: number[] = [];
+    const remove: number[] = [];
+    const keys = [...model.keys()];
+    for (let i = 0; i < reps + 10; i++) {
+      const sp = model.get(keys[(i * 7919) % keys.length])!;
+      const more = withExtraEndpoint(sp, i);
+      const a = await ebpf.syncPartial(new Map([[sp.key, more]]));
+      const r = await ebpf.syncPartial(new Map([[sp.key, sp]]));
+      if (a.full || r.full) throw new Error('expected partial syncs');
+      if (i >= 10) {
+        add.push(a.phases?.socketLB ?? 0);
+        remove.push(r.phases?.socketLB ?? 0);
+      }
+    }
+    const mapBytes = kernel.maps().reduce((s, m) => s + m.memlock, 0);
+    const rssBytes = process.memoryUsage().rss;
+    await ebpf.cleanup();
+    c = {
+      services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
+      fullSync: { ebpfSeconds, socketLBSeconds, bpfSyscallSeconds, nftablesSeconds: 0 },
+      endpointChange: { add: percentiles(add), remove: percentiles(remove) }, memory: { mapBytes, rssBytes }, notes,
+    };
+  } finally {
+    ebpf.close();
+  }
+
+  log(`${n}: nftables`);
+  const nft = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
+  try {
+    await waitForQuiet();
+    const t0 = process.hrtime.bigint();
+    await nft.syncFull(model);
+    c.fullSync.nftablesSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    await flushConntrack(sb);
+    c.latency.nftables = await measure(TARGET_IP, 80);
+    c.conntrackToService.nftables = await conntrackTo(sb, TARGET_IP);
+    await nft.cleanup();
+  } finally {
+    nft.close();
+  }
+
+  log(`${n}: kube-proxy iptables (legacy)`);
+  const services = makeServices(n, 2, { target });
+  const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+  const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
+  if (jumps.code === 0 && load.code === 0) c.latency.iptables = await measure(TARGET_IP, 80);
+  else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
+  for (const t of ['nat', 'filter']) {
+    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
+    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
+  }
+  const ratio = (x: LatencyResult | null) => (x?.p50Us && direct.p50Us ? (x.p50Us / direct.p50Us).toFixed(2) : '-');
+  log(`${n}: connect p50 vs direct: ebpf ${ratio(c.latency.ebpf)}, nftables ${ratio(c.latency.nftables)}, iptables ${ratio(c.latency.iptables)}; conntrack to the Service: ebpf ${c.conntrackToService.ebpf}, nftables ${c.conntrackToService.nftables}`);
+  return c;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces, BPF)');
+  const quick = process.argv.includes('--quick');
+  const sizes = quick ? [1, 1000] : [1, 10_000, 30_000];
+  const connects = quick ? 1000 : 3000;
+  const reps = quick ? 50 : 200;
+  installSignalCleanup();
+  const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  if (!mount) throw new Error('no cgroup v2 on this machine');
+  const sb = await createSandbox({ backends: 2, ports: [8080] });
+  const cgroup = path.join(mount, sb.prefix);
+  fs.mkdirSync(cgroup, { recursive: true });
+  const cases: Case[] = [];
+  try {
+    for (const n of sizes) cases.push(await oneCase(sb, cgroup, n, connects, reps));
+  } finally {
+    await sb.destroy();
+    fs.rmdirSync(cgroup);
+  }
+  const result = {
+    date: new Date().toISOString(),
+    machine: { kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), cpus: (await import('node:os')).cpus().length },
+    quick,
+    connects,
+    cases,
+  };
+  const file = path.join(RESULTS, quick ? 'ebpf-quick.json' : 'ebpf.json');
+  fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  log(`written ${file}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:ebpf failed: ${e instanceof Error ? e.stack : String(e)}`);
+  process.exit(1);
+});
