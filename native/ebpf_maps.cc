@@ -37,66 +37,62 @@ struct Timer {
   }
 };
 
-}  // namespace
 
-void MapUpdate(int fd, const std::string& name, const uint8_t* keys, const uint8_t* values, uint32_t count,
-               uint32_t keySize, uint32_t valueSize, MapOpStats& stats) {
+// Runs `count` elements through batch calls of up to kChunk each, falling back to one call per element where the
+// kernel has no batch operation for the map. batch(at, &n) and one(at) return 0 or an errno; n comes back as how
+// many the kernel did before it stopped. `tolerated` (delete: ENOENT, an absent key) is no failure: a batch stops at
+// such an element, which is then done alone, and the batch goes on after it.
+template <typename Batch, typename One, typename Describe>
+void Chunked(uint32_t count, int tolerated, MapOpStats& stats, Batch batch, One one, Describe describe) {
   Timer t(stats);
-  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
   uint32_t done = 0;
-  bool batch = true;
+  bool batched = true;
   while (done < count) {
-    if (batch) {
+    if (batched) {
       uint32_t n = std::min(kChunk, count - done);
       stats.syscalls++;
-      if (bpf_map_update_batch(fd, keys + size_t(done) * keySize, values + size_t(done) * valueSize, &n, &opts) == 0) {
-        done += n;
-        continue;
+      int err = batch(done, &n);
+      done += n;
+      if (err == 0) continue;
+      if (err != tolerated) {
+        if (!NoBatch(err) || n > 0) throw SysError(err, describe(done, err));
+        batched = false;
       }
-      int err = errno;
-      done += n;  // n: how many the kernel wrote before it stopped
-      if (!NoBatch(err) || n > 0)
-        throw SysError(err, "update BPF map " + name + " (element " + std::to_string(done) + ", key " +
-                                Hex(keys + size_t(done) * keySize, keySize) + "): " + ErrnoText(err));
-      batch = false;
+      if (done >= count) break;
     }
     stats.syscalls++;
-    if (bpf_map_update_elem(fd, keys + size_t(done) * keySize, values + size_t(done) * valueSize, BPF_ANY) != 0) {
-      int err = errno;
-      throw SysError(err, "update BPF map " + name + " (key " + Hex(keys + size_t(done) * keySize, keySize) + "): " + ErrnoText(err));
-    }
+    int err = one(done);
+    if (err && err != tolerated) throw SysError(err, describe(done, err));
     done++;
   }
 }
 
+int Errno(int rc) { return rc == 0 ? 0 : errno; }
+
+}  // namespace
+
+void MapUpdate(int fd, const std::string& name, const uint8_t* keys, const uint8_t* values, uint32_t count,
+               uint32_t keySize, uint32_t valueSize, MapOpStats& stats) {
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
+  auto key = [&](uint32_t i) { return keys + size_t(i) * keySize; };
+  auto value = [&](uint32_t i) { return values + size_t(i) * valueSize; };
+  Chunked(count, 0, stats,
+          [&](uint32_t at, uint32_t* n) { return Errno(bpf_map_update_batch(fd, key(at), value(at), n, &opts)); },
+          [&](uint32_t at) { return Errno(bpf_map_update_elem(fd, key(at), value(at), BPF_ANY)); },
+          [&](uint32_t at, int err) {
+            return "update BPF map " + name + " (element " + std::to_string(at) + ", key " + (at < count ? Hex(key(at), keySize) : "-") + "): " + ErrnoText(err);
+          });
+}
+
 void MapDelete(int fd, const std::string& name, const uint8_t* keys, uint32_t count, uint32_t keySize, MapOpStats& stats) {
-  Timer t(stats);
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0, .flags = 0);
-  uint32_t done = 0;
-  bool batch = true;
-  while (done < count) {
-    if (batch) {
-      uint32_t n = std::min(kChunk, count - done);
-      stats.syscalls++;
-      if (bpf_map_delete_batch(fd, keys + size_t(done) * keySize, &n, &opts) == 0) {
-        done += n;
-        continue;
-      }
-      int err = errno;
-      done += n;
-      // A batch delete stops at the first absent key (ENOENT): go on one by one from there.
-      if (err != ENOENT && (!NoBatch(err) || n > 0))
-        throw SysError(err, "delete from BPF map " + name + " (element " + std::to_string(done) + "): " + ErrnoText(err));
-      if (NoBatch(err)) batch = false;
-      if (done >= count) break;
-    }
-    stats.syscalls++;
-    if (bpf_map_delete_elem(fd, keys + size_t(done) * keySize) != 0 && errno != ENOENT) {
-      int err = errno;
-      throw SysError(err, "delete from BPF map " + name + " (key " + Hex(keys + size_t(done) * keySize, keySize) + "): " + ErrnoText(err));
-    }
-    done++;
-  }
+  auto key = [&](uint32_t i) { return keys + size_t(i) * keySize; };
+  Chunked(count, ENOENT, stats,
+          [&](uint32_t at, uint32_t* n) { return Errno(bpf_map_delete_batch(fd, key(at), n, &opts)); },
+          [&](uint32_t at) { return Errno(bpf_map_delete_elem(fd, key(at))); },
+          [&](uint32_t at, int err) {
+            return "delete from BPF map " + name + " (element " + std::to_string(at) + ", key " + (at < count ? Hex(key(at), keySize) : "-") + "): " + ErrnoText(err);
+          });
 }
 
 uint32_t MapDump(int fd, const std::string& name, uint32_t keySize, uint32_t valueSize, std::vector<uint8_t>& keys,

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { kernelPackage, prepareGuest, runInGuest } from '../../scripts/lib/vm';
 import { REPO } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
-import { NFTABLES_KERNEL_SUITES } from './suites';
+import { EBPF_KERNEL_SUITES, NFTABLES_KERNEL_SUITES } from './suites';
 
 const haveRoot = requireRoot('the kernel matrix (qemu guests)');
 const KERNELS = (process.env.SVCPLANE_TEST_KERNELS || '6.1').split(',').map((k) => k.trim()).filter(Boolean);
@@ -22,7 +22,7 @@ const GUEST_TIMEOUT_MS = 50 * 60_000;
 const JSON_MARK = '@@SVCPLANE-GUEST-JSON@@';
 
 describe.runIf(haveRoot).each(KERNELS)('Debian kernel %s (qemu guest)', (name) => {
-  it('passes the IPVS suites and the nftables kernel suites', async () => {
+  it('passes the IPVS suites and the nftables and ebpf kernel suites', async () => {
     const image = prepareGuest(kernelPackage(name));
     process.stdout.write(`guest kernel ${image.package} (${image.version})\n`);
     // The guest's console is a terminal to vitest: no colours, and output collected through files (no live redraws):
@@ -36,7 +36,7 @@ describe.runIf(haveRoot).each(KERNELS)('Debian kernel %s (qemu guest)', (name) =
     process.stdout.write(`guest kernel ${image.version}: ${r.seconds.toFixed(0)} s\n`);
     expect(json?.trim(), `no JSON report from the guest on ${image.version} (exit ${r.code})`).toBeTruthy();
     const report = JSON.parse(json) as { testResults: Array<{ name: string; status: string; assertionResults: Array<{ status: string }> }> };
-    for (const file of [...IPVS_FILES, ...NFTABLES_KERNEL_SUITES]) {
+    for (const file of [...IPVS_FILES, ...NFTABLES_KERNEL_SUITES, ...EBPF_KERNEL_SUITES]) {
       const res = report.testResults.find((t) => t.name.endsWith(`/${file}`));
       expect(res?.status, `${file} on ${image.version}`).toBe('passed');
       expect(res!.assertionResults.filter((a) => a.status === 'passed').length, `${file} on ${image.version}: tests that passed`).toBeGreaterThan(0);

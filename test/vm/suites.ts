@@ -1,6 +1,7 @@
 // Which suites run on each kernel of the matrix. The host runs everything under test/ on this machine's kernel; in
 // the qemu guest (Debian's kernels: test/vm/kernels.test.ts) run the IPVS suites, which need a kernel with IPVS,
-// and the nftables kernel suites, so the nftables mode is proven on the kernels production nodes run too.
+// and the nftables and ebpf kernel suites, so those modes are proven on the kernels production nodes run too (the
+// BPF verifier differs from kernel to kernel).
 export const IPVS_SUITES = 'test/vm/guest/**/*.test.ts';
 export const NFTABLES_KERNEL_SUITES = [
   'test/kernel/nftables-traffic.test.ts',
@@ -11,3 +12,33 @@ export const NFTABLES_KERNEL_SUITES = [
   'test/kernel/nftables-cli.test.ts',
   'test/kernel/nftables-kernel.test.ts',
 ];
+export const EBPF_KERNEL_SUITES = ['test/kernel/ebpf-socket-lb.test.ts', 'test/kernel/ebpf-kernel.contract.test.ts'];
+
+/**
+ * Seconds each suite took in the 6.1 guest on a loaded run (2026-12-03, two CPU loops beside it), for the order the
+ * guest runs them in: longest first, so the two forks finish together instead of one idling while the other runs a
+ * long file it took last. Unknown files count as 60 s.
+ */
+export const GUEST_SECONDS: Record<string, number> = {
+  'test/kernel/nftables-node-features.test.ts': 661,
+  'test/kernel/nftables-policies.test.ts': 474,
+  'test/vm/guest/ipvs-hand-edits.test.ts': 403,
+  'test/vm/guest/ipvs-node-features.test.ts': 341,
+  'test/vm/guest/ipvs-nftables.test.ts': 312,
+  'test/vm/guest/ipvs-policies.test.ts': 308,
+  'test/kernel/nftables-traffic.test.ts': 279,
+  'test/vm/guest/ipvs-traffic.test.ts': 261,
+  'test/kernel/nftables-cli.test.ts': 193,
+  'test/kernel/nftables-affinity.test.ts': 171,
+  'test/kernel/nftables-kernel.test.ts': 83,
+  'test/vm/guest/ipvs-dry-run.test.ts': 67,
+  'test/vm/guest/ipvs-scheduler-check.test.ts': 43,
+  'test/vm/guest/ipvs-container-view.test.ts': 41,
+  'test/kernel/conntrack.test.ts': 25,
+  'test/vm/guest/ipvs-kernel.contract.test.ts': 12,
+};
+
+export function guestSeconds(file: string): number {
+  const key = Object.keys(GUEST_SECONDS).find((k) => file.endsWith(`/${k}`) || file === k);
+  return key ? GUEST_SECONDS[key] : 60;
+}
