@@ -34,6 +34,7 @@ export function formatStatus(st: StatusReport): string {
     }
     return lines.join('\n');
   }
+  if (st.socketLB) lines.push(`socket LB: ${st.socketLB.links} links, ${st.socketLB.frontends} frontends in the maps, ${(st.socketLB.mapBytes / 1048576).toFixed(1)} MiB of map memory`);
   lines.push('Prot LocalAddress:Port                          Kind       Service');
   lines.push('  -> RemoteAddress:Port');
   for (const r of st.rows) lines.push(...formatRow(r));
@@ -41,7 +42,8 @@ export function formatStatus(st: StatusReport): string {
 }
 
 function formatRow(r: StatusRow): string[] {
-  const head = `${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family).padEnd(42)} ${r.kind.padEnd(10)} ${r.service}${r.reject ? ' (no endpoints: rejected)' : ''}`;
+  const socket = r.socket ? ` [on node: ${r.socket} at the socket]` : '';
+  const head = `${r.protocol.padEnd(4)} ${hostPort(r.address, r.port, r.family).padEnd(42)} ${r.kind.padEnd(10)} ${r.service}${r.reject ? ' (no endpoints: rejected)' : ''}${socket}`;
   return [head, ...r.endpoints.map((e) => `  -> ${hostPort(e.address, e.port, r.family)}`)];
 }
 

@@ -79,6 +79,8 @@ export interface StatusRow {
   /** IPVS: the virtual service's scheduler, and its persistence timeout when sessionAffinity is ClientIP. */
   scheduler?: string;
   persistentSeconds?: number;
+  /** ebpf: what the socket LB's maps do with a connection to it from this node (absent: left to the table). */
+  socket?: 'translated' | 'refused';
 }
 
 export interface StatusReport {

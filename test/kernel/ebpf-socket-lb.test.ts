@@ -139,10 +139,14 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
   it('status reads the socket LB back from the kernel', async () => {
     const r = await svcplane(['status', '--output', 'json', ...ebpfFlags()]);
     expect(r.code).toBe(0);
-    const st = JSON.parse(r.stdout) as { mode: string; socketLB: { links: number; frontends: number } };
+    const st = JSON.parse(r.stdout) as { mode: string; socketLB: { links: number; frontends: number }; rows: Array<{ address: string; port: number; socket?: string }> };
     expect(st.mode).toBe('ebpf');
     expect(st.socketLB.links).toBe(8);
     expect(st.socketLB.frontends).toBeGreaterThanOrEqual(5);
+    expect(st.rows.find((x) => x.address === '198.18.100.10' && x.port === 80)?.socket).toBe('translated');
+    expect(st.rows.find((x) => x.address === '198.18.100.12' && x.port === 80)?.socket).toBe('refused');
+    const text = await svcplane(['status', ...ebpfFlags()]);
+    expect(text.stdout).toMatch(/socket LB: 8 links, \d+ frontends in the maps/);
   });
 
   it('NodePort: from the cgroup on a node address, translated at the socket; from the client namespace, by the table', async () => {

@@ -270,12 +270,21 @@ export class EbpfProxier implements Dataplane {
     const st = await this.nft.status();
     const links = this.kernel.links();
     let frontends = 0;
+    let rows = st.rows;
     if (this.kernel.pinned() && links.length) {
       if (!this.prepared) await this.kernel.load();
-      frontends = (await this.kernel.dump('svp_svc')).count;
+      const img = await readImage(this.kernel);
+      frontends = img.services.size;
+      // Each row as the socket sees it; a NodePort row ("*") by its port on any node address in the maps.
+      const byPort = new Map<string, number>();
+      for (const { frontend, value } of img.services.values()) byPort.set(`${frontend.protocol}|${frontend.port}`, value.count);
+      rows = st.rows.map((r) => {
+        const count = r.address === '*' ? byPort.get(`${r.protocol}|${r.port}`) : img.services.get(`${r.protocol}|${r.address}|${r.port}`)?.value.count;
+        return count === undefined ? r : { ...r, socket: count === 0 ? 'refused' : 'translated' };
+      });
     }
     const memory = this.kernel.maps().reduce((a, m) => a + m.memlock, 0);
-    return { ...st, mode: this.mode, present: st.present || links.length > 0, socketLB: { links: links.length, frontends, mapBytes: memory } };
+    return { ...st, rows, mode: this.mode, present: st.present || links.length > 0, socketLB: { links: links.length, frontends, mapBytes: memory } };
   }
 
   setNodeZone(zone: string | undefined): void {
