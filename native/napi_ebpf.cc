@@ -53,20 +53,33 @@ std::vector<uint8_t> Bytes(const Napi::Value& v, const char* what) {
   return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
 }
 
-class LoadWorker : public PromiseWorker {
+// A worker on the loaded object: Work() runs off the JS thread holding the object's lock; a SysError rejects.
+class ObjectWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::string object, std::string mapDir)
-      : PromiseWorker(env), lo_(std::move(lo)), object_(std::move(object)), mapDir_(std::move(mapDir)) {}
+  ObjectWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo) : PromiseWorker(env), lo_(std::move(lo)) {}
   void Execute() override {
     try {
       std::lock_guard<std::mutex> g(lo_->mu);
-      EnsureBpffsDir(mapDir_);
-      lo_->obj = std::make_unique<EbpfObject>(object_, mapDir_);
-      lo_->maps.clear();
-      for (auto& m : lo_->obj->Maps()) lo_->maps[m.name] = m;
+      Work();
     } catch (const SysError& e) {
       Fail(e);
     }
+  }
+
+ protected:
+  virtual void Work() = 0;
+  std::shared_ptr<LoadedObject> lo_;
+};
+
+class LoadWorker : public ObjectWorker {
+ public:
+  LoadWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::string object, std::string mapDir)
+      : ObjectWorker(env, std::move(lo)), object_(std::move(object)), mapDir_(std::move(mapDir)) {}
+  void Work() override {
+    EnsureBpffsDir(mapDir_);
+    lo_->obj = std::make_unique<EbpfObject>(object_, mapDir_);
+    lo_->maps.clear();
+    for (auto& m : lo_->obj->Maps()) lo_->maps[m.name] = m;
   }
   void Settle(Napi::Env env) override {
     Napi::Array a = Napi::Array::New(env);
@@ -76,22 +89,16 @@ class LoadWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<LoadedObject> lo_;
   std::string object_, mapDir_;
 };
 
-class AttachWorker : public PromiseWorker {
+class AttachWorker : public ObjectWorker {
  public:
   AttachWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::string cgroup, std::string linkDir)
-      : PromiseWorker(env), lo_(std::move(lo)), cgroup_(std::move(cgroup)), linkDir_(std::move(linkDir)) {}
-  void Execute() override {
-    try {
-      std::lock_guard<std::mutex> g(lo_->mu);
-      if (!lo_->obj) throw SysError(EBADF, "attach: no BPF object loaded");
-      links_ = lo_->obj->Attach(cgroup_, linkDir_);
-    } catch (const SysError& e) {
-      Fail(e);
-    }
+      : ObjectWorker(env, std::move(lo)), cgroup_(std::move(cgroup)), linkDir_(std::move(linkDir)) {}
+  void Work() override {
+    if (!lo_->obj) throw SysError(EBADF, "attach: no BPF object loaded");
+    links_ = lo_->obj->Attach(cgroup_, linkDir_);
   }
   void Settle(Napi::Env env) override {
     Napi::Array a = Napi::Array::New(env, links_.size());
@@ -107,41 +114,35 @@ class AttachWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<LoadedObject> lo_;
   std::string cgroup_, linkDir_;
   std::vector<EbpfLinkReport> links_;
 };
 
 // update / delete / dump of one map.
-class MapWorker : public PromiseWorker {
+class MapWorker : public ObjectWorker {
  public:
   enum class Op { Update, Delete, Dump };
   MapWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, Op op, std::string map, std::vector<uint8_t> keys, std::vector<uint8_t> values)
-      : PromiseWorker(env), lo_(std::move(lo)), op_(op), map_(std::move(map)), keys_(std::move(keys)), values_(std::move(values)) {}
-  void Execute() override {
-    try {
-      std::lock_guard<std::mutex> g(lo_->mu);
-      if (!lo_->obj) throw SysError(EBADF, "BPF map " + map_ + ": the object is closed");
-      const EbpfMapReport& m = lo_->Map(map_);
-      int fd = lo_->obj->MapFd(map_);
-      if (op_ == Op::Dump) {
-        keys_.clear();
-        values_.clear();
-        count_ = MapDump(fd, map_, m.keySize, m.valueSize, keys_, values_, stats_);
-        return;
-      }
-      if (keys_.size() % m.keySize) throw SysError(EINVAL, "BPF map " + map_ + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
-      count_ = static_cast<uint32_t>(keys_.size() / m.keySize);
-      if (op_ == Op::Delete) {
-        MapDelete(fd, map_, keys_.data(), count_, m.keySize, stats_);
-        return;
-      }
-      if (values_.size() != size_t(count_) * m.valueSize)
-        throw SysError(EINVAL, "BPF map " + map_ + ": " + std::to_string(count_) + " keys but " + std::to_string(values_.size()) + " bytes of " + std::to_string(m.valueSize) + "-byte values");
-      MapUpdate(fd, map_, keys_.data(), values_.data(), count_, m.keySize, m.valueSize, stats_);
-    } catch (const SysError& e) {
-      Fail(e);
+      : ObjectWorker(env, std::move(lo)), op_(op), map_(std::move(map)), keys_(std::move(keys)), values_(std::move(values)) {}
+  void Work() override {
+    if (!lo_->obj) throw SysError(EBADF, "BPF map " + map_ + ": the object is closed");
+    const EbpfMapReport& m = lo_->Map(map_);
+    int fd = lo_->obj->MapFd(map_);
+    if (op_ == Op::Dump) {
+      keys_.clear();
+      values_.clear();
+      count_ = MapDump(fd, map_, m.keySize, m.valueSize, keys_, values_, stats_);
+      return;
     }
+    if (keys_.size() % m.keySize) throw SysError(EINVAL, "BPF map " + map_ + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
+    count_ = static_cast<uint32_t>(keys_.size() / m.keySize);
+    if (op_ == Op::Delete) {
+      MapDelete(fd, map_, keys_.data(), count_, m.keySize, stats_);
+      return;
+    }
+    if (values_.size() != size_t(count_) * m.valueSize)
+      throw SysError(EINVAL, "BPF map " + map_ + ": " + std::to_string(count_) + " keys but " + std::to_string(values_.size()) + " bytes of " + std::to_string(m.valueSize) + "-byte values");
+    MapUpdate(fd, map_, keys_.data(), values_.data(), count_, m.keySize, m.valueSize, stats_);
   }
   void Settle(Napi::Env env) override {
     Napi::Object o = StatsObject(env, stats_);
@@ -154,7 +155,6 @@ class MapWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<LoadedObject> lo_;
   Op op_;
   std::string map_;
   std::vector<uint8_t> keys_, values_;
