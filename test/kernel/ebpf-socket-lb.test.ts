@@ -26,7 +26,8 @@ const s = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
 const t = setTimeout(() => { console.log(JSON.stringify({ error: 'ETIMEDOUT' })); process.exit(0); }, 5000);
 s.on('message', (m, r) => { clearTimeout(t); console.log(JSON.stringify({ from: r.address + ':' + r.port, reply: String(m).trim() })); s.close(); });
 s.on('error', (e) => { clearTimeout(t); console.log(JSON.stringify({ error: e.code })); process.exit(0); });
-s.send('ping\\n', port, addr);
+// Node reports a send error only to a callback (no 'error' event for it).
+s.send('ping\\n', port, addr, (e) => { if (e) { clearTimeout(t); console.log(JSON.stringify({ error: e.code })); process.exit(0); } });
 `;
 
 /** A TCP connection's getpeername() and its greeting. */
@@ -203,7 +204,7 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
     expect(held.replies).toBeGreaterThan(0);
   });
 
-  it('sessionAffinity ClientIP keeps a client on one endpoint until the timeout; Local policies; weights', async () => {
+  it('sessionAffinity ClientIP keeps a client on one endpoint until the timeout; Local policies; weights; UDP refused', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svp-ebpf-'));
     const svc = (name: string, ip: string, spec: string) => `apiVersion: v1
 kind: Service
@@ -224,6 +225,7 @@ ${sb.backends.map((b, i) => `  - { addresses: [${b.v4}], conditions: { ready: tr
         svc('local', '198.18.100.21', ', internalTrafficPolicy: Local'),
         svc('local-none', '198.18.100.22', ', internalTrafficPolicy: Local'),
         svc('weighted', '198.18.100.23', ''),
+        'apiVersion: v1\nkind: Service\nmetadata: { name: udp-none, namespace: demo }\nspec: { type: ClusterIP, clusterIP: 198.18.100.24, ports: [{ name: dns, protocol: UDP, port: 53 }] }\n',
       ].join('---\n'));
       const r = await svcplane(['sync', '--once', '--manifests', dir, '--node-name', 'node-a', '--cluster-cidr', clusterCIDR, ...ebpfFlags()]);
       expect(r.stderr).toBe('');
@@ -243,6 +245,8 @@ ${sb.backends.map((b, i) => `  - { addresses: [${b.v4}], conditions: { ready: tr
       // No endpoint on this node under a Local policy: not in the maps, so the table decides: dropped, not refused.
       const none = await inCgroup(TCP_PEER, '198.18.100.22', '80');
       expect(none.error).toBe('ETIMEDOUT');
+      // UDP without endpoints: sendto() itself fails (kube-proxy's reject would only reach a connected socket, later).
+      expect((await inCgroup(UDP_FROM, '198.18.100.24', '53')).error).toBe('ECONNREFUSED');
       const weighted = await runClient(sb, sb.clientNs, { proto: 'tcp', addr: '198.18.100.23', port: 80, count: 400, cgroup });
       expect(weighted.counts.be0).toBeUndefined();
       expect(weighted.counts.be1).toBeGreaterThan(weighted.counts.be2 * 1.8);
