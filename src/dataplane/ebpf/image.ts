@@ -125,7 +125,15 @@ const sameService = (a: ServiceValue, b: ServiceValue) => a.set === b.set && a.c
  */
 export function diffImages(have: Image, want: Image, touched?: { services: Iterable<string>; slots: Iterable<string>; members: Iterable<string>; backends: Iterable<number> }): Ops {
   const ops: Ops = { backendsPut: [], slotsPut: [], membersPut: [], servicesPut: [], servicesDelete: [], slotsDelete: [], membersDelete: [], backendsDelete: [] };
-  const keys = <K>(a: Map<K, unknown> | Set<K>, b: Map<K, unknown> | Set<K>, t?: Iterable<K>): Set<K> => new Set(t ?? [...a.keys(), ...b.keys()]);
+  // Every key of either side once: want's, then have's that want lacks (no union set built: 30k Services are 200k keys).
+  function* keys<K>(have: Map<K, unknown> | Set<K>, want: Map<K, unknown> | Set<K>, t?: Iterable<K>): Iterable<K> {
+    if (t) {
+      yield* t;
+      return;
+    }
+    yield* want.keys();
+    for (const k of have.keys()) if (!want.has(k)) yield k;
+  }
   for (const id of keys(have.backends, want.backends, touched?.backends)) {
     const w = want.backends.get(id);
     const h = have.backends.get(id);
