@@ -2,7 +2,8 @@
 // dataplanes, in one run on this machine, ratios reported (machines are shared and noisy).
 //   data plane   TCP connect latency p50/p99 from a client to a Service with 2 endpoints at N Services: direct to
 //                the pod IP (the physical limit; measured beside each mode, round by round), svcplane ebpf (client in the bench's cgroup),
-//                svcplane nftables, kube-proxy iptables (iptables-legacy-restore); and whether the node holds a
+//                svcplane nftables, kube-proxy iptables (iptables-legacy-restore), measured by a C probe
+//                (scripts/lib/netns-tools/connlat.c); request/response rate on one connection (ping-pong); whether the node holds a
 //                conntrack entry for the Service address (ebpf: none; the NAT modes: one per connection).
 //   programming  full sync of N Services x 2 endpoints: the ebpf mode (the socket-LB maps and, in the same sync,
 //                the nftables table for off-node traffic), its socket-LB part alone and the time inside bpf();
@@ -20,7 +21,7 @@ import { defaultConfig } from '../src/dataplane/nftables/rules/config';
 import { readNodeAddresses } from '../src/dataplane/nodeAddresses';
 import type { ServicePort, ServicePortKey } from '../src/model/types';
 import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
-import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
+import type { LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
@@ -34,16 +35,28 @@ const PEER_TIMEOUT_MS = 300_000;
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const TARGET_IP = '198.18.100.50';
 const ROUNDS = 5;
+const PINGPONG_MS = 2000;
 
 interface Case {
   services: number;
   latency: Record<'direct' | 'ebpf' | 'nftables' | 'iptables', LatencyResult | null>;
+  /** Request/response round trips per second on one established connection (1-line ping-pong). */
+  pingpong: Record<'direct' | 'ebpf' | 'nftables', number>;
   /** Conntrack entries on the node whose original destination is the Service address, after the measured connects. */
   conntrackToService: Record<'ebpf' | 'nftables', number>;
   fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number };
   endpointChange: { add: Percentiles; remove: Percentiles };
   memory: { mapBytes: number; rssBytes: number };
   notes: string[];
+}
+
+/** build/tools/connlat (scripts/lib/netns-tools/connlat.c) in the client namespace: the kernel's path, in C. */
+const CONNLAT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../build/tools/connlat' : '../build/tools/connlat');
+
+async function probe(sb: Sandbox, args: string[], cgroup?: string): Promise<LatencyResult & { perSecond?: number }> {
+  const r = await sb.exec(sb.clientNs, [CONNLAT, ...args], { cgroup, timeoutMs: 600_000 });
+  if (r.code !== 0) throw new Error(`connlat ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim()) as LatencyResult & { perSecond?: number };
 }
 
 function conntrackTo(sb: Sandbox, addr: string): Promise<number> {
@@ -58,7 +71,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   const target = { clusterIP: TARGET_IP, port: 80, endpoints: sb.backends.map((b) => ({ ip: b.v4, port: 8080 })) };
   const model: Map<ServicePortKey, ServicePort> = toModel(makeServices(n, 2, { target }));
   const notes: string[] = [];
-  const measure1 = async (addr: string, port: number, inCgroup: boolean) => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr, port, count: connects, warmup: 300, timeoutMs: 2000, ...(inCgroup ? { cgroup } : {}) }));
+  const measure1 = async (addr: string, port: number, inCgroup: boolean) => (await waitForQuiet(), probe(sb, ['connect', addr, String(port), String(connects), '300'], inCgroup ? cgroup : undefined));
   // Each mode's figures come in ROUNDS rounds, each a run of the mode and a run direct to the pod beside it (this
   // machine's speed drifts: a direct figure taken minutes apart is no baseline); the round with the median p50
   // ratio is kept, with its own direct run.
@@ -80,6 +93,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   const kernel = new LibbpfKernel({ object: defaultObjectPath(), root, cgroup });
   const ebpf = new EbpfProxier(kernel, new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config()), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) });
   let c: Case;
+  const c0 = { pingpong: { direct: 0, ebpf: 0, nftables: 0 } };
   try {
     await ebpf.prepare();
     await waitForQuiet();
@@ -90,6 +104,8 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
     await flushConntrack(sb);
     const ebpfLatency = await measure(TARGET_IP, 80, true);
+    c0.pingpong.ebpf = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
+    c0.pingpong.direct = (await probe(sb, ['pingpong', sb.backends[0].v4, '8080', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
     const ctEbpf = await conntrackTo(sb, TARGET_IP);
     // One endpoint added then removed, on Services spread over the cluster; the socket-LB part of each sync.
     const add: number[] = [];
@@ -110,7 +126,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     const rssBytes = process.memoryUsage().rss;
     await ebpf.cleanup();
     c = {
-      services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
+      services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, pingpong: c0.pingpong, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
       fullSync: { ebpfSeconds, socketLBSeconds, bpfSyscallSeconds, nftablesSeconds: 0 },
       endpointChange: { add: percentiles(add), remove: percentiles(remove) }, memory: { mapBytes, rssBytes }, notes,
     };
@@ -127,6 +143,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     c.fullSync.nftablesSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     await flushConntrack(sb);
     c.latency.nftables = await measure(TARGET_IP, 80);
+    c.pingpong.nftables = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)])).perSecond ?? 0;
     c.conntrackToService.nftables = await conntrackTo(sb, TARGET_IP);
     await nft.cleanup();
   } finally {

@@ -61,6 +61,12 @@ if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -
   npx --no-install node-gyp rebuild --loglevel=warn >/dev/null
 fi
 
+# The benchmarks' C data-plane probe (scripts/lib/netns-tools/connlat.c): measures the kernel's path, not a runtime's.
+probe=build/tools/connlat
+if [ ! -x "$probe" ] || [ scripts/lib/netns-tools/connlat.c -nt "$probe" ]; then
+  mkdir -p build/tools && gcc -O2 -Wall -o "$probe" scripts/lib/netns-tools/connlat.c
+fi
+
 # TypeScript: incremental build of src/, scripts/, bench/.
 npx --no-install tsc -p tsconfig.json
 
