@@ -4,7 +4,6 @@
 // EndpointSlice change reaches the socket LB through a partial sync; a restart of the agent (SIGKILL) adopts what
 // is pinned, and a held connection goes on through it.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,24 +12,13 @@ import { runClient, startHold } from '../../scripts/lib/traffic';
 import { cgroup2MountOf } from '../../src/dataplane/ebpf/cgroup';
 import { native } from '../../src/native';
 import { ApiServerDouble, type KubeObject } from '../apiserver/double';
-import { AgentProcess } from '../helpers/agent-process';
+import { AgentProcess, freePort } from '../helpers/agent-process';
 import { svcplane } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
 const haveRoot = requireRoot('agent end-to-end, ebpf mode');
 const NODE = 'node-a';
 const CLUSTER_IP = '198.18.100.10';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 describe.runIf(haveRoot)('svcplane run --proxy-mode ebpf against the API-server double, real traffic', () => {
   let sb: Sandbox;

@@ -5,14 +5,13 @@
 // listens on 127.0.0.1) and programs the node namespace through --netns.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
 import { countsFor, runClient, startHold } from '../../scripts/lib/traffic';
 import { ApiServerDouble, type KubeObject } from '../apiserver/double';
-import { AgentProcess } from '../helpers/agent-process';
+import { AgentProcess, freePort } from '../helpers/agent-process';
 import { requireRoot } from '../helpers/root';
 import { KUBE_PROXY_NONCONFORMING } from '../../src/server/metrics';
 
@@ -23,17 +22,6 @@ const haveRoot = requireRoot('agent end-to-end');
 const NODE = 'node-a';
 const CLUSTER_IP = '198.18.100.10';
 const NODE_PORT = 30080;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 describe.runIf(haveRoot)('svcplane run against the API-server double, real traffic', () => {
   let sb: Sandbox;

@@ -1,5 +1,6 @@
 // `svcplane run` as a child process with JSON logs: its log lines as they come, and waits on them (no fixed sleeps).
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
 import { SVCPLANE } from './cli';
 
 export interface LogLine {
@@ -68,3 +69,15 @@ export class AgentProcess {
   }
 }
 
+
+/** A TCP port on 127.0.0.1 nobody holds now, for the agent's healthz and metrics addresses. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
