@@ -18,47 +18,22 @@
 // IPv4 address (a rogue address on svcplane0, removed by the sync, took every IPv4 Service route with it).
 //
 // Each repairing sync is svcplane's CLI, `sync --once` with fresh sockets and a fresh dataplane object that knows
-// only the manifests and what it reads from the kernel, called in this process (main() of the very dist/ build
-// bin/svcplane.js runs): under TCG with the host's root over 9p a new node process spends ~14 s loading modules
-// before it syncs. The first sync, the switch of bind mode and the final one run as processes of their own;
-// SVCPLANE_HAND_EDITS_PROCESS=1 runs every sync as a process.
+// only the manifests and what it reads from the kernel, called in this process in the guest (test/helpers/cli.ts:
+// a new node process there spends seconds loading modules before it syncs). The first sync, the switch of bind
+// mode and the final one run as processes of their own; SVCPLANE_CLI_IN_PROCESS=0 runs every sync as a process.
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
 import { runClient } from '../../../scripts/lib/traffic';
-import { REPO, type CliResult, execOk, svcplane } from '../../helpers/cli';
+import { REPO, execOk, svcplane } from '../../helpers/cli';
 import { canonicalTable } from '../../helpers/nft-canonical';
 import { endpointSlice } from '../../helpers/web-manifest';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 const EXAMPLES = path.join(REPO, 'deploy', 'examples');
 const LINK = 'svcplane0';
-const EVERY_SYNC_A_PROCESS = process.env.SVCPLANE_HAND_EDITS_PROCESS === '1';
-
-/** The CLI's main() from the build bin/svcplane.js runs, loaded once. */
-let cliMain: ((argv: string[]) => Promise<number>) | undefined;
-
-/** svcplane's CLI in this process: its exit code and what it wrote (stdout, stderr: the logger's stream). */
-async function svcplaneHere(args: string[]): Promise<CliResult> {
-  cliMain ??= (createRequire(path.join(REPO, 'package.json'))(path.join(REPO, 'dist', 'src', 'cli', 'main.js')) as { main: (argv: string[]) => Promise<number> }).main;
-  const out: string[] = [];
-  const err: string[] = [];
-  const [w1, w2] = [process.stdout.write, process.stderr.write];
-  process.stdout.write = ((c: string | Uint8Array) => (out.push(String(c)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => (err.push(String(c)), true)) as typeof process.stderr.write;
-  try {
-    const code = await cliMain(args);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } catch (e) {
-    return { code: 1, stdout: out.join(''), stderr: `${err.join('')}${(e as Error).message}` };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-  }
-}
 
 /** Services beside the examples, so that every kind of virtual service an edit can change exists. */
 const STICKY = '198.18.100.30'; // sessionAffinity ClientIP: persistent 30
@@ -85,10 +60,10 @@ describe.runIf(inGuest)('IPVS: hand edits with ipvsadm, nft and ip are repaired 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-ipvs-edits-'));
   let bindMode: 'route' | 'address' = 'route';
   const run = (argv: string[]) => execOk(sb, sb.nodeNs, argv);
-  const sync = async (asProcess = EVERY_SYNC_A_PROCESS) => {
+  const sync = async (asProcess = false) => {
     const args = ['sync', '--once', '--mode', 'ipvs', '--manifests', dir, '--cluster-cidr', `${sb.podCIDR.v4},${sb.podCIDR.v6}`, '--node-name', 'node-a',
       '--ipvs-bind-mode', bindMode, '--output', 'json', '--netns', sb.nodeNsPath];
-    const r = asProcess ? await svcplane(args) : await svcplaneHere(args);
+    const r = await svcplane(args, { process: asProcess });
     return { ...r, json: r.code === 0 ? (JSON.parse(r.stdout) as { operations: number; servicePorts: number; warnings?: string[] }) : undefined };
   };
   /** Commands in the node's namespace, one shell: every process start is slow under TCG. */
@@ -142,7 +117,7 @@ describe.runIf(inGuest)('IPVS: hand edits with ipvsadm, nft and ip are repaired 
   /** Back to the reference state whatever an inexact repair left: only svcplane's things go (foreign ones re-made). */
   const reset = async () => {
     await runAll([['ipvsadm', '-C'], ...foreign()]);
-    await svcplaneHere(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
     const r = await sync();
     if (r.code !== 0) throw new Error(`sync after reset failed (${r.code}): ${r.stderr}`);
   };
@@ -171,7 +146,7 @@ ${endpointSlice(name, 'demo', sb.backends.map((b) => ({ address: b.v4, nodeName:
     expect(f.code, f.stderr).toBe(0);
   });
   afterAll(async () => {
-    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath]);
+    if (sb) await svcplane(['cleanup', '--mode', 'ipvs', '--netns', sb.nodeNsPath], { process: true });
     await sb?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });
