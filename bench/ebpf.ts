@@ -3,11 +3,13 @@
 //   data plane   TCP connect latency p50/p99 from a client to a Service with 2 endpoints at N Services: direct to
 //                the pod IP (the physical limit; measured beside each mode, round by round), svcplane ebpf (client in the bench's cgroup),
 //                svcplane nftables, kube-proxy iptables (iptables-legacy-restore), measured by a C probe
-//                (scripts/lib/netns-tools/connlat.c); request/response rate on one connection (ping-pong); whether the node holds a
-//                conntrack entry for the Service address (ebpf: none; the NAT modes: one per connection).
+//                (scripts/lib/netns-tools/connlat.c); request/response rate on one connection (ping-pong); bulk
+//                throughput on one connection (to a C sink in each pod, paired with direct like the latency); whether
+//                the node holds a conntrack entry for the Service address (ebpf: none; the NAT modes: one per connection).
 //   programming  full sync of N Services x 2 endpoints: the ebpf mode (the socket-LB maps and, in the same sync,
 //                the nftables table for off-node traffic), its socket-LB part alone and the time inside bpf();
-//                the nftables mode; one endpoint added/removed: the socket-LB part's p50/p99.
+//                the nftables mode; the kernel floor (the socket-LB maps' same entries written with one raw batch per
+//                map, nothing computed); one endpoint added/removed: the socket-LB part's p50/p99.
 //   memory       map memory at N Services (the kernel's memlock figure) and the agent's RSS beside it.
 // Results: bench/results/ebpf.json. `--quick`: small sizes, for a smoke run.
 import * as fs from 'node:fs';
@@ -26,9 +28,10 @@ import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
+import { MAP } from '../src/dataplane/ebpf/layout';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
-import { POD_CIDR, makeServices } from './peers/shape';
+import { POD_CIDR, type BenchService, makeServices } from './peers/shape';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const PEER_TIMEOUT_MS = 300_000;
@@ -36,15 +39,22 @@ const log = (s: string) => process.stderr.write(`${new Date().toISOString().slic
 const TARGET_IP = '198.18.100.50';
 const ROUNDS = 5;
 const PINGPONG_MS = 2000;
+/** A second Service, for bulk throughput: its endpoints are `connlat sink` on SINK_PORT in each pod. */
+const BULK_IP = '198.18.100.51';
+const SINK_PORT = 9000;
+const BULK_MS = 1000;
+const BULK_ROUNDS = 3;
 
 interface Case {
   services: number;
   latency: Record<'direct' | 'ebpf' | 'nftables' | 'iptables', LatencyResult | null>;
   /** Request/response round trips per second on one established connection (1-line ping-pong). */
   pingpong: Record<'direct' | 'ebpf' | 'nftables', number>;
+  /** Bytes per second on one connection, each mode's median round with the direct run beside it. */
+  bulk: Record<'ebpf' | 'nftables' | 'iptables', { bytesPerSecond: number; directBytesPerSecond: number } | null>;
   /** Conntrack entries on the node whose original destination is the Service address, after the measured connects. */
   conntrackToService: Record<'ebpf' | 'nftables', number>;
-  fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number };
+  fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number; kernelFloorSeconds: number; entries: number };
   endpointChange: { add: Percentiles; remove: Percentiles };
   memory: { mapBytes: number; rssBytes: number };
   notes: string[];
@@ -53,7 +63,7 @@ interface Case {
 /** build/tools/connlat (scripts/lib/netns-tools/connlat.c) in the client namespace: the kernel's path, in C. */
 const CONNLAT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../build/tools/connlat' : '../build/tools/connlat');
 
-async function probe(sb: Sandbox, args: string[], cgroup?: string): Promise<LatencyResult & { perSecond?: number }> {
+async function probe(sb: Sandbox, args: string[], cgroup?: string): Promise<LatencyResult & { perSecond?: number; bytesPerSecond?: number }> {
   const r = await sb.exec(sb.clientNs, [CONNLAT, ...args], { cgroup, timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`connlat ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim()) as LatencyResult & { perSecond?: number };
@@ -67,9 +77,41 @@ async function flushConntrack(sb: Sandbox): Promise<void> {
   await execInNetns(sb.nodeNs, ['conntrack', '-F']).catch(() => '');
 }
 
+/**
+ * The kernel floor of a full sync: the socket-LB maps' entries as the sync left them, deleted, then written back
+ * with one raw batch per map (in the sync's order), timed: what the kernel needs for the same entries when nothing
+ * is computed, diffed or encoded.
+ */
+async function kernelFloor(kernel: LibbpfKernel): Promise<{ seconds: number; entries: number }> {
+  const order = [MAP.backends, MAP.slots, MAP.members, MAP.services];
+  const dumps = [];
+  for (const m of order) dumps.push({ map: m, ...(await kernel.dump(m)) });
+  for (const d of [...dumps].reverse()) await kernel.delete(d.map, d.keys);
+  await waitForQuiet();
+  const t0 = process.hrtime.bigint();
+  for (const d of dumps) await kernel.update(d.map, d.keys, d.values);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { seconds, entries: dumps.reduce((s, d) => s + d.count, 0) };
+}
+
+/** Bytes per second through addr:port (a sink Service), paired round by round with direct to a pod's sink. */
+async function bulk(sb: Sandbox, addr: string, cgroup?: string): Promise<{ bytesPerSecond: number; directBytesPerSecond: number }> {
+  const rounds: Array<{ mode: number; direct: number }> = [];
+  for (let i = 0; i < BULK_ROUNDS; i++) {
+    await waitForQuiet();
+    const mode = (await probe(sb, ['bulk', addr, '80', String(BULK_MS)], cgroup)).bytesPerSecond ?? 0;
+    const direct = (await probe(sb, ['bulk', sb.backends[0].v4, String(SINK_PORT), String(BULK_MS)], cgroup)).bytesPerSecond ?? 0;
+    rounds.push({ mode, direct });
+  }
+  rounds.sort((a, b) => a.mode / a.direct - b.mode / b.direct);
+  const mid = rounds[Math.floor(rounds.length / 2)];
+  return { bytesPerSecond: mid.mode, directBytesPerSecond: mid.direct };
+}
+
 async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number, reps: number): Promise<Case> {
   const target = { clusterIP: TARGET_IP, port: 80, endpoints: sb.backends.map((b) => ({ ip: b.v4, port: 8080 })) };
-  const model: Map<ServicePortKey, ServicePort> = toModel(makeServices(n, 2, { target }));
+  const bulkService: BenchService = { namespace: 'bench-target', name: 'sink', clusterIP: BULK_IP, port: 80, protocol: 'TCP', endpoints: sb.backends.map((b) => ({ ip: b.v4, port: SINK_PORT })) };
+  const model: Map<ServicePortKey, ServicePort> = toModel([...makeServices(n, 2, { target }), bulkService]);
   const notes: string[] = [];
   const measure1 = async (addr: string, port: number, inCgroup: boolean) => (await waitForQuiet(), probe(sb, ['connect', addr, String(port), String(connects), '300'], inCgroup ? cgroup : undefined));
   // Each mode's figures come in ROUNDS rounds, each a run of the mode and a run direct to the pod beside it (this
@@ -93,7 +135,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   const kernel = new LibbpfKernel({ object: defaultObjectPath(), root, cgroup });
   const ebpf = new EbpfProxier(kernel, new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config()), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) });
   let c: Case;
-  const c0 = { pingpong: { direct: 0, ebpf: 0, nftables: 0 } };
+  const c0 = { pingpong: { direct: 0, ebpf: 0, nftables: 0 }, bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
   try {
     await ebpf.prepare();
     await waitForQuiet();
@@ -102,11 +144,13 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     const ebpfSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const socketLBSeconds = (full.phases?.socketLB ?? 0) / 1e6;
     const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
+    const floor = await kernelFloor(kernel);
     await flushConntrack(sb);
     const ebpfLatency = await measure(TARGET_IP, 80, true);
     c0.pingpong.ebpf = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
     c0.pingpong.direct = (await probe(sb, ['pingpong', sb.backends[0].v4, '8080', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
     const ctEbpf = await conntrackTo(sb, TARGET_IP);
+    c0.bulk.ebpf = await bulk(sb, BULK_IP, cgroup);
     // One endpoint added then removed, on Services spread over the cluster; the socket-LB part of each sync.
     const add: number[] = [];
     const remove: number[] = [];
@@ -126,8 +170,8 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     const rssBytes = process.memoryUsage().rss;
     await ebpf.cleanup();
     c = {
-      services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, pingpong: c0.pingpong, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
-      fullSync: { ebpfSeconds, socketLBSeconds, bpfSyscallSeconds, nftablesSeconds: 0 },
+      services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, pingpong: c0.pingpong, bulk: c0.bulk, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
+      fullSync: { ebpfSeconds, socketLBSeconds, bpfSyscallSeconds, nftablesSeconds: 0, kernelFloorSeconds: floor.seconds, entries: floor.entries },
       endpointChange: { add: percentiles(add), remove: percentiles(remove) }, memory: { mapBytes, rssBytes }, notes,
     };
   } finally {
@@ -145,17 +189,20 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     c.latency.nftables = await measure(TARGET_IP, 80);
     c.pingpong.nftables = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)])).perSecond ?? 0;
     c.conntrackToService.nftables = await conntrackTo(sb, TARGET_IP);
+    c.bulk.nftables = await bulk(sb, BULK_IP);
     await nft.cleanup();
   } finally {
     nft.close();
   }
 
   log(`${n}: kube-proxy iptables (legacy)`);
-  const services = makeServices(n, 2, { target });
+  const services = [...makeServices(n, 2, { target }), bulkService];
   const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
   const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  if (jumps.code === 0 && load.code === 0) c.latency.iptables = await measure(TARGET_IP, 80);
-  else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
+  if (jumps.code === 0 && load.code === 0) {
+    c.latency.iptables = await measure(TARGET_IP, 80);
+    c.bulk.iptables = await bulk(sb, BULK_IP);
+  } else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
   for (const t of ['nat', 'filter']) {
     await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
     await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
@@ -165,7 +212,18 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     return x?.p50Us && d ? (x.p50Us / d).toFixed(2) : '-';
   };
   log(`${n}: connect p50 vs direct: ebpf ${ratio(c.latency.ebpf)}, nftables ${ratio(c.latency.nftables)}, iptables ${ratio(c.latency.iptables)}; conntrack to the Service: ebpf ${c.conntrackToService.ebpf}, nftables ${c.conntrackToService.nftables}`);
+  const bulkRatio = (x: Case['bulk']['ebpf']) => (x ? (x.bytesPerSecond / x.directBytesPerSecond).toFixed(2) : '-');
+  log(`${n}: bulk vs direct: ebpf ${bulkRatio(c.bulk.ebpf)}, nftables ${bulkRatio(c.bulk.nftables)}, iptables ${bulkRatio(c.bulk.iptables)}; full sync: ebpf ${c.fullSync.ebpfSeconds.toFixed(3)} s (socket LB ${c.fullSync.socketLBSeconds.toFixed(3)} s, kernel floor ${c.fullSync.kernelFloorSeconds.toFixed(3)} s for ${c.fullSync.entries} entries), nftables ${c.fullSync.nftablesSeconds.toFixed(3)} s`);
   return c;
+}
+
+/** `connlat sink SINK_PORT` in a pod's namespace, until the sandbox is destroyed (which kills what runs in it). */
+async function startSink(sb: Sandbox, ns: string): Promise<void> {
+  const child = sb.spawn(ns, [CONNLAT, 'sink', String(SINK_PORT)]);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`connlat sink in ${ns} exited ${code}`)));
+  });
 }
 
 async function main(): Promise<void> {
@@ -182,6 +240,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(cgroup, { recursive: true });
   const cases: Case[] = [];
   try {
+    for (const b of sb.backends) await startSink(sb, b.ns);
     for (const n of sizes) cases.push(await oneCase(sb, cgroup, n, connects, reps));
   } finally {
     await sb.destroy();

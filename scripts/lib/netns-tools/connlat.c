@@ -4,6 +4,11 @@
 //                                             socket is reset on close (SO_LINGER 0): no TIME_WAIT piles up.
 //   connlat pingpong ADDR PORT MS             one connection to a netns-tools backend (greeting, then "HOLD"), then
 //                                             1-line request/response round trips for MS milliseconds.
+//   connlat bulk ADDR PORT MS                 one connection to a `connlat sink`, written to for MS milliseconds in
+//                                             128 KiB writes: bulk throughput ("bytesPerSecond").
+//   connlat sink PORT                         (in a backend's namespace) accepts connections on PORT, IPv4 and IPv6,
+//                                             one at a time, and discards what they send; prints "ready" once listening.
+//                                             In C for the same reason: a Node receiver would measure itself.
 // Prints one JSON line: {"n":...,"p50Us":...,"p90Us":...,"p99Us":...,"minUs":...,"maxUs":...,"meanUs":...,
 // "errors":{"ECONNREFUSED":1}} (pingpong adds "perSecond"). Built by scripts/setup.sh into build/tools/connlat.
 #define _GNU_SOURCE
@@ -106,9 +111,31 @@ static int read_line(int fd) {
   }
 }
 
+static int sink(int port) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0), zero = 0, one = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
+    perror("connlat sink");
+    return 1;
+  }
+  printf("ready\n");
+  fflush(stdout);
+  static char buf[1 << 18];
+  for (;;) {
+    int c = accept(fd, NULL, NULL);
+    if (c < 0) continue;
+    while (read(c, buf, sizeof buf) > 0) {
+    }
+    close(c);
+  }
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "sink") == 0) return sink(atoi(argv[2]));
   if (argc < 5) {
-    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP | connlat pingpong ADDR PORT MS\n");
+    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP | connlat pingpong ADDR PORT MS | connlat bulk ADDR PORT MS | connlat sink PORT\n");
     return 2;
   }
   struct sockaddr_storage ss;
@@ -154,6 +181,32 @@ int main(int argc, char **argv) {
     snprintf(extra, sizeof extra, ",\"perSecond\":%.0f", n / secs);
     print_result(s, n, extra);
     close(fd);
+    return 0;
+  }
+  if (strcmp(argv[1], "bulk") == 0) {
+    double ms = atof(argv[4]);
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+      count_error(errno);
+      print_result(NULL, 0, ",\"bytesPerSecond\":0");
+      return 0;
+    }
+    static char buf[1 << 17];
+    memset(buf, 'x', sizeof buf);
+    double bytes = 0, start = now_us();
+    while (now_us() - start < ms * 1000) {
+      ssize_t w = write(fd, buf, sizeof buf);
+      if (w <= 0) {
+        count_error(w < 0 ? errno : ECONNRESET);
+        break;
+      }
+      bytes += w;
+    }
+    double secs = (now_us() - start) / 1e6;
+    close(fd);
+    char extra[64];
+    snprintf(extra, sizeof extra, ",\"bytesPerSecond\":%.0f", bytes / secs);
+    print_result(NULL, 0, extra);
     return 0;
   }
   fprintf(stderr, "connlat: unknown mode %s\n", argv[1]);
