@@ -154,17 +154,28 @@ describe.runIf(haveRoot)('svcplane run against the API-server double, real traff
       }
       return undefined;
     };
+    // The Service and its slice are two watch events: under load they can land in two syncs, the first of which
+    // serves 503 (the Service without endpoints). So: probe after each sync until the answer comes, 60 s at most.
+    const probeUntil = async (code: number) => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const from = agent.lines.length;
+        const r = await probe();
+        if (r?.code === code || Date.now() > deadline) return r;
+        await agent.waitFor((l) => l.msg === 'synced', from, Math.max(1, deadline - Date.now())).catch(() => undefined);
+      }
+    };
     let from = agent.lines.length;
     api.apply(front());
     api.apply(frontSlice(NODE));
     await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
-    const ok = await probe();
+    const ok = await probeUntil(200);
     expect(ok?.code).toBe(200);
     expect(ok?.body).toMatchObject({ service: { name: 'front' }, localEndpoints: 1 });
     from = agent.lines.length;
     api.apply(frontSlice('elsewhere'));
     await agent.waitFor((l) => l.msg === 'synced' && (l.changed as number) > 0, from);
-    const none = await probe();
+    const none = await probeUntil(503);
     expect(none?.code).toBe(503);
     expect(none?.body.localEndpoints).toBe(0);
     from = agent.lines.length;
