@@ -161,6 +161,9 @@ export interface EbpfLinkInfo {
   adopted: boolean;
 }
 
+/** One step of EbpfObject.apply(). */
+export type EbpfMapStep = { op: 'update'; map: string; keys: Buffer; values: Buffer } | { op: 'delete'; map: string; keys: Buffer };
+
 export interface EbpfMapOpResult {
   /** Elements written, deleted or read. */
   count: number;
@@ -187,6 +190,11 @@ export declare class EbpfObject {
   delete(map: string, keys: Buffer): Promise<EbpfMapOpResult>;
   /** Every element, packed. */
   dump(map: string): Promise<EbpfMapOpResult & { keys: Buffer; values: Buffer }>;
+  /**
+   * The steps in order in one trip off the JS thread (a sync's writes and deletes over several maps). The first
+   * failing step stops the rest; its error names the map, the key and "(step i of n)".
+   */
+  apply(steps: EbpfMapStep[]): Promise<{ steps: number; syscalls: number; micros: number }>;
   /** The maps, with the kernel's current memory figure. */
   maps(): EbpfMapInfo[];
   /** Closes the object's descriptors; pinned maps and links stay. */

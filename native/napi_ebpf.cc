@@ -118,47 +118,74 @@ class AttachWorker : public ObjectWorker {
   std::vector<EbpfLinkReport> links_;
 };
 
-// update / delete / dump of one map.
+// Element operations on the maps, in order, in one trip off the JS thread: update, delete or dump of one map, or
+// apply(): every step of a sync (a few maps, image.ts's order) in one worker, so a one-endpoint change costs one
+// thread-pool hop instead of one per map (each hop is tens of microseconds, and more when the machine is busy).
+// A failing step stops the sequence there; its error names the map and key, and `step` says which one it was.
+struct MapStep {
+  enum class Op { Update, Delete, Dump } op;
+  std::string map;
+  std::vector<uint8_t> keys, values;
+  uint32_t count = 0;
+};
+
 class MapWorker : public ObjectWorker {
  public:
-  enum class Op { Update, Delete, Dump };
-  MapWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, Op op, std::string map, std::vector<uint8_t> keys, std::vector<uint8_t> values)
-      : ObjectWorker(env, std::move(lo)), op_(op), map_(std::move(map)), keys_(std::move(keys)), values_(std::move(values)) {}
+  MapWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::vector<MapStep> steps, bool many)
+      : ObjectWorker(env, std::move(lo)), steps_(std::move(steps)), many_(many) {}
   void Work() override {
-    if (!lo_->obj) throw SysError(EBADF, "BPF map " + map_ + ": the object is closed");
-    const EbpfMapReport& m = lo_->Map(map_);
-    int fd = lo_->obj->MapFd(map_);
-    if (op_ == Op::Dump) {
-      keys_.clear();
-      values_.clear();
-      count_ = MapDump(fd, map_, m.keySize, m.valueSize, keys_, values_, stats_);
-      return;
+    for (MapStep& st : steps_) {
+      Run(st);
+      done_++;
     }
-    if (keys_.size() % m.keySize) throw SysError(EINVAL, "BPF map " + map_ + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
-    count_ = static_cast<uint32_t>(keys_.size() / m.keySize);
-    if (op_ == Op::Delete) {
-      MapDelete(fd, map_, keys_.data(), count_, m.keySize, stats_);
-      return;
-    }
-    if (values_.size() != size_t(count_) * m.valueSize)
-      throw SysError(EINVAL, "BPF map " + map_ + ": " + std::to_string(count_) + " keys but " + std::to_string(values_.size()) + " bytes of " + std::to_string(m.valueSize) + "-byte values");
-    MapUpdate(fd, map_, keys_.data(), values_.data(), count_, m.keySize, m.valueSize, stats_);
   }
   void Settle(Napi::Env env) override {
     Napi::Object o = StatsObject(env, stats_);
-    o.Set("count", count_);
-    if (op_ == Op::Dump) {
-      o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys_.data(), keys_.size()));
-      o.Set("values", Napi::Buffer<uint8_t>::Copy(env, values_.data(), values_.size()));
+    if (many_) {
+      o.Set("steps", done_);
+    } else {
+      MapStep& st = steps_[0];
+      o.Set("count", st.count);
+      if (st.op == MapStep::Op::Dump) {
+        o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, st.keys.data(), st.keys.size()));
+        o.Set("values", Napi::Buffer<uint8_t>::Copy(env, st.values.data(), st.values.size()));
+      }
     }
     deferred_.Resolve(o);
   }
 
  private:
-  Op op_;
-  std::string map_;
-  std::vector<uint8_t> keys_, values_;
-  uint32_t count_ = 0;
+  void Run(MapStep& st) {
+    const std::string at = many_ ? " (step " + std::to_string(done_ + 1) + " of " + std::to_string(steps_.size()) + ")" : "";
+    if (!lo_->obj) throw SysError(EBADF, "BPF map " + st.map + ": the object is closed");
+    const EbpfMapReport& m = lo_->Map(st.map);
+    int fd = lo_->obj->MapFd(st.map);
+    if (st.op == MapStep::Op::Dump) {
+      st.keys.clear();
+      st.values.clear();
+      st.count = MapDump(fd, st.map, m.keySize, m.valueSize, st.keys, st.values, stats_);
+      return;
+    }
+    if (st.keys.size() % m.keySize)
+      throw SysError(EINVAL, "BPF map " + st.map + at + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
+    st.count = static_cast<uint32_t>(st.keys.size() / m.keySize);
+    try {
+      if (st.op == MapStep::Op::Delete) {
+        MapDelete(fd, st.map, st.keys.data(), st.count, m.keySize, stats_);
+        return;
+      }
+      if (st.values.size() != size_t(st.count) * m.valueSize)
+        throw SysError(EINVAL, "BPF map " + st.map + at + ": " + std::to_string(st.count) + " keys but " + std::to_string(st.values.size()) + " bytes of " +
+                                   std::to_string(m.valueSize) + "-byte values");
+      MapUpdate(fd, st.map, st.keys.data(), st.values.data(), st.count, m.keySize, m.valueSize, stats_);
+    } catch (const SysError& e) {
+      if (!many_) throw;
+      throw SysError(e.errnum, std::string(e.what()) + at);
+    }
+  }
+  std::vector<MapStep> steps_;
+  bool many_;
+  uint32_t done_ = 0;
   MapOpStats stats_;
 };
 
@@ -171,6 +198,7 @@ class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
       InstanceMethod<&EbpfObjectJs::Update>("update"),
       InstanceMethod<&EbpfObjectJs::Delete>("delete"),
       InstanceMethod<&EbpfObjectJs::Dump>("dump"),
+      InstanceMethod<&EbpfObjectJs::Apply>("apply"),
       InstanceMethod<&EbpfObjectJs::Maps>("maps"),
       InstanceMethod<&EbpfObjectJs::Close>("close"),
     });
@@ -194,15 +222,40 @@ class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
   }
   Napi::Value Update(const Napi::CallbackInfo& info) {
     std::string map = Str(info, 0, "update(map: string, keys: Buffer, values: Buffer)");
-    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Update, map, Bytes(info[1], "keys"), Bytes(info[2], "values")))->Start();
+    return One(info, {MapStep::Op::Update, map, Bytes(info[1], "keys"), Bytes(info[2], "values")});
   }
   Napi::Value Delete(const Napi::CallbackInfo& info) {
     std::string map = Str(info, 0, "delete(map: string, keys: Buffer)");
-    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Delete, map, Bytes(info[1], "keys"), {}))->Start();
+    return One(info, {MapStep::Op::Delete, map, Bytes(info[1], "keys"), {}});
   }
   Napi::Value Dump(const Napi::CallbackInfo& info) {
     std::string map = Str(info, 0, "dump(map: string)");
-    return (new MapWorker(info.Env(), lo_, MapWorker::Op::Dump, map, {}, {}))->Start();
+    return One(info, {MapStep::Op::Dump, map, {}, {}});
+  }
+  Napi::Value One(const Napi::CallbackInfo& info, MapStep step) {
+    std::vector<MapStep> steps;
+    steps.push_back(std::move(step));
+    return (new MapWorker(info.Env(), lo_, std::move(steps), false))->Start();
+  }
+  // apply(steps: Array<{ op: 'update' | 'delete', map, keys, values? }>): Promise<{ syscalls, micros, steps }>
+  Napi::Value Apply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* u = "apply(steps: Array<{ op: 'update' | 'delete', map: string, keys: Buffer, values?: Buffer }>)";
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, u);
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<MapStep> steps;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsObject()) throw Napi::TypeError::New(env, u);
+      Napi::Object o = v.As<Napi::Object>();
+      Napi::Value op = o.Get("op"), map = o.Get("map");
+      if (!op.IsString() || !map.IsString()) throw Napi::TypeError::New(env, u);
+      std::string ops = op.As<Napi::String>();
+      if (ops == "update") steps.push_back({MapStep::Op::Update, map.As<Napi::String>(), Bytes(o.Get("keys"), "keys"), Bytes(o.Get("values"), "values")});
+      else if (ops == "delete") steps.push_back({MapStep::Op::Delete, map.As<Napi::String>(), Bytes(o.Get("keys"), "keys"), {}});
+      else throw Napi::TypeError::New(env, u);
+    }
+    return (new MapWorker(env, lo_, std::move(steps), true))->Start();
   }
   // maps(): MapInfo[] with the kernel's current memlock figure (synchronous: a few fdinfo reads).
   Napi::Value Maps(const Napi::CallbackInfo& info) {

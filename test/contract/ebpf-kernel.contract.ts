@@ -55,6 +55,25 @@ export function ebpfKernelContract(name: string, make: () => Promise<EbpfContrac
       await expect(s.kernel.update(MAP.services, keys(f4), Buffer.alloc(3))).rejects.toMatchObject({ code: 'EINVAL' });
     });
 
+    it('apply() runs its steps in order in one call; the first refused step stops the rest and is named', async () => {
+      await s.kernel.load();
+      const r = await s.kernel.apply([
+        { op: 'update', map: MAP.services, keys: keys(f4, f6), values: values(7, 8) },
+        { op: 'delete', map: MAP.services, keys: keys(f6) },
+        { op: 'update', map: MAP.services, keys: keys(f4), values: values(9) },
+      ]);
+      expect(r.steps).toBe(3);
+      const d = await s.kernel.dump(MAP.services);
+      expect(d.count).toBe(1);
+      expect(readServiceValue(d.values, 0).set).toBe(9);
+      await expect(s.kernel.apply([
+        { op: 'delete', map: MAP.services, keys: keys(f4) },
+        { op: 'update', map: MAP.services, keys: keys(f6), values: Buffer.alloc(3) },
+        { op: 'update', map: MAP.services, keys: keys(f4), values: values(5) },
+      ])).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(new RegExp(`${MAP.services}.*\\(step 2 of 3\\)`)) });
+      expect((await s.kernel.dump(MAP.services)).count).toBe(0); // step 1 done, step 3 never sent
+    });
+
     it('keeps pinned maps and links across a restart, adopting the links; detach removes both', async () => {
       await s.kernel.load();
       const first = await s.kernel.attach();

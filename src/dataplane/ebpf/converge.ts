@@ -2,7 +2,7 @@
 // batch per map and step (BPF_MAP_*_BATCH). Map updates are not a transaction: a failure stops the sequence where
 // it is, and because of the order every state on the way is one a connect can use (the next sync, a full one,
 // finishes the job). The error names the map and the key the kernel refused.
-import type { EbpfKernel } from './kernel';
+import type { EbpfKernel, EbpfMapStep } from './kernel';
 import { type Image, type Ops, emptyImage, pairKey, splitPair } from './image';
 import { MAP, SIZE, pack, readBackendValue, readPair, readServiceKey, readServiceValue, writeBackendValue, writePair, writeServiceKey, writeServiceValue } from './layout';
 
@@ -38,25 +38,27 @@ const pairOf = (out: Buffer, at: number, k: string) => {
   writePair(out, at, a, b);
 };
 
-/** Sends the operations in image.ts's order. */
+/** Sends the operations in image.ts's order, as one apply(): one trip to the addon's worker for the whole sync. */
 export async function applyToKernel(kernel: EbpfKernel, ops: Ops): Promise<ConvergeStats> {
-  const stats: ConvergeStats = { syscalls: 0, micros: 0, bytes: 0 };
-  const run = async (p: Promise<{ syscalls: number; micros: number }> | undefined, bytes: number) => {
-    if (!p) return;
-    const r = await p;
-    stats.syscalls += r.syscalls;
-    stats.micros += r.micros;
-    stats.bytes += bytes;
+  const steps: EbpfMapStep[] = [];
+  let bytes = 0;
+  const put = (map: string, keys: Buffer, values: Buffer) => {
+    if (keys.length) steps.push({ op: 'update', map, keys, values });
+    bytes += keys.length + values.length;
   };
-  const put = (map: string, keys: Buffer, values: Buffer) => run(keys.length ? kernel.update(map, keys, values) : undefined, keys.length + values.length);
-  const del = (map: string, keys: Buffer) => run(keys.length ? kernel.delete(map, keys) : undefined, keys.length);
-  await put(MAP.backends, pack(ops.backendsPut.map((x) => x[0]), SIZE.backendKey, u32), pack(ops.backendsPut.map((x) => x[1]), SIZE.backendVal, writeBackendValue));
-  await put(MAP.slots, pack(ops.slotsPut.map((x) => x[0]), SIZE.slotKey, pairOf), pack(ops.slotsPut.map((x) => x[1]), SIZE.slotVal, u32));
-  await put(MAP.members, pack(ops.membersPut, SIZE.memberKey, pairOf), Buffer.alloc(ops.membersPut.length, 1));
-  await put(MAP.services, pack(ops.servicesPut.map((s) => s.frontend), SIZE.svcKey, writeServiceKey), pack(ops.servicesPut.map((s) => s.value), SIZE.svcVal, writeServiceValue));
-  await del(MAP.services, pack(ops.servicesDelete, SIZE.svcKey, writeServiceKey));
-  await del(MAP.slots, pack(ops.slotsDelete, SIZE.slotKey, pairOf));
-  await del(MAP.members, pack(ops.membersDelete, SIZE.memberKey, pairOf));
-  await del(MAP.backends, pack(ops.backendsDelete, SIZE.backendKey, u32));
-  return stats;
+  const del = (map: string, keys: Buffer) => {
+    if (keys.length) steps.push({ op: 'delete', map, keys });
+    bytes += keys.length;
+  };
+  put(MAP.backends, pack(ops.backendsPut.map((x) => x[0]), SIZE.backendKey, u32), pack(ops.backendsPut.map((x) => x[1]), SIZE.backendVal, writeBackendValue));
+  put(MAP.slots, pack(ops.slotsPut.map((x) => x[0]), SIZE.slotKey, pairOf), pack(ops.slotsPut.map((x) => x[1]), SIZE.slotVal, u32));
+  put(MAP.members, pack(ops.membersPut, SIZE.memberKey, pairOf), Buffer.alloc(ops.membersPut.length, 1));
+  put(MAP.services, pack(ops.servicesPut.map((s) => s.frontend), SIZE.svcKey, writeServiceKey), pack(ops.servicesPut.map((s) => s.value), SIZE.svcVal, writeServiceValue));
+  del(MAP.services, pack(ops.servicesDelete, SIZE.svcKey, writeServiceKey));
+  del(MAP.slots, pack(ops.slotsDelete, SIZE.slotKey, pairOf));
+  del(MAP.members, pack(ops.membersDelete, SIZE.memberKey, pairOf));
+  del(MAP.backends, pack(ops.backendsDelete, SIZE.backendKey, u32));
+  if (steps.length === 0) return { syscalls: 0, micros: 0, bytes: 0 };
+  const r = await kernel.apply(steps);
+  return { syscalls: r.syscalls, micros: r.micros, bytes };
 }

@@ -1,7 +1,7 @@
 // An in-memory EbpfKernel for unit tests: the maps as the kernel keeps them (fixed-size records, capacities, BPF_ANY
 // updates, absent keys ignored by delete), links as pins. test/contract/ebpf-kernel.contract.ts holds it and
 // LibbpfKernel to one behaviour; where they differ the kernel is right.
-import type { EbpfKernel, EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfPinnedLink } from './kernel';
+import type { EbpfKernel, EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfMapStep, EbpfPinnedLink } from './kernel';
 import { CAPACITY, MAP, SIZE } from './layout';
 
 const PROGRAMS = ['svp_connect4', 'svp_connect6', 'svp_sendmsg4', 'svp_sendmsg6', 'svp_recvmsg4', 'svp_recvmsg6', 'svp_getpeername4', 'svp_getpeername6'];
@@ -102,6 +102,19 @@ export class FakeEbpfKernel implements EbpfKernel {
     const keys = Buffer.concat([...m.entries.keys()].map((k) => Buffer.from(k, 'hex')));
     const values = Buffer.concat([...m.entries.values()]);
     return { count: m.entries.size, syscalls: 1, micros: 0, keys, values };
+  }
+
+  async apply(steps: EbpfMapStep[]): Promise<{ steps: number; syscalls: number; micros: number }> {
+    let syscalls = 0;
+    for (const [i, st] of steps.entries()) {
+      try {
+        syscalls += (st.op === 'update' ? await this.update(st.map, st.keys, st.values) : await this.delete(st.map, st.keys)).syscalls;
+      } catch (e) {
+        (e as Error).message += ` (step ${i + 1} of ${steps.length})`;
+        throw e;
+      }
+    }
+    return { steps: steps.length, syscalls, micros: 0 };
   }
 
   maps(): EbpfMapInfo[] {

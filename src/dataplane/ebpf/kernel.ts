@@ -4,11 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../../native/index';
-import type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfPinnedLink } from '../../../native/index';
+import type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfMapStep, EbpfPinnedLink } from '../../../native/index';
 import { LAYOUT_VERSION } from './layout';
 import { EbpfPreflightError, effectiveCapabilities, explainLoadFailure, missingCapabilities, needsNoRetvalObject } from './preflight';
 
-export type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfPinnedLink };
+export type { EbpfLinkInfo, EbpfMapInfo, EbpfMapOpResult, EbpfMapStep, EbpfPinnedLink };
 
 export interface EbpfKernel {
   /** Checks what load and attach need, changing nothing; throws naming what is missing. */
@@ -22,6 +22,8 @@ export interface EbpfKernel {
   update(map: string, keys: Buffer, values: Buffer): Promise<EbpfMapOpResult>;
   delete(map: string, keys: Buffer): Promise<EbpfMapOpResult>;
   dump(map: string): Promise<EbpfMapOpResult & { keys: Buffer; values: Buffer }>;
+  /** The steps in order, in one trip to the kernel's side; the first failure stops the rest and names its step. */
+  apply(steps: EbpfMapStep[]): Promise<{ steps: number; syscalls: number; micros: number }>;
   maps(): EbpfMapInfo[];
   /** The pinned links, read from bpffs (none when nothing is pinned). */
   links(): EbpfPinnedLink[];
@@ -113,6 +115,10 @@ export class LibbpfKernel implements EbpfKernel {
 
   dump(map: string): Promise<EbpfMapOpResult & { keys: Buffer; values: Buffer }> {
     return this.obj.dump(map);
+  }
+
+  apply(steps: EbpfMapStep[]): Promise<{ steps: number; syscalls: number; micros: number }> {
+    return this.obj.apply(steps);
   }
 
   maps(): EbpfMapInfo[] {
