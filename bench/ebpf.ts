@@ -28,6 +28,7 @@ import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
+import { renderRatioPlot } from './lib/plot';
 import { MAP } from '../src/dataplane/ebpf/layout';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
@@ -217,6 +218,43 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   return c;
 }
 
+/** TCP connect p50 of each mode over direct to the pod, measured beside it (paired rounds), against Services. */
+function connectPlot(cases: Case[]): string {
+  const paired = (x: LatencyResult | null) => {
+    const d = (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
+    return x?.p50Us && d ? x.p50Us / d : null;
+  };
+  return renderRatioPlot('TCP connect p50 / direct to the pod (same node state, paired rounds)', cases.map((c) => c.services), [
+    { label: 'svcplane ebpf (socket LB)', color: '#d62728', ys: cases.map((c) => paired(c.latency.ebpf)) },
+    { label: 'svcplane nftables', color: '#1f77b4', ys: cases.map((c) => paired(c.latency.nftables)) },
+    { label: 'kube-proxy iptables (legacy)', color: '#2ca02c', ys: cases.map((c) => paired(c.latency.iptables)) },
+  ]);
+}
+
+/** The Markdown tables README shows (`node dist/bench/ebpf.js --report [file]`). */
+export function report(r: { date: string; machine: { kernel: string; cpus: number }; connects: number; cases: Case[] }): string {
+  const us = (x: number | null | undefined) => (x == null ? '-' : x.toFixed(1));
+  const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
+  const paired = (x: LatencyResult | null) => (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
+  const lines = [`Run of ${r.date.slice(0, 10)} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}; ${r.connects} connects per figure, the median of ${ROUNDS} paired rounds.`, '',
+    '| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s: ebpf vs direct, nftables vs direct | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after the connects: ebpf, nftables |',
+    '|---|---|---|---|---|---|---|---|'];
+  for (const c of r.cases) {
+    const mode = (x: LatencyResult | null) => (x ? `${us(x.p50Us)} (${ratio(x.p50Us, paired(x))}; ${ratio(x.p50Us, c.latency.direct?.p50Us)})` : '-');
+    const b = (x: Case['bulk']['ebpf']) => (x ? ratio(x.bytesPerSecond, x.directBytesPerSecond) : '-');
+    lines.push(`| ${c.services} | ${us(c.latency.direct?.p50Us)} | ${mode(c.latency.ebpf)} | ${mode(c.latency.nftables)} | ${mode(c.latency.iptables)} | ${ratio(c.pingpong.ebpf, c.pingpong.direct)}, ${ratio(c.pingpong.nftables, c.pingpong.direct)} | ${b(c.bulk.ebpf)}, ${b(c.bulk.nftables)}, ${b(c.bulk.iptables)} | ${c.conntrackToService.ebpf}, ${c.conntrackToService.nftables} |`);
+  }
+  lines.push('', '| Services × 2 endpoints | ebpf full sync (socket-LB part; in bpf()) | kernel floor of the socket-LB part (entries) | nftables full sync | one endpoint added / removed, socket-LB part p50 / p99 µs | map memory | agent RSS |', '|---|---|---|---|---|---|---|');
+  const s = (x: number) => `${x.toFixed(3)} s`;
+  const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+  for (const c of r.cases) {
+    const f = c.fullSync;
+    const pc = (p: Percentiles) => `${(p.p50Ms * 1000).toFixed(0)} / ${(p.p99Ms * 1000).toFixed(0)}`;
+    lines.push(`| ${c.services} | ${s(f.ebpfSeconds)} (${s(f.socketLBSeconds)}; ${s(f.bpfSyscallSeconds)}) | ${s(f.kernelFloorSeconds)} (${f.entries}) | ${s(f.nftablesSeconds)} | ${pc(c.endpointChange.add)}; ${pc(c.endpointChange.remove)} | ${mib(c.memory.mapBytes)} | ${mib(c.memory.rssBytes)} |`);
+  }
+  return lines.join('\n');
+}
+
 /** `connlat sink SINK_PORT` in a pod's namespace, until the sandbox is destroyed (which kills what runs in it). */
 async function startSink(sb: Sandbox, ns: string): Promise<void> {
   const child = sb.spawn(ns, [CONNLAT, 'sink', String(SINK_PORT)]);
@@ -227,6 +265,11 @@ async function startSink(sb: Sandbox, ns: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const at = process.argv.indexOf('--report');
+  if (at >= 0) {
+    console.log(report(JSON.parse(fs.readFileSync(process.argv[at + 1] ?? path.join(RESULTS, 'ebpf.json'), 'utf8'))));
+    return;
+  }
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces, BPF)');
   const quick = process.argv.includes('--quick');
   const sizes = quick ? [1, 1000] : [1, 10_000, 30_000];
@@ -255,7 +298,9 @@ async function main(): Promise<void> {
   };
   const file = path.join(RESULTS, quick ? 'ebpf-quick.json' : 'ebpf.json');
   fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  fs.writeFileSync(file.replace(/\.json$/, '-connect.svg'), connectPlot(cases));
   log(`written ${file}`);
+  console.log(report(result));
 }
 
 main().catch((e: unknown) => {

@@ -55,3 +55,33 @@ export function renderSyncPlot(cases: PlotCase[], title = 'Full sync time, Servi
   out.push('</svg>');
   return out.join('\n');
 }
+
+/** One line per series: a ratio (1 = the baseline, drawn) against Service count (log x, linear y). */
+export function renderRatioPlot(title: string, xs: number[], series: Array<{ label: string; color: string; ys: Array<number | null> }>): string {
+  const W = 760, H = 420, L = 60, R = 280, T = 40, B = 50;
+  const all = series.flatMap((s) => s.ys.filter((y): y is number => y !== null && Number.isFinite(y)));
+  const y0 = Math.min(0.8, Math.floor(Math.min(1, ...all) * 10) / 10), y1 = Math.max(1.2, Math.ceil(Math.max(1, ...all) * 10) / 10);
+  const lx0 = Math.log10(Math.max(1, Math.min(...xs))), lx1 = Math.log10(Math.max(...xs));
+  const X = (v: number) => L + ((Math.log10(Math.max(1, v)) - lx0) / Math.max(1e-9, lx1 - lx0)) * (W - L - R);
+  const Y = (v: number) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
+  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${L}" y="22" font-size="14">${title}</text>`];
+  for (let v = y0; v <= y1 + 1e-9; v += 0.1) {
+    const y = Y(v);
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="${Math.abs(v - 1) < 1e-9 ? '#888' : '#eee'}"/>`, `<text x="${L - 8}" y="${y + 4}" text-anchor="end">${v.toFixed(1)}×</text>`);
+  }
+  for (const v of xs) {
+    const x = X(v);
+    out.push(`<line x1="${x}" x2="${x}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x}" y="${H - B + 18}" text-anchor="middle">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
+  }
+  out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">Services</text>`);
+  series.forEach((s, i) => {
+    const pts = xs.map((x, j) => [x, s.ys[j]] as const).filter((p): p is readonly [number, number] => p[1] !== null);
+    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([x, y]) => `${X(x)},${Y(y)}`).join(' ')}"/>`);
+    for (const [x, y] of pts) out.push(`<circle cx="${X(x)}" cy="${Y(y)}" r="3" fill="${s.color}"/>`);
+    const ly = T + 10 + i * 20;
+    out.push(`<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"/>`, `<text x="${W - R + 46}" y="${ly + 4}">${s.label}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
