@@ -195,6 +195,11 @@ export declare class EbpfObject {
    * failing step stops the rest; its error names the map, the key and "(step i of n)".
    */
   apply(steps: EbpfMapStep[]): Promise<{ steps: number; syscalls: number; micros: number }>;
+  /**
+   * apply() on the JS thread, for a few elements (a bpf() map write does not sleep: tens of microseconds, less than a
+   * hop to the thread pool). undefined, with nothing done, when a worker holds the object at that moment.
+   */
+  applySync(steps: EbpfMapStep[]): { steps: number; syscalls: number; micros: number } | undefined;
   /** The maps, with the kernel's current memory figure. */
   maps(): EbpfMapInfo[];
   /** Closes the object's descriptors; pinned maps and links stay. */

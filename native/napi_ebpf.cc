@@ -129,16 +129,45 @@ struct MapStep {
   uint32_t count = 0;
 };
 
+// Runs the steps in order on the loaded object (its lock held by the caller); `done` counts the steps finished.
+void RunSteps(LoadedObject& lo, std::vector<MapStep>& steps, bool many, MapOpStats& stats, uint32_t& done) {
+  for (MapStep& st : steps) {
+    const std::string at = many ? " (step " + std::to_string(done + 1) + " of " + std::to_string(steps.size()) + ")" : "";
+    if (!lo.obj) throw SysError(EBADF, "BPF map " + st.map + ": the object is closed");
+    const EbpfMapReport& m = lo.Map(st.map);
+    int fd = lo.obj->MapFd(st.map);
+    if (st.op == MapStep::Op::Dump) {
+      st.keys.clear();
+      st.values.clear();
+      st.count = MapDump(fd, st.map, m.keySize, m.valueSize, st.keys, st.values, stats);
+      done++;
+      continue;
+    }
+    if (st.keys.size() % m.keySize)
+      throw SysError(EINVAL, "BPF map " + st.map + at + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
+    st.count = static_cast<uint32_t>(st.keys.size() / m.keySize);
+    try {
+      if (st.op == MapStep::Op::Delete) {
+        MapDelete(fd, st.map, st.keys.data(), st.count, m.keySize, stats);
+      } else {
+        if (st.values.size() != size_t(st.count) * m.valueSize)
+          throw SysError(EINVAL, "BPF map " + st.map + at + ": " + std::to_string(st.count) + " keys but " + std::to_string(st.values.size()) +
+                                     " bytes of " + std::to_string(m.valueSize) + "-byte values");
+        MapUpdate(fd, st.map, st.keys.data(), st.values.data(), st.count, m.keySize, m.valueSize, stats);
+      }
+    } catch (const SysError& e) {
+      if (!many || std::string(e.what()).find(at) != std::string::npos) throw;
+      throw SysError(e.errnum, std::string(e.what()) + at);
+    }
+    done++;
+  }
+}
+
 class MapWorker : public ObjectWorker {
  public:
   MapWorker(Napi::Env env, std::shared_ptr<LoadedObject> lo, std::vector<MapStep> steps, bool many)
       : ObjectWorker(env, std::move(lo)), steps_(std::move(steps)), many_(many) {}
-  void Work() override {
-    for (MapStep& st : steps_) {
-      Run(st);
-      done_++;
-    }
-  }
+  void Work() override { RunSteps(*lo_, steps_, many_, stats_, done_); }
   void Settle(Napi::Env env) override {
     Napi::Object o = StatsObject(env, stats_);
     if (many_) {
@@ -155,34 +184,6 @@ class MapWorker : public ObjectWorker {
   }
 
  private:
-  void Run(MapStep& st) {
-    const std::string at = many_ ? " (step " + std::to_string(done_ + 1) + " of " + std::to_string(steps_.size()) + ")" : "";
-    if (!lo_->obj) throw SysError(EBADF, "BPF map " + st.map + ": the object is closed");
-    const EbpfMapReport& m = lo_->Map(st.map);
-    int fd = lo_->obj->MapFd(st.map);
-    if (st.op == MapStep::Op::Dump) {
-      st.keys.clear();
-      st.values.clear();
-      st.count = MapDump(fd, st.map, m.keySize, m.valueSize, st.keys, st.values, stats_);
-      return;
-    }
-    if (st.keys.size() % m.keySize)
-      throw SysError(EINVAL, "BPF map " + st.map + at + ": keys are not a whole number of " + std::to_string(m.keySize) + "-byte keys");
-    st.count = static_cast<uint32_t>(st.keys.size() / m.keySize);
-    try {
-      if (st.op == MapStep::Op::Delete) {
-        MapDelete(fd, st.map, st.keys.data(), st.count, m.keySize, stats_);
-        return;
-      }
-      if (st.values.size() != size_t(st.count) * m.valueSize)
-        throw SysError(EINVAL, "BPF map " + st.map + at + ": " + std::to_string(st.count) + " keys but " + std::to_string(st.values.size()) + " bytes of " +
-                                   std::to_string(m.valueSize) + "-byte values");
-      MapUpdate(fd, st.map, st.keys.data(), st.values.data(), st.count, m.keySize, m.valueSize, stats_);
-    } catch (const SysError& e) {
-      if (!many_) throw;
-      throw SysError(e.errnum, std::string(e.what()) + at);
-    }
-  }
   std::vector<MapStep> steps_;
   bool many_;
   uint32_t done_ = 0;
@@ -199,6 +200,7 @@ class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
       InstanceMethod<&EbpfObjectJs::Delete>("delete"),
       InstanceMethod<&EbpfObjectJs::Dump>("dump"),
       InstanceMethod<&EbpfObjectJs::Apply>("apply"),
+      InstanceMethod<&EbpfObjectJs::ApplySync>("applySync"),
       InstanceMethod<&EbpfObjectJs::Maps>("maps"),
       InstanceMethod<&EbpfObjectJs::Close>("close"),
     });
@@ -237,10 +239,8 @@ class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
     steps.push_back(std::move(step));
     return (new MapWorker(info.Env(), lo_, std::move(steps), false))->Start();
   }
-  // apply(steps: Array<{ op: 'update' | 'delete', map, keys, values? }>): Promise<{ syscalls, micros, steps }>
-  Napi::Value Apply(const Napi::CallbackInfo& info) {
+  std::vector<MapStep> Steps(const Napi::CallbackInfo& info, const char* u) {
     Napi::Env env = info.Env();
-    const char* u = "apply(steps: Array<{ op: 'update' | 'delete', map: string, keys: Buffer, values?: Buffer }>)";
     if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, u);
     Napi::Array a = info[0].As<Napi::Array>();
     std::vector<MapStep> steps;
@@ -255,7 +255,31 @@ class EbpfObjectJs : public Napi::ObjectWrap<EbpfObjectJs> {
       else if (ops == "delete") steps.push_back({MapStep::Op::Delete, map.As<Napi::String>(), Bytes(o.Get("keys"), "keys"), {}});
       else throw Napi::TypeError::New(env, u);
     }
-    return (new MapWorker(env, lo_, std::move(steps), true))->Start();
+    return steps;
+  }
+  // apply(steps: Array<{ op: 'update' | 'delete', map, keys, values? }>): Promise<{ syscalls, micros, steps }>
+  Napi::Value Apply(const Napi::CallbackInfo& info) {
+    auto steps = Steps(info, "apply(steps: Array<{ op: 'update' | 'delete', map: string, keys: Buffer, values?: Buffer }>)");
+    return (new MapWorker(info.Env(), lo_, std::move(steps), true))->Start();
+  }
+  // applySync(steps): { syscalls, micros, steps } | undefined. The same on the JS thread, for a few elements: a bpf()
+  // map write does not sleep, and tens of microseconds of it cost less than one hop to the thread pool (which took
+  // milliseconds at p99 on these VMs: waking an idle vCPU). undefined when a worker holds the object: use apply().
+  Napi::Value ApplySync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto steps = Steps(info, "applySync(steps: Array<{ op: 'update' | 'delete', map: string, keys: Buffer, values?: Buffer }>)");
+    std::unique_lock<std::mutex> g(lo_->mu, std::try_to_lock);
+    if (!g.owns_lock()) return env.Undefined();
+    MapOpStats stats;
+    uint32_t done = 0;
+    try {
+      RunSteps(*lo_, steps, true, stats, done);
+    } catch (const SysError& e) {
+      throw MakeError(env, e.what(), e.errnum);
+    }
+    Napi::Object o = StatsObject(env, stats);
+    o.Set("steps", done);
+    return o;
   }
   // maps(): MapInfo[] with the kernel's current memlock figure (synchronous: a few fdinfo reads).
   Napi::Value Maps(const Napi::CallbackInfo& info) {

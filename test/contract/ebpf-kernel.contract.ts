@@ -72,6 +72,13 @@ export function ebpfKernelContract(name: string, make: () => Promise<EbpfContrac
         { op: 'update', map: MAP.services, keys: keys(f4), values: values(5) },
       ])).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(new RegExp(`${MAP.services}.*\\(step 2 of 3\\)`)) });
       expect((await s.kernel.dump(MAP.services)).count).toBe(0); // step 1 done, step 3 never sent
+      // A full sync's size (the libbpf kernel sends it off the JS thread; a few elements run on it): same result.
+      const many = Array.from({ length: 3000 }, (_, i): Frontend => ({ address: `198.18.${61 + (i >> 8)}.${i & 255}`, port: 80, protocol: 'TCP' }));
+      const big = await s.kernel.apply([{ op: 'update', map: MAP.services, keys: keys(...many), values: values(...many.map((_, i) => i + 1)) }]);
+      expect(big.steps).toBe(1);
+      expect((await s.kernel.dump(MAP.services)).count).toBe(3000);
+      await s.kernel.apply([{ op: 'delete', map: MAP.services, keys: keys(...many) }]);
+      expect((await s.kernel.dump(MAP.services)).count).toBe(0);
     });
 
     it('keeps pinned maps and links across a restart, adopting the links; detach removes both', async () => {
