@@ -10,6 +10,7 @@ import { EbpfProxier } from './dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from './dataplane/ebpf/kernel';
 import { cgroupRoot } from './dataplane/ebpf/cgroup';
 import { removeEbpfLeftovers } from './dataplane/ebpf/leftovers';
+import { removeIpvsLeftovers } from './dataplane/ipvs/leftovers';
 import { defaultIpvsConfig } from './dataplane/ipvs/config';
 import { NetlinkNftClient } from './dataplane/nftables/client';
 import { NftablesProxier } from './dataplane/nftables/proxier';
@@ -165,6 +166,7 @@ export class Agent {
     // What the kernel accepts decides the ruleset's shape: said once, here. A kernel this mode cannot run on stops
     // the agent now, with the reason in words, rather than failing every sync.
     if (config.mode !== 'ebpf') removeEbpfLeftovers(config.bpfRoot, log);
+    if (config.mode !== 'ipvs') await removeIpvsLeftovers(this.o.netns, undefined, log);
     const kernel = await this.dataplane.prepare?.();
     if (this.stopping.signal.aborted) return;
     // conntrack netlink (stale UDP entries): said once if missing, never fatal.

@@ -12,6 +12,7 @@ import { EbpfProxier } from '../dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from '../dataplane/ebpf/kernel';
 import { cgroupRoot } from '../dataplane/ebpf/cgroup';
 import { removeEbpfLeftovers } from '../dataplane/ebpf/leftovers';
+import { removeIpvsLeftovers } from '../dataplane/ipvs/leftovers';
 import { EbpfPreflightError } from '../dataplane/ebpf/preflight';
 import { defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
@@ -164,6 +165,7 @@ async function cmdSync(flags: ParsedFlags, log: Logger): Promise<number> {
   const lock = await acquireWriterLock({ netns: str(flags, 'netns') });
   const dp = openDataplane(flags, config, log);
   if (dp.mode !== 'ebpf') removeEbpfLeftovers(str(flags, 'bpf-root') ?? String(BPF_ROOT.default), log);
+  if (dp.mode !== 'ipvs') await removeIpvsLeftovers(str(flags, 'netns'), config.tableName, log);
   try {
     const kernel = await dp.prepare?.();
     const res = await dp.syncFull(model.servicePorts);
