@@ -15,27 +15,29 @@ export const NFTABLES_KERNEL_SUITES = [
 export const EBPF_KERNEL_SUITES = ['test/kernel/ebpf-socket-lb.test.ts', 'test/kernel/ebpf-kernel.contract.test.ts'];
 
 /**
- * Seconds each suite took in the 6.1 guest on a loaded run (2026-12-03, two CPU loops beside it), for the order the
- * guest runs them in: longest first, so the two forks finish together instead of one idling while the other runs a
- * long file it took last. Unknown files count as 60 s.
+ * Seconds each suite's tests took in the 6.1 guest on a loaded run (2026-12-03, run H: two CPU loops beside it, the
+ * CLI in-process), for the order the guest runs them in: longest first, so the two forks finish together instead of
+ * one idling while the other runs a long file it took last. Unknown files count as 60 s.
  */
 export const GUEST_SECONDS: Record<string, number> = {
-  'test/kernel/nftables-node-features.test.ts': 661,
-  'test/kernel/nftables-policies.test.ts': 474,
-  'test/vm/guest/ipvs-hand-edits.test.ts': 403,
-  'test/vm/guest/ipvs-node-features.test.ts': 341,
-  'test/vm/guest/ipvs-nftables.test.ts': 312,
-  'test/vm/guest/ipvs-policies.test.ts': 308,
-  'test/kernel/nftables-traffic.test.ts': 279,
-  'test/vm/guest/ipvs-traffic.test.ts': 261,
-  'test/kernel/nftables-cli.test.ts': 193,
-  'test/kernel/nftables-affinity.test.ts': 171,
-  'test/kernel/nftables-kernel.test.ts': 83,
-  'test/vm/guest/ipvs-dry-run.test.ts': 67,
-  'test/vm/guest/ipvs-scheduler-check.test.ts': 43,
-  'test/vm/guest/ipvs-container-view.test.ts': 41,
-  'test/kernel/conntrack.test.ts': 25,
-  'test/vm/guest/ipvs-kernel.contract.test.ts': 12,
+  'test/vm/guest/ipvs-hand-edits.test.ts': 366,
+  'test/kernel/ebpf-socket-lb.test.ts': 256,
+  'test/kernel/nftables-node-features.test.ts': 238,
+  'test/kernel/nftables-policies.test.ts': 224,
+  'test/vm/guest/ipvs-node-features.test.ts': 178,
+  'test/kernel/nftables-traffic.test.ts': 163,
+  'test/vm/guest/ipvs-nftables.test.ts': 136,
+  'test/vm/guest/ipvs-policies.test.ts': 118,
+  'test/vm/guest/ipvs-traffic.test.ts': 94,
+  'test/kernel/nftables-kernel.test.ts': 88,
+  'test/vm/guest/ipvs-container-view.test.ts': 85,
+  'test/kernel/nftables-cli.test.ts': 72,
+  'test/kernel/nftables-affinity.test.ts': 66,
+  'test/vm/guest/ipvs-scheduler-check.test.ts': 33,
+  'test/vm/guest/ipvs-dry-run.test.ts': 22,
+  'test/kernel/conntrack.test.ts': 21,
+  'test/vm/guest/ipvs-kernel.contract.test.ts': 13,
+  'test/kernel/ebpf-kernel.contract.test.ts': 3,
 };
 
 export function guestSeconds(file: string): number {
