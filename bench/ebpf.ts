@@ -208,22 +208,26 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
     await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
   }
-  const ratio = (x: LatencyResult | null) => {
-    const d = (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
-    return x?.p50Us && d ? (x.p50Us / d).toFixed(2) : '-';
-  };
+  const ratio = (x: LatencyResult | null) => pairedRatio(x)?.toFixed(2) ?? '-';
   log(`${n}: connect p50 vs direct: ebpf ${ratio(c.latency.ebpf)}, nftables ${ratio(c.latency.nftables)}, iptables ${ratio(c.latency.iptables)}; conntrack to the Service: ebpf ${c.conntrackToService.ebpf}, nftables ${c.conntrackToService.nftables}`);
   const bulkRatio = (x: Case['bulk']['ebpf']) => (x ? (x.bytesPerSecond / x.directBytesPerSecond).toFixed(2) : '-');
   log(`${n}: bulk vs direct: ebpf ${bulkRatio(c.bulk.ebpf)}, nftables ${bulkRatio(c.bulk.nftables)}, iptables ${bulkRatio(c.bulk.iptables)}; full sync: ebpf ${c.fullSync.ebpfSeconds.toFixed(3)} s (socket LB ${c.fullSync.socketLBSeconds.toFixed(3)} s, kernel floor ${c.fullSync.kernelFloorSeconds.toFixed(3)} s for ${c.fullSync.entries} entries), nftables ${c.fullSync.nftablesSeconds.toFixed(3)} s`);
   return c;
 }
 
+/** A mode's connect p50 over the direct run measured beside it (measure() keeps it as directP50Us). */
+function pairedDirectP50(x: LatencyResult | null): number | undefined {
+  return (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
+}
+
+function pairedRatio(x: LatencyResult | null): number | null {
+  const d = pairedDirectP50(x);
+  return x?.p50Us && d ? x.p50Us / d : null;
+}
+
 /** TCP connect p50 of each mode over direct to the pod, measured beside it (paired rounds), against Services. */
 function connectPlot(cases: Case[]): string {
-  const paired = (x: LatencyResult | null) => {
-    const d = (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
-    return x?.p50Us && d ? x.p50Us / d : null;
-  };
+  const paired = pairedRatio;
   return renderRatioPlot('TCP connect p50 / direct to the pod (same node state, paired rounds)', cases.map((c) => c.services), [
     { label: 'svcplane ebpf (socket LB)', color: '#d62728', ys: cases.map((c) => paired(c.latency.ebpf)) },
     { label: 'svcplane nftables', color: '#1f77b4', ys: cases.map((c) => paired(c.latency.nftables)) },
@@ -235,7 +239,7 @@ function connectPlot(cases: Case[]): string {
 export function report(r: { date: string; machine: { kernel: string; cpus: number }; connects: number; cases: Case[] }): string {
   const us = (x: number | null | undefined) => (x == null ? '-' : x.toFixed(1));
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
-  const paired = (x: LatencyResult | null) => (x as (LatencyResult & { directP50Us?: number }) | null)?.directP50Us;
+  const paired = pairedDirectP50;
   const lines = [`Run of ${r.date.slice(0, 10)} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}; ${r.connects} connects per figure, the median of ${ROUNDS} paired rounds.`, '',
     '| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s: ebpf vs direct, nftables vs direct | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after the connects: ebpf, nftables |',
     '|---|---|---|---|---|---|---|---|'];
