@@ -4,12 +4,14 @@
 //                the pod IP (the physical limit; measured beside each mode, round by round), svcplane ebpf (client in the bench's cgroup),
 //                svcplane nftables, kube-proxy iptables (iptables-legacy-restore), measured by a C probe
 //                (scripts/lib/netns-tools/connlat.c); request/response rate on one connection (ping-pong); bulk
-//                throughput on one connection (to a C sink in each pod, paired with direct like the latency); whether
-//                the node holds a conntrack entry for the Service address (ebpf: none; the NAT modes: one per connection).
+//                throughput on one connection (to a C sink in each pod); each figure paired round by round with the
+//                same probe direct to the pod; whether the node holds a conntrack entry for the Service address
+//                (ebpf: none; the NAT modes: one per connection).
 //   programming  full sync of N Services x 2 endpoints: the ebpf mode (the socket-LB maps and, in the same sync,
 //                the nftables table for off-node traffic), its socket-LB part alone and the time inside bpf();
 //                the nftables mode; the kernel floor (the socket-LB maps' same entries written with one raw batch per
-//                map, nothing computed); one endpoint added/removed: the socket-LB part's p50/p99.
+//                map, nothing computed); one endpoint added/removed: the socket-LB part's p50/p99, round by round
+//                beside the same change to a 1k-Service node programmed in a second sandbox (the 30k/1k ratio).
 //   memory       map memory at N Services (the kernel's memlock figure) and the agent's RSS beside it.
 // Results: bench/results/ebpf.json. `--quick`: small sizes, for a smoke run.
 import * as fs from 'node:fs';
@@ -39,24 +41,36 @@ const PEER_TIMEOUT_MS = 300_000;
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const TARGET_IP = '198.18.100.50';
 const ROUNDS = 5;
-const PINGPONG_MS = 2000;
+const PINGPONG_MS = 1000;
 /** A second Service, for bulk throughput: its endpoints are `connlat sink` on SINK_PORT in each pod. */
 const BULK_IP = '198.18.100.51';
 const SINK_PORT = 9000;
+/** A third, for the ping-pong: its endpoints are `connlat echo` on ECHO_PORT in each pod. */
+const ECHO_IP = '198.18.100.52';
+const ECHO_PORT = 9001;
 const BULK_MS = 1000;
 const BULK_ROUNDS = 3;
+/** The reference node of the endpoint-change figures: this many Services, changed round by round beside each size. */
+const REFERENCE_SERVICES = 1000;
+/**
+ * Endpoint-change rounds left out before recording. V8 keeps tiering up the sync's functions (concurrent TurboFan
+ * compiles on the other CPU, deopts and re-optimisations) for the first several hundred syncs; a daemon is measured
+ * at steady state. The early rounds' percentiles are kept in the results as `warmup`.
+ */
+const CHANGE_WARMUP = 1000;
 
 interface Case {
   services: number;
   latency: Record<'direct' | 'ebpf' | 'nftables' | 'iptables', LatencyResult | null>;
-  /** Request/response round trips per second on one established connection (1-line ping-pong). */
-  pingpong: Record<'direct' | 'ebpf' | 'nftables', number>;
+  /** Request/response round trips per second on one established connection (1-line ping-pong), each mode's median round with the direct run beside it. */
+  pingpong: Record<'ebpf' | 'nftables' | 'iptables', { perSecond: number; directPerSecond: number } | null>;
   /** Bytes per second on one connection, each mode's median round with the direct run beside it. */
   bulk: Record<'ebpf' | 'nftables' | 'iptables', { bytesPerSecond: number; directBytesPerSecond: number } | null>;
   /** Conntrack entries on the node whose original destination is the Service address, after the measured connects. */
   conntrackToService: Record<'ebpf' | 'nftables', number>;
   fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number; kernelFloorSeconds: number; entries: number };
-  endpointChange: { add: Percentiles; remove: Percentiles };
+  /** The socket-LB part of one partial sync; `reference`: the same change to REFERENCE_SERVICES Services, in alternate rounds. */
+  endpointChange: { add: Percentiles; remove: Percentiles; reference: { services: number; add: Percentiles; remove: Percentiles }; warmup: { add: Percentiles; remove: Percentiles } };
   memory: { mapBytes: number; rssBytes: number };
   notes: string[];
 }
@@ -95,35 +109,96 @@ async function kernelFloor(kernel: LibbpfKernel): Promise<{ seconds: number; ent
   return { seconds, entries: dumps.reduce((s, d) => s + d.count, 0) };
 }
 
-/** Bytes per second through addr:port (a sink Service), paired round by round with direct to a pod's sink. */
-async function bulk(sb: Sandbox, addr: string, cgroup?: string): Promise<{ bytesPerSecond: number; directBytesPerSecond: number }> {
-  const rounds: Array<{ mode: number; direct: number }> = [];
-  for (let i = 0; i < BULK_ROUNDS; i++) {
+/**
+ * A mode's figure and the same probe direct to the pod beside it, `rounds` times (this machine's speed drifts: a
+ * direct figure taken minutes apart is no baseline); the round with the median ratio is kept, with its direct run.
+ */
+async function pairedRounds<T>(rounds: number, mode: () => Promise<T>, direct: () => Promise<T>, ratio: (mode: T, direct: T) => number): Promise<{ mode: T; direct: T }> {
+  const all: Array<{ mode: T; direct: T }> = [];
+  for (let i = 0; i < rounds; i++) {
     await waitForQuiet();
-    const mode = (await probe(sb, ['bulk', addr, '80', String(BULK_MS)], cgroup)).bytesPerSecond ?? 0;
-    const direct = (await probe(sb, ['bulk', sb.backends[0].v4, String(SINK_PORT), String(BULK_MS)], cgroup)).bytesPerSecond ?? 0;
-    rounds.push({ mode, direct });
+    all.push({ mode: await mode(), direct: await direct() });
   }
-  rounds.sort((a, b) => a.mode / a.direct - b.mode / b.direct);
-  const mid = rounds[Math.floor(rounds.length / 2)];
-  return { bytesPerSecond: mid.mode, directBytesPerSecond: mid.direct };
+  all.sort((a, b) => ratio(a.mode, a.direct) - ratio(b.mode, b.direct));
+  return all[Math.floor(all.length / 2)];
 }
 
-async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number, reps: number): Promise<Case> {
+/** Bytes per second through addr:port (a sink Service), paired with direct to a pod's sink. */
+async function bulk(sb: Sandbox, addr: string, cgroup?: string): Promise<{ bytesPerSecond: number; directBytesPerSecond: number }> {
+  const run = async (a: string, port: number) => (await probe(sb, ['bulk', a, String(port), String(BULK_MS)], cgroup)).bytesPerSecond ?? 0;
+  const r = await pairedRounds(BULK_ROUNDS, () => run(addr, 80), () => run(sb.backends[0].v4, SINK_PORT), (m, d) => m / d);
+  return { bytesPerSecond: r.mode, directBytesPerSecond: r.direct };
+}
+
+/**
+ * 1-byte request/response round trips per second on one connection through addr:80 (the echo Service), with a
+ * connection direct to the pod that answered beside it in the same connlat run (alternate 20 ms bursts); the
+ * median-ratio run of ROUNDS.
+ */
+async function pingpong(sb: Sandbox, addr: string, cgroup?: string): Promise<{ perSecond: number; directPerSecond: number }> {
+  const runs: Array<{ perSecond: number; directPerSecond: number }> = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    await waitForQuiet();
+    const r = (await probe(sb, ['pingpong', addr, '80', String(PINGPONG_MS), String(ECHO_PORT)], cgroup)) as { perSecond?: number; directPerSecond?: number };
+    if (!r.perSecond || !r.directPerSecond) throw new Error(`connlat pingpong ${addr}: no round trips: ${JSON.stringify(r)}`);
+    runs.push({ perSecond: r.perSecond, directPerSecond: r.directPerSecond });
+  }
+  runs.sort((a, b) => a.perSecond / a.directPerSecond - b.perSecond / b.directPerSecond);
+  return runs[Math.floor(runs.length / 2)];
+}
+
+/** The node a size's endpoint changes are paired with: REFERENCE_SERVICES Services in a sandbox of their own. */
+interface Reference {
+  proxier: EbpfProxier;
+  model: Map<ServicePortKey, ServicePort>;
+}
+
+/**
+ * One endpoint added then removed, on Services spread over the cluster, alternating round by round with the same
+ * change to the reference node (so both sizes see the same machine); the socket-LB part of each sync.
+ */
+async function endpointChanges(proxier: EbpfProxier, model: Map<ServicePortKey, ServicePort>, ref: Reference, reps: number): Promise<Case['endpointChange']> {
+  const warmup = Math.min(CHANGE_WARMUP, reps * 5);
+  const samples = { add: [] as number[], remove: [] as number[], refAdd: [] as number[], refRemove: [] as number[], warmAdd: [] as number[], warmRemove: [] as number[] };
+  const change = async (p: EbpfProxier, m: Map<ServicePortKey, ServicePort>, keys: ServicePortKey[], i: number): Promise<[number, number]> => {
+    const sp = m.get(keys[(i * 7919) % keys.length])!;
+    const a = await p.syncPartial(new Map([[sp.key, withExtraEndpoint(sp, i)]]));
+    const r = await p.syncPartial(new Map([[sp.key, sp]]));
+    if (a.full || r.full) throw new Error('expected partial syncs');
+    return [a.phases?.socketLB ?? 0, r.phases?.socketLB ?? 0];
+  };
+  const keys = [...model.keys()];
+  const refKeys = [...ref.model.keys()];
+  await waitForQuiet();
+  for (let i = 0; i < warmup + reps; i++) {
+    const [a, r] = await change(proxier, model, keys, i);
+    const [ra, rr] = await change(ref.proxier, ref.model, refKeys, i);
+    if (i < warmup) {
+      samples.warmAdd.push(a);
+      samples.warmRemove.push(r);
+    } else {
+      samples.add.push(a);
+      samples.remove.push(r);
+      samples.refAdd.push(ra);
+      samples.refRemove.push(rr);
+    }
+  }
+  return {
+    add: percentiles(samples.add), remove: percentiles(samples.remove),
+    reference: { services: ref.model.size, add: percentiles(samples.refAdd), remove: percentiles(samples.refRemove) },
+    warmup: { add: percentiles(samples.warmAdd.slice(0, 200)), remove: percentiles(samples.warmRemove.slice(0, 200)) },
+  };
+}
+
+async function oneCase(sb: Sandbox, cgroup: string, ref: Reference, n: number, connects: number, reps: number): Promise<Case> {
   const target = { clusterIP: TARGET_IP, port: 80, endpoints: sb.backends.map((b) => ({ ip: b.v4, port: 8080 })) };
   const bulkService: BenchService = { namespace: 'bench-target', name: 'sink', clusterIP: BULK_IP, port: 80, protocol: 'TCP', endpoints: sb.backends.map((b) => ({ ip: b.v4, port: SINK_PORT })) };
-  const model: Map<ServicePortKey, ServicePort> = toModel([...makeServices(n, 2, { target }), bulkService]);
+  const echoService: BenchService = { namespace: 'bench-target', name: 'echo', clusterIP: ECHO_IP, port: 80, protocol: 'TCP', endpoints: sb.backends.map((b) => ({ ip: b.v4, port: ECHO_PORT })) };
+  const model: Map<ServicePortKey, ServicePort> = toModel([...makeServices(n, 2, { target }), bulkService, echoService]);
   const notes: string[] = [];
   const measure1 = async (addr: string, port: number, inCgroup: boolean) => (await waitForQuiet(), probe(sb, ['connect', addr, String(port), String(connects), '300'], inCgroup ? cgroup : undefined));
-  // Each mode's figures come in ROUNDS rounds, each a run of the mode and a run direct to the pod beside it (this
-  // machine's speed drifts: a direct figure taken minutes apart is no baseline); the round with the median p50
-  // ratio is kept, with its own direct run.
   const measure = async (addr: string, port: number, inCgroup = false): Promise<LatencyResult> => {
-    const rounds: Array<{ mode: LatencyResult; direct: LatencyResult }> = [];
-    for (let i = 0; i < ROUNDS; i++) rounds.push({ mode: await measure1(addr, port, inCgroup), direct: await measure1(sb.backends[0].v4, 8080, inCgroup) });
-    const ratio = (r: { mode: LatencyResult; direct: LatencyResult }) => (r.mode.p50Us ?? Infinity) / (r.direct.p50Us ?? 1);
-    rounds.sort((a, b) => ratio(a) - ratio(b));
-    const mid = rounds[Math.floor(rounds.length / 2)];
+    const mid = await pairedRounds(ROUNDS, () => measure1(addr, port, inCgroup), () => measure1(sb.backends[0].v4, 8080, inCgroup), (m, d) => (m.p50Us ?? Infinity) / (d.p50Us ?? 1));
     return { ...mid.mode, directP50Us: mid.direct.p50Us, directP99Us: mid.direct.p99Us } as LatencyResult;
   };
   const config = () => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
@@ -136,7 +211,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   const kernel = new LibbpfKernel({ object: defaultObjectPath(), root, cgroup });
   const ebpf = new EbpfProxier(kernel, new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config()), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) });
   let c: Case;
-  const c0 = { pingpong: { direct: 0, ebpf: 0, nftables: 0 }, bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
+  const c0 = { pingpong: { ebpf: null, nftables: null, iptables: null } as Case['pingpong'], bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
   try {
     await ebpf.prepare();
     await waitForQuiet();
@@ -148,32 +223,17 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     const floor = await kernelFloor(kernel);
     await flushConntrack(sb);
     const ebpfLatency = await measure(TARGET_IP, 80, true);
-    c0.pingpong.ebpf = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
-    c0.pingpong.direct = (await probe(sb, ['pingpong', sb.backends[0].v4, '8080', String(PINGPONG_MS)], cgroup)).perSecond ?? 0;
+    c0.pingpong.ebpf = await pingpong(sb, ECHO_IP, cgroup);
     const ctEbpf = await conntrackTo(sb, TARGET_IP);
     c0.bulk.ebpf = await bulk(sb, BULK_IP, cgroup);
-    // One endpoint added then removed, on Services spread over the cluster; the socket-LB part of each sync.
-    const add: number[] = [];
-    const remove: number[] = [];
-    const keys = [...model.keys()];
-    for (let i = 0; i < reps + 10; i++) {
-      const sp = model.get(keys[(i * 7919) % keys.length])!;
-      const more = withExtraEndpoint(sp, i);
-      const a = await ebpf.syncPartial(new Map([[sp.key, more]]));
-      const r = await ebpf.syncPartial(new Map([[sp.key, sp]]));
-      if (a.full || r.full) throw new Error('expected partial syncs');
-      if (i >= 10) {
-        add.push(a.phases?.socketLB ?? 0);
-        remove.push(r.phases?.socketLB ?? 0);
-      }
-    }
+    const endpointChange = await endpointChanges(ebpf, model, ref, reps);
     const mapBytes = kernel.maps().reduce((s, m) => s + m.memlock, 0);
     const rssBytes = process.memoryUsage().rss;
     await ebpf.cleanup();
     c = {
       services: n, latency: { direct, ebpf: ebpfLatency, nftables: null, iptables: null }, pingpong: c0.pingpong, bulk: c0.bulk, conntrackToService: { ebpf: ctEbpf, nftables: 0 },
       fullSync: { ebpfSeconds, socketLBSeconds, bpfSyscallSeconds, nftablesSeconds: 0, kernelFloorSeconds: floor.seconds, entries: floor.entries },
-      endpointChange: { add: percentiles(add), remove: percentiles(remove) }, memory: { mapBytes, rssBytes }, notes,
+      endpointChange, memory: { mapBytes, rssBytes }, notes,
     };
   } finally {
     ebpf.close();
@@ -188,7 +248,7 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
     c.fullSync.nftablesSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     await flushConntrack(sb);
     c.latency.nftables = await measure(TARGET_IP, 80);
-    c.pingpong.nftables = (await probe(sb, ['pingpong', TARGET_IP, '80', String(PINGPONG_MS)])).perSecond ?? 0;
+    c.pingpong.nftables = await pingpong(sb, ECHO_IP);
     c.conntrackToService.nftables = await conntrackTo(sb, TARGET_IP);
     c.bulk.nftables = await bulk(sb, BULK_IP);
     await nft.cleanup();
@@ -197,11 +257,12 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   }
 
   log(`${n}: kube-proxy iptables (legacy)`);
-  const services = [...makeServices(n, 2, { target }), bulkService];
+  const services = [...makeServices(n, 2, { target }), bulkService, echoService];
   const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
   const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
   if (jumps.code === 0 && load.code === 0) {
     c.latency.iptables = await measure(TARGET_IP, 80);
+    c.pingpong.iptables = await pingpong(sb, ECHO_IP);
     c.bulk.iptables = await bulk(sb, BULK_IP);
   } else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
   for (const t of ['nat', 'filter']) {
@@ -211,6 +272,10 @@ async function oneCase(sb: Sandbox, cgroup: string, n: number, connects: number,
   const ratio = (x: LatencyResult | null) => pairedRatio(x)?.toFixed(2) ?? '-';
   log(`${n}: connect p50 vs direct: ebpf ${ratio(c.latency.ebpf)}, nftables ${ratio(c.latency.nftables)}, iptables ${ratio(c.latency.iptables)}; conntrack to the Service: ebpf ${c.conntrackToService.ebpf}, nftables ${c.conntrackToService.nftables}`);
   const bulkRatio = (x: Case['bulk']['ebpf']) => (x ? (x.bytesPerSecond / x.directBytesPerSecond).toFixed(2) : '-');
+  const ppRatio = (x: Case['pingpong']['ebpf']) => (x ? (x.perSecond / x.directPerSecond).toFixed(2) : '-');
+  const e = c.endpointChange;
+  const us = (p: Percentiles) => `${(p.p50Ms * 1000).toFixed(0)}/${(p.p99Ms * 1000).toFixed(0)} µs`;
+  log(`${n}: ping-pong vs direct: ebpf ${ppRatio(c.pingpong.ebpf)}, nftables ${ppRatio(c.pingpong.nftables)}, iptables ${ppRatio(c.pingpong.iptables)}; endpoint added p50/p99 ${us(e.add)} (${e.reference.services} Services beside it: ${us(e.reference.add)}), removed ${us(e.remove)} (${us(e.reference.remove)})`);
   log(`${n}: bulk vs direct: ebpf ${bulkRatio(c.bulk.ebpf)}, nftables ${bulkRatio(c.bulk.nftables)}, iptables ${bulkRatio(c.bulk.iptables)}; full sync: ebpf ${c.fullSync.ebpfSeconds.toFixed(3)} s (socket LB ${c.fullSync.socketLBSeconds.toFixed(3)} s, kernel floor ${c.fullSync.kernelFloorSeconds.toFixed(3)} s for ${c.fullSync.entries} entries), nftables ${c.fullSync.nftablesSeconds.toFixed(3)} s`);
   return c;
 }
@@ -241,30 +306,35 @@ export function report(r: { date: string; machine: { kernel: string; cpus: numbe
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
   const paired = pairedDirectP50;
   const lines = [`Run of ${r.date.slice(0, 10)} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}; ${r.connects} connects per figure, the median of ${ROUNDS} paired rounds.`, '',
-    '| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s: ebpf vs direct, nftables vs direct | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after the connects: ebpf, nftables |',
+    '| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s vs direct: ebpf, nftables, iptables | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after the connects: ebpf, nftables |',
     '|---|---|---|---|---|---|---|---|'];
   for (const c of r.cases) {
     const mode = (x: LatencyResult | null) => (x ? `${us(x.p50Us)} (${ratio(x.p50Us, paired(x))}; ${ratio(x.p50Us, c.latency.direct?.p50Us)})` : '-');
     const b = (x: Case['bulk']['ebpf']) => (x ? ratio(x.bytesPerSecond, x.directBytesPerSecond) : '-');
-    lines.push(`| ${c.services} | ${us(c.latency.direct?.p50Us)} | ${mode(c.latency.ebpf)} | ${mode(c.latency.nftables)} | ${mode(c.latency.iptables)} | ${ratio(c.pingpong.ebpf, c.pingpong.direct)}, ${ratio(c.pingpong.nftables, c.pingpong.direct)} | ${b(c.bulk.ebpf)}, ${b(c.bulk.nftables)}, ${b(c.bulk.iptables)} | ${c.conntrackToService.ebpf}, ${c.conntrackToService.nftables} |`);
+    const pp = (x: Case['pingpong']['ebpf']) => (x ? ratio(x.perSecond, x.directPerSecond) : '-');
+    lines.push(`| ${c.services} | ${us(c.latency.direct?.p50Us)} | ${mode(c.latency.ebpf)} | ${mode(c.latency.nftables)} | ${mode(c.latency.iptables)} | ${pp(c.pingpong.ebpf)}, ${pp(c.pingpong.nftables)}, ${pp(c.pingpong.iptables)} | ${b(c.bulk.ebpf)}, ${b(c.bulk.nftables)}, ${b(c.bulk.iptables)} | ${c.conntrackToService.ebpf}, ${c.conntrackToService.nftables} |`);
   }
-  lines.push('', '| Services × 2 endpoints | ebpf full sync (socket-LB part; in bpf()) | kernel floor of the socket-LB part (entries) | nftables full sync | one endpoint added / removed, socket-LB part p50 / p99 µs | map memory | agent RSS |', '|---|---|---|---|---|---|---|');
+  lines.push('', '| Services × 2 endpoints | ebpf full sync (socket-LB part; in bpf()) | kernel floor of the socket-LB part (entries) | nftables full sync | one endpoint added; removed: socket-LB part p50 / p99 µs | the same vs 1k Services beside it: p50, p99 | map memory | agent RSS |', '|---|---|---|---|---|---|---|---|');
   const s = (x: number) => `${x.toFixed(3)} s`;
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
   for (const c of r.cases) {
     const f = c.fullSync;
     const pc = (p: Percentiles) => `${(p.p50Ms * 1000).toFixed(0)} / ${(p.p99Ms * 1000).toFixed(0)}`;
-    lines.push(`| ${c.services} | ${s(f.ebpfSeconds)} (${s(f.socketLBSeconds)}; ${s(f.bpfSyscallSeconds)}) | ${s(f.kernelFloorSeconds)} (${f.entries}) | ${s(f.nftablesSeconds)} | ${pc(c.endpointChange.add)}; ${pc(c.endpointChange.remove)} | ${mib(c.memory.mapBytes)} | ${mib(c.memory.rssBytes)} |`);
+    const e = c.endpointChange;
+    const vs = (p: Percentiles, q: Percentiles) => `${ratio(p.p50Ms, q.p50Ms)}, ${ratio(p.p99Ms, q.p99Ms)}`;
+    lines.push(`| ${c.services} | ${s(f.ebpfSeconds)} (${s(f.socketLBSeconds)}; ${s(f.bpfSyscallSeconds)}) | ${s(f.kernelFloorSeconds)} (${f.entries}) | ${s(f.nftablesSeconds)} | ${pc(e.add)}; ${pc(e.remove)} | ${vs(e.add, e.reference.add)}; ${vs(e.remove, e.reference.remove)} | ${mib(c.memory.mapBytes)} | ${mib(c.memory.rssBytes)} |`);
   }
   return lines.join('\n');
 }
 
-/** `connlat sink SINK_PORT` in a pod's namespace, until the sandbox is destroyed (which kills what runs in it). */
-async function startSink(sb: Sandbox, ns: string): Promise<void> {
-  const child = sb.spawn(ns, [CONNLAT, 'sink', String(SINK_PORT)]);
+/** `connlat MODE PORT` (sink, echo) in a pod's namespace, until the sandbox is destroyed (which kills what runs in it). */
+async function startServer(sb: Sandbox, ns: string, mode: 'sink' | 'echo', port: number): Promise<void> {
+  const child = sb.spawn(ns, [CONNLAT, mode, String(port)]);
   await new Promise<void>((resolve, reject) => {
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout?.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`connlat sink in ${ns} exited ${code}`)));
+    child.once('exit', (code) => reject(new Error(`connlat ${mode} in ${ns} exited ${code}: ${stderr.trim()}`)));
   });
 }
 
@@ -278,7 +348,7 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const sizes = quick ? [1, 1000] : [1, 10_000, 30_000];
   const connects = quick ? 1000 : 3000;
-  const reps = quick ? 50 : 200;
+  const reps = quick ? 100 : 1000;
   installSignalCleanup();
   const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
   if (!mount) throw new Error('no cgroup v2 on this machine');
@@ -286,10 +356,27 @@ async function main(): Promise<void> {
   const cgroup = path.join(mount, sb.prefix);
   fs.mkdirSync(cgroup, { recursive: true });
   const cases: Case[] = [];
+  // The reference node of the endpoint-change figures: its own namespace, bpffs root and cgroup, no traffic.
+  const refSb = await createSandbox({ backends: 0, ports: [8080] });
+  const refCgroup = path.join(mount, refSb.prefix);
+  fs.mkdirSync(refCgroup, { recursive: true });
+  const refKernel = new LibbpfKernel({ object: defaultObjectPath(), root: `/sys/fs/bpf/${refSb.prefix}`, cgroup: refCgroup });
+  const ref: Reference = {
+    proxier: new EbpfProxier(refKernel, new NftablesProxier(new NetlinkNftClient({ netns: refSb.nodeNsPath }), defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE })), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(refSb.nodeNsPath) }),
+    model: toModel(makeServices(REFERENCE_SERVICES, 2)),
+  };
   try {
-    for (const b of sb.backends) await startSink(sb, b.ns);
-    for (const n of sizes) cases.push(await oneCase(sb, cgroup, n, connects, reps));
+    await ref.proxier.syncFull(ref.model);
+    for (const b of sb.backends) {
+      await startServer(sb, b.ns, 'sink', SINK_PORT);
+      await startServer(sb, b.ns, 'echo', ECHO_PORT);
+    }
+    for (const n of sizes) cases.push(await oneCase(sb, cgroup, ref, n, connects, reps));
   } finally {
+    await ref.proxier.cleanup().catch(() => false);
+    ref.proxier.close();
+    await refSb.destroy();
+    fs.rmdirSync(refCgroup);
     await sb.destroy();
     fs.rmdirSync(cgroup);
   }

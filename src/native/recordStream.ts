@@ -94,7 +94,10 @@ export interface DecodedRecord {
 
 /** Writes a whole stream: header, then records; finish() patches the count. */
 export class RecordStreamWriter {
-  readonly w = new GrowableBuffer(1 << 20);
+  // Starts small: every nftables transaction has one, and a partial sync's stream is a few KiB. A 1 MiB start made
+  // each one-Service sync 1 MiB of external memory, so V8 ran a GC ("external memory pressure") every ~30 syncs,
+  // inside the next sync's timing. A full sync's stream doubles its way up (copies total < its final size).
+  readonly w = new GrowableBuffer(1 << 14);
   private count = 0;
 
   constructor() {

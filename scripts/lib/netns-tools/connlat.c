@@ -2,20 +2,29 @@
 // (client.js's --latency spends 50-100 µs of its own per connect on this machine, more than the DNAT it should show).
 //   connlat connect ADDR PORT COUNT WARMUP    TCP connect() time, COUNT samples after WARMUP unmeasured ones; each
 //                                             socket is reset on close (SO_LINGER 0): no TIME_WAIT piles up.
-//   connlat pingpong ADDR PORT MS             one connection to a netns-tools backend (greeting, then "HOLD"), then
-//                                             1-line request/response round trips for MS milliseconds.
+//   connlat pingpong ADDR PORT MS [PODPORT]   1-byte request/response round trips for MS milliseconds, paired: one
+//                                             connection to ADDR:PORT (a Service whose endpoints are `connlat echo`),
+//                                             one direct to the pod that answered (its greeting names it) on PODPORT
+//                                             (default PORT), alternating
+//                                             in 20 ms bursts, so both see the same server process and the same moment
+//                                             of this machine: "perSecond" and "directPerSecond". Client and servers
+//                                             run on CPU 0 (pin_to_cpu0).
 //   connlat bulk ADDR PORT MS                 one connection to a `connlat sink`, written to for MS milliseconds in
 //                                             128 KiB writes: bulk throughput ("bytesPerSecond").
 //   connlat sink PORT                         (in a backend's namespace) accepts connections on PORT, IPv4 and IPv6,
 //                                             one at a time, and discards what they send; prints "ready" once listening.
 //                                             In C for the same reason: a Node receiver would measure itself.
+//   connlat echo PORT                         (in a backend's namespace) a process per connection: writes the pod's
+//                                             own address and "\n", then echoes what it reads; prints "ready".
 // Prints one JSON line: {"n":...,"p50Us":...,"p90Us":...,"p99Us":...,"minUs":...,"maxUs":...,"meanUs":...,
-// "errors":{"ECONNREFUSED":1}} (pingpong adds "perSecond"). Built by scripts/setup.sh into build/tools/connlat.
+// "errors":{"ECONNREFUSED":1}} (pingpong adds "perSecond", "directPerSecond", "directP50Us"). Built by scripts/setup.sh into build/tools/connlat.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,17 +120,23 @@ static int read_line(int fd) {
   }
 }
 
-static int sink(int port) {
+/* A dual-stack listening socket on PORT, or exits. */
+static int listen_any(int port, const char *what) {
   int fd = socket(AF_INET6, SOCK_STREAM, 0), zero = 0, one = 1;
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
   if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
-    perror("connlat sink");
-    return 1;
+    perror(what);
+    exit(1);
   }
   printf("ready\n");
   fflush(stdout);
+  return fd;
+}
+
+_Noreturn static void sink(int port) {
+  int fd = listen_any(port, "connlat sink");
   static char buf[1 << 18];
   for (;;) {
     int c = accept(fd, NULL, NULL);
@@ -132,10 +147,129 @@ static int sink(int port) {
   }
 }
 
+/*
+ * The ping-pong's processes (client and echo servers) all run on one CPU: on two CPUs a round trip's time depends on
+ * where the scheduler put each process (same CPU or not: 0.75-1.25x between runs, more than any dataplane's cost),
+ * and pinning takes that out of the comparison. The other CPU keeps the rest of the machine.
+ */
+static void pin_to_cpu0(void) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  sched_setaffinity(0, sizeof set, &set);
+}
+
+_Noreturn static void echo(int port) {
+  int fd = listen_any(port, "connlat echo");
+  signal(SIGCHLD, SIG_IGN); /* children are reaped by the kernel */
+  for (;;) {
+    int c = accept(fd, NULL, NULL);
+    if (c < 0) continue;
+    if (fork() != 0) {
+      close(c);
+      continue;
+    }
+    close(fd);
+    pin_to_cpu0();
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The greeting: this pod's address as the connection reached it (after any DNAT or socket-level rewrite). */
+    struct sockaddr_in6 me;
+    socklen_t len = sizeof me;
+    char ip[INET6_ADDRSTRLEN + 1] = "";
+    getsockname(c, (struct sockaddr *)&me, &len);
+    if (IN6_IS_ADDR_V4MAPPED(&me.sin6_addr)) inet_ntop(AF_INET, &me.sin6_addr.s6_addr[12], ip, sizeof ip);
+    else inet_ntop(AF_INET6, &me.sin6_addr, ip, sizeof ip);
+    strcat(ip, "\n");
+    if (write(c, ip, strlen(ip)) < 0) _exit(0);
+    static char buf[1 << 16];
+    ssize_t r;
+    while ((r = read(c, buf, sizeof buf)) > 0)
+      if (write(c, buf, r) != r) break;
+    _exit(0);
+  }
+}
+
+/* Reads one line (without its '\n') into out; 0 on success. */
+static int read_text_line(int fd, char *out, size_t cap) {
+  size_t n = 0;
+  for (;;) {
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r <= 0) return r < 0 ? errno : ECONNRESET;
+    if (c == '\n') break;
+    if (n + 1 < cap) out[n++] = c;
+  }
+  out[n] = 0;
+  return 0;
+}
+
+static int connected(const struct sockaddr_storage *ss, socklen_t len) {
+  int fd = socket(ss->ss_family, SOCK_STREAM, 0), one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (const struct sockaddr *)ss, len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Round trips on fd until `until`; appends their times to s[*n] (at most cap). 0 on success. */
+static int burst(int fd, double until, double *s, int *n, int cap) {
+  while (now_us() < until && *n < cap) {
+    double t0 = now_us();
+    if (write(fd, "x\n", 2) != 2 || read_line(fd) != 0) return errno ? errno : ECONNRESET;
+    s[(*n)++] = now_us() - t0;
+  }
+  return 0;
+}
+
+static int pingpong(const struct sockaddr_storage *ss, socklen_t len, int port, double ms) {
+  char pod[INET6_ADDRSTRLEN + 1];
+  pin_to_cpu0();
+  int svc = connected(ss, len);
+  if (svc < 0 || read_text_line(svc, pod, sizeof pod) != 0) {
+    fprintf(stderr, "connlat pingpong: the Service connection: %s\n", strerror(errno ? errno : ECONNRESET));
+    count_error(errno ? errno : ECONNRESET);
+    return 1; /* no figure without its pair: a set-up fault, not a measurement */
+  }
+  struct sockaddr_storage ds;
+  socklen_t dlen = target(pod, port, &ds);
+  int direct = connected(&ds, dlen);
+  char skip[INET6_ADDRSTRLEN + 1];
+  if (direct < 0 || read_text_line(direct, skip, sizeof skip) != 0) {
+    fprintf(stderr, "connlat pingpong: direct to %s: %s\n", pod, strerror(errno ? errno : ECONNRESET));
+    count_error(errno ? errno : ECONNRESET);
+    return 1; /* no figure without its pair: a set-up fault, not a measurement */
+  }
+  const int cap = 1 << 20;
+  double *s = malloc(cap * sizeof *s), *d = malloc(cap * sizeof *d);
+  int n = 0, dn = 0, err = 0;
+  double spent = 0, dspent = 0, start = now_us();
+  while (!err && now_us() - start < ms * 1000) {
+    double t0 = now_us();
+    err = burst(svc, t0 + 20000, s, &n, cap);
+    double t1 = now_us();
+    if (!err) err = burst(direct, t1 + 20000, d, &dn, cap);
+    spent += t1 - t0;
+    dspent += now_us() - t1;
+  }
+  if (err) count_error(err);
+  qsort(d, dn, sizeof *d, cmp);
+  char extra[160];
+  snprintf(extra, sizeof extra, ",\"perSecond\":%.0f,\"directPerSecond\":%.0f,\"directP50Us\":%.1f", spent > 0 ? n / (spent / 1e6) : 0,
+           dspent > 0 ? dn / (dspent / 1e6) : 0, rank(d, dn, 0.5));
+  print_result(s, n, extra);
+  close(svc);
+  close(direct);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], "sink") == 0) return sink(atoi(argv[2]));
+  if (argc == 3 && strcmp(argv[1], "sink") == 0) sink(atoi(argv[2]));
+  if (argc == 3 && strcmp(argv[1], "echo") == 0) echo(atoi(argv[2]));
   if (argc < 5) {
-    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP | connlat pingpong ADDR PORT MS | connlat bulk ADDR PORT MS | connlat sink PORT\n");
+    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP | connlat pingpong ADDR PORT MS [PODPORT] | connlat bulk ADDR PORT MS | connlat sink PORT | connlat echo PORT\n");
     return 2;
   }
   struct sockaddr_storage ss;
@@ -154,35 +288,7 @@ int main(int argc, char **argv) {
     print_result(s, n, "");
     return 0;
   }
-  if (strcmp(argv[1], "pingpong") == 0) {
-    double ms = atof(argv[4]);
-    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&ss, len) != 0 || read_line(fd) != 0 || write(fd, "HOLD\n", 5) != 5) {
-      count_error(errno ? errno : ECONNRESET);
-      print_result(NULL, 0, ",\"perSecond\":0");
-      return 0;
-    }
-    size_t cap = 1 << 20;
-    double *s = malloc(cap * sizeof *s);
-    int n = 0;
-    double start = now_us();
-    while (now_us() - start < ms * 1000 && (size_t)n < cap) {
-      double t0 = now_us();
-      if (write(fd, "x\n", 2) != 2 || read_line(fd) != 0) {
-        count_error(errno ? errno : ECONNRESET);
-        break;
-      }
-      s[n++] = now_us() - t0;
-    }
-    double secs = (now_us() - start) / 1e6;
-    char extra[64];
-    snprintf(extra, sizeof extra, ",\"perSecond\":%.0f", n / secs);
-    print_result(s, n, extra);
-    close(fd);
-    return 0;
-  }
+  if (strcmp(argv[1], "pingpong") == 0) return pingpong(&ss, len, atoi(argc > 5 ? argv[5] : argv[3]), atof(argv[4]));
   if (strcmp(argv[1], "bulk") == 0) {
     double ms = atof(argv[4]);
     int fd = socket(ss.ss_family, SOCK_STREAM, 0);

@@ -125,37 +125,37 @@ const sameService = (a: ServiceValue, b: ServiceValue) => a.set === b.set && a.c
  */
 export function diffImages(have: Image, want: Image, touched?: { services: Iterable<string>; slots: Iterable<string>; members: Iterable<string>; backends: Iterable<number> }): Ops {
   const ops: Ops = { backendsPut: [], slotsPut: [], membersPut: [], servicesPut: [], servicesDelete: [], slotsDelete: [], membersDelete: [], backendsDelete: [] };
-  // Every key of either side once: want's, then have's that want lacks (no union set built: 30k Services are 200k keys).
-  function* keys<K>(have: Map<K, unknown> | Set<K>, want: Map<K, unknown> | Set<K>, t?: Iterable<K>): Iterable<K> {
-    if (t) {
-      yield* t;
-      return;
+  // Every key of either side once: want's, then have's that want lacks (no union set built: 30k Services are 200k
+  // keys). A partial sync names its few keys; plain loops there (a generator per map cost ~20 µs of a 100 µs sync).
+  const each = <K>(have: Map<K, unknown> | Set<K>, want: Map<K, unknown> | Set<K>, t: Iterable<K> | undefined, f: (k: K) => void): void => {
+    if (t) for (const k of t) f(k);
+    else {
+      for (const k of want.keys()) f(k);
+      for (const k of have.keys()) if (!want.has(k)) f(k);
     }
-    yield* want.keys();
-    for (const k of have.keys()) if (!want.has(k)) yield k;
-  }
-  for (const id of keys(have.backends, want.backends, touched?.backends)) {
+  };
+  each(have.backends, want.backends, touched?.backends, (id) => {
     const w = want.backends.get(id);
     const h = have.backends.get(id);
     if (w && (!h || h.address !== w.address || h.port !== w.port)) ops.backendsPut.push([id, w]);
     else if (!w && h) ops.backendsDelete.push(id);
-  }
-  for (const k of keys(have.slots, want.slots, touched?.slots)) {
+  });
+  each(have.slots, want.slots, touched?.slots, (k) => {
     const w = want.slots.get(k);
     const h = have.slots.get(k);
     if (w !== undefined && w !== h) ops.slotsPut.push([k, w]);
     else if (w === undefined && h !== undefined) ops.slotsDelete.push(k);
-  }
-  for (const k of keys(have.members, want.members, touched?.members)) {
+  });
+  each(have.members, want.members, touched?.members, (k) => {
     if (want.members.has(k) && !have.members.has(k)) ops.membersPut.push(k);
     else if (!want.members.has(k) && have.members.has(k)) ops.membersDelete.push(k);
-  }
-  for (const k of keys(have.services, want.services, touched?.services)) {
+  });
+  each(have.services, want.services, touched?.services, (k) => {
     const w = want.services.get(k);
     const h = have.services.get(k);
     if (w && (!h || !sameService(h.value, w.value))) ops.servicesPut.push(w);
     else if (!w && h) ops.servicesDelete.push(h.frontend);
-  }
+  });
   return ops;
 }
 
