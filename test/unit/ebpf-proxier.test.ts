@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { EbpfProxier } from '../../src/dataplane/ebpf/proxier';
 import { FakeEbpfKernel } from '../../src/dataplane/ebpf/fake';
 import { readImage } from '../../src/dataplane/ebpf/converge';
+import { slotKey } from '../../src/dataplane/ebpf/image';
 import { FLAG } from '../../src/dataplane/ebpf/layout';
 import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
 import { FakeNftClient } from '../../src/dataplane/nftables/fake';
@@ -28,7 +29,7 @@ async function meaning(kernel: FakeEbpfKernel): Promise<Record<string, string>> 
   for (const [k, { value }] of img.services) {
     const slots: string[] = [];
     for (let i = 1; i <= value.count; i++) {
-      const b = img.backends.get(img.slots.get(`${value.set}|${i}`) ?? -1);
+      const b = img.backends.get(img.slots.get(slotKey(value.set, i)) ?? -1);
       slots.push(b ? `${b.address}:${b.port}` : 'MISSING');
     }
     out[k] = `count=${value.count} flags=${value.flags} aff=${value.affinitySeconds} [${slots.join(' ')}]`;
@@ -118,6 +119,25 @@ describe('ebpf dataplane: updates', () => {
     const a = await readImage(kernel);
     const b = await readImage(fresh.kernel);
     expect([a.slots.size, a.members.size, a.backends.size]).toEqual([b.slots.size, b.members.size, b.backends.size]);
+  });
+
+  it('ids are reused: pods and Services churning for a long time keep them as low as the live objects', async () => {
+    const { p, kernel } = proxier();
+    await p.syncFull(portsOf(servicePort('web')));
+    for (let i = 0; i < 300; i++) {
+      // A rolling update (a new pod address each round) and a Service that comes and goes.
+      const eps = [ep(`198.18.${3 + (i >> 8)}.${i & 0xff}`), ep('198.18.2.11')];
+      const web = servicePort('web', { endpoints: eps, allEndpoints: eps });
+      const job = servicePort(`job${i}`, { clusterIPs: ['198.18.100.40'] });
+      await p.syncPartial(new Map<ServicePortKey, ServicePort | undefined>([[web.key, web], [job.key, job]]));
+      await p.syncPartial(new Map([[job.key, undefined]]));
+    }
+    const img = await readImage(kernel);
+    const highest = (ids: Iterable<number>) => Math.max(...ids);
+    expect(img.backends.size).toBe(2);
+    expect(highest(img.backends.keys())).toBeLessThanOrEqual(4);
+    expect(highest([...img.services.values()].map((s) => s.value.set))).toBeLessThanOrEqual(3);
+    expect(await meaning(kernel)).toEqual({ 'TCP|198.18.100.10|80': 'count=2 flags=0 aff=0 [198.18.4.43:8080 198.18.2.11:8080]' });
   });
 
   it('a restart adopts the maps: the first full sync writes nothing', async () => {

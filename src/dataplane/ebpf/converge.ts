@@ -3,7 +3,7 @@
 // it is, and because of the order every state on the way is one a connect can use (the next sync, a full one,
 // finishes the job). The error names the map and the key the kernel refused.
 import type { EbpfKernel, EbpfMapStep } from './kernel';
-import { type Image, type Ops, emptyImage, pairKey, splitPair } from './image';
+import { type Image, type Ops, emptyImage, memberKey, slotKey, splitMemberKey, splitSlotKey } from './image';
 import { MAP, SIZE, pack, readBackendValue, readPair, readServiceKey, readServiceValue, writeBackendValue, writePair, writeServiceKey, writeServiceValue } from './layout';
 
 export interface ConvergeStats {
@@ -22,20 +22,24 @@ export async function readImage(kernel: EbpfKernel): Promise<Image> {
   }
   for (let i = 0; i < slots.count; i++) {
     const [set, slot] = readPair(slots.keys, i * SIZE.slotKey);
-    img.slots.set(pairKey(set, slot), slots.values.readUInt32LE(i * SIZE.slotVal));
+    img.slots.set(slotKey(set, slot), slots.values.readUInt32LE(i * SIZE.slotVal));
   }
   for (let i = 0; i < members.count; i++) {
     const [set, backend] = readPair(members.keys, i * SIZE.memberKey);
-    img.members.add(pairKey(set, backend));
+    img.members.add(memberKey(set, backend));
   }
   for (let i = 0; i < backends.count; i++) img.backends.set(backends.keys.readUInt32LE(i * SIZE.backendKey), readBackendValue(backends.values, i * SIZE.backendVal));
   return img;
 }
 
 const u32 = (out: Buffer, at: number, v: number) => out.writeUInt32LE(v, at);
-const pairOf = (out: Buffer, at: number, k: string) => {
-  const [a, b] = splitPair(k);
-  writePair(out, at, a, b);
+const slotOf = (out: Buffer, at: number, k: number) => {
+  const [set, slot] = splitSlotKey(k);
+  writePair(out, at, set, slot);
+};
+const memberOf = (out: Buffer, at: number, k: number) => {
+  const [set, backend] = splitMemberKey(k);
+  writePair(out, at, set, backend);
 };
 
 /** Sends the operations in image.ts's order, as one apply(): one trip to the addon's worker for the whole sync. */
@@ -51,12 +55,12 @@ export async function applyToKernel(kernel: EbpfKernel, ops: Ops): Promise<Conve
     bytes += keys.length;
   };
   put(MAP.backends, pack(ops.backendsPut.map((x) => x[0]), SIZE.backendKey, u32), pack(ops.backendsPut.map((x) => x[1]), SIZE.backendVal, writeBackendValue));
-  put(MAP.slots, pack(ops.slotsPut.map((x) => x[0]), SIZE.slotKey, pairOf), pack(ops.slotsPut.map((x) => x[1]), SIZE.slotVal, u32));
-  put(MAP.members, pack(ops.membersPut, SIZE.memberKey, pairOf), Buffer.alloc(ops.membersPut.length, 1));
+  put(MAP.slots, pack(ops.slotsPut.map((x) => x[0]), SIZE.slotKey, slotOf), pack(ops.slotsPut.map((x) => x[1]), SIZE.slotVal, u32));
+  put(MAP.members, pack(ops.membersPut, SIZE.memberKey, memberOf), Buffer.alloc(ops.membersPut.length, 1));
   put(MAP.services, pack(ops.servicesPut.map((s) => s.frontend), SIZE.svcKey, writeServiceKey), pack(ops.servicesPut.map((s) => s.value), SIZE.svcVal, writeServiceValue));
   del(MAP.services, pack(ops.servicesDelete, SIZE.svcKey, writeServiceKey));
-  del(MAP.slots, pack(ops.slotsDelete, SIZE.slotKey, pairOf));
-  del(MAP.members, pack(ops.membersDelete, SIZE.memberKey, pairOf));
+  del(MAP.slots, pack(ops.slotsDelete, SIZE.slotKey, slotOf));
+  del(MAP.members, pack(ops.membersDelete, SIZE.memberKey, memberOf));
   del(MAP.backends, pack(ops.backendsDelete, SIZE.backendKey, u32));
   if (steps.length === 0) return { syscalls: 0, micros: 0, bytes: 0 };
   const r = await kernel.apply(steps);

@@ -2,6 +2,7 @@
 // hooks do with a connection that starts on this node, read from the maps (one read for all flows).
 import type { Explanation, ExplainedEndpoint, FlowQuery } from '../explain';
 import { readImage } from './converge';
+import { slotKey } from './image';
 import { FLAG } from './layout';
 import type { EbpfKernel } from './kernel';
 
@@ -19,7 +20,7 @@ export async function explainSocket(kernel: EbpfKernel, flows: FlowQuery[], nft:
     if (value.count === 0) return { ...e, socket: { verdict: 'refused', endpoints: [], why: 'no endpoints: connect() and sendmsg() fail with ECONNREFUSED' } };
     const slots = new Map<string, ExplainedEndpoint>();
     for (let s = 1; s <= value.count; s++) {
-      const b = img.backends.get(img.slots.get(`${value.set}|${s}`) ?? -1);
+      const b = img.backends.get(img.slots.get(slotKey(value.set, s)) ?? -1);
       if (!b) continue;
       const k = `${b.address}|${b.port}`;
       const ep = slots.get(k) ?? { address: b.address, port: b.port, share: 0 };

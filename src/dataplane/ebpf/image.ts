@@ -12,10 +12,10 @@ import { backendKey, type DesiredFrontend, type DesiredSet, frontendKey } from '
 export interface Image {
   /** frontendKey -> entry */
   services: Map<string, { frontend: Frontend; value: ServiceValue }>;
-  /** "set|slot" -> backend id */
-  slots: Map<string, number>;
-  /** "set|backend id" */
-  members: Set<string>;
+  /** slotKey(set, slot) -> backend id */
+  slots: Map<number, number>;
+  /** memberKey(set, backend id) */
+  members: Set<number>;
   /** backend id -> address, port */
   backends: Map<number, BackendValue>;
 }
@@ -24,27 +24,47 @@ export function emptyImage(): Image {
   return { services: new Map(), slots: new Map(), members: new Set(), backends: new Map() };
 }
 
-export const pairKey = (a: number, b: number): string => `${a}|${b}`;
-export const splitPair = (k: string): [number, number] => {
-  const i = k.indexOf('|');
-  return [Number(k.slice(0, i)), Number(k.slice(i + 1))];
+// Slot and member keys are numbers, not "set|n" strings: a 30k-Service sync makes ~200k of them, and strings were
+// built, hashed and parsed back for every one (a third of a full sync's JS time).
+const SLOT_SPAN = 0x10000; // slots are 1..0xffff (svp_svc_val.count is 16 bits)
+const MEMBER_SPAN = 0x100000000; // backend ids are u32
+/** Set ids stay below this (they are reused, so they stay below the number of live sets): memberKey is exact. */
+export const MAX_SET_ID = 2 ** 21;
+export const slotKey = (set: number, slot: number): number => set * SLOT_SPAN + slot;
+export const splitSlotKey = (k: number): [number, number] => {
+  const set = Math.floor(k / SLOT_SPAN);
+  return [set, k - set * SLOT_SPAN];
+};
+export const memberKey = (set: number, backend: number): number => set * MEMBER_SPAN + backend;
+export const splitMemberKey = (k: number): [number, number] => {
+  const set = Math.floor(k / MEMBER_SPAN);
+  return [set, k - set * MEMBER_SPAN];
 };
 
 /**
  * Set and backend ids. A restart takes them back from the maps (the sets from the frontends that use them, the
  * backends by address), so a sync after a restart rewrites nothing that is already right and keeps affinity and
  * reverse-translation entries, which are keyed by set.
+ *
+ * Ids are reused: pod addresses churn for as long as the agent runs, and ids kept for every address ever seen
+ * grew the agent's memory without bound. An id given up in a sync (release*) becomes free only after the maps hold
+ * that sync (commit()), so no sync writes a new set's slots under an id whose old slots it is still deleting; a
+ * connection that remembered the old set (affinity) finds its backend is no member of the new one and chooses again.
  */
 export class Ids {
-  readonly sets = new Map<string, number>();
-  readonly backends = new Map<string, number>();
+  private readonly sets = new Map<string, number>();
+  private readonly backends = new Map<string, number>();
   private readonly backendKeys = new Map<number, string>();
   private readonly setIds = new Set<number>();
   private nextSet = 1;
   private nextBackend = 1;
+  private readonly freeSets: number[] = [];
+  private readonly freeBackends: number[] = [];
+  private readonly releasedSets: string[] = [];
+  private readonly releasedBackends: string[] = [];
 
   adoptSet(key: string, id: number): void {
-    if (this.sets.has(key) || this.setIds.has(id)) return;
+    if (this.sets.has(key) || this.setIds.has(id) || id >= MAX_SET_ID) return;
     this.sets.set(key, id);
     this.setIds.add(id);
     this.nextSet = Math.max(this.nextSet, id + 1);
@@ -60,16 +80,24 @@ export class Ids {
   set(key: string): number {
     let id = this.sets.get(key);
     if (id === undefined) {
-      this.sets.set(key, (id = this.nextSet++));
+      id = this.freeSets.pop() ?? this.nextSet++;
+      if (id >= MAX_SET_ID) throw new Error(`more than ${MAX_SET_ID} backend sets in use`);
+      this.sets.set(key, id);
       this.setIds.add(id);
     }
     return id;
   }
 
+  /** The set's id if it has one (never allocates). */
+  setId(key: string): number | undefined {
+    return this.sets.get(key);
+  }
+
   backend(key: string): number {
     let id = this.backends.get(key);
     if (id === undefined) {
-      this.backends.set(key, (id = this.nextBackend++));
+      id = this.freeBackends.pop() ?? this.nextBackend++;
+      this.backends.set(key, id);
       this.backendKeys.set(id, key);
     }
     return id;
@@ -78,6 +106,41 @@ export class Ids {
   backendKey(id: number): string | undefined {
     return this.backendKeys.get(id);
   }
+
+  releaseSet(key: string): void {
+    this.releasedSets.push(key);
+  }
+
+  releaseBackend(key: string): void {
+    this.releasedBackends.push(key);
+  }
+
+  /** After a sync the maps hold: ids released in it (or not used by a full sync) and still unused become free. */
+  commit(setUsed: (key: string) => boolean, backendUsed: (key: string) => boolean, sweep = false): void {
+    const sets = sweep ? [...this.sets.keys()] : this.releasedSets;
+    const backends = sweep ? [...this.backends.keys()] : this.releasedBackends;
+    for (const key of sets) {
+      const id = this.sets.get(key);
+      if (id === undefined || setUsed(key)) continue;
+      this.sets.delete(key);
+      this.setIds.delete(id);
+      this.freeSets.push(id);
+    }
+    for (const key of backends) {
+      const id = this.backends.get(key);
+      if (id === undefined || backendUsed(key)) continue;
+      this.backends.delete(key);
+      this.backendKeys.delete(id);
+      this.freeBackends.push(id);
+    }
+    this.releasedSets.length = 0;
+    this.releasedBackends.length = 0;
+  }
+
+  /** How many ids are held (tests: they follow the live objects, not every one ever seen). */
+  get size(): { sets: number; backends: number } {
+    return { sets: this.sets.size, backends: this.backends.size };
+  }
 }
 
 /** Adds a set's slots and members to the image. */
@@ -85,8 +148,8 @@ export function putSet(img: Image, ids: Ids, set: DesiredSet): void {
   const id = ids.set(set.key);
   set.slots.forEach((bk, i) => {
     const bid = ids.backend(bk);
-    img.slots.set(pairKey(id, i + 1), bid);
-    img.members.add(pairKey(id, bid));
+    img.slots.set(slotKey(id, i + 1), bid);
+    img.members.add(memberKey(id, bid));
   });
 }
 
@@ -104,12 +167,12 @@ export function putBackend(img: Image, ids: Ids, b: BackendValue): void {
 /** The writes and deletes from `have` to `want`, by map, in the order they must be sent. */
 export interface Ops {
   backendsPut: Array<[number, BackendValue]>;
-  slotsPut: Array<[string, number]>;
-  membersPut: string[];
+  slotsPut: Array<[number, number]>;
+  membersPut: number[];
   servicesPut: Array<{ frontend: Frontend; value: ServiceValue }>;
   servicesDelete: Frontend[];
-  slotsDelete: string[];
-  membersDelete: string[];
+  slotsDelete: number[];
+  membersDelete: number[];
   backendsDelete: number[];
 }
 
@@ -123,7 +186,7 @@ const sameService = (a: ServiceValue, b: ServiceValue) => a.set === b.set && a.c
  * The operations from `have` to `want`. With `touched`, only those keys are compared (a partial sync: the keys of
  * the changed Service ports, old and new); without, every key of both.
  */
-export function diffImages(have: Image, want: Image, touched?: { services: Iterable<string>; slots: Iterable<string>; members: Iterable<string>; backends: Iterable<number> }): Ops {
+export function diffImages(have: Image, want: Image, touched?: { services: Iterable<string>; slots: Iterable<number>; members: Iterable<number>; backends: Iterable<number> }): Ops {
   const ops: Ops = { backendsPut: [], slotsPut: [], membersPut: [], servicesPut: [], servicesDelete: [], slotsDelete: [], membersDelete: [], backendsDelete: [] };
   // Every key of either side once: want's, then have's that want lacks (no union set built: 30k Services are 200k
   // keys). A partial sync names its few keys; plain loops there (a generator per map cost ~20 µs of a 100 µs sync).

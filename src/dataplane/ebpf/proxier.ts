@@ -11,7 +11,7 @@ import type { Explanation, FlowQuery } from '../explain';
 import type { KernelReport } from '../nftables/kernel';
 import type { NftablesProxier } from '../nftables/proxier';
 import { type DesiredSocketLB, type EbpfConfig, addServicePort, backendKey, emptyDesired } from './desired';
-import { Ids, type Image, type Ops, applyOps, diffImages, emptyImage, opCount, pairKey, putBackend, putFrontend, putSet } from './image';
+import { Ids, type Image, type Ops, applyOps, diffImages, emptyImage, memberKey, opCount, putBackend, putFrontend, putSet, slotKey } from './image';
 import { applyToKernel, readImage } from './converge';
 import type { EbpfKernel } from './kernel';
 import { explainSocket } from './explain';
@@ -23,6 +23,14 @@ export interface EbpfProxierConfig {
   node?: EbpfConfig['node'];
   /** This node's addresses (default: read from the kernel at each full sync). */
   nodeAddresses: () => Promise<string[]>;
+}
+
+/** The map keys a partial sync compares. */
+interface Touched {
+  services: Set<string>;
+  slots: Set<number>;
+  members: Set<number>;
+  backends: Set<number>;
 }
 
 /** What one Service port asks of the maps, and which of its frontends it holds (another, older one may keep some). */
@@ -39,6 +47,8 @@ export class EbpfProxier implements Dataplane {
   private fragments = new Map<ServicePortKey, Fragment>();
   /** Backend key -> how many held sets use it. */
   private backendUsers = new Map<string, number>();
+  /** Set keys some held frontend uses. */
+  private liveSets = new Set<string>();
   /** Frontend key -> the Service port holding it. */
   private holders = new Map<string, ServicePortKey>();
   /** Service ports in a contest for a frontend (a change to one takes a full sync). */
@@ -107,10 +117,12 @@ export class EbpfProxier implements Dataplane {
     this.adoptIds(have);
     const want = emptyImage();
     this.backendUsers.clear();
+    this.liveSets.clear();
     for (const f of this.fragments.values()) this.contribute(want, f, +1);
     const ops = diffImages(have, want);
     const stats = await applyToKernel(this.kernel, ops);
     this.programmed = want;
+    this.commitIds(true);
     this.needFull = false;
     return this.merge(nft, ops, stats, problems, t0, true);
   }
@@ -121,7 +133,7 @@ export class EbpfProxier implements Dataplane {
     const t0 = process.hrtime.bigint();
     const cfg = this.socketConfig();
     const problems: ModelProblem[] = [];
-    const touched = { services: new Set<string>(), slots: new Set<string>(), members: new Set<string>(), backends: new Set<number>() };
+    const touched: Touched = { services: new Set(), slots: new Set(), members: new Set(), backends: new Set() };
     const wantPart = emptyImage();
     const next = new Map<ServicePortKey, Fragment | undefined>();
     for (const [key, sp] of changes) {
@@ -161,6 +173,7 @@ export class EbpfProxier implements Dataplane {
     const ops = diffImages(this.programmed, wantPart, touched);
     const stats = await applyToKernel(this.kernel, ops);
     applyOps(this.programmed, ops);
+    this.commitIds(false);
     this.needFull = false;
     return this.merge(nft, ops, stats, problems, t0, false);
   }
@@ -186,18 +199,25 @@ export class EbpfProxier implements Dataplane {
     for (const [id, b] of have.backends) this.ids.adoptBackend(backendKey(b), id);
   }
 
-  /** Adds (+1) a fragment's entries to an image, or (-1) only releases its backend uses. */
+  /** Ids released in the sync the maps now hold become free (a full sync: every id no held object uses). */
+  private commitIds(full: boolean): void {
+    this.ids.commit((k) => this.liveSets.has(k), (k) => this.backendUsers.has(k), full);
+  }
+
+  /** Adds (+1) a fragment's entries to an image, or (-1) only releases its sets and backend uses. */
   private contribute(img: Image, f: Fragment, sign: 1 | -1): void {
     const sets = new Set<string>();
     for (const fk of f.held) sets.add(f.desired.frontends.get(fk)!.set);
     for (const key of sets) {
+      if (sign > 0) this.liveSets.add(key);
+      else if (this.liveSets.delete(key)) this.ids.releaseSet(key);
       const set = f.desired.sets.get(key);
       if (!set) continue;
       if (sign > 0) putSet(img, this.ids, set);
       for (const bk of new Set(set.slots)) {
         const n = (this.backendUsers.get(bk) ?? 0) + sign;
         if (n > 0) this.backendUsers.set(bk, n);
-        else this.backendUsers.delete(bk);
+        else if (this.backendUsers.delete(bk)) this.ids.releaseBackend(bk);
         if (sign > 0) putBackend(img, this.ids, f.desired.backends.get(bk)!);
       }
     }
@@ -205,21 +225,21 @@ export class EbpfProxier implements Dataplane {
   }
 
   /** The keys a fragment's entries live at. */
-  private touch(t: { services: Set<string>; slots: Set<string>; members: Set<string>; backends: Set<number> }, f: Fragment): void {
+  private touch(t: Touched, f: Fragment): void {
     const sets = new Set<string>();
     for (const fk of f.held) {
       t.services.add(fk);
       sets.add(f.desired.frontends.get(fk)!.set);
     }
     for (const key of sets) {
-      const id = this.ids.sets.get(key);
+      const id = this.ids.setId(key);
       if (id === undefined) continue;
       // Every slot the set holds and will hold: the old fragment's (what the maps hold) and the new one's.
       const set = f.desired.sets.get(key);
       set?.slots.forEach((bk, i) => {
         const bid = this.ids.backend(bk);
-        t.slots.add(pairKey(id, i + 1));
-        t.members.add(pairKey(id, bid));
+        t.slots.add(slotKey(id, i + 1));
+        t.members.add(memberKey(id, bid));
         t.backends.add(bid);
       });
     }
