@@ -18,13 +18,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EbpfProxier } from '../src/dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from '../src/dataplane/ebpf/kernel';
-import { cgroup2MountOf } from '../src/dataplane/ebpf/cgroup';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig } from '../src/dataplane/nftables/rules/config';
 import { readNodeAddresses } from '../src/dataplane/nodeAddresses';
 import type { ServicePort, ServicePortKey } from '../src/model/types';
 import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
+import { type SandboxCgroup, sandboxCgroup } from '../scripts/lib/sandbox-cgroup';
 import type { LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel } from './lib/model';
 import { waitForQuiet } from './lib/quiet';
@@ -66,7 +66,7 @@ interface Case {
   pingpong: Record<'ebpf' | 'nftables' | 'iptables', { perSecond: number; directPerSecond: number } | null>;
   /** Bytes per second on one connection, each mode's median round with the direct run beside it. */
   bulk: Record<'ebpf' | 'nftables' | 'iptables', { bytesPerSecond: number; directBytesPerSecond: number } | null>;
-  /** Conntrack entries on the node whose original destination is the Service address, after the measured connects. */
+  /** Conntrack entries on the node whose original destination is the Service address, after CONNTRACK_CONNECTS connects. */
   conntrackToService: Record<'ebpf' | 'nftables', number>;
   fullSync: { ebpfSeconds: number; socketLBSeconds: number; bpfSyscallSeconds: number; nftablesSeconds: number; kernelFloorSeconds: number; entries: number };
   /** The socket-LB part of one partial sync; `reference`: the same change to REFERENCE_SERVICES Services, in alternate rounds. */
@@ -84,12 +84,18 @@ async function probe(sb: Sandbox, args: string[], cgroup?: string): Promise<Late
   return JSON.parse(r.stdout.trim()) as LatencyResult & { perSecond?: number };
 }
 
-function conntrackTo(sb: Sandbox, addr: string): Promise<number> {
-  return execInNetns(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
-}
+/** Connections the conntrack count is taken after (counted at once: a reset connection's entry lives 10 s). */
+const CONNTRACK_CONNECTS = 200;
 
-async function flushConntrack(sb: Sandbox): Promise<void> {
+/**
+ * Conntrack entries on the node whose original destination is addr, after CONNTRACK_CONNECTS connects to addr:80
+ * from a flushed table. The count is taken right after them: entries of connections closed by reset expire within
+ * 10 s (the NAT modes' figure read after the ping-pong and bulk runs was 0 in one run, thousands in another).
+ */
+async function conntrackAfterConnects(sb: Sandbox, addr: string, cgroup?: string): Promise<number> {
   await execInNetns(sb.nodeNs, ['conntrack', '-F']).catch(() => '');
+  await probe(sb, ['connect', addr, '80', String(CONNTRACK_CONNECTS), '0'], cgroup);
+  return execInNetns(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
 }
 
 /**
@@ -190,7 +196,15 @@ async function endpointChanges(proxier: EbpfProxier, model: Map<ServicePortKey, 
   };
 }
 
-async function oneCase(sb: Sandbox, cgroup: string, ref: Reference, n: number, connects: number, reps: number): Promise<Case> {
+/** An ebpf-mode proxier for a sandbox's node, its hooks on the sandbox's cgroup. */
+function ebpfProxier(sb: Sandbox, place: SandboxCgroup): { kernel: LibbpfKernel; proxier: EbpfProxier } {
+  const kernel = new LibbpfKernel({ object: defaultObjectPath(), root: place.bpfRoot, cgroup: place.cgroup });
+  const nft = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE }));
+  return { kernel, proxier: new EbpfProxier(kernel, nft, { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) }) };
+}
+
+async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: number, connects: number, reps: number): Promise<Case> {
+  const { cgroup } = place;
   const target = { clusterIP: TARGET_IP, port: 80, endpoints: sb.backends.map((b) => ({ ip: b.v4, port: 8080 })) };
   const bulkService: BenchService = { namespace: 'bench-target', name: 'sink', clusterIP: BULK_IP, port: 80, protocol: 'TCP', endpoints: sb.backends.map((b) => ({ ip: b.v4, port: SINK_PORT })) };
   const echoService: BenchService = { namespace: 'bench-target', name: 'echo', clusterIP: ECHO_IP, port: 80, protocol: 'TCP', endpoints: sb.backends.map((b) => ({ ip: b.v4, port: ECHO_PORT })) };
@@ -204,12 +218,13 @@ async function oneCase(sb: Sandbox, cgroup: string, ref: Reference, n: number, c
   const config = () => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 
   log(`${n}: direct`);
-  const direct = await measure1(sb.backends[0].v4, 8080, false);
+  // Nothing programmed yet: no mode to pair with, so the median p50 of ROUNDS runs.
+  const directRuns: LatencyResult[] = [];
+  for (let i = 0; i < ROUNDS; i++) directRuns.push(await measure1(sb.backends[0].v4, 8080, false));
+  const direct = directRuns.sort((a, b) => (a.p50Us ?? 0) - (b.p50Us ?? 0))[Math.floor(ROUNDS / 2)];
 
   log(`${n}: ebpf`);
-  const root = `/sys/fs/bpf/${sb.prefix}`;
-  const kernel = new LibbpfKernel({ object: defaultObjectPath(), root, cgroup });
-  const ebpf = new EbpfProxier(kernel, new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config()), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) });
+  const { kernel, proxier: ebpf } = ebpfProxier(sb, place);
   let c: Case;
   const c0 = { pingpong: { ebpf: null, nftables: null, iptables: null } as Case['pingpong'], bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
   try {
@@ -221,10 +236,9 @@ async function oneCase(sb: Sandbox, cgroup: string, ref: Reference, n: number, c
     const socketLBSeconds = (full.phases?.socketLB ?? 0) / 1e6;
     const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
     const floor = await kernelFloor(kernel);
-    await flushConntrack(sb);
     const ebpfLatency = await measure(TARGET_IP, 80, true);
     c0.pingpong.ebpf = await pingpong(sb, ECHO_IP, cgroup);
-    const ctEbpf = await conntrackTo(sb, TARGET_IP);
+    const ctEbpf = await conntrackAfterConnects(sb, TARGET_IP, cgroup);
     c0.bulk.ebpf = await bulk(sb, BULK_IP, cgroup);
     const endpointChange = await endpointChanges(ebpf, model, ref, reps);
     const mapBytes = kernel.maps().reduce((s, m) => s + m.memlock, 0);
@@ -246,10 +260,9 @@ async function oneCase(sb: Sandbox, cgroup: string, ref: Reference, n: number, c
     const t0 = process.hrtime.bigint();
     await nft.syncFull(model);
     c.fullSync.nftablesSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    await flushConntrack(sb);
     c.latency.nftables = await measure(TARGET_IP, 80);
     c.pingpong.nftables = await pingpong(sb, ECHO_IP);
-    c.conntrackToService.nftables = await conntrackTo(sb, TARGET_IP);
+    c.conntrackToService.nftables = await conntrackAfterConnects(sb, TARGET_IP);
     c.bulk.nftables = await bulk(sb, BULK_IP);
     await nft.cleanup();
   } finally {
@@ -306,7 +319,7 @@ export function report(r: { date: string; machine: { kernel: string; cpus: numbe
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : '-');
   const paired = pairedDirectP50;
   const lines = [`Run of ${r.date.slice(0, 10)} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}; ${r.connects} connects per figure, the median of ${ROUNDS} paired rounds.`, '',
-    '| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s vs direct: ebpf, nftables, iptables | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after the connects: ebpf, nftables |',
+    `| Services | direct, nothing programmed: connect p50 µs | ebpf: p50 µs (vs direct paired; vs nothing programmed) | nftables | kube-proxy iptables | 1-byte ping-pong/s vs direct: ebpf, nftables, iptables | bulk: ebpf, nftables, iptables vs direct | conntrack entries to the Service after ${CONNTRACK_CONNECTS} connects: ebpf, nftables |`,
     '|---|---|---|---|---|---|---|---|'];
   for (const c of r.cases) {
     const mode = (x: LatencyResult | null) => (x ? `${us(x.p50Us)} (${ratio(x.p50Us, paired(x))}; ${ratio(x.p50Us, c.latency.direct?.p50Us)})` : '-');
@@ -350,35 +363,27 @@ async function main(): Promise<void> {
   const connects = quick ? 1000 : 3000;
   const reps = quick ? 100 : 1000;
   installSignalCleanup();
-  const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-  if (!mount) throw new Error('no cgroup v2 on this machine');
   const sb = await createSandbox({ backends: 2, ports: [8080] });
-  const cgroup = path.join(mount, sb.prefix);
-  fs.mkdirSync(cgroup, { recursive: true });
+  const place = sandboxCgroup(sb.prefix);
   const cases: Case[] = [];
   // The reference node of the endpoint-change figures: its own namespace, bpffs root and cgroup, no traffic.
   const refSb = await createSandbox({ backends: 0, ports: [8080] });
-  const refCgroup = path.join(mount, refSb.prefix);
-  fs.mkdirSync(refCgroup, { recursive: true });
-  const refKernel = new LibbpfKernel({ object: defaultObjectPath(), root: `/sys/fs/bpf/${refSb.prefix}`, cgroup: refCgroup });
-  const ref: Reference = {
-    proxier: new EbpfProxier(refKernel, new NftablesProxier(new NetlinkNftClient({ netns: refSb.nodeNsPath }), defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE })), { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(refSb.nodeNsPath) }),
-    model: toModel(makeServices(REFERENCE_SERVICES, 2)),
-  };
+  const refPlace = sandboxCgroup(refSb.prefix);
+  const ref: Reference = { proxier: ebpfProxier(refSb, refPlace).proxier, model: toModel(makeServices(REFERENCE_SERVICES, 2)) };
   try {
     await ref.proxier.syncFull(ref.model);
     for (const b of sb.backends) {
       await startServer(sb, b.ns, 'sink', SINK_PORT);
       await startServer(sb, b.ns, 'echo', ECHO_PORT);
     }
-    for (const n of sizes) cases.push(await oneCase(sb, cgroup, ref, n, connects, reps));
+    for (const n of sizes) cases.push(await oneCase(sb, place, ref, n, connects, reps));
   } finally {
     await ref.proxier.cleanup().catch(() => false);
     ref.proxier.close();
     await refSb.destroy();
-    fs.rmdirSync(refCgroup);
+    refPlace.remove();
     await sb.destroy();
-    fs.rmdirSync(cgroup);
+    place.remove();
   }
   const result = {
     date: new Date().toISOString(),

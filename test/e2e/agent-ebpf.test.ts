@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { sandboxCgroup } from '../../scripts/lib/sandbox-cgroup';
 import { runClient, startHold } from '../../scripts/lib/traffic';
-import { cgroup2MountOf } from '../../src/dataplane/ebpf/cgroup';
 import { native } from '../../src/native';
 import { ApiServerDouble, type KubeObject } from '../apiserver/double';
 import { AgentProcess, freePort } from '../helpers/agent-process';
@@ -26,6 +26,7 @@ describe.runIf(haveRoot)('svcplane run --proxy-mode ebpf against the API-server 
   let agent: AgentProcess;
   let agentArgs: string[];
   let cgroup: string;
+  let removeCgroup: (() => void) | undefined;
   let bpfRoot: string;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-e2e-ebpf-'));
 
@@ -47,11 +48,7 @@ describe.runIf(haveRoot)('svcplane run --proxy-mode ebpf against the API-server 
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
-    const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-    if (!mount) throw new Error('no cgroup2 mount on this machine');
-    cgroup = path.join(mount, sb.prefix);
-    fs.mkdirSync(cgroup, { recursive: true });
-    bpfRoot = `/sys/fs/bpf/${sb.prefix}`;
+    ({ cgroup, bpfRoot, remove: removeCgroup } = sandboxCgroup(sb.prefix));
     api = new ApiServerDouble({ bookmarkIntervalMs: 2000 });
     await api.start();
     api.apply(node());
@@ -75,7 +72,7 @@ describe.runIf(haveRoot)('svcplane run --proxy-mode ebpf against the API-server 
     if (sb && fs.existsSync(bpfRoot)) await svcplane(['cleanup', '--mode', 'ebpf', '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot]);
     await api?.stop();
     await sb?.destroy();
-    if (cgroup && fs.existsSync(cgroup)) fs.rmdirSync(cgroup);
+    removeCgroup?.();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 

@@ -9,9 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../scripts/lib/sandbox';
+import { sandboxCgroup } from '../../scripts/lib/sandbox-cgroup';
 import { chiSquareUniform, countsFor, runClient, startHold } from '../../scripts/lib/traffic';
 import { native } from '../../src/native';
-import { cgroup2MountOf } from '../../src/dataplane/ebpf/cgroup';
 import { REPO, svcplane } from '../helpers/cli';
 import { requireRoot } from '../helpers/root';
 
@@ -43,6 +43,7 @@ s.setTimeout(3000, () => { console.log(JSON.stringify({ error: 'ETIMEDOUT' })); 
 describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic', () => {
   let sb: Sandbox;
   let cgroup: string;
+  let removeCgroup: (() => void) | undefined;
   let bpfRoot: string;
   let clusterCIDR: string;
   const ebpfFlags = () => ['--mode', 'ebpf', '--netns', sb.nodeNsPath, '--cgroup-root', cgroup, '--bpf-root', bpfRoot];
@@ -56,11 +57,7 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
     clusterCIDR = `${sb.podCIDR.v4},${sb.podCIDR.v6}`;
-    const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-    if (!mount) throw new Error('no cgroup2 mount on this machine');
-    cgroup = path.join(mount, sb.prefix);
-    fs.mkdirSync(cgroup, { recursive: true });
-    bpfRoot = `/sys/fs/bpf/${sb.prefix}`;
+    ({ cgroup, bpfRoot, remove: removeCgroup } = sandboxCgroup(sb.prefix));
     // The CLI opens its sockets in the node namespace itself (--netns): `ip netns exec` would hide /sys/fs/bpf and the cgroup.
     const r = await svcplane(['sync', '--once', '--manifests', EXAMPLES, '--cluster-cidr', clusterCIDR, '--output', 'json', ...ebpfFlags()]);
     expect(r.stderr).toBe('');
@@ -71,7 +68,7 @@ describe.runIf(haveRoot)('ebpf mode: socket-level load balancing, real traffic',
   afterAll(async () => {
     if (sb && bpfRoot && fs.existsSync(bpfRoot)) await svcplane(['cleanup', ...ebpfFlags()]);
     await sb?.destroy();
-    if (cgroup && fs.existsSync(cgroup)) fs.rmdirSync(cgroup);
+    removeCgroup?.();
   });
 
   it('spreads 600 TCP connections from the cgroup over the 3 ready endpoints, unNATed (the backend sees the client)', async () => {

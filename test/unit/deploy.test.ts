@@ -60,9 +60,13 @@ function typeCheck(objs: Array<{ name: string; kind: Kind; obj: unknown }>): str
 
 describe('deploy/ manifests', () => {
   const all = manifests();
+  const daemonSet = (file = 'daemonset.yaml') => all.find((m) => m.file === file && m.obj.kind === 'DaemonSet')!.obj;
 
   it('are the kinds svcplane ships, each valid against the OpenAPI schema', () => {
-    expect(all.map((m) => m.obj.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'ServiceAccount']);
+    expect(all.map((m) => `${m.file} ${String(m.obj.kind)}`).sort()).toEqual([
+      'configmap.yaml ConfigMap', 'daemonset-ebpf.yaml DaemonSet', 'daemonset.yaml DaemonSet',
+      'rbac.yaml ClusterRole', 'rbac.yaml ClusterRoleBinding', 'rbac.yaml ServiceAccount',
+    ]);
     for (const m of all) {
       const kind = KINDS[m.obj.kind as string];
       expect(kind, `${m.file}: kind ${String(m.obj.kind)}`).toBeDefined();
@@ -76,7 +80,7 @@ describe('deploy/ manifests', () => {
   });
 
   it('the checks catch typos: an unknown field and a wrong type both fail', () => {
-    const ds = all.find((m) => m.obj.kind === 'DaemonSet')!.obj as { spec: { template: { spec: Record<string, unknown> } } };
+    const ds = daemonSet() as { spec: { template: { spec: Record<string, unknown> } } };
     const typo = structuredClone(ds);
     typo.spec.template.spec.hostNetwrk = true;
     expect(typeCheck([{ name: 'typo', kind: KINDS.DaemonSet, obj: typo }]).join('\n')).toMatch(/hostNetwrk/);
@@ -90,7 +94,7 @@ describe('deploy/ manifests', () => {
     const { doc, warnings } = decodeKubeProxyConfiguration(cm.data['config.conf'], 'configmap.yaml');
     expect(warnings).toEqual([]);
     expect(resolveAgentConfig(doc)).toMatchObject({ mode: 'nftables', healthzBindAddress: '0.0.0.0:10256' });
-    const ds = all.find((m) => m.obj.kind === 'DaemonSet')!.obj as { spec: { template: { spec: { containers: Array<{ securityContext: { capabilities: { add: string[] } } }> } } } };
+    const ds = daemonSet() as { spec: { template: { spec: { containers: Array<{ securityContext: { capabilities: { add: string[] } } }> } } } };
     expect(ds.spec.template.spec.containers[0].securityContext.capabilities.add).toEqual(['NET_ADMIN']);
     // The API server's real address from the ConfigMap, overriding kubelet's ClusterIP (deploy/README.md).
     const env = (ds.spec.template.spec.containers[0] as unknown as { env: Array<{ name: string; valueFrom?: { configMapKeyRef?: { name: string; key: string; optional?: boolean } } }> }).env;
@@ -100,12 +104,34 @@ describe('deploy/ manifests', () => {
     ]);
   });
 
+  it('the ebpf variant is daemonset.yaml plus the ebpf mode, bpffs shared with the host and the host\'s cgroup root', () => {
+    type Container = { args: string[]; securityContext: Record<string, unknown>; volumeMounts: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
+    type Ds = { spec: { template: { spec: { containers: Container[]; volumes: Array<{ name: string; hostPath?: { path: string } }> } } } };
+    const plain = structuredClone(daemonSet()) as Ds;
+    const ebpf = structuredClone(daemonSet('daemonset-ebpf.yaml')) as Ds;
+    const c = ebpf.spec.template.spec.containers[0];
+    const flags = Object.fromEntries(c.args.map((a) => a.replace(/^--/, '').split('=')));
+    expect(resolveAgentConfig(undefined, { proxyMode: flags['proxy-mode'], cgroupRoot: flags['cgroup-root'] })).toMatchObject({ mode: 'ebpf', cgroupRoot: '/run/svcplane/cgroup' });
+    const mount = (name: string) => c.volumeMounts.find((m) => m.name === name);
+    const hostPath = (name: string) => ebpf.spec.template.spec.volumes.find((v) => v.name === name)?.hostPath?.path;
+    expect([mount('bpffs')?.mountPath, mount('bpffs')?.mountPropagation, hostPath('bpffs')]).toEqual(['/sys/fs/bpf', 'Bidirectional', '/sys/fs/bpf']);
+    expect([mount('cgroup')?.mountPath, hostPath('cgroup')]).toEqual([flags['cgroup-root'], '/sys/fs/cgroup']);
+    expect(c.securityContext.privileged).toBe(true); // Bidirectional propagation is allowed in privileged containers only
+    // Everything else is daemonset.yaml's: a change to one that the other misses fails here.
+    c.args = c.args.filter((a) => !/^--(proxy-mode|cgroup-root)=/.test(a));
+    c.volumeMounts = c.volumeMounts.filter((m) => m.name === 'config');
+    ebpf.spec.template.spec.volumes = ebpf.spec.template.spec.volumes.filter((v) => v.name === 'config');
+    const pc = plain.spec.template.spec.containers[0];
+    c.securityContext = pc.securityContext;
+    expect(ebpf).toEqual(plain);
+  });
+
   it('the PodMonitor scrapes the DaemonSet\'s pods on its metrics port, bound off loopback by the ConfigMap', () => {
     const pm = parseAllDocuments(fs.readFileSync(path.join(REPO, 'deploy', 'monitoring', 'podmonitor.yaml'), 'utf8'))[0].toJS() as {
       kind: string; spec: { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: Array<{ port: string; path: string }> };
     };
     expect(pm.kind).toBe('PodMonitor');
-    const ds = all.find((m) => m.obj.kind === 'DaemonSet')!.obj as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ ports: Array<{ name: string; containerPort: number }> }> } } } };
+    const ds = daemonSet() as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ ports: Array<{ name: string; containerPort: number }> }> } } } };
     expect(ds.spec.template.metadata.labels).toMatchObject(pm.spec.selector.matchLabels);
     const port = ds.spec.template.spec.containers[0].ports.find((p) => p.name === pm.spec.podMetricsEndpoints[0].port);
     const cm = all.find((m) => m.obj.kind === 'ConfigMap')!.obj as { data: Record<string, string> };

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../../../scripts/lib/sandbox';
+import { sandboxCgroup } from '../../../scripts/lib/sandbox-cgroup';
 import { countsFor, runClient } from '../../../scripts/lib/traffic';
-import { cgroup2MountOf } from '../../../src/dataplane/ebpf/cgroup';
 import { REPO, execOk, svcplane } from '../../helpers/cli';
 
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
@@ -16,6 +16,7 @@ const BE = ['be0', 'be1', 'be2'];
 describe.runIf(inGuest)('switching from the IPVS mode removes its virtual services and svcplane0 (guest kernel)', () => {
   let sb: Sandbox;
   let cgroup: string;
+  let removeCgroup: (() => void) | undefined;
   let bpfRoot: string;
   const sync = async (mode: string, ...extra: string[]) => {
     const r = await svcplane(['sync', '--once', '--mode', mode, '--manifests', EXAMPLES, '--cluster-cidr', sb.podCIDR.v4, '--netns', sb.nodeNsPath, ...extra]);
@@ -29,16 +30,12 @@ describe.runIf(inGuest)('switching from the IPVS mode removes its virtual servic
 
   beforeAll(async () => {
     sb = await createSandbox({ backends: 3, ports: [8080] });
-    const mount = cgroup2MountOf(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-    if (!mount) throw new Error('no cgroup2 mount in the guest');
-    cgroup = path.join(mount, sb.prefix);
-    fs.mkdirSync(cgroup, { recursive: true });
-    bpfRoot = `/sys/fs/bpf/${sb.prefix}`;
+    ({ cgroup, bpfRoot, remove: removeCgroup } = sandboxCgroup(sb.prefix));
   });
   afterAll(async () => {
     if (sb && bpfRoot && fs.existsSync(bpfRoot)) await svcplane(['cleanup', '--mode', 'ebpf', '--netns', sb.nodeNsPath, '--bpf-root', bpfRoot, '--cgroup-root', cgroup]);
     await sb?.destroy();
-    if (cgroup && fs.existsSync(cgroup)) fs.rmdirSync(cgroup);
+    removeCgroup?.();
   });
 
   it('ipvs -> nftables: nothing of IPVS stays; the ClusterIP is served by the table', async () => {
