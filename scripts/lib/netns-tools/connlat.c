@@ -1,7 +1,10 @@
 // Data-plane probe for the benchmarks, in C so that what it measures is the kernel's path and not a runtime's
 // (client.js's --latency spends 50-100 µs of its own per connect on this machine, more than the DNAT it should show).
-//   connlat connect ADDR PORT COUNT WARMUP    TCP connect() time, COUNT samples after WARMUP unmeasured ones; each
-//                                             socket is reset on close (SO_LINGER 0): no TIME_WAIT piles up.
+//   connlat connect ADDR PORT COUNT WARMUP [DIRECT PORT]
+//                                             TCP connect() time, COUNT samples after WARMUP unmeasured ones; each
+//                                             socket is reset on close (SO_LINGER 0): no TIME_WAIT piles up. With
+//                                             DIRECT PORT, each connect is followed by one to DIRECT:PORT (the pod),
+//                                             timed apart ("directP50Us", "directP99Us"): a pair at every moment.
 //   connlat pingpong ADDR PORT MS [PODPORT]   1-byte request/response round trips for MS milliseconds, paired: one
 //                                             connection to ADDR:PORT (a Service whose endpoints are `connlat echo`),
 //                                             one direct to the pod that answered (its greeting names it) on PODPORT
@@ -269,23 +272,34 @@ int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "sink") == 0) sink(atoi(argv[2]));
   if (argc == 3 && strcmp(argv[1], "echo") == 0) echo(atoi(argv[2]));
   if (argc < 5) {
-    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP | connlat pingpong ADDR PORT MS [PODPORT] | connlat bulk ADDR PORT MS | connlat sink PORT | connlat echo PORT\n");
+    fprintf(stderr, "usage: connlat connect ADDR PORT COUNT WARMUP [DIRECT PORT] | connlat pingpong ADDR PORT MS [PODPORT] | connlat bulk ADDR PORT MS | connlat sink PORT | connlat echo PORT\n");
     return 2;
   }
   struct sockaddr_storage ss;
   socklen_t len = target(argv[2], atoi(argv[3]), &ss);
   if (strcmp(argv[1], "connect") == 0) {
     int count = atoi(argv[4]), warmup = argc > 5 ? atoi(argv[5]) : 0;
-    double *s = calloc(count ? count : 1, sizeof *s);
-    int n = 0;
+    /* With DIRECT PORT: every other connect goes there (the pod), so both figures see the same moments. */
+    int paired = argc > 7;
+    struct sockaddr_storage ds;
+    socklen_t dlen = paired ? target(argv[6], atoi(argv[7]), &ds) : 0;
+    double *s = calloc(count ? count : 1, sizeof *s), *d = calloc(count ? count : 1, sizeof *d);
+    int n = 0, dn = 0;
     for (int i = 0; i < warmup + count; i++) {
-      double us = 0;
+      double us = 0, dus = 0;
       int err = connect_one(&ss, len, &us);
+      int derr = paired ? connect_one(&ds, dlen, &dus) : 0;
       if (i < warmup) continue;
       if (err) count_error(err);
       else s[n++] = us;
+      if (paired && !derr) d[dn++] = dus;
     }
-    print_result(s, n, "");
+    char extra[96] = "";
+    if (paired) {
+      qsort(d, dn, sizeof *d, cmp);
+      snprintf(extra, sizeof extra, ",\"directP50Us\":%.1f,\"directP99Us\":%.1f", rank(d, dn, 0.5), rank(d, dn, 0.99));
+    }
+    print_result(s, n, extra);
     return 0;
   }
   if (strcmp(argv[1], "pingpong") == 0) return pingpong(&ss, len, atoi(argc > 5 ? argv[5] : argv[3]), atof(argv[4]));
