@@ -13,6 +13,7 @@
 #include "napi_nft_socket.h"
 #include "napi_transceiver.h"
 #include "napi_util.h"
+#include "netns.h"
 #include "socket_registry.h"
 #include "sysctl.h"
 
@@ -105,6 +106,16 @@ Napi::Value ConnectAbstractJs(const Napi::CallbackInfo& info) {
   }
 }
 
+// newNetns() -> fd (owned by JS from here): a new, empty network namespace that lives as long as the fd.
+Napi::Value NewNetnsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    return Napi::Number::New(env, NewNetns().Release());
+  } catch (const SysError& e) {
+    throw MakeError(env, e.what(), e.errnum);
+  }
+}
+
 // A version as a string literal: gyp passes -DNAME=1.2.4 (quotes would not survive make's shell).
 #define SVCPLANE_STRINGIFY_(x) #x
 #define SVCPLANE_STRINGIFY(x) SVCPLANE_STRINGIFY_(x)
@@ -128,6 +139,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   libraries.Set("libbpf", SVCPLANE_STRINGIFY(SVCPLANE_LIBBPF_VERSION));
   exports.Set("libraries", libraries);
   exports.Set("listenAbstract", Napi::Function::New(env, ListenAbstractJs, "listenAbstract"));
+  exports.Set("newNetns", Napi::Function::New(env, NewNetnsJs, "newNetns"));
   exports.Set("connectAbstract", Napi::Function::New(env, ConnectAbstractJs, "connectAbstract"));
   // Sockets still open when the environment is torn down (exit, a worker thread's end) are closed.
   env.AddCleanupHook([]() { RegisteredSocket::CloseAll(); });

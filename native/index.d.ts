@@ -139,6 +139,13 @@ export declare function listenAbstract(name: string, netns?: string): number;
  */
 export declare function connectAbstract(name: string, netns?: string): { fd: number; pid: number; uid: number } | null;
 
+/**
+ * A new, empty network namespace (loopback down), held by the returned fd alone: close the fd and it goes; this
+ * process's end, however it ends, closes it too. Open it elsewhere as `/proc/<pid>/fd/<fd>` (the `netns` option of
+ * the sockets here). Needs CAP_SYS_ADMIN; throws with code/errno.
+ */
+export declare function newNetns(): number;
+
 /** A map of the loaded socket-LB object, as the kernel describes it. */
 export interface EbpfMapInfo {
   name: string;

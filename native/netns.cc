@@ -37,4 +37,16 @@ InNetns::~InNetns() {
   if (setns(self_.get(), CLONE_NEWNET) < 0) AbortStuckInNetns(name_, errno);
 }
 
+Fd NewNetns() {
+  Fd self(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!self.valid()) throw SysError(errno, "open own netns: " + ErrnoText(errno));
+  if (unshare(CLONE_NEWNET) < 0) throw SysError(errno, "unshare(CLONE_NEWNET): " + ErrnoText(errno));
+  Fd made(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  int openErr = errno;
+  // Back first, whatever the open did: this thread runs JS (or a libuv worker's jobs) next.
+  if (setns(self.get(), CLONE_NEWNET) < 0) AbortStuckInNetns("a new namespace", errno);
+  if (!made.valid()) throw SysError(openErr, "open the new netns: " + ErrnoText(openErr));
+  return made;
+}
+
 }  // namespace svcplane

@@ -17,6 +17,11 @@ Fd OpenNetns(const std::string& path);
 // " in PATH", or "" for the caller's own namespace (""): for messages.
 inline std::string InNetnsSuffix(const std::string& path) { return path.empty() ? "" : " in " + path; }
 
+// A new, empty network namespace held by the returned descriptor alone: it goes when the descriptor does, i.e. with
+// this process however it ends (a benchmark's throwaway node: nothing to clean up after a kill). The calling thread
+// makes it and returns to its own namespace at once. Throws SysError (EPERM without CAP_SYS_ADMIN).
+Fd NewNetns();
+
 // Ends the process: a thread that could not return to its own network namespace would open every later socket and
 // /proc/sys file of whatever runs on it (the JS thread, or a libuv worker shared by all async work) in the other
 // one, i.e. program or read the wrong node without any error. A crash with the reason is the safe outcome.
