@@ -19,14 +19,14 @@ import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel } from './lib/model';
+import { BENCH_NODE, toModel } from '../src/bench/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { PEER_ARGV, runPeer, withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices, type BenchService } from './peers/shape';
+import { POD_CIDR, makeServices, type BenchService } from '../src/bench/shape';
 
 const PEER_TIMEOUT_MS = 120_000;
 const AFFINITY_SECONDS = 10800;

@@ -23,8 +23,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ApiServerDouble, type KubeObject } from '../test/apiserver/double';
-import { makeServices, portNameOf, type BenchService } from './peers/shape';
-import { BENCH_NODE, benchNodeOf } from './lib/model';
+import { makeServices, portNameOf, type BenchService } from '../src/bench/shape';
+import { BENCH_NODE, benchNodeOf } from '../src/bench/model';
 
 const REPO = path.resolve(__dirname, '../..');
 const SVCPLANE = path.join(REPO, 'bin', 'svcplane.js');
@@ -279,7 +279,7 @@ async function runChurn(n: number, minSync: string, updates: number, idleMs: num
     // oldest pod terminating, 3: the oldest pod gone).
     const pods = services.map((b) => b.endpoints.map((e) => ({ ip: e.ip, port: e.port, state: 'ready' as PodState })));
     const step = new Array<number>(n).fill(0);
-    const POOL = 32_512; // the filler endpoint pool (bench/peers/shape.ts): 198.18.1.0 - 198.18.127.255
+    const POOL = 32_512; // the filler endpoint pool (src/bench/shape.ts): 198.18.1.0 - 198.18.127.255
     let nextPod = 20_000; // past the 10k x 2 initial pods
     const podIP = () => {
       const k = 1 * 256 + (nextPod++ % POOL);

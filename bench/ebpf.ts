@@ -26,7 +26,7 @@ import type { ServicePort, ServicePortKey } from '../src/model/types';
 import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
 import { type SandboxCgroup, sandboxCgroup } from '../scripts/lib/sandbox-cgroup';
 import type { LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel } from './lib/model';
+import { BENCH_NODE, toModel } from '../src/bench/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
@@ -34,7 +34,7 @@ import { renderRatioPlot } from './lib/plot';
 import { MAP } from '../src/dataplane/ebpf/layout';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
-import { POD_CIDR, type BenchService, makeServices } from './peers/shape';
+import { POD_CIDR, type BenchService, makeServices } from '../src/bench/shape';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const PEER_TIMEOUT_MS = 300_000;

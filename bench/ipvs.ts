@@ -17,10 +17,10 @@ import { IpvsProxier } from '../src/dataplane/ipvs/proxier';
 import { defaultIpvsConfig } from '../src/dataplane/ipvs/config';
 import type { ServicePort } from '../src/model/types';
 import { prepareGuest, runInGuest } from '../scripts/lib/vm';
-import { BENCH_NODE, toModel } from './lib/model';
+import { BENCH_NODE, toModel } from '../src/bench/model';
 import { waitForQuiet } from './lib/quiet';
 import { execInNetns, runPeer, withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices, type BenchService } from './peers/shape';
+import { POD_CIDR, makeServices, type BenchService } from '../src/bench/shape';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const MARK = '@@SVCPLANE-BENCH-RESULT@@';

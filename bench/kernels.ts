@@ -23,11 +23,11 @@ import { KNOWN_KERNELS, kernelPackage, prepareGuest, runInGuest } from '../scrip
 import { latencyUnderSvcplane } from './lib/dataplane';
 import { type ToolResult, iptablesPeer, nftPeer, svcplaneFull } from './lib/full';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
-import { BENCH_NODE, toModel } from './lib/model';
+import { BENCH_NODE, toModel } from '../src/bench/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices } from './peers/shape';
+import { POD_CIDR, makeServices } from '../src/bench/shape';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const MARK = '@@SVCPLANE-BENCH-RESULT@@';

@@ -14,7 +14,7 @@ import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel, toServicePort } from './lib/model';
+import { BENCH_NODE, toModel, toServicePort } from '../src/bench/model';
 import { renderSyncPlot } from './lib/plot';
 import { waitForQuiet } from './lib/quiet';
 import { type ToolResult, iptablesPeer, kernelFloor, median, nftPeer, svcplaneFull } from './lib/full';
@@ -23,7 +23,7 @@ import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer, withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices } from './peers/shape';
+import { POD_CIDR, makeServices } from '../src/bench/shape';
 
 const PEER_TIMEOUT_MS = 120_000;
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');

@@ -7,8 +7,8 @@ import type { Sandbox } from '../../scripts/lib/sandbox';
 import type { LatencyResult } from '../../scripts/lib/traffic';
 import { kubeProxyNftablesRuleset } from '../peers/kubeproxy-nftables';
 import { PEER_ARGV, execInNetns, runPeer } from '../peers/run';
-import type { BenchService } from '../peers/shape';
-import { toModel } from './model';
+import type { BenchService } from '../../src/bench/shape';
+import { toModel } from '../../src/bench/model';
 
 /** `measure` with svcplane's nftables dataplane programmed for `services` in the sandbox's node. */
 export async function latencyUnderSvcplane(sb: Sandbox, services: BenchService[], config: NftablesConfig, measure: () => Promise<LatencyResult>): Promise<LatencyResult> {

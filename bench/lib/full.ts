@@ -9,8 +9,8 @@ import { native } from '../../src/native';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from '../peers/kubeproxy-nftables';
 import { PEER_ARGV, runPeer, withFreshNetns, type PeerResult } from '../peers/run';
-import type { BenchService } from '../peers/shape';
-import { toModel } from './model';
+import type { BenchService } from '../../src/bench/shape';
+import { toModel } from '../../src/bench/model';
 import { waitForQuiet, type QuietWait } from './quiet';
 
 const secs = (us: number) => us / 1e6;

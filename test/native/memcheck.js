@@ -13,8 +13,8 @@ const { NftablesProxier } = require(path.join(root, 'dist/src/dataplane/nftables
 const { defaultConfig } = require(path.join(root, 'dist/src/dataplane/nftables/rules/config.js'));
 const { NftTransaction } = require(path.join(root, 'dist/src/dataplane/nftables/transaction.js'));
 const { RuleBuilder } = require(path.join(root, 'dist/src/dataplane/nftables/netlink/expr.js'));
-const { toModel } = require(path.join(root, 'dist/bench/lib/model.js'));
-const { makeServices } = require(path.join(root, 'dist/bench/peers/shape.js'));
+const { toModel } = require(path.join(root, 'dist/src/bench/model.js'));
+const { makeServices } = require(path.join(root, 'dist/src/bench/shape.js'));
 
 const ns = `svpmem${process.pid}`;
 execFileSync('ip', ['netns', 'add', ns]);

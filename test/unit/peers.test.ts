@@ -17,7 +17,7 @@ import {
   nftServiceChainBase,
 } from '../../bench/peers/kubeproxy-nftables';
 import { execInNetns, PEER_ARGV, runPeer, withFreshNetns } from '../../bench/peers/run';
-import { BenchService, makeServices, MAX_SERVICES, POD_CIDR, TargetServiceSpec } from '../../bench/peers/shape';
+import { BenchService, makeServices, MAX_SERVICES, POD_CIDR, TargetServiceSpec } from '../../src/bench/shape';
 
 const TARGET: TargetServiceSpec = { clusterIP: '198.19.0.10', port: 80, endpoints: [{ ip: '198.18.0.2', port: 8080 }] };
 

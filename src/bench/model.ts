@@ -1,7 +1,7 @@
-// Bench Services (bench/peers/shape.ts) as svcplane's model, so svcplane and the peers program the same thing.
-import type { Endpoint, ServicePort, ServicePortKey } from '../../src/model/types';
-import type { BenchService } from '../peers/shape';
-import { portNameOf } from '../peers/shape';
+// Bench Services (shape.ts) as svcplane's model, so svcplane and the peers program the same thing.
+import type { Endpoint, ServicePort, ServicePortKey } from '../model/types';
+import type { BenchService } from './shape';
+import { portNameOf } from './shape';
 
 /**
  * The node a bench endpoint runs on: one /24 of the pod range per node (the default node podCIDR size), so the
