@@ -30,6 +30,7 @@ import { formatPlan, formatStatus, formatSyncSummary } from './format';
 import { BPF_ROOT, CGROUP_ROOT, CLUSTER_CIDR, HELP, IPVS_BIND_MODE, IPVS_SCHEDULER, LOG, MASQUERADE_ALL, MODE, NETNS, OUTPUT, SERVICE_CIDR } from './flags';
 import { KUBE_PROXY_FLAGS, SVCPLANE_RUN_FLAGS } from './runFlags';
 import { formatVersion, versionInfo } from '../version';
+import { BENCH_DEFAULTS } from '../bench/options';
 
 const SYNC_FLAGS: FlagSpec[] = [
   { name: 'dry-run', type: 'boolean', help: 'show what the sync would change, per Service port, and change nothing' },
@@ -56,6 +57,18 @@ const EXPLAIN_FLAGS: FlagSpec[] = [
 ];
 const CLEANUP_FLAGS: FlagSpec[] = [MODE, BPF_ROOT, CGROUP_ROOT, OUTPUT, NETNS, HELP];
 
+const BENCH_FLAGS: FlagSpec[] = [
+  { name: 'mode', type: 'string', value: 'MODE', help: 'nftables, ebpf, ipvs, or all of them (a mode this kernel cannot run is reported as skipped, with why)', default: BENCH_DEFAULTS.mode, choices: ['nftables', 'ebpf', 'ipvs', 'all'] },
+  { name: 'services', type: 'list', value: 'N[,N...]', help: 'cluster sizes to measure, in Services (one port each)', default: BENCH_DEFAULTS.services },
+  { name: 'endpoints', type: 'string', value: 'M', help: 'endpoints per Service', default: BENCH_DEFAULTS.endpoints },
+  { name: 'churn', type: 'string', value: 'RATE/s', help: 'changes per second in the churn phase, as a rolling deployment makes them (endpoint added, terminating, removed; 2% Services removed and re-added)', default: BENCH_DEFAULTS.churn },
+  { name: 'duration', type: 'string', value: 'D', help: 'how long the churn phase runs per mode and size (10s, 2m)', default: BENCH_DEFAULTS.duration },
+  OUTPUT,
+  { name: 'schema', type: 'boolean', help: 'print the JSON Schema of --output json and exit' },
+  { ...NETNS, help: 'program the network namespace at FILE instead of a throwaway one (it must hold no svcplane table)' },
+  HELP,
+];
+
 const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: string }> = {
   run: { summary: 'the node agent: watch the cluster and keep the dataplane in sync (replaces kube-proxy)', flags: RUN_FLAGS },
   sync: { summary: 'program Services and EndpointSlices from manifests into the kernel', flags: SYNC_FLAGS },
@@ -63,6 +76,7 @@ const COMMANDS: Record<string, { summary: string; flags: FlagSpec[]; args?: stri
   status: { summary: 'show what is programmed, read back from the kernel', flags: STATUS_FLAGS },
   cleanup: { summary: 'remove everything svcplane programmed, and nothing else', flags: CLEANUP_FLAGS },
   version: { summary: 'print the version, the commit and the libnftnl/libmnl versions the addon was built with', flags: [OUTPUT, HELP] },
+  bench: { summary: 'measure this kernel: full syncs of N Services and change latency under churn, per mode, in a throwaway network namespace', flags: BENCH_FLAGS },
   explain: { summary: 'explain a flow as the kernel will handle it: the Service port it matches, the endpoints a new connection can reach and why', flags: EXPLAIN_FLAGS, args: '<TCP|UDP|SCTP> <address>:<port>' },
 };
 
@@ -310,6 +324,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'diff') return await cmdSync({ ...flags, once: true, 'dry-run': true }, log);
     if (command === 'status') return await cmdStatus(flags);
     if (command === 'explain') return await cmdExplain(flags, positionals);
+    if (command === 'bench') return await (await import('./bench')).cmdBench(flags, out);
     return await cmdCleanup(flags);
   } catch (e) {
     if (e instanceof UsageError || e instanceof EbpfPreflightError) {

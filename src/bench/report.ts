@@ -1,0 +1,33 @@
+// The summary table a terminal gets at the end of `svcplane bench` (--output json prints the BenchReport instead).
+import type { BenchReport } from './schema';
+
+const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(0));
+const sec = (x: number) => `${x.toFixed(3)} s`;
+const mib = (x: number) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+
+export function formatBenchReport(r: BenchReport): string {
+  const o = r.options;
+  const head = `svcplane bench: ${o.modes.join(', ')} at ${o.services.join(', ')} Services x ${o.endpoints} endpoints; churn ${o.churnPerSecond}/s for ${o.durationSeconds} s; ` +
+    `${r.netns === 'throwaway' ? 'a throwaway namespace' : r.netns}; kernel ${r.machine.kernel}, ${r.machine.cpus} CPUs`;
+  const rows: string[][] = [['mode', 'Services', 'full sync', 'of which kernel', 'kernel floor', 'changes / syncs', 'change p50 / p99 / max ms', 'per change: ops, bytes, msgs', 'CPU', 'RSS']];
+  const notes: string[] = [];
+  for (const c of r.cases) {
+    if (c.skipped) {
+      rows.push([c.mode, String(c.services), 'skipped', '', '', '', '', '', '', '']);
+      notes.push(`${c.mode} ${c.services}: skipped: ${c.skipped}`);
+      continue;
+    }
+    const f = c.fullSync!;
+    const ch = c.churn!;
+    rows.push([
+      c.mode, String(c.services), sec(f.seconds), f.phases.kernel !== undefined ? sec(f.phases.kernel) : '-', f.kernelFloorSeconds === null ? '-' : sec(f.kernelFloorSeconds),
+      `${ch.changes} / ${ch.syncs}`, `${ms(ch.latency.p50Ms)} / ${ms(ch.latency.p99Ms)} / ${ms(ch.latency.maxMs)}`,
+      `${ch.perChange.operations.toFixed(1)}, ${ch.perChange.bytes.toFixed(0)}, ${ch.perChange.netlinkMessages.toFixed(1)}`,
+      `${(c.cpuSeconds ?? 0).toFixed(1)} s`, mib(c.rssBytes ?? 0),
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  const table = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  table.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return [head, '', ...table, ...(notes.length ? ['', ...notes] : [])].join('\n');
+}

@@ -1,0 +1,181 @@
+// One bench run: for each mode and size, a full sync of N Services x M endpoints into the bench's node (and its
+// kernel floor), then the churn phase: rolling-deployment changes arriving at the given rate for the given time,
+// each programmed by a partial sync as the agent would (changes that arrive during a sync wait for the next one),
+// timed from arrival to the sync's end. The mode's objects are removed after each case.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { native } from '../native';
+import type { Dataplane } from '../dataplane/types';
+import type { ServicePort, ServicePortKey } from '../model/types';
+import { type ChangeKind, RollingChurn } from './churn';
+import { openBenchDataplane } from './dataplanes';
+import { toModel } from './model';
+import type { BenchNode } from './node';
+import type { BenchMode, BenchOptions } from './options';
+import type { Progress } from './progress';
+import { type BenchCase, type BenchReport, type Latency, SCHEMA_ID } from './schema';
+import { makeServices } from './shape';
+
+/**
+ * A stop asked for (SIGINT, SIGTERM: cli/bench.ts). The run stops between kernel operations, never inside one (a
+ * full sync's commit landing after the clean-up would leave its table behind), removes what the case programmed,
+ * and throws BenchInterrupted.
+ */
+export const stopRequest = { requested: false };
+
+export class BenchInterrupted extends Error {
+  constructor() {
+    super('interrupted');
+  }
+}
+
+function checkStop(): void {
+  if (stopRequest.requested) throw new BenchInterrupted();
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+export async function runBench(options: BenchOptions, node: BenchNode, progress: Progress): Promise<BenchReport> {
+  const cases: BenchCase[] = [];
+  const total = options.modes.length * options.services.length;
+  for (const mode of options.modes)
+    for (const n of options.services) {
+      progress.startCase(cases.length, total, `${mode} ${n}`);
+      cases.push(await runCase(mode, n, options, node, progress));
+    }
+  progress.done();
+  return {
+    schema: SCHEMA_ID,
+    date: new Date().toISOString(),
+    machine: { kernel: os.release(), cpus: os.cpus().length },
+    netns: node.throwaway ? 'throwaway' : node.netns,
+    options: { modes: options.modes, services: options.services, endpoints: options.endpoints, churnPerSecond: options.churnPerSecond, durationSeconds: options.durationSeconds },
+    cases,
+  };
+}
+
+async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: BenchNode, progress: Progress): Promise<BenchCase> {
+  const base = { mode, services: n, endpointsPerService: options.endpoints };
+  const { dataplane, nft } = openBenchDataplane(mode, node);
+  const cpu0 = process.cpuUsage();
+  let rss = process.memoryUsage().rss;
+  try {
+    try {
+      await dataplane.prepare?.();
+    } catch (e) {
+      return { ...base, skipped: (e as Error).message };
+    }
+    checkStop();
+    const model = toModel(makeServices(n, options.endpoints));
+    progress.phase('full sync');
+    nft.keepBatch = true;
+    const t0 = now();
+    const full = await dataplane.syncFull(model);
+    const seconds = (now() - t0) / 1000;
+    nft.keepBatch = false;
+    const fullMessages = nft.messages;
+    rss = Math.max(rss, process.memoryUsage().rss);
+    checkStop();
+    progress.phase('kernel floor');
+    const kernelFloorSeconds = nft.lastBatch ? await kernelFloor(nft.lastBatch) : null;
+    nft.lastBatch = undefined;
+    checkStop();
+    progress.phase('churn', options.durationSeconds);
+    const churn = await runChurn(dataplane, model, options, () => nft.messages, () => (rss = Math.max(rss, process.memoryUsage().rss)));
+    progress.phase('cleanup');
+    await dataplane.cleanup();
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      ...base,
+      fullSync: { seconds, phases: secondsOf(full.phases ?? {}), kernelFloorSeconds, operations: full.operations, bytes: full.bytes, netlinkMessages: fullMessages },
+      churn,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      rssBytes: rss,
+    };
+  } catch (e) {
+    if (e instanceof BenchInterrupted) await dataplane.cleanup().catch(() => false);
+    throw e;
+  } finally {
+    dataplane.close();
+  }
+}
+
+/** "buildMicros" -> "build" in seconds, "socketLB" (µs) -> "socketLB" in seconds. */
+function secondsOf(phases: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(phases).map(([k, us]) => [k.replace(/Micros$/, ''), us / 1e6]));
+}
+
+/** The sync's batch committed into an empty namespace, timed by the addon from send to the kernel's last reply. */
+async function kernelFloor(batch: Buffer): Promise<number> {
+  const fd = native().newNetns();
+  const sock = new (native().NftSocket)({ netns: `/proc/${process.pid}/fd/${fd}` });
+  try {
+    const r = await sock.commit(batch);
+    return (r.totalMicros - (r.encodeMicros ?? 0)) / 1e6;
+  } finally {
+    sock.close();
+    fs.closeSync(fd);
+  }
+}
+
+async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, options: BenchOptions, messages: () => number, sample: () => void): Promise<NonNullable<BenchCase['churn']>> {
+  const gen = new RollingChurn(model);
+  const interval = 1000 / options.churnPerSecond;
+  const latencies: number[] = [];
+  const byKind: Partial<Record<ChangeKind, number>> = {};
+  let operations = 0;
+  let bytes = 0;
+  let syncs = 0;
+  const messages0 = messages();
+  const start = now();
+  const end = start + options.durationSeconds * 1000;
+  let due = start; // when the next change arrives
+  let freeSince = start; // when the last sync ended
+  while (due < end) {
+    checkStop();
+    const t = now();
+    if (t < due) await sleep(Math.min(due - t, end - t, 200));
+    checkStop();
+    const wake = now();
+    // Every change that has arrived by now goes into this sync, keyed by Service port (a later one wins). A change
+    // that arrived during the last sync waited from its arrival (the agent's queueing, measured); one that arrived
+    // while idle counts from now: the timer's own lateness is this loop's, not what an agent woken by a watch
+    // event would see.
+    const arrived: number[] = [];
+    const batch = new Map<ServicePortKey, ServicePort | undefined>();
+    while (due <= wake && due < end) {
+      const c = gen.next();
+      batch.set(c.key, c.servicePort);
+      byKind[c.kind] = (byKind[c.kind] ?? 0) + 1;
+      arrived.push(due < freeSince ? due : wake);
+      due += interval;
+    }
+    if (batch.size === 0) continue;
+    const r = await dp.syncPartial(batch);
+    const done = now();
+    freeSince = done;
+    syncs++;
+    operations += r.operations;
+    bytes += r.bytes;
+    for (const a of arrived) latencies.push(done - a);
+    sample();
+  }
+  const changes = latencies.length;
+  const per = (x: number) => (changes ? x / changes : 0);
+  return {
+    ratePerSecond: options.churnPerSecond,
+    seconds: (now() - start) / 1000,
+    changes,
+    syncs,
+    latency: latencyOf(latencies),
+    byKind,
+    perChange: { operations: per(operations), bytes: per(bytes), netlinkMessages: per(messages() - messages0) },
+  };
+}
+
+function latencyOf(ms: number[]): Latency {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] : 0);
+  return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: s.length ? s[s.length - 1] : 0 };
+}
