@@ -30,7 +30,7 @@ import { BENCH_NODE, toModel } from '../src/bench/model';
 import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
-import { renderRatioPlot } from './lib/plot';
+import { renderRatioPlot } from '../src/bench/plot';
 import { MAP } from '../src/dataplane/ebpf/layout';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';

@@ -15,7 +15,7 @@ import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/ru
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { BENCH_NODE, toModel, toServicePort } from '../src/bench/model';
-import { renderSyncPlot } from './lib/plot';
+import { renderSyncPlot } from '../src/bench/plot';
 import { waitForQuiet } from './lib/quiet';
 import { type ToolResult, iptablesPeer, kernelFloor, median, nftPeer, svcplaneFull } from './lib/full';
 import { type Percentiles, percentiles } from './lib/stats';

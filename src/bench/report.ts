@@ -1,4 +1,5 @@
 // The summary table a terminal gets at the end of `svcplane bench` (--output json prints the BenchReport instead).
+import { type PlotCase, type PlotSeries, renderSyncPlot } from './plot';
 import type { BenchReport } from './schema';
 
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(0));
@@ -30,4 +31,25 @@ export function formatBenchReport(r: BenchReport): string {
   const table = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
   table.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   return [head, '', ...table, ...(notes.length ? ['', ...notes] : [])].join('\n');
+}
+
+const MODE_COLORS: Record<string, [string, string]> = { nftables: ['#1f77b4', '#aec7e8'], ebpf: ['#d62728', '#ff9896'], ipvs: ['#2ca02c', '#98df8a'] };
+
+/** --plot: per mode, the full sync and the change latency's p99 against Services (log-log, seconds). */
+export function benchPlot(r: BenchReport): string {
+  const sizes = [...new Set(r.cases.map((c) => c.services))];
+  const modes = [...new Set(r.cases.filter((c) => !c.skipped).map((c) => c.mode))];
+  const cases: PlotCase[] = sizes.map((services) => {
+    const tools: PlotCase['tools'] = {};
+    for (const c of r.cases.filter((x) => x.services === services && !x.skipped)) {
+      tools[`${c.mode} full`] = { seconds: c.fullSync!.seconds };
+      tools[`${c.mode} p99`] = { seconds: c.churn!.latency.p99Ms / 1000 };
+    }
+    return { services, tools };
+  });
+  const series: PlotSeries[] = modes.flatMap((m) => [
+    { key: `${m} full`, label: `${m}: full sync`, color: MODE_COLORS[m][0] },
+    { key: `${m} p99`, label: `${m}: change p99 at ${r.options.churnPerSecond}/s`, color: MODE_COLORS[m][1] },
+  ]);
+  return renderSyncPlot(cases, `svcplane bench: ${r.options.endpoints} endpoints per Service, kernel ${r.machine.kernel} (log-log)`, series);
 }

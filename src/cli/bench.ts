@@ -2,13 +2,15 @@
 // in a throwaway network namespace (src/bench/). An interrupted run (SIGINT, SIGTERM) stops at the next point
 // between kernel operations, removes what it made (the mode's objects: a --netns namespace keeps nothing of the
 // bench's; the ebpf cgroup and pins) and exits 130 (143); a second signal exits at once.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BENCH_SCHEMA } from '../bench/schema';
 import { benchOptions } from '../bench/options';
 import { openBenchNode } from '../bench/node';
 import { terminalProgress } from '../bench/progress';
-import { formatBenchReport } from '../bench/report';
+import { benchPlot, formatBenchReport } from '../bench/report';
 import { BenchInterrupted, runBench, stopRequest } from '../bench/run';
-import { type ParsedFlags, bool, list, str } from './args';
+import { type ParsedFlags, UsageError, bool, list, str } from './args';
 
 export async function cmdBench(flags: ParsedFlags, out: (s: string) => void): Promise<number> {
   if (bool(flags, 'schema')) {
@@ -16,6 +18,8 @@ export async function cmdBench(flags: ParsedFlags, out: (s: string) => void): Pr
     return 0;
   }
   const options = benchOptions({ mode: str(flags, 'mode'), services: list(flags, 'services'), endpoints: str(flags, 'endpoints'), churn: str(flags, 'churn'), duration: str(flags, 'duration'), output: str(flags, 'output'), netns: str(flags, 'netns') });
+  const plot = str(flags, 'plot');
+  if (plot !== undefined && (!plot.endsWith('.svg') || !fs.existsSync(path.dirname(path.resolve(plot))))) throw new UsageError(`--plot takes FILE.svg in an existing directory, not "${plot}"`);
   const node = await openBenchNode(options.netns);
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -31,6 +35,7 @@ export async function cmdBench(flags: ParsedFlags, out: (s: string) => void): Pr
   process.on('SIGTERM', onSignal);
   try {
     const report = await runBench(options, node, terminalProgress());
+    if (plot) fs.writeFileSync(plot, `${benchPlot(report)}\n`);
     out(options.output === 'json' ? JSON.stringify(report, null, 2) : formatBenchReport(report));
     return 0;
   } catch (e) {

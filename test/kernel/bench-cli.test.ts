@@ -3,6 +3,8 @@
 // table is refused; an interrupted run removes what it made. No timing is asserted (timings belong in benchmarks).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BENCH_SCHEMA, type BenchReport } from '../../src/bench/schema';
@@ -45,8 +47,15 @@ describe.runIf(haveRoot)('svcplane bench', () => {
   });
 
   it('nftables: a full sync and a churn phase at two sizes, in a throwaway namespace; the JSON fits the schema', async () => {
-    const r = await benchJson(['--mode', 'nftables', '--services', '20,5', '--endpoints', '3', '--duration', '1s', '--churn', '50/s']);
+    const plot = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-bench-')), 'bench.svg');
+    const r = await benchJson(['--mode', 'nftables', '--services', '20,5', '--endpoints', '3', '--duration', '1s', '--churn', '50/s', '--plot', plot]);
     expect(r.netns).toBe('throwaway');
+    // The plot: a line per figure of the mode, a point per size.
+    const svg = fs.readFileSync(plot, 'utf8');
+    expect(svg).toContain('nftables: full sync');
+    expect(svg).toContain('nftables: change p99 at 50/s');
+    expect(svg.match(/<polyline /g)).toHaveLength(2);
+    expect(svg.match(/<circle /g)).toHaveLength(4);
     expect(r.cases.map((c) => [c.mode, c.services, c.endpointsPerService])).toEqual([['nftables', 5, 3], ['nftables', 20, 3]]);
     for (const c of r.cases) {
       expect(c.fullSync!.operations).toBeGreaterThan(c.services);
@@ -81,6 +90,7 @@ describe.runIf(haveRoot)('svcplane bench', () => {
       [['--endpoints', '0'], /--endpoints takes a whole number/],
       [['--mode', 'iptables'], /--mode/],
       [['--netns', '/nonexistent/ns'], /--netns \/nonexistent\/ns: no such file/],
+      [['--plot', 'bench.png'], /--plot takes FILE.svg/],
     ];
     for (const [args, message] of cases) {
       const r = await svcplane(['bench', ...args], { process: true });

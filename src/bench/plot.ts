@@ -1,7 +1,13 @@
-// A dependency-free SVG line plot: full-sync time against Service count, one line per tool, log-log axes.
-interface PlotCase {
+// Dependency-free SVG line plots against Service count: times (log-log, one line per tool), and ratios.
+export interface PlotCase {
   services: number;
   tools: Record<string, { seconds: number | null; timedOut?: boolean }>;
+}
+
+export interface PlotSeries {
+  key: string;
+  label: string;
+  color: string;
 }
 
 const COLORS: Record<string, string> = {
@@ -19,7 +25,10 @@ const LABELS: Record<string, string> = {
   iptablesNft: 'kube-proxy iptables mode (iptables-nft-restore)',
 };
 
-export function renderSyncPlot(cases: PlotCase[], title = 'Full sync time, Services x 2 endpoints (log-log)'): string {
+const SYNC_SERIES: PlotSeries[] = Object.keys(COLORS).map((key) => ({ key, label: LABELS[key], color: COLORS[key] }));
+
+/** Seconds against Services, log-log; `series` names the tools' lines (default: the nftables bench's). */
+export function renderSyncPlot(cases: PlotCase[], title = 'Full sync time, Services x 2 endpoints (log-log)', series: PlotSeries[] = SYNC_SERIES): string {
   const W = 760, H = 460, L = 70, R = 300, T = 40, B = 50;
   const xs = cases.map((c) => c.services);
   const ys = cases.flatMap((c) => Object.values(c.tools).map((t) => t.seconds ?? 120)).filter((v) => v > 0);
@@ -39,18 +48,19 @@ export function renderSyncPlot(cases: PlotCase[], title = 'Full sync time, Servi
     out.push(`<line x1="${x}" x2="${x}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x}" y="${H - B + 18}" text-anchor="middle">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
   }
   out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">Services</text>`);
-  const tools = Object.keys(COLORS).filter((k) => cases.some((c) => c.tools[k]));
-  tools.forEach((k, i) => {
+  const shown = series.filter((s) => cases.some((c) => c.tools[s.key]));
+  const color = Object.fromEntries(shown.map((s) => [s.key, s.color]));
+  shown.forEach(({ key: k, label }, i) => {
     const pts = cases.filter((c) => c.tools[k]?.seconds).map((c) => `${X(c.services)},${Y(c.tools[k].seconds!)}`);
-    if (pts.length) out.push(`<polyline fill="none" stroke="${COLORS[k]}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    if (pts.length) out.push(`<polyline fill="none" stroke="${color[k]}" stroke-width="2" points="${pts.join(' ')}"/>`);
     for (const c of cases) {
       const t = c.tools[k];
       if (!t) continue;
-      if (t.seconds) out.push(`<circle cx="${X(c.services)}" cy="${Y(t.seconds)}" r="3" fill="${COLORS[k]}"/>`);
-      else if (t.timedOut) out.push(`<text x="${X(c.services)}" y="${Y(120)}" fill="${COLORS[k]}" text-anchor="middle">&gt;120 s</text>`);
+      if (t.seconds) out.push(`<circle cx="${X(c.services)}" cy="${Y(t.seconds)}" r="3" fill="${color[k]}"/>`);
+      else if (t.timedOut) out.push(`<text x="${X(c.services)}" y="${Y(120)}" fill="${color[k]}" text-anchor="middle">&gt;120 s</text>`);
     }
     const ly = T + 10 + i * 20;
-    out.push(`<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${ly}" y2="${ly}" stroke="${COLORS[k]}" stroke-width="2"/>`, `<text x="${W - R + 46}" y="${ly + 4}">${LABELS[k]}</text>`);
+    out.push(`<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${ly}" y2="${ly}" stroke="${color[k]}" stroke-width="2"/>`, `<text x="${W - R + 46}" y="${ly + 4}">${label}</text>`);
   });
   out.push('</svg>');
   return out.join('\n');
