@@ -24,7 +24,7 @@ import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
-import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
+import { kubeProxyNftablesRuleset } from '../src/bench/peers/kubeproxy-nftables';
 import { PEER_ARGV, runPeer, withFreshNetns } from './peers/run';
 import { POD_CIDR, makeServices, type BenchService } from '../src/bench/shape';
 

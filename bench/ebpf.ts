@@ -32,7 +32,7 @@ import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
 import { renderRatioPlot } from '../src/bench/plot';
 import { MAP } from '../src/dataplane/ebpf/layout';
-import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
+import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../src/bench/peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
 import { POD_CIDR, type BenchService, makeServices } from '../src/bench/shape';
 

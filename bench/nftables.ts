@@ -21,7 +21,7 @@ import { type ToolResult, iptablesPeer, kernelFloor, median, nftPeer, svcplaneFu
 import { type Percentiles, percentiles } from './lib/stats';
 import { timeChanges, withExtraEndpoint } from './lib/incremental';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
-import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
+import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../src/bench/peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer, withFreshNetns } from './peers/run';
 import { POD_CIDR, makeServices } from '../src/bench/shape';
 

@@ -5,7 +5,7 @@ import { NftablesProxier } from '../../src/dataplane/nftables/proxier';
 import type { NftablesConfig } from '../../src/dataplane/nftables/rules/config';
 import type { Sandbox } from '../../scripts/lib/sandbox';
 import type { LatencyResult } from '../../scripts/lib/traffic';
-import { kubeProxyNftablesRuleset } from '../peers/kubeproxy-nftables';
+import { kubeProxyNftablesRuleset } from '../../src/bench/peers/kubeproxy-nftables';
 import { PEER_ARGV, execInNetns, runPeer } from '../peers/run';
 import type { BenchService } from '../../src/bench/shape';
 import { toModel } from '../../src/bench/model';

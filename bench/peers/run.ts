@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, openSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { KUBE_PROXY_IPTABLES_RESTORE_FLAGS } from './kubeproxy-iptables';
+import { KUBE_PROXY_IPTABLES_RESTORE_FLAGS } from '../../src/bench/peers/kubeproxy-iptables';
 
 export interface RunPeerOptions {
   /** Network namespace to run in (`ip netns exec <netns> ...`). */

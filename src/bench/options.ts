@@ -16,13 +16,15 @@ export interface BenchOptions {
   churnPerSecond: number;
   durationSeconds: number;
   output: 'text' | 'json';
+  /** Also time kube-proxy-shaped peers (nft -f, iptables-restore) on the same Services. */
+  peers: boolean;
   /** A namespace file to program instead of a throwaway one. */
   netns?: string;
 }
 
 export const BENCH_DEFAULTS = { mode: 'nftables', services: '1000,10000', endpoints: '2', churn: '100/s', duration: '10s' } as const;
 
-export function benchOptions(flags: { mode?: string; services?: string[]; endpoints?: string; churn?: string; duration?: string; output?: string; netns?: string }): BenchOptions {
+export function benchOptions(flags: { mode?: string; services?: string[]; endpoints?: string; churn?: string; duration?: string; output?: string; netns?: string; peers?: boolean }): BenchOptions {
   const mode = flags.mode ?? BENCH_DEFAULTS.mode;
   const modes = mode === 'all' ? [...BENCH_MODES] : [mode];
   for (const m of modes) if (!BENCH_MODES.includes(m as BenchMode)) throw new UsageError(`--mode must be nftables, ebpf, ipvs or all, not "${mode}"`);
@@ -47,6 +49,7 @@ export function benchOptions(flags: { mode?: string; services?: string[]; endpoi
     churnPerSecond,
     durationSeconds: ms / 1000,
     output: flags.output === 'json' ? 'json' : 'text',
+    peers: flags.peers === true,
     netns: flags.netns,
   };
 }

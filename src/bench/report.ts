@@ -30,7 +30,21 @@ export function formatBenchReport(r: BenchReport): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const table = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
   table.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return [head, '', ...table, ...(notes.length ? ['', ...notes] : [])].join('\n');
+  return [head, '', ...table, ...(notes.length ? ['', ...notes] : []), ...peersTable(r)].join('\n');
+}
+
+/** The peers beside svcplane's nftables mode at each size: the peer's time over svcplane's full sync. */
+function peersTable(r: BenchReport): string[] {
+  if (!r.peers?.length) return [];
+  const rows = [['Services', 'peer (kube-proxy-shaped)', 'seconds', 'vs svcplane nftables full sync']];
+  for (const p of r.peers) {
+    const own = r.cases.find((c) => c.mode === 'nftables' && c.services === p.services && c.fullSync)?.fullSync?.seconds;
+    rows.push([String(p.services), p.tool, p.seconds === null ? `- (${p.error})` : sec(p.seconds), p.seconds !== null && own ? `${(p.seconds / own).toFixed(1)}x` : '-']);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return ['', ...lines];
 }
 
 const MODE_COLORS: Record<string, [string, string]> = { nftables: ['#1f77b4', '#aec7e8'], ebpf: ['#d62728', '#ff9896'], ipvs: ['#2ca02c', '#98df8a'] };

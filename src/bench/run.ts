@@ -13,7 +13,10 @@ import { toModel } from './model';
 import type { BenchNode } from './node';
 import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
-import { type BenchCase, type BenchReport, type Latency, SCHEMA_ID } from './schema';
+import { type BenchCase, type BenchReport, type Latency, type PeerCase, SCHEMA_ID } from './schema';
+import { runPeerInNetns } from './peers/exec';
+import { KUBE_PROXY_IPTABLES_RESTORE_FLAGS, kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
+import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { makeServices } from './shape';
 
 /**
@@ -44,14 +47,16 @@ export async function runBench(options: BenchOptions, node: BenchNode, progress:
       progress.startCase(cases.length, total, `${mode} ${n}`);
       cases.push(await runCase(mode, n, options, node, progress));
     }
+  const peers = options.peers ? await runPeers(options, progress) : undefined;
   progress.done();
   return {
     schema: SCHEMA_ID,
     date: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length },
     netns: node.throwaway ? 'throwaway' : node.netns,
-    options: { modes: options.modes, services: options.services, endpoints: options.endpoints, churnPerSecond: options.churnPerSecond, durationSeconds: options.durationSeconds },
+    options: { modes: options.modes, services: options.services, endpoints: options.endpoints, churnPerSecond: options.churnPerSecond, durationSeconds: options.durationSeconds, peers: options.peers },
     cases,
+    ...(peers ? { peers } : {}),
   };
 }
 
@@ -101,22 +106,57 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
   }
 }
 
+/** A peer's limit: kube-proxy's own nft -f of 30k Services takes tens of seconds on these machines. */
+const PEER_TIMEOUT_MS = 300_000;
+
+/** Each size's Services loaded by kube-proxy-shaped peers, each into an empty namespace of its own. */
+async function runPeers(options: BenchOptions, progress: Progress): Promise<PeerCase[]> {
+  const out: PeerCase[] = [];
+  for (const n of options.services) {
+    checkStop();
+    const services = makeServices(n, options.endpoints);
+    progress.startCase(0, 1, `peers ${n}`);
+    progress.phase('nft -f');
+    out.push({ services: n, tool: 'nft -f', ...(await inFreshNetns((ns) => runPeerInNetns(ns, ['nft', '-f', '-'], kubeProxyNftablesRuleset(services), PEER_TIMEOUT_MS))) });
+    checkStop();
+    progress.phase('iptables-restore');
+    const argv = ['iptables-restore', ...KUBE_PROXY_IPTABLES_RESTORE_FLAGS];
+    out.push({
+      services: n, tool: 'iptables-restore',
+      ...(await inFreshNetns(async (ns) => {
+        const jumps = await runPeerInNetns(ns, argv, kubeProxyIptablesJumpRules(), PEER_TIMEOUT_MS);
+        return jumps.seconds === null ? { seconds: null, error: `the jump rules: ${jumps.error}` } : runPeerInNetns(ns, argv, kubeProxyIptablesRestore(services), PEER_TIMEOUT_MS);
+      })),
+    });
+  }
+  return out;
+}
+
+async function inFreshNetns<T>(run: (netns: string) => Promise<T>): Promise<T> {
+  const fd = native().newNetns();
+  try {
+    return await run(`/proc/${process.pid}/fd/${fd}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** "buildMicros" -> "build" in seconds, "socketLB" (µs) -> "socketLB" in seconds. */
 function secondsOf(phases: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(phases).map(([k, us]) => [k.replace(/Micros$/, ''), us / 1e6]));
 }
 
 /** The sync's batch committed into an empty namespace, timed by the addon from send to the kernel's last reply. */
-async function kernelFloor(batch: Buffer): Promise<number> {
-  const fd = native().newNetns();
-  const sock = new (native().NftSocket)({ netns: `/proc/${process.pid}/fd/${fd}` });
-  try {
-    const r = await sock.commit(batch);
-    return (r.totalMicros - (r.encodeMicros ?? 0)) / 1e6;
-  } finally {
-    sock.close();
-    fs.closeSync(fd);
-  }
+function kernelFloor(batch: Buffer): Promise<number> {
+  return inFreshNetns(async (netns) => {
+    const sock = new (native().NftSocket)({ netns });
+    try {
+      const r = await sock.commit(batch);
+      return (r.totalMicros - (r.encodeMicros ?? 0)) / 1e6;
+    } finally {
+      sock.close();
+    }
+  });
 }
 
 async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, options: BenchOptions, messages: () => number, sample: () => void): Promise<NonNullable<BenchCase['churn']>> {

@@ -44,14 +44,24 @@ export interface BenchCase {
   rssBytes?: number;
 }
 
+/** A kube-proxy-shaped peer loading the same Services into an empty namespace (--peers). */
+export interface PeerCase {
+  services: number;
+  /** As run: "nft -f" (kube-proxy's nftables mode), "iptables-restore" (its iptables mode; the jump rules first, untimed). */
+  tool: string;
+  seconds: number | null;
+  error?: string;
+}
+
 export interface BenchReport {
   schema: typeof SCHEMA_ID;
   date: string;
   machine: { kernel: string; cpus: number };
   /** The throwaway namespace, or the --netns file. */
   netns: string;
-  options: { modes: BenchMode[]; services: number[]; endpoints: number; churnPerSecond: number; durationSeconds: number };
+  options: { modes: BenchMode[]; services: number[]; endpoints: number; churnPerSecond: number; durationSeconds: number; peers: boolean };
   cases: BenchCase[];
+  peers?: PeerCase[];
 }
 
 const num = { type: 'number', minimum: 0 };
@@ -71,8 +81,8 @@ export const BENCH_SCHEMA = {
     machine: { type: 'object', required: ['kernel', 'cpus'], additionalProperties: false, properties: { kernel: { type: 'string' }, cpus: { type: 'integer', minimum: 1 } } },
     netns: { type: 'string' },
     options: {
-      type: 'object', required: ['modes', 'services', 'endpoints', 'churnPerSecond', 'durationSeconds'], additionalProperties: false,
-      properties: { modes: { type: 'array', items: mode, minItems: 1 }, services: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 }, endpoints: { type: 'integer', minimum: 1 }, churnPerSecond: { type: 'number', exclusiveMinimum: 0 }, durationSeconds: { type: 'number', exclusiveMinimum: 0 } },
+      type: 'object', required: ['modes', 'services', 'endpoints', 'churnPerSecond', 'durationSeconds', 'peers'], additionalProperties: false,
+      properties: { peers: { type: 'boolean' }, modes: { type: 'array', items: mode, minItems: 1 }, services: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 }, endpoints: { type: 'integer', minimum: 1 }, churnPerSecond: { type: 'number', exclusiveMinimum: 0 }, durationSeconds: { type: 'number', exclusiveMinimum: 0 } },
     },
     cases: {
       type: 'array',
@@ -94,6 +104,13 @@ export const BENCH_SCHEMA = {
           },
           cpuSeconds: num, rssBytes: { type: 'integer', minimum: 0 },
         },
+      },
+    },
+    peers: {
+      type: 'array',
+      items: {
+        type: 'object', required: ['services', 'tool', 'seconds'], additionalProperties: false,
+        properties: { services: { type: 'integer', minimum: 1 }, tool: { enum: ['nft -f', 'iptables-restore'] }, seconds: { anyOf: [num, { type: 'null' }] }, error: { type: 'string' } },
       },
     },
   },

@@ -64,6 +64,7 @@ const BENCH_FLAGS: FlagSpec[] = [
   { name: 'churn', type: 'string', value: 'RATE/s', help: 'changes per second in the churn phase, as a rolling deployment makes them (endpoint added, terminating, removed; 2% Services removed and re-added)', default: BENCH_DEFAULTS.churn },
   { name: 'duration', type: 'string', value: 'D', help: 'how long the churn phase runs per mode and size (10s, 2m)', default: BENCH_DEFAULTS.duration },
   OUTPUT,
+  { name: 'peers', type: 'boolean', help: 'also time kube-proxy-shaped peers on the same Services, each in an empty namespace: nft -f (its nftables mode) and iptables-restore (its iptables mode), with the ratios to svcplane\'s nftables mode' },
   { name: 'plot', type: 'string', value: 'FILE.svg', help: 'also write an SVG plot: per mode, the full sync and the change p99 against Services' },
   { name: 'schema', type: 'boolean', help: 'print the JSON Schema of --output json and exit' },
   { ...NETNS, help: 'program the network namespace at FILE instead of a throwaway one (it must hold no svcplane table)' },

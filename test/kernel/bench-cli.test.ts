@@ -46,9 +46,9 @@ describe.runIf(haveRoot)('svcplane bench', () => {
     expect(await hostTables()).toEqual(before);
   });
 
-  it('nftables: a full sync and a churn phase at two sizes, in a throwaway namespace; the JSON fits the schema', async () => {
+  it('nftables: a full sync and a churn phase at two sizes, in a throwaway namespace, peers beside; the JSON fits the schema; the plot', async () => {
     const plot = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'svcplane-bench-')), 'bench.svg');
-    const r = await benchJson(['--mode', 'nftables', '--services', '20,5', '--endpoints', '3', '--duration', '1s', '--churn', '50/s', '--plot', plot]);
+    const r = await benchJson(['--mode', 'nftables', '--services', '20,5', '--endpoints', '3', '--duration', '1s', '--churn', '50/s', '--plot', plot, '--peers']);
     expect(r.netns).toBe('throwaway');
     // The plot: a line per figure of the mode, a point per size.
     const svg = fs.readFileSync(plot, 'utf8');
@@ -56,6 +56,9 @@ describe.runIf(haveRoot)('svcplane bench', () => {
     expect(svg).toContain('nftables: change p99 at 50/s');
     expect(svg.match(/<polyline /g)).toHaveLength(2);
     expect(svg.match(/<circle /g)).toHaveLength(4);
+    // --peers: kube-proxy's nft -f and iptables-restore of the same Services, each size, each loaded.
+    expect(r.peers!.map((p) => [p.services, p.tool, p.error])).toEqual([[5, 'nft -f', undefined], [5, 'iptables-restore', undefined], [20, 'nft -f', undefined], [20, 'iptables-restore', undefined]]);
+    for (const p of r.peers!) expect(p.seconds).toBeGreaterThan(0);
     expect(r.cases.map((c) => [c.mode, c.services, c.endpointsPerService])).toEqual([['nftables', 5, 3], ['nftables', 20, 3]]);
     for (const c of r.cases) {
       expect(c.fullSync!.operations).toBeGreaterThan(c.services);

@@ -3,19 +3,19 @@
 
 import { execFileSync } from 'node:child_process';
 import { describe, it, expect } from 'vitest';
-import { sha256Base32 } from '../../bench/peers/hash';
+import { sha256Base32 } from '../../src/bench/peers/hash';
 import {
   iptablesEndpointChain,
   iptablesServiceChain,
   kubeProxyIptablesJumpRules,
   kubeProxyIptablesRestore,
-} from '../../bench/peers/kubeproxy-iptables';
+} from '../../src/bench/peers/kubeproxy-iptables';
 import {
   goMarkString,
   kubeProxyNftablesRuleset,
   nftEndpointChainBase,
   nftServiceChainBase,
-} from '../../bench/peers/kubeproxy-nftables';
+} from '../../src/bench/peers/kubeproxy-nftables';
 import { execInNetns, PEER_ARGV, runPeer, withFreshNetns } from '../../bench/peers/run';
 import { BenchService, makeServices, MAX_SERVICES, POD_CIDR, TargetServiceSpec } from '../../src/bench/shape';
 

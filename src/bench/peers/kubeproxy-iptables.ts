@@ -21,7 +21,7 @@
 
 import { sha256Base32 } from './hash';
 import { goMarkString } from './kubeproxy-nftables';
-import { BenchService, POD_CIDR, servicePortNameString, totalEndpoints } from '../../src/bench/shape';
+import { BenchService, POD_CIDR, servicePortNameString, totalEndpoints } from '../shape';
 
 export interface KubeProxyIptablesOptions {
   /** Cluster (pod) CIDR for local-traffic detection. Default POD_CIDR; null = no detector (no masq rule). */

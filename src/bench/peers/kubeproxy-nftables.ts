@@ -18,7 +18,7 @@
 // syncProxyRules() issues them (Services in the order given: kube-proxy's own order is Go map order).
 
 import { sha256Base32 } from './hash';
-import { BenchService, POD_CIDR, SERVICE_CIDRS, portNameOf, servicePortNameString } from '../../src/bench/shape';
+import { BenchService, POD_CIDR, SERVICE_CIDRS, portNameOf, servicePortNameString } from '../shape';
 
 export interface KubeProxyNftablesOptions {
   /** Cluster (pod) CIDR for local-traffic detection. Default POD_CIDR; null = no detector (no masq rule). */
