@@ -27,10 +27,7 @@ export function formatBenchReport(r: BenchReport): string {
       `${(c.cpuSeconds ?? 0).toFixed(1)} s`, mib(c.rssBytes ?? 0),
     ]);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  const table = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
-  table.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return [head, '', ...table, ...(notes.length ? ['', ...notes] : []), ...peersTable(r)].join('\n');
+  return [head, '', ...textTable(rows), ...(notes.length ? ['', ...notes] : []), ...peersTable(r)].join('\n');
 }
 
 /** The peers beside svcplane's nftables mode at each size: the peer's time over svcplane's full sync. */
@@ -41,10 +38,15 @@ function peersTable(r: BenchReport): string[] {
     const own = r.cases.find((c) => c.mode === 'nftables' && c.services === p.services && c.fullSync)?.fullSync?.seconds;
     rows.push([String(p.services), p.tool, p.seconds === null ? `- (${p.error})` : sec(p.seconds), p.seconds !== null && own ? `${(p.seconds / own).toFixed(1)}x` : '-']);
   }
+  return ['', ...textTable(rows)];
+}
+
+/** Rows as aligned columns, a rule under the first (the header). */
+function textTable(rows: string[][]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return ['', ...lines];
+  return lines;
 }
 
 const MODE_COLORS: Record<string, [string, string]> = { nftables: ['#1f77b4', '#aec7e8'], ebpf: ['#d62728', '#ff9896'], ipvs: ['#2ca02c', '#98df8a'] };
