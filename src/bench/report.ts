@@ -30,12 +30,13 @@ export function formatBenchReport(r: BenchReport): string {
   return [head, '', ...textTable(rows), ...(notes.length ? ['', ...notes] : []), ...peersTable(r)].join('\n');
 }
 
-/** The peers beside svcplane's nftables mode at each size: the peer's time over svcplane's full sync. */
+/** The peers at each size: the peer's time over svcplane's full sync in the matching mode (ipvsadm: ipvs, else nftables). */
 function peersTable(r: BenchReport): string[] {
   if (!r.peers?.length) return [];
-  const rows = [['Services', 'peer (kube-proxy-shaped)', 'seconds', 'vs svcplane nftables full sync']];
+  const rows = [['Services', 'peer (kube-proxy-shaped)', 'seconds', 'vs svcplane full sync (nftables; ipvsadm: ipvs)']];
   for (const p of r.peers) {
-    const own = r.cases.find((c) => c.mode === 'nftables' && c.services === p.services && c.fullSync)?.fullSync?.seconds;
+    const mode = p.tool === 'ipvsadm --restore' ? 'ipvs' : 'nftables';
+    const own = r.cases.find((c) => c.mode === mode && c.services === p.services && c.fullSync)?.fullSync?.seconds;
     rows.push([String(p.services), p.tool, p.seconds === null ? `- (${p.error})` : sec(p.seconds), p.seconds !== null && own ? `${(p.seconds / own).toFixed(1)}x` : '-']);
   }
   return ['', ...textTable(rows)];

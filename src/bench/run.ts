@@ -15,6 +15,8 @@ import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
 import { type BenchCase, type BenchReport, type Latency, type PeerCase, SCHEMA_ID } from './schema';
 import { runPeerInNetns } from './peers/exec';
+import { IpvsClient } from '../dataplane/ipvs/client';
+import { setLinkUpRequest } from '../netlink/rtnl';
 import { KUBE_PROXY_IPTABLES_RESTORE_FLAGS, kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
 import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
 import { makeServices } from './shape';
@@ -128,8 +130,48 @@ async function runPeers(options: BenchOptions, progress: Progress): Promise<Peer
         return jumps.seconds === null ? { seconds: null, error: `the jump rules: ${jumps.error}` } : runPeerInNetns(ns, argv, kubeProxyIptablesRestore(services), PEER_TIMEOUT_MS);
       })),
     });
+    if (options.modes.includes('ipvs')) {
+      checkStop();
+      progress.phase('ipvsadm --restore');
+      out.push({
+        services: n, tool: 'ipvsadm --restore',
+        ...(await inFreshNetns(async (ns) => {
+          await loopbackUp(ns);
+          return runPeerInNetns(ns, ['ipvsadm', '--restore'], ipvsadmRestore(services), PEER_TIMEOUT_MS);
+        })),
+      });
+    }
   }
   return out;
+}
+
+/**
+ * IPVS takes a real server only at a unicast address, and in a namespace without a local routing table (a new one:
+ * no address, lo down) every address types as broadcast (ip_vs_new_dest: EINVAL, "address not unicast"). kube-proxy
+ * has its kube-ipvs0 addresses by then; lo up (over rtnetlink) gives the peer that table.
+ */
+async function loopbackUp(netns: string): Promise<void> {
+  const client = new IpvsClient({ netns });
+  try {
+    await client.applyRoute([{ request: setLinkUpRequest(1), describe: 'set lo up' }]); // lo is ifindex 1 in every namespace
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * kube-proxy's IPVS mode's virtual services and real servers (round robin, masquerading, weight 1) as `ipvsadm
+ * --restore` input. Only those: its kube-ipvs0 addresses and its ipset and iptables rules are not in the peer's time,
+ * which makes the peer faster than kube-proxy's whole IPVS sync, not slower.
+ */
+function ipvsadmRestore(services: ReturnType<typeof makeServices>): string {
+  const lines: string[] = [];
+  for (const s of services) {
+    const vs = `-t ${s.clusterIP}:${s.port}`;
+    lines.push(`-A ${vs} -s rr`);
+    for (const e of s.endpoints) lines.push(`-a ${vs} -r ${e.ip}:${e.port} -m -w 1`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 async function inFreshNetns<T>(run: (netns: string) => Promise<T>): Promise<T> {

@@ -47,7 +47,10 @@ export interface BenchCase {
 /** A kube-proxy-shaped peer loading the same Services into an empty namespace (--peers). */
 export interface PeerCase {
   services: number;
-  /** As run: "nft -f" (kube-proxy's nftables mode), "iptables-restore" (its iptables mode; the jump rules first, untimed). */
+  /**
+   * As run: "nft -f" (kube-proxy's nftables mode), "iptables-restore" (its iptables mode; the jump rules first,
+   * untimed), "ipvsadm --restore" (its IPVS mode's virtual and real servers only; with --mode ipvs or all).
+   */
   tool: string;
   seconds: number | null;
   error?: string;
@@ -110,7 +113,7 @@ export const BENCH_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', required: ['services', 'tool', 'seconds'], additionalProperties: false,
-        properties: { services: { type: 'integer', minimum: 1 }, tool: { enum: ['nft -f', 'iptables-restore'] }, seconds: { anyOf: [num, { type: 'null' }] }, error: { type: 'string' } },
+        properties: { services: { type: 'integer', minimum: 1 }, tool: { enum: ['nft -f', 'iptables-restore', 'ipvsadm --restore'] }, seconds: { anyOf: [num, { type: 'null' }] }, error: { type: 'string' } },
       },
     },
   },

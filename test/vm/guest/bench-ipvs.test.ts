@@ -9,8 +9,8 @@ import { svcplane } from '../../helpers/cli';
 const inGuest = process.env.SVCPLANE_IN_GUEST === '1';
 
 describe.runIf(inGuest)('svcplane bench --mode ipvs (guest kernel)', () => {
-  it('a full sync and a churn phase at two sizes; the JSON fits the schema', async () => {
-    const r = await svcplane(['bench', '--mode', 'ipvs', '--services', '10,30', '--duration', '1s', '--churn', '20/s', '--output', 'json']);
+  it('a full sync and a churn phase at two sizes, ipvsadm --restore beside; the JSON fits the schema', async () => {
+    const r = await svcplane(['bench', '--mode', 'ipvs', '--services', '10,30', '--duration', '1s', '--churn', '20/s', '--peers', '--output', 'json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as BenchReport;
     const validate = new Ajv2020({ allErrors: true, strict: true }).compile(BENCH_SCHEMA);
@@ -20,5 +20,9 @@ describe.runIf(inGuest)('svcplane bench --mode ipvs (guest kernel)', () => {
       expect(c.fullSync!.operations).toBeGreaterThan(c.services);
       expect(c.churn!.changes).toBe(20);
     }
+    // --peers with the ipvs mode: ipvsadm --restore of the same Services loads in its empty namespace.
+    const ipvsadm = report.peers!.filter((p) => p.tool === 'ipvsadm --restore');
+    expect(ipvsadm.map((p) => [p.services, p.error])).toEqual([[10, undefined], [30, undefined]]);
+    for (const p of ipvsadm) expect(p.seconds).toBeGreaterThan(0);
   });
 });
