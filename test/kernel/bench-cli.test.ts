@@ -84,6 +84,21 @@ describe.runIf(haveRoot)('svcplane bench', () => {
     expect(fs.readdirSync('/sys/fs/bpf').filter((d) => d.startsWith('svcplane-bench-'))).toEqual([]);
   });
 
+  it('a terminal gets a live line (case, phase, elapsed, time left) rewritten in place; a pipe gets none', async () => {
+    // `script` gives the run a pseudo-terminal; its stdout is both streams of the run.
+    const tty = await new Promise<string>((resolve, reject) => {
+      const child = spawn('script', ['-qec', `${process.execPath} ${SVCPLANE} bench --services 5 --duration 1200ms --churn 10/s`, '/dev/null'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`script exited ${code}: ${out}`))));
+    });
+    expect(tty).toContain('\r\x1b[K[1/1] nftables 5: full sync (');
+    expect(tty).toMatch(/\r\x1b\[K\[1\/1\] nftables 5: churn \(\d+ s, \d+ s left\)/);
+    expect(tty).toContain('svcplane bench: nftables at 5 Services');
+    const piped = await svcplane(['bench', '--services', '5', '--duration', '200ms'], { process: true });
+    expect(piped.stderr).toBe('');
+  });
+
   it('bad flags: exit 2 naming the flag and what it takes', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--services', '0'], /--services takes whole numbers from 1/],
