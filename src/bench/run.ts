@@ -101,7 +101,8 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
       rssBytes: rss,
     };
   } catch (e) {
-    if (e instanceof BenchInterrupted) await dataplane.cleanup().catch(() => false);
+    // Interrupted, or the kernel refused: a --netns namespace keeps nothing of the bench's either way.
+    await dataplane.cleanup().catch(() => false);
     throw e;
   } finally {
     dataplane.close();
