@@ -31,7 +31,7 @@ import { waitForQuiet } from './lib/quiet';
 import { type Percentiles, percentiles } from './lib/stats';
 import { withExtraEndpoint } from './lib/incremental';
 import { renderRatioPlot } from '../src/bench/plot';
-import { MAP } from '../src/dataplane/ebpf/layout';
+import { socketLBFloor } from '../src/bench/floor';
 import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../src/bench/peers/kubeproxy-iptables';
 import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
 import { POD_CIDR, type BenchService, makeServices } from '../src/bench/shape';
@@ -96,23 +96,6 @@ async function conntrackAfterConnects(sb: Sandbox, addr: string, cgroup?: string
   await execInNetns(sb.nodeNs, ['conntrack', '-F']).catch(() => '');
   await probe(sb, ['connect', addr, '80', String(CONNTRACK_CONNECTS), '0'], cgroup);
   return execInNetns(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
-}
-
-/**
- * The kernel floor of a full sync: the socket-LB maps' entries as the sync left them, deleted, then written back
- * with one raw batch per map (in the sync's order), timed: what the kernel needs for the same entries when nothing
- * is computed, diffed or encoded.
- */
-async function kernelFloor(kernel: LibbpfKernel): Promise<{ seconds: number; entries: number }> {
-  const order = [MAP.backends, MAP.slots, MAP.members, MAP.services];
-  const dumps = [];
-  for (const m of order) dumps.push({ map: m, ...(await kernel.dump(m)) });
-  for (const d of [...dumps].reverse()) await kernel.delete(d.map, d.keys);
-  await waitForQuiet();
-  const t0 = process.hrtime.bigint();
-  for (const d of dumps) await kernel.update(d.map, d.keys, d.values);
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, entries: dumps.reduce((s, d) => s + d.count, 0) };
 }
 
 /**
@@ -243,7 +226,7 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
     const ebpfSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const socketLBSeconds = (full.phases?.socketLB ?? 0) / 1e6;
     const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
-    const floor = await kernelFloor(kernel);
+    const floor = await socketLBFloor(kernel, waitForQuiet);
     const ebpfLatency = await measure(TARGET_IP, 80, true);
     c0.pingpong.ebpf = await pingpong(sb, ECHO_IP, cgroup);
     const ctEbpf = await conntrackAfterConnects(sb, TARGET_IP, cgroup);

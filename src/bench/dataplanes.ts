@@ -35,6 +35,8 @@ export class MeteredNftClient extends NetlinkNftClient {
 export interface BenchDataplane {
   dataplane: Dataplane;
   nft: MeteredNftClient;
+  /** The ebpf mode's maps (its socket-LB floor). */
+  ebpf?: LibbpfKernel;
 }
 
 export function openBenchDataplane(mode: BenchMode, node: BenchNode): BenchDataplane {
@@ -50,5 +52,5 @@ export function openBenchDataplane(mode: BenchMode, node: BenchNode): BenchDatap
   const place = node.ebpfPlace();
   const kernel = new LibbpfKernel({ object: defaultObjectPath(), root: place.bpfRoot, cgroup: place.cgroup });
   const dataplane = new EbpfProxier(kernel, nftables, { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(netns) });
-  return { dataplane, nft };
+  return { dataplane, nft, ebpf: kernel };
 }

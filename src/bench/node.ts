@@ -84,3 +84,13 @@ async function svcplaneTables(netns: string): Promise<string[]> {
     client.close();
   }
 }
+
+/** Runs `run` with a new empty namespace's file, removed (its descriptor closed) afterwards. */
+export async function inFreshNetns<T>(run: (netns: string) => Promise<T>): Promise<T> {
+  const fd = native().newNetns();
+  try {
+    return await run(`/proc/${process.pid}/fd/${fd}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -2,15 +2,14 @@
 // kernel floor), then the churn phase: rolling-deployment changes arriving at the given rate for the given time,
 // each programmed by a partial sync as the agent would (changes that arrive during a sync wait for the next one),
 // timed from arrival to the sync's end. The mode's objects are removed after each case.
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { native } from '../native';
 import type { Dataplane } from '../dataplane/types';
 import type { ServicePort, ServicePortKey } from '../model/types';
 import { type ChangeKind, RollingChurn } from './churn';
 import { openBenchDataplane } from './dataplanes';
 import { toModel } from './model';
-import type { BenchNode } from './node';
+import { type BenchNode, inFreshNetns } from './node';
+import { nftBatchFloor, socketLBFloor } from './floor';
 import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
 import { type BenchCase, type BenchReport, type Latency, type PeerCase, SCHEMA_ID } from './schema';
@@ -64,7 +63,7 @@ export async function runBench(options: BenchOptions, node: BenchNode, progress:
 
 async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: BenchNode, progress: Progress): Promise<BenchCase> {
   const base = { mode, services: n, endpointsPerService: options.endpoints };
-  const { dataplane, nft } = openBenchDataplane(mode, node);
+  const { dataplane, nft, ebpf } = openBenchDataplane(mode, node);
   const cpu0 = process.cpuUsage();
   let rss = process.memoryUsage().rss;
   try {
@@ -85,7 +84,8 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     rss = Math.max(rss, process.memoryUsage().rss);
     checkStop();
     progress.phase('kernel floor');
-    const kernelFloorSeconds = nft.lastBatch ? await kernelFloor(nft.lastBatch) : null;
+    const kernelFloorSeconds = nft.lastBatch ? await nftBatchFloor(nft.lastBatch) : null;
+    const socketLB = ebpf ? await socketLBFloor(ebpf) : undefined;
     nft.lastBatch = undefined;
     checkStop();
     progress.phase('churn', options.durationSeconds);
@@ -95,7 +95,7 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     const cpu = process.cpuUsage(cpu0);
     return {
       ...base,
-      fullSync: { seconds, phases: secondsOf(full.phases ?? {}), kernelFloorSeconds, operations: full.operations, bytes: full.bytes, netlinkMessages: fullMessages },
+      fullSync: { seconds, phases: secondsOf(full.phases ?? {}), kernelFloorSeconds, ...(socketLB ? { socketLBFloorSeconds: socketLB.seconds, socketLBEntries: socketLB.entries } : {}), operations: full.operations, bytes: full.bytes, netlinkMessages: fullMessages },
       churn,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       rssBytes: rss,
@@ -175,31 +175,9 @@ function ipvsadmRestore(services: ReturnType<typeof makeServices>): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function inFreshNetns<T>(run: (netns: string) => Promise<T>): Promise<T> {
-  const fd = native().newNetns();
-  try {
-    return await run(`/proc/${process.pid}/fd/${fd}`);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** "buildMicros" -> "build" in seconds, "socketLB" (µs) -> "socketLB" in seconds. */
 function secondsOf(phases: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(phases).map(([k, us]) => [k.replace(/Micros$/, ''), us / 1e6]));
-}
-
-/** The sync's batch committed into an empty namespace, timed by the addon from send to the kernel's last reply. */
-function kernelFloor(batch: Buffer): Promise<number> {
-  return inFreshNetns(async (netns) => {
-    const sock = new (native().NftSocket)({ netns });
-    try {
-      const r = await sock.commit(batch);
-      return (r.totalMicros - (r.encodeMicros ?? 0)) / 1e6;
-    } finally {
-      sock.close();
-    }
-  });
 }
 
 async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, options: BenchOptions, messages: () => number, sample: () => void): Promise<NonNullable<BenchCase['churn']>> {

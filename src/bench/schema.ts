@@ -24,6 +24,9 @@ export interface BenchCase {
     phases: Record<string, number>;
     /** The nftables batch of the same sync, replayed into an empty namespace: the kernel's share, nothing computed. */
     kernelFloorSeconds: number | null;
+    /** ebpf: the socket-LB maps' same entries written with one raw batch per map, and how many. */
+    socketLBFloorSeconds?: number;
+    socketLBEntries?: number;
     operations: number;
     bytes: number;
     netlinkMessages: number;
@@ -95,7 +98,7 @@ export const BENCH_SCHEMA = {
           mode, services: { type: 'integer', minimum: 1 }, endpointsPerService: { type: 'integer', minimum: 1 }, skipped: { type: 'string' },
           fullSync: {
             type: 'object', required: ['seconds', 'phases', 'kernelFloorSeconds', 'operations', 'bytes', 'netlinkMessages'], additionalProperties: false,
-            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
+            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, socketLBFloorSeconds: num, socketLBEntries: { type: 'integer', minimum: 0 }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
           },
           churn: {
             type: 'object', required: ['ratePerSecond', 'seconds', 'changes', 'syncs', 'latency', 'byKind', 'perChange'], additionalProperties: false,

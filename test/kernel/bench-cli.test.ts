@@ -79,6 +79,8 @@ describe.runIf(haveRoot)('svcplane bench', () => {
     const ebpf = r.cases.find((c) => c.mode === 'ebpf')!;
     expect(ebpf.skipped).toBeUndefined();
     expect(ebpf.fullSync!.phases.socketLB).toBeGreaterThan(0);
+    expect(ebpf.fullSync!.socketLBFloorSeconds).toBeGreaterThan(0);
+    expect(ebpf.fullSync!.socketLBEntries).toBeGreaterThan(10);
     const ipvs = r.cases.find((c) => c.mode === 'ipvs')!;
     if (!fs.existsSync('/proc/net/ip_vs')) expect(ipvs.skipped).toMatch(/no IPVS/);
     expect(fs.readdirSync('/sys/fs/bpf').filter((d) => d.startsWith('svcplane-bench-'))).toEqual([]);
