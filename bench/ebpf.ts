@@ -16,12 +16,12 @@
 // Results: bench/results/ebpf.json. `--quick`: small sizes, for a smoke run.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EbpfProxier } from '../src/dataplane/ebpf/proxier';
-import { LibbpfKernel, defaultObjectPath } from '../src/dataplane/ebpf/kernel';
+import type { Dataplane } from '../src/dataplane/types';
+import { openBenchDataplane } from '../src/bench/dataplanes';
+import type { LibbpfKernel } from '../src/dataplane/ebpf/kernel';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { NftablesProxier } from '../src/dataplane/nftables/proxier';
 import { defaultConfig } from '../src/dataplane/nftables/rules/config';
-import { readNodeAddresses } from '../src/dataplane/nodeAddresses';
 import type { ServicePort, ServicePortKey } from '../src/model/types';
 import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
 import { type SandboxCgroup, sandboxCgroup } from '../scripts/lib/sandbox-cgroup';
@@ -138,7 +138,7 @@ async function pingpong(sb: Sandbox, addr: string, cgroup?: string): Promise<{ p
 
 /** The node a size's endpoint changes are paired with: REFERENCE_SERVICES Services in a sandbox of their own. */
 interface Reference {
-  proxier: EbpfProxier;
+  proxier: Dataplane;
   model: Map<ServicePortKey, ServicePort>;
 }
 
@@ -146,10 +146,10 @@ interface Reference {
  * One endpoint added then removed, on Services spread over the cluster, alternating round by round with the same
  * change to the reference node (so both sizes see the same machine); the socket-LB part of each sync.
  */
-async function endpointChanges(proxier: EbpfProxier, model: Map<ServicePortKey, ServicePort>, ref: Reference, reps: number): Promise<Case['endpointChange']> {
+async function endpointChanges(proxier: Dataplane, model: Map<ServicePortKey, ServicePort>, ref: Reference, reps: number): Promise<Case['endpointChange']> {
   const warmup = Math.min(CHANGE_WARMUP, reps * 5);
   const samples = { add: [] as number[], remove: [] as number[], refAdd: [] as number[], refRemove: [] as number[], warmAdd: [] as number[], warmRemove: [] as number[] };
-  const change = async (p: EbpfProxier, m: Map<ServicePortKey, ServicePort>, keys: ServicePortKey[], i: number): Promise<[number, number]> => {
+  const change = async (p: Dataplane, m: Map<ServicePortKey, ServicePort>, keys: ServicePortKey[], i: number): Promise<[number, number]> => {
     const sp = m.get(keys[(i * 7919) % keys.length])!;
     const a = await p.syncPartial(new Map([[sp.key, withExtraEndpoint(sp, i)]]));
     const r = await p.syncPartial(new Map([[sp.key, sp]]));
@@ -180,10 +180,9 @@ async function endpointChanges(proxier: EbpfProxier, model: Map<ServicePortKey, 
 }
 
 /** An ebpf-mode proxier for a sandbox's node, its hooks on the sandbox's cgroup. */
-function ebpfProxier(sb: Sandbox, place: SandboxCgroup): { kernel: LibbpfKernel; proxier: EbpfProxier } {
-  const kernel = new LibbpfKernel({ object: defaultObjectPath(), root: place.bpfRoot, cgroup: place.cgroup });
-  const nft = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE }));
-  return { kernel, proxier: new EbpfProxier(kernel, nft, { nodePortAddresses: [], node: { name: BENCH_NODE }, nodeAddresses: () => readNodeAddresses(sb.nodeNsPath) }) };
+function ebpfProxier(sb: Sandbox, place: SandboxCgroup): { kernel: LibbpfKernel; proxier: Dataplane } {
+  const { dataplane, ebpf } = openBenchDataplane('ebpf', { netns: sb.nodeNsPath, throwaway: false, ebpfPlace: () => place, close() {} });
+  return { kernel: ebpf!, proxier: dataplane };
 }
 
 async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: number, connects: number, reps: number): Promise<Case> {
@@ -219,7 +218,7 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
   let c: Case;
   const c0 = { pingpong: { ebpf: null, nftables: null, iptables: null } as Case['pingpong'], bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
   try {
-    await ebpf.prepare();
+    await ebpf.prepare?.();
     await waitForQuiet();
     const t0 = process.hrtime.bigint();
     const full = await ebpf.syncFull(model);

@@ -52,94 +52,101 @@ export const splitMemberKey = (k: number): [number, number] => {
  * connection that remembered the old set (affinity) finds its backend is no member of the new one and chooses again.
  */
 export class Ids {
-  private readonly sets = new Map<string, number>();
-  private readonly backends = new Map<string, number>();
-  private readonly backendKeys = new Map<number, string>();
-  private readonly setIds = new Set<number>();
-  private nextSet = 1;
-  private nextBackend = 1;
-  private readonly freeSets: number[] = [];
-  private readonly freeBackends: number[] = [];
-  private readonly releasedSets: string[] = [];
-  private readonly releasedBackends: string[] = [];
+  private readonly sets = new IdPool('backend sets', MAX_SET_ID);
+  private readonly backends = new IdPool('backends', 2 ** 32);
 
   adoptSet(key: string, id: number): void {
-    if (this.sets.has(key) || this.setIds.has(id) || id >= MAX_SET_ID) return;
-    this.sets.set(key, id);
-    this.setIds.add(id);
-    this.nextSet = Math.max(this.nextSet, id + 1);
+    this.sets.adopt(key, id);
   }
 
   adoptBackend(key: string, id: number): void {
-    if (this.backends.has(key) || this.backendKeys.has(id)) return;
-    this.backends.set(key, id);
-    this.backendKeys.set(id, key);
-    this.nextBackend = Math.max(this.nextBackend, id + 1);
+    this.backends.adopt(key, id);
   }
 
   set(key: string): number {
-    let id = this.sets.get(key);
-    if (id === undefined) {
-      id = this.freeSets.pop() ?? this.nextSet++;
-      if (id >= MAX_SET_ID) throw new Error(`more than ${MAX_SET_ID} backend sets in use`);
-      this.sets.set(key, id);
-      this.setIds.add(id);
-    }
-    return id;
+    return this.sets.take(key);
   }
 
   /** The set's id if it has one (never allocates). */
   setId(key: string): number | undefined {
-    return this.sets.get(key);
+    return this.sets.idOf(key);
   }
 
   backend(key: string): number {
-    let id = this.backends.get(key);
-    if (id === undefined) {
-      id = this.freeBackends.pop() ?? this.nextBackend++;
-      this.backends.set(key, id);
-      this.backendKeys.set(id, key);
-    }
-    return id;
+    return this.backends.take(key);
   }
 
   backendKey(id: number): string | undefined {
-    return this.backendKeys.get(id);
+    return this.backends.keyOf(id);
   }
 
   releaseSet(key: string): void {
-    this.releasedSets.push(key);
+    this.sets.release(key);
   }
 
   releaseBackend(key: string): void {
-    this.releasedBackends.push(key);
+    this.backends.release(key);
   }
 
   /** After a sync the maps hold: ids released in it (or not used by a full sync) and still unused become free. */
   commit(setUsed: (key: string) => boolean, backendUsed: (key: string) => boolean, sweep = false): void {
-    const sets = sweep ? [...this.sets.keys()] : this.releasedSets;
-    const backends = sweep ? [...this.backends.keys()] : this.releasedBackends;
-    for (const key of sets) {
-      const id = this.sets.get(key);
-      if (id === undefined || setUsed(key)) continue;
-      this.sets.delete(key);
-      this.setIds.delete(id);
-      this.freeSets.push(id);
-    }
-    for (const key of backends) {
-      const id = this.backends.get(key);
-      if (id === undefined || backendUsed(key)) continue;
-      this.backends.delete(key);
-      this.backendKeys.delete(id);
-      this.freeBackends.push(id);
-    }
-    this.releasedSets.length = 0;
-    this.releasedBackends.length = 0;
+    this.sets.commit(setUsed, sweep);
+    this.backends.commit(backendUsed, sweep);
+  }
+}
+
+/** Ids by key, 1 up, reused (see Ids): the freed ones first, then the next never given. */
+class IdPool {
+  private readonly ids = new Map<string, number>();
+  private readonly keys = new Map<number, string>();
+  private readonly free: number[] = [];
+  private readonly released: string[] = [];
+  private next = 1;
+
+  constructor(
+    private readonly what: string,
+    private readonly limit: number,
+  ) {}
+
+  adopt(key: string, id: number): void {
+    if (this.ids.has(key) || this.keys.has(id) || id >= this.limit) return;
+    this.ids.set(key, id);
+    this.keys.set(id, key);
+    this.next = Math.max(this.next, id + 1);
   }
 
-  /** How many ids are held (tests: they follow the live objects, not every one ever seen). */
-  get size(): { sets: number; backends: number } {
-    return { sets: this.sets.size, backends: this.backends.size };
+  take(key: string): number {
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = this.free.pop() ?? this.next++;
+      if (id >= this.limit) throw new Error(`more than ${this.limit} ${this.what} in use`);
+      this.ids.set(key, id);
+      this.keys.set(id, key);
+    }
+    return id;
+  }
+
+  idOf(key: string): number | undefined {
+    return this.ids.get(key);
+  }
+
+  keyOf(id: number): string | undefined {
+    return this.keys.get(id);
+  }
+
+  release(key: string): void {
+    this.released.push(key);
+  }
+
+  commit(used: (key: string) => boolean, sweep: boolean): void {
+    for (const key of sweep ? [...this.ids.keys()] : this.released) {
+      const id = this.ids.get(key);
+      if (id === undefined || used(key)) continue;
+      this.ids.delete(key);
+      this.keys.delete(id);
+      this.free.push(id);
+    }
+    this.released.length = 0;
   }
 }
 
