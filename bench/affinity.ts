@@ -14,25 +14,21 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NetlinkNftClient } from '../src/dataplane/nftables/client';
-import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel } from '../src/bench/model';
-import { waitForQuiet } from './lib/quiet';
-import { type Percentiles, percentiles } from './lib/stats';
-import { timeChanges, withExtraEndpoint } from './lib/incremental';
+import { timeChangesInFreshNode, withExtraEndpoint } from '../src/bench/changes';
+import { toModel } from '../src/bench/model';
+import { waitForQuiet } from '../src/bench/quiet';
+import { makeServices, type BenchService } from '../src/bench/shape';
+import { type Percentiles, percentiles } from '../src/bench/stats';
+import { fullSyncInFreshNode } from '../src/bench/sync';
 import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
-import { kubeProxyNftablesRuleset } from '../src/bench/peers/kubeproxy-nftables';
-import { PEER_ARGV, runPeer, withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices, type BenchService } from '../src/bench/shape';
+import { peerFull } from './lib/full';
 
 const PEER_TIMEOUT_MS = 120_000;
 const AFFINITY_SECONDS = 10800;
 const SAMPLES = 3;
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
-const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
 const sticky = (l: BenchService[]): BenchService[] => l.map((s) => ({ ...s, affinitySeconds: AFFINITY_SECONDS }));
@@ -51,31 +47,16 @@ async function svcplaneFull(services: BenchService[]): Promise<Timed> {
   const model = toModel(services);
   const runs: Timed[] = [];
   for (let i = 0; i < SAMPLES; i++) {
-    runs.push(await withFreshNetns(async (ns) => {
-      const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
-      try {
-        await waitForQuiet();
-        const t0 = process.hrtime.bigint();
-        const r = await p.syncFull(model);
-        return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, operations: r.operations, bytes: r.bytes };
-      } finally {
-        p.close();
-      }
-    }));
+    const r = await fullSyncInFreshNode('nftables', model, { before: waitForQuiet });
+    runs.push({ seconds: r.seconds, operations: r.result.operations, bytes: r.result.bytes });
   }
   runs.sort((a, b) => a.seconds! - b.seconds!);
   return { ...runs[1], samples: runs.map((r) => r.seconds!) };
 }
 
 async function kubeProxyFull(services: BenchService[]): Promise<Timed> {
-  const input = kubeProxyNftablesRuleset(services);
-  return withFreshNetns(async (ns) => {
-    await waitForQuiet();
-    const r = await runPeer(PEER_ARGV.nft, input, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-    if (r.timedOut) return { seconds: null, timedOut: true };
-    if (r.code !== 0) return { seconds: null, error: r.stderr.slice(-500) };
-    return { seconds: r.seconds };
-  });
+  const r = await peerFull('nft -f', services, PEER_TIMEOUT_MS);
+  return { seconds: r.seconds, ...(r.timedOut ? { timedOut: true } : {}), ...(r.error ? { error: r.error } : {}) };
 }
 
 interface FullCase {
@@ -124,17 +105,8 @@ interface IncrementalCase {
 
 async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
   const model = toModel(sticky(makeServices(n, 2, { withNodePorts: true })));
-  return withFreshNetns(async (ns) => {
-    const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
-    try {
-      await p.syncFull(model);
-      await waitForQuiet();
-      const { samples, operations } = await timeChanges(p, model, [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], reps);
-      return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), operationsPerChange: operations };
-    } finally {
-      p.close();
-    }
-  });
+  const { samples, operations } = await timeChangesInFreshNode('nftables', model, [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], reps, { before: waitForQuiet });
+  return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), operationsPerChange: operations };
 }
 
 interface DataplaneCase {
@@ -151,7 +123,7 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 }));
 
   log(`dataplane ${n}: svcplane`);
-  const ours = await latencyUnderSvcplane(sb, services, config(), measure);
+  const ours = await latencyUnderSvcplane(sb, services, {}, measure);
   log(`dataplane ${n}: kube-proxy nftables`);
   const knft = await latencyUnderKubeProxyNft(sb, services, PEER_TIMEOUT_MS, measure, notes);
   log(`dataplane ${n}: p50/p99 svcplane=${ours?.p50Us}/${ours?.p99Us}us kube-proxy-nft=${knft?.p50Us}/${knft?.p99Us}us`);

@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { ApiServerDouble, type KubeObject } from '../test/apiserver/double';
 import { makeServices, portNameOf, type BenchService } from '../src/bench/shape';
 import { BENCH_NODE, benchNodeOf } from '../src/bench/model';
+import { latencyOf } from '../src/bench/stats';
 
 const REPO = path.resolve(__dirname, '../..');
 const SVCPLANE = path.join(REPO, 'bin', 'svcplane.js');
@@ -71,11 +72,6 @@ function memOf(pid: number): { rssMB: number; peakMB: number } {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? 0);
   return { rssMB: Math.round(kb('VmRSS') / 1024), peakMB: Math.round(kb('VmHWM') / 1024) };
-}
-
-function percentile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
 
 interface Line {
@@ -212,7 +208,7 @@ async function runCase(n: number, minSync: string, changes: number, spacingMs: n
     const lat = latencies();
     return {
       services: n, minSyncPeriod: minSync, firstFullSyncSeconds, changes,
-      latencyMs: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: Math.max(...lat), n: lat.length },
+      latencyMs: ((l) => ({ p50: l.p50Ms, p99: l.p99Ms, max: l.maxMs, n: lat.length }))(latencyOf(lat)),
       syncs: lines.slice(before).filter((l) => l.msg === 'synced').length,
       rssAfterFirstSyncMB: afterFirst.rssMB, rssAfterChangesMB: after.rssMB, rssIdleMB: idle.rssMB, peakRssMB: idle.peakMB,
     };

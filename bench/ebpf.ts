@@ -17,24 +17,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataplane } from '../src/dataplane/types';
-import { openBenchDataplane } from '../src/bench/dataplanes';
-import type { LibbpfKernel } from '../src/dataplane/ebpf/kernel';
-import { NetlinkNftClient } from '../src/dataplane/nftables/client';
-import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig } from '../src/dataplane/nftables/rules/config';
+import { type BenchDataplane, openBenchDataplane } from '../src/bench/dataplanes';
+import { timeFullSync } from '../src/bench/sync';
 import type { ServicePort, ServicePortKey } from '../src/model/types';
 import { createSandbox, installSignalCleanup, type Sandbox } from '../scripts/lib/sandbox';
 import { type SandboxCgroup, sandboxCgroup } from '../scripts/lib/sandbox-cgroup';
 import type { LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel } from '../src/bench/model';
-import { waitForQuiet } from './lib/quiet';
-import { type Percentiles, percentiles } from './lib/stats';
-import { withExtraEndpoint } from './lib/incremental';
+import { toModel } from '../src/bench/model';
+import { waitForQuiet } from '../src/bench/quiet';
+import { type Percentiles, percentiles } from '../src/bench/stats';
+import { withExtraEndpoint } from '../src/bench/changes';
 import { renderRatioPlot } from '../src/bench/plot';
 import { socketLBFloor } from '../src/bench/floor';
-import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../src/bench/peers/kubeproxy-iptables';
-import { PEER_ARGV, execInNetns, runPeer } from './peers/run';
-import { POD_CIDR, type BenchService, makeServices } from '../src/bench/shape';
+import { execInNetns } from '../src/bench/peers/exec';
+import { underKubeProxyIptables } from './lib/dataplane';
+import { type BenchService, makeServices } from '../src/bench/shape';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const PEER_TIMEOUT_MS = 300_000;
@@ -93,9 +90,9 @@ const CONNTRACK_CONNECTS = 200;
  * 10 s (the NAT modes' figure read after the ping-pong and bulk runs was 0 in one run, thousands in another).
  */
 async function conntrackAfterConnects(sb: Sandbox, addr: string, cgroup?: string): Promise<number> {
-  await execInNetns(sb.nodeNs, ['conntrack', '-F']).catch(() => '');
+  await execInNetns(sb.nodeNsPath, ['conntrack', '-F']).catch(() => '');
   await probe(sb, ['connect', addr, '80', String(CONNTRACK_CONNECTS), '0'], cgroup);
-  return execInNetns(sb.nodeNs, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
+  return execInNetns(sb.nodeNsPath, ['conntrack', '-L', '--orig-dst', addr]).then((out) => out.split('\n').filter((l) => l.includes(addr)).length, () => -1);
 }
 
 /**
@@ -180,9 +177,9 @@ async function endpointChanges(proxier: Dataplane, model: Map<ServicePortKey, Se
 }
 
 /** An ebpf-mode proxier for a sandbox's node, its hooks on the sandbox's cgroup. */
-function ebpfProxier(sb: Sandbox, place: SandboxCgroup): { kernel: LibbpfKernel; proxier: Dataplane } {
-  const { dataplane, ebpf } = openBenchDataplane('ebpf', { netns: sb.nodeNsPath, throwaway: false, ebpfPlace: () => place, close() {} });
-  return { kernel: ebpf!, proxier: dataplane };
+/** svcplane bench's dataplane for `mode` in the sandbox's node (the ebpf mode's hooks on the sandbox's cgroup). */
+function sandboxDataplane(sb: Sandbox, place: SandboxCgroup, mode: 'ebpf' | 'nftables'): BenchDataplane {
+  return openBenchDataplane(mode, { netns: sb.nodeNsPath, throwaway: false, ebpfPlace: () => place, close() {} });
 }
 
 async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: number, connects: number, reps: number): Promise<Case> {
@@ -205,7 +202,6 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
     const ratio = (r: Paired) => (r.p50Us ?? Infinity) / (r.directP50Us ?? 1);
     return runs.sort((a, b) => ratio(a) - ratio(b))[Math.floor(ROUNDS / 2)];
   };
-  const config = () => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 
   log(`${n}: direct`);
   // Nothing programmed yet: no mode to pair with, so the median p50 of ROUNDS runs.
@@ -214,15 +210,15 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
   const direct = directRuns.sort((a, b) => (a.p50Us ?? 0) - (b.p50Us ?? 0))[Math.floor(ROUNDS / 2)];
 
   log(`${n}: ebpf`);
-  const { kernel, proxier: ebpf } = ebpfProxier(sb, place);
+  const ebpfBench = sandboxDataplane(sb, place, 'ebpf');
+  const { dataplane: ebpf } = ebpfBench;
+  const kernel = ebpfBench.ebpf!;
   let c: Case;
   const c0 = { pingpong: { ebpf: null, nftables: null, iptables: null } as Case['pingpong'], bulk: { ebpf: null, nftables: null, iptables: null } as Case['bulk'] };
   try {
     await ebpf.prepare?.();
     await waitForQuiet();
-    const t0 = process.hrtime.bigint();
-    const full = await ebpf.syncFull(model);
-    const ebpfSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const { seconds: ebpfSeconds, result: full } = await timeFullSync(ebpfBench, model);
     const socketLBSeconds = (full.phases?.socketLB ?? 0) / 1e6;
     const bpfSyscallSeconds = (full.phases?.socketLBKernel ?? 0) / 1e6;
     const floor = await socketLBFloor(kernel, waitForQuiet);
@@ -244,12 +240,11 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
   }
 
   log(`${n}: nftables`);
-  const nft = new NftablesProxier(new NetlinkNftClient({ netns: sb.nodeNsPath }), config());
+  const nftBench = sandboxDataplane(sb, place, 'nftables');
+  const nft = nftBench.dataplane;
   try {
     await waitForQuiet();
-    const t0 = process.hrtime.bigint();
-    await nft.syncFull(model);
-    c.fullSync.nftablesSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    c.fullSync.nftablesSeconds = (await timeFullSync(nftBench, model)).seconds;
     c.latency.nftables = await measure(TARGET_IP, 80);
     c.pingpong.nftables = await pingpong(sb, ECHO_IP);
     c.conntrackToService.nftables = await conntrackAfterConnects(sb, TARGET_IP);
@@ -261,16 +256,11 @@ async function oneCase(sb: Sandbox, place: SandboxCgroup, ref: Reference, n: num
 
   log(`${n}: kube-proxy iptables (legacy)`);
   const services = [...makeServices(n, 2, { target }), bulkService, echoService];
-  const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  if (jumps.code === 0 && load.code === 0) {
-    c.latency.iptables = await measure(TARGET_IP, 80);
-    c.pingpong.iptables = await pingpong(sb, ECHO_IP);
-    c.bulk.iptables = await bulk(sb, BULK_IP);
-  } else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
-  for (const t of ['nat', 'filter']) {
-    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
-    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
+  const ipt = await underKubeProxyIptables(sb, services, PEER_TIMEOUT_MS, async () => ({ latency: await measure(TARGET_IP, 80), pingpong: await pingpong(sb, ECHO_IP), bulk: await bulk(sb, BULK_IP) }), notes);
+  if (ipt) {
+    c.latency.iptables = ipt.latency;
+    c.pingpong.iptables = ipt.pingpong;
+    c.bulk.iptables = ipt.bulk;
   }
   const ratio = (x: LatencyResult | null) => pairedRatio(x)?.toFixed(2) ?? '-';
   log(`${n}: connect p50 vs direct: ebpf ${ratio(c.latency.ebpf)}, nftables ${ratio(c.latency.nftables)}, iptables ${ratio(c.latency.iptables)}; conntrack to the Service: ebpf ${c.conntrackToService.ebpf}, nftables ${c.conntrackToService.nftables}`);
@@ -359,7 +349,7 @@ async function main(): Promise<void> {
   // The reference node of the endpoint-change figures: its own namespace, bpffs root and cgroup, no traffic.
   const refSb = await createSandbox({ backends: 0, ports: [8080] });
   const refPlace = sandboxCgroup(refSb.prefix);
-  const ref: Reference = { proxier: ebpfProxier(refSb, refPlace).proxier, model: toModel(makeServices(REFERENCE_SERVICES, 2)) };
+  const ref: Reference = { proxier: sandboxDataplane(refSb, refPlace, 'ebpf').dataplane, model: toModel(makeServices(REFERENCE_SERVICES, 2)) };
   try {
     await ref.proxier.syncFull(ref.model);
     for (const b of sb.backends) {

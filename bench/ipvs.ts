@@ -11,16 +11,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NetlinkNftClient } from '../src/dataplane/nftables/client';
-import { IpvsClient } from '../src/dataplane/ipvs/client';
-import { IpvsProxier } from '../src/dataplane/ipvs/proxier';
-import { defaultIpvsConfig } from '../src/dataplane/ipvs/config';
-import type { ServicePort } from '../src/model/types';
 import { prepareGuest, runInGuest } from '../scripts/lib/vm';
-import { BENCH_NODE, toModel } from '../src/bench/model';
-import { waitForQuiet } from './lib/quiet';
-import { execInNetns, runPeer, withFreshNetns } from './peers/run';
+import { timeChangesInFreshNode, withExtraEndpoint } from '../src/bench/changes';
+import { toModel } from '../src/bench/model';
+import { inFreshNetns } from '../src/bench/node';
+import { execInNetns, runPeerInNetns } from '../src/bench/peers/exec';
+import { loadPeer } from '../src/bench/peers/load';
+import { waitForQuiet } from '../src/bench/quiet';
 import { POD_CIDR, makeServices, type BenchService } from '../src/bench/shape';
+import { type Percentiles, percentiles } from '../src/bench/stats';
+import { fullSyncInFreshNode } from '../src/bench/sync';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const MARK = '@@SVCPLANE-BENCH-RESULT@@';
@@ -56,12 +56,6 @@ interface FullCase {
   variants: { svcplaneAddressMode: number; peerWithRoutes: number };
 }
 
-interface Percentiles {
-  p50Ms: number;
-  p99Ms: number;
-  n: number;
-}
-
 interface IncrementalCase {
   services: number;
   addEndpoint: Percentiles;
@@ -69,58 +63,30 @@ interface IncrementalCase {
   operationsPerChange: number;
 }
 
-function percentiles(us: number[]): Percentiles {
-  const s = [...us].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] / 1000;
-  return { p50Ms: at(0.5), p99Ms: at(0.99), n: s.length };
-}
-
 /** The pod network every real server lives in must be routable in the namespace, or IPVS refuses real servers. */
-async function podNetwork(ns: string): Promise<void> {
-  await execInNetns(ns, ['ip', 'link', 'add', 'pods', 'type', 'dummy']);
-  await execInNetns(ns, ['ip', 'addr', 'add', POD_CIDR.replace('.0/', '.1/'), 'dev', 'pods']);
-  await execInNetns(ns, ['ip', 'link', 'set', 'pods', 'up']);
-}
-
-function proxier(ns: string, bindMode: 'route' | 'address' = 'route'): IpvsProxier {
-  const netns = { netns: `/run/netns/${ns}` };
-  return new IpvsProxier(new IpvsClient(netns), new NetlinkNftClient(netns), defaultIpvsConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE, bindMode }));
+async function podNetwork(netns: string): Promise<void> {
+  await execInNetns(netns, ['ip', 'link', 'add', 'pods', 'type', 'dummy']);
+  await execInNetns(netns, ['ip', 'addr', 'add', POD_CIDR.replace('.0/', '.1/'), 'dev', 'pods']);
+  await execInNetns(netns, ['ip', 'link', 'set', 'pods', 'up']);
 }
 
 async function svcplaneFull(services: BenchService[], bindMode: 'route' | 'address' = 'route'): Promise<Sample> {
-  const model = toModel(services);
-  return withFreshNetns(async (ns) => {
-    await podNetwork(ns);
-    const p = proxier(ns, bindMode);
-    try {
-      // The previous sample's namespace is freed by a kworker, and its proxier is garbage: neither is this one's.
-      await waitForQuiet();
-      const t0 = process.hrtime.bigint();
-      const r = await p.syncFull(model);
-      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, kernelSeconds: r.kernelMicros / 1e6, operations: r.operations, phases: r.phases };
-    } finally {
-      p.close();
-    }
-  });
+  // Each sample's namespace is new; the previous one's is freed by a kworker and its proxier is garbage, so wait.
+  const r = await fullSyncInFreshNode('ipvs', toModel(services), { overrides: { bindMode }, setup: podNetwork, before: waitForQuiet });
+  return { seconds: r.seconds, kernelSeconds: r.result.kernelMicros / 1e6, operations: r.result.operations, phases: r.result.phases };
 }
 
 /** `ip -batch` of the Service addresses, then `ipvsadm --restore`: the same virtual services, real servers, bindings. */
 async function peerFull(services: BenchService[], routes = false): Promise<FullCase['peer']> {
   const addrs = services.map((s) => (routes ? `route add local ${s.clusterIP}/32 dev kube-ipvs0 table local` : `address add ${s.clusterIP}/32 dev kube-ipvs0`)).join('\n') + '\n';
-  const rules: string[] = [];
-  for (const s of services) {
-    const vs = `-t ${s.clusterIP}:${s.port}`;
-    rules.push(`-A ${vs} -s rr`);
-    for (const e of s.endpoints) rules.push(`-a ${vs} -r ${e.ip}:${e.port} -m -w 1`);
-  }
-  return withFreshNetns(async (ns) => {
+  return inFreshNetns(async (ns) => {
     await podNetwork(ns);
     await execInNetns(ns, ['ip', 'link', 'add', 'kube-ipvs0', 'type', 'dummy']);
     await waitForQuiet();
-    const ip = await runPeer(['ip', '-batch', '-'], addrs, { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'file' });
-    if (ip.code !== 0 || ip.seconds === null) throw new Error(`ip -batch: ${ip.stderr.slice(-300)}`);
-    const ipvsadm = await runPeer(['ipvsadm', '--restore'], rules.join('\n') + '\n', { netns: ns, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-    if (ipvsadm.code !== 0 || ipvsadm.seconds === null) throw new Error(`ipvsadm --restore: ${ipvsadm.stderr.slice(-300)}`);
+    const ip = await runPeerInNetns(ns, ['ip', '-batch', '-'], addrs, PEER_TIMEOUT_MS);
+    if (ip.seconds === null) throw new Error(`ip -batch: ${ip.error}`);
+    const ipvsadm = await loadPeer('ipvsadm --restore', services, { netns: ns, timeoutMs: PEER_TIMEOUT_MS });
+    if (ipvsadm.seconds === null) throw new Error(`ipvsadm --restore: ${ipvsadm.error}`);
     // Clean up here: a namespace holding thousands of virtual services is freed slowly in the background.
     await execInNetns(ns, ['ipvsadm', '-C']);
     return { ipBatchSeconds: ip.seconds, ipvsadmRestoreSeconds: ipvsadm.seconds, seconds: ip.seconds + ipvsadm.seconds };
@@ -153,43 +119,11 @@ async function fullCase(n: number, e: number): Promise<FullCase> {
 }
 
 async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
-  const model = toModel(makeServices(n, 2));
-  const keys = [...model.keys()];
   log(`incremental ${n}`);
-  return withFreshNetns(async (ns) => {
-    await podNetwork(ns);
-    const p = proxier(ns);
-    try {
-      await p.syncFull(model);
-      await waitForQuiet();
-      const add: number[] = [];
-      const remove: number[] = [];
-      let ops = 0;
-      const time = async (sp: ServicePort) => {
-        const t0 = process.hrtime.bigint();
-        const r = await p.syncPartial(new Map([[sp.key, sp]]));
-        if (r.full) throw new Error('expected a partial sync');
-        ops = r.operations;
-        return Number(process.hrtime.bigint() - t0) / 1000;
-      };
-      const warmup = 5;
-      for (let i = 0; i < reps + warmup; i++) {
-        const sp = model.get(keys[(i * 7919) % keys.length])!;
-        const more = [...sp.endpoints, { ...sp.endpoints[0], address: `198.18.126.${(i % 250) + 1}` }];
-        const grown: ServicePort = { ...sp, endpoints: more, allEndpoints: more };
-        const a = await time(grown);
-        // Back to as it was: a TCP real server drains first (weight 0), so removing means deleting a drained one.
-        const r = await time(sp);
-        if (i >= warmup) {
-          add.push(a);
-          remove.push(r);
-        }
-      }
-      return { services: n, addEndpoint: percentiles(add), removeEndpoint: percentiles(remove), operationsPerChange: ops };
-    } finally {
-      p.close();
-    }
-  });
+  // Each round adds an endpoint to one Service, then puts it back as it was: a TCP real server drains first
+  // (weight 0), so removing means deleting a drained one.
+  const { samples, operations } = await timeChangesInFreshNode('ipvs', toModel(makeServices(n, 2)), [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], reps, { warmup: 5, setup: podNetwork, before: waitForQuiet });
+  return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), operationsPerChange: operations.removeEndpoint };
 }
 
 async function inGuest(quick: boolean): Promise<void> {

@@ -15,19 +15,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NetlinkNftClient } from '../src/dataplane/nftables/client';
 import { type KernelSupport, probeKernel } from '../src/dataplane/nftables/kernel';
-import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
 import { KNOWN_KERNELS, kernelPackage, prepareGuest, runInGuest } from '../scripts/lib/vm';
+import { timeChangesInFreshNode, withExtraEndpoint } from '../src/bench/changes';
+import { toModel } from '../src/bench/model';
+import { inFreshNetns } from '../src/bench/node';
+import { waitForQuiet } from '../src/bench/quiet';
+import { makeServices } from '../src/bench/shape';
+import { type Percentiles, percentiles } from '../src/bench/stats';
 import { latencyUnderSvcplane } from './lib/dataplane';
-import { type ToolResult, iptablesPeer, nftPeer, svcplaneFull } from './lib/full';
-import { timeChanges, withExtraEndpoint } from './lib/incremental';
-import { BENCH_NODE, toModel } from '../src/bench/model';
-import { waitForQuiet } from './lib/quiet';
-import { type Percentiles, percentiles } from './lib/stats';
-import { withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices } from '../src/bench/shape';
+import { type ToolResult, peerFull, svcplaneFull } from './lib/full';
 
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
 const MARK = '@@SVCPLANE-BENCH-RESULT@@';
@@ -48,11 +46,9 @@ interface KernelRun {
   ratios: Record<string, number | null>;
 }
 
-const config = (kernel?: KernelSupport): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE, kernel });
-
 async function probe(): Promise<KernelSupport> {
-  return withFreshNetns(async (ns) => {
-    const client = new NetlinkNftClient({ netns: `/run/netns/${ns}` });
+  return inFreshNetns(async (netns) => {
+    const client = new NetlinkNftClient({ netns });
     try {
       return await probeKernel(client);
     } finally {
@@ -96,12 +92,12 @@ async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: num
     const services = makeServices(n, 2, { withNodePorts: true });
     const tools: Record<string, ToolResult> = {};
     log(`full ${n}: svcplane, shape this kernel allows and fallback shape, interleaved`);
-    const both = await interleaved({ svcplane: () => svcplaneFull(services, config()), svcplaneFallback: () => svcplaneFull(services, config(FALLBACK)) }, SHAPE_SAMPLES);
+    const both = await interleaved({ svcplane: () => svcplaneFull(services), svcplaneFallback: () => svcplaneFull(services, { kernel: FALLBACK }) }, SHAPE_SAMPLES);
     Object.assign(tools, both);
     log(`full ${n}: kube-proxy nft -f`);
-    tools.kubeProxyNft = await nftPeer(services, opts.peerTimeoutMs);
+    tools.kubeProxyNft = await peerFull('nft -f', services, opts.peerTimeoutMs);
     log(`full ${n}: iptables-legacy-restore`);
-    tools.iptablesLegacy = await iptablesPeer('iptablesLegacy', services, opts.peerTimeoutMs);
+    tools.iptablesLegacy = await peerFull('iptables-legacy-restore', services, opts.peerTimeoutMs);
     const base = tools.svcplane.seconds;
     const ratios: Record<string, number | null> = {};
     for (const [k, v] of Object.entries(tools)) if (k !== 'svcplane') ratios[k] = base && v.seconds ? v.seconds / base : null;
@@ -111,17 +107,8 @@ async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: num
   for (const n of opts.sizes) {
     log(`incremental ${n}`);
     const model = toModel(makeServices(n, 2, { withNodePorts: true }));
-    run.incremental.push(await withFreshNetns(async (ns) => {
-      const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
-      try {
-        await p.syncFull(model);
-        await waitForQuiet();
-        const { samples } = await timeChanges(p, model, [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], opts.reps);
-        return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint) };
-      } finally {
-        p.close();
-      }
-    }));
+    const { samples } = await timeChangesInFreshNode('nftables', model, [{ name: 'addEndpoint', make: withExtraEndpoint }, { name: 'removeEndpoint', make: (sp) => sp }], opts.reps, { before: waitForQuiet });
+    run.incremental.push({ services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint) });
   }
   const sb = await createSandbox({ backends: 1, ports: [8080] });
   try {
@@ -133,8 +120,8 @@ async function runHere(opts: { sizes: number[]; peerTimeoutMs: number; reps: num
       const rounds: Array<{ chosen: LatencyResult; fallback: LatencyResult }> = [];
       for (let i = 0; i < opts.latencyRounds; i++) {
         log(`dataplane ${n}: round ${i + 1}, both shapes`);
-        const chosen = await latencyUnderSvcplane(sb, services, config(), measure);
-        const fallback = await latencyUnderSvcplane(sb, services, config(FALLBACK), measure);
+        const chosen = await latencyUnderSvcplane(sb, services, {}, measure);
+        const fallback = await latencyUnderSvcplane(sb, services, { kernel: FALLBACK }, measure);
         rounds.push({ chosen, fallback });
       }
       const chosen = medianLatency(rounds.map((r) => r.chosen));

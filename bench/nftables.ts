@@ -9,21 +9,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NetlinkNftClient } from '../src/dataplane/nftables/client';
-import { NftablesProxier } from '../src/dataplane/nftables/proxier';
-import { defaultConfig, type NftablesConfig } from '../src/dataplane/nftables/rules/config';
 import { createSandbox, type Sandbox } from '../scripts/lib/sandbox';
 import { runLatency, type LatencyResult } from '../scripts/lib/traffic';
-import { BENCH_NODE, toModel, toServicePort } from '../src/bench/model';
+import { timeChangesInFreshNode, withExtraEndpoint } from '../src/bench/changes';
+import { toModel, toServicePort } from '../src/bench/model';
 import { renderSyncPlot } from '../src/bench/plot';
-import { waitForQuiet } from './lib/quiet';
-import { type ToolResult, iptablesPeer, kernelFloor, median, nftPeer, svcplaneFull } from './lib/full';
-import { type Percentiles, percentiles } from './lib/stats';
-import { timeChanges, withExtraEndpoint } from './lib/incremental';
-import { latencyUnderKubeProxyNft, latencyUnderSvcplane } from './lib/dataplane';
-import { kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from '../src/bench/peers/kubeproxy-iptables';
-import { PEER_ARGV, execInNetns, runPeer, withFreshNetns } from './peers/run';
-import { POD_CIDR, makeServices } from '../src/bench/shape';
+import { waitForQuiet } from '../src/bench/quiet';
+import { makeServices } from '../src/bench/shape';
+import { type Percentiles, percentiles } from '../src/bench/stats';
+import { latencyUnderKubeProxyNft, latencyUnderSvcplane, underKubeProxyIptables } from './lib/dataplane';
+import { type ToolResult, kernelFloor, median, peerFull, svcplaneFull } from './lib/full';
 
 const PEER_TIMEOUT_MS = 120_000;
 const RESULTS = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
@@ -51,7 +46,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-const config = (): NftablesConfig => defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 
 interface FullCase {
@@ -66,11 +60,11 @@ async function fullCase(n: number, e: number, only?: Set<string>): Promise<FullC
   const services = makeServices(n, e, { withNodePorts: true });
   const tools: Record<string, ToolResult> = {};
   const runners: Array<[string, string, () => Promise<ToolResult>]> = [
-    ['svcplane', 'svcplane', () => median(() => svcplaneFull(services, config()))],
-    ['kernelFloor', 'kernel floor', () => median(() => kernelFloor(services, config()))],
-    ['kubeProxyNft', 'kube-proxy nft -f', () => nftPeer(services, PEER_TIMEOUT_MS)],
-    ['iptablesLegacy', 'iptables-legacy-restore', () => iptablesPeer('iptablesLegacy', services, PEER_TIMEOUT_MS)],
-    ['iptablesNft', 'iptables-nft-restore', () => iptablesPeer('iptablesNft', services, PEER_TIMEOUT_MS)],
+    ['svcplane', 'svcplane', () => median(() => svcplaneFull(services))],
+    ['kernelFloor', 'kernel floor', () => kernelFloor(services)],
+    ['kubeProxyNft', 'kube-proxy nft -f', () => peerFull('nft -f', services, PEER_TIMEOUT_MS)],
+    ['iptablesLegacy', 'iptables-legacy-restore', () => peerFull('iptables-legacy-restore', services, PEER_TIMEOUT_MS)],
+    ['iptablesNft', 'iptables-nft-restore', () => peerFull('iptables-nft-restore', services, PEER_TIMEOUT_MS)],
   ];
   for (const [key, label, run] of runners) {
     if (only && !only.has(key)) continue;
@@ -97,21 +91,12 @@ interface IncrementalCase {
 async function incrementalCase(n: number, reps: number): Promise<IncrementalCase> {
   const services = makeServices(n, 2, { withNodePorts: true });
   const model = toModel(services);
-  return withFreshNetns(async (ns) => {
-    const p = new NftablesProxier(new NetlinkNftClient({ netns: `/run/netns/${ns}` }), config());
-    try {
-      await p.syncFull(model);
-      await waitForQuiet();
-      const { samples, operations } = await timeChanges(p, model, [
-        { name: 'addEndpoint', make: withExtraEndpoint },
-        { name: 'removeEndpoint', make: (sp) => sp },
-        { name: 'addService', make: (_sp, i) => toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] }) },
-      ], reps);
-      return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), addService: percentiles(samples.addService), operationsPerChange: operations };
-    } finally {
-      p.close();
-    }
-  });
+  const { samples, operations } = await timeChangesInFreshNode('nftables', model, [
+    { name: 'addEndpoint', make: withExtraEndpoint },
+    { name: 'removeEndpoint', make: (sp) => sp },
+    { name: 'addService', make: (_sp, i) => toServicePort({ namespace: 'bench-extra', name: `svc-${i}`, clusterIP: `198.19.0.${(i % 250) + 1}`, port: 80 + Math.floor(i / 250), protocol: 'TCP', endpoints: [{ ip: '198.18.126.1', port: 8080 }, { ip: '198.18.126.2', port: 8080 }] }) },
+  ], reps, { before: waitForQuiet });
+  return { services: n, addEndpoint: percentiles(samples.addEndpoint), removeEndpoint: percentiles(samples.removeEndpoint), addService: percentiles(samples.addService), operationsPerChange: operations };
 }
 
 // ---- data plane -----------------------------------------------------------------------------------------------
@@ -131,18 +116,10 @@ async function dataplaneCase(sb: Sandbox, n: number, connects: number): Promise<
   const measure = async () => (await waitForQuiet(), runLatency(sb, sb.clientNs, { addr: target.clusterIP, port: target.port, count: connects, warmup: 500, timeoutMs: 2000 }));
 
   log(`dataplane ${n}: svcplane`);
-  const ours = await latencyUnderSvcplane(sb, services, config(), measure);
+  const ours = await latencyUnderSvcplane(sb, services, {}, measure);
 
   log(`dataplane ${n}: kube-proxy iptables (legacy)`);
-  let ipt: LatencyResult | null = null;
-  const jumps = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesJumpRules(), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  const load = await runPeer(PEER_ARGV.iptablesLegacy, kubeProxyIptablesRestore(services), { netns: sb.nodeNs, timeoutMs: PEER_TIMEOUT_MS, input: 'stdin' });
-  if (jumps.code === 0 && load.code === 0) ipt = await measure();
-  else notes.push(`iptables-legacy-restore failed: ${(jumps.stderr || load.stderr).slice(-200)}`);
-  for (const t of ['nat', 'filter']) {
-    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-F']).catch(() => '');
-    await execInNetns(sb.nodeNs, ['iptables-legacy', '-t', t, '-X']).catch(() => '');
-  }
+  const ipt = await underKubeProxyIptables(sb, services, PEER_TIMEOUT_MS, measure, notes);
 
   log(`dataplane ${n}: kube-proxy nftables`);
   const knft = await latencyUnderKubeProxyNft(sb, services, PEER_TIMEOUT_MS, measure, notes);

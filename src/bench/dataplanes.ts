@@ -4,10 +4,11 @@
 import type { CommitResult } from '../native';
 import { EbpfProxier } from '../dataplane/ebpf/proxier';
 import { LibbpfKernel, defaultObjectPath } from '../dataplane/ebpf/kernel';
-import { IpvsClient } from '../dataplane/ipvs/client';
-import { defaultIpvsConfig } from '../dataplane/ipvs/config';
+import { type ApplyResult, IpvsClient, OpBatch, type Operation } from '../dataplane/ipvs/client';
+import { type IpvsProxierConfig, defaultIpvsConfig } from '../dataplane/ipvs/config';
 import { IpvsProxier } from '../dataplane/ipvs/proxier';
 import { NetlinkNftClient } from '../dataplane/nftables/client';
+import type { KernelSupport } from '../dataplane/nftables/kernel';
 import { NftablesProxier } from '../dataplane/nftables/proxier';
 import { defaultConfig } from '../dataplane/nftables/rules/config';
 import type { NftTransaction } from '../dataplane/nftables/transaction';
@@ -32,20 +33,60 @@ export class MeteredNftClient extends NetlinkNftClient {
   }
 }
 
+/** One write the IPVS mode sent (IPVS over generic netlink, or rtnetlink), as sent: the IPVS floor replays them. */
+export interface IpvsWrite {
+  bus: 'generic' | 'route';
+  /** Operation lists go out as requests, batches packed (acks per page). */
+  requests?: Buffer[];
+  packed?: Buffer;
+}
+
+/** IpvsClient that can keep the writes it sends (the IPVS floor's input); reads are not kept. */
+export class RecordingIpvsClient extends IpvsClient {
+  keepWrites = false;
+  writes: IpvsWrite[] = [];
+
+  override applyIpvs(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+    this.keep('generic', ops);
+    return super.applyIpvs(ops);
+  }
+
+  override applyRoute(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+    this.keep('route', ops);
+    return super.applyRoute(ops);
+  }
+
+  private keep(bus: IpvsWrite['bus'], ops: Operation[] | OpBatch): void {
+    if (!this.keepWrites) return;
+    if (ops instanceof OpBatch) {
+      if (ops.size) this.writes.push({ bus, packed: Buffer.from(ops.w.finish()) });
+    } else if (ops.length) this.writes.push({ bus, requests: ops.map((o) => o.request) });
+  }
+}
+
 export interface BenchDataplane {
   dataplane: Dataplane;
   nft: MeteredNftClient;
+  /** The ipvs mode's IPVS and rtnetlink client (its floor). */
+  ipvs?: RecordingIpvsClient;
   /** The ebpf mode's maps (its socket-LB floor). */
   ebpf?: LibbpfKernel;
 }
 
-export function openBenchDataplane(mode: BenchMode, node: BenchNode): BenchDataplane {
+/** What a repository benchmark varies: the nftables shape pinned (kernels before 6.5's), IPVS's bind mode. */
+export interface BenchDataplaneOverrides {
+  kernel?: KernelSupport;
+  bindMode?: IpvsProxierConfig['bindMode'];
+}
+
+export function openBenchDataplane(mode: BenchMode, node: BenchNode, overrides: BenchDataplaneOverrides = {}): BenchDataplane {
   const netns = node.netns;
   const nft = new MeteredNftClient({ netns });
-  const config = defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE });
+  const config = defaultConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE, ...(overrides.kernel ? { kernel: overrides.kernel } : {}) });
   if (mode === 'ipvs') {
-    const dataplane = new IpvsProxier(new IpvsClient({ netns }), nft, defaultIpvsConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE }));
-    return { dataplane, nft };
+    const ipvs = new RecordingIpvsClient({ netns });
+    const dataplane = new IpvsProxier(ipvs, nft, defaultIpvsConfig({ clusterCIDRs: [POD_CIDR], nodeName: BENCH_NODE, ...(overrides.bindMode ? { bindMode: overrides.bindMode } : {}) }));
+    return { dataplane, nft, ipvs };
   }
   const nftables = new NftablesProxier(nft, config);
   if (mode === 'nftables') return { dataplane: nftables, nft };

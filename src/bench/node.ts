@@ -24,17 +24,31 @@ export interface BenchNode {
 }
 
 export async function openBenchNode(netnsFlag: string | undefined): Promise<BenchNode> {
-  let fd: number | undefined;
-  let netns: string;
-  if (netnsFlag) {
-    if (!fs.existsSync(netnsFlag)) throw new UsageError(`--netns ${netnsFlag}: no such file`);
-    netns = netnsFlag;
-    const held = await svcplaneTables(netns);
-    if (held.length) throw new UsageError(`--netns ${netnsFlag} holds svcplane's table (${held.join(', ')}), which this bench did not make: a node's own? Give an empty namespace, or none (a throwaway one)`);
-  } else {
-    fd = native().newNetns();
-    netns = `/proc/${process.pid}/fd/${fd}`;
+  if (!netnsFlag) return freshBenchNode();
+  if (!fs.existsSync(netnsFlag)) throw new UsageError(`--netns ${netnsFlag}: no such file`);
+  const held = await svcplaneTables(netnsFlag);
+  if (held.length) throw new UsageError(`--netns ${netnsFlag} holds svcplane's table (${held.join(', ')}), which this bench did not make: a node's own? Give an empty namespace, or none (a throwaway one)`);
+  return benchNodeAt(netnsFlag);
+}
+
+/** A node in a new empty namespace of its own, gone when the node is closed (or with the process). */
+export function freshBenchNode(): BenchNode {
+  const fd = native().newNetns();
+  return benchNodeAt(`/proc/${process.pid}/fd/${fd}`, fd);
+}
+
+/** Runs `run` on a fresh node, closed afterwards: one sample of a repository benchmark. */
+export async function inFreshNode<T>(run: (node: BenchNode) => Promise<T>): Promise<T> {
+  const node = freshBenchNode();
+  try {
+    return await run(node);
+  } finally {
+    node.close();
   }
+}
+
+/** A node in the namespace file `netns` (a sandbox's node, a --netns file; `fd`: one this node holds and closes). */
+export function benchNodeAt(netns: string, fd?: number): BenchNode {
   let place: { cgroup: string; bpfRoot: string } | undefined;
   const tag = `svcplane-bench-${process.pid}`;
   const node: BenchNode = {

@@ -21,7 +21,7 @@ export function formatBenchReport(r: BenchReport): string {
     const f = c.fullSync!;
     const ch = c.churn!;
     rows.push([
-      c.mode, String(c.services), sec(f.seconds), f.phases.kernel !== undefined ? sec(f.phases.kernel) : '-', `${f.kernelFloorSeconds === null ? '-' : sec(f.kernelFloorSeconds)}${f.socketLBFloorSeconds !== undefined ? ` + ${sec(f.socketLBFloorSeconds)} (maps)` : ''}`,
+      c.mode, String(c.services), sec(f.seconds), f.phases.kernel !== undefined ? sec(f.phases.kernel) : '-', `${f.kernelFloorSeconds === null ? '-' : sec(f.kernelFloorSeconds)}${f.socketLBFloorSeconds !== undefined ? ` + ${sec(f.socketLBFloorSeconds)} (maps)` : ''}${f.ipvsFloorSeconds !== undefined ? ` + ${f.ipvsFloorSeconds === null ? '-' : sec(f.ipvsFloorSeconds)} (IPVS)` : ''}`,
       `${ch.changes} / ${ch.syncs}`, `${ms(ch.latency.p50Ms)} / ${ms(ch.latency.p99Ms)} / ${ms(ch.latency.maxMs)}`,
       `${ch.perChange.operations.toFixed(1)}, ${ch.perChange.bytes.toFixed(0)}, ${ch.perChange.netlinkMessages.toFixed(1)}`,
       `${(c.cpuSeconds ?? 0).toFixed(1)} s`, mib(c.rssBytes ?? 0),

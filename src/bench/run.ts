@@ -8,16 +8,14 @@ import type { ServicePort, ServicePortKey } from '../model/types';
 import { type ChangeKind, RollingChurn } from './churn';
 import { openBenchDataplane } from './dataplanes';
 import { toModel } from './model';
-import { type BenchNode, inFreshNetns } from './node';
-import { nftBatchFloor, socketLBFloor } from './floor';
+import type { BenchNode } from './node';
+import { ipvsFloor, nftBatchFloor, socketLBFloor } from './floor';
 import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
-import { type BenchCase, type BenchReport, type Latency, type PeerCase, SCHEMA_ID } from './schema';
-import { runPeerInNetns } from './peers/exec';
-import { IpvsClient } from '../dataplane/ipvs/client';
-import { setLinkUpRequest } from '../netlink/rtnl';
-import { KUBE_PROXY_IPTABLES_RESTORE_FLAGS, kubeProxyIptablesJumpRules, kubeProxyIptablesRestore } from './peers/kubeproxy-iptables';
-import { kubeProxyNftablesRuleset } from './peers/kubeproxy-nftables';
+import { type BenchCase, type BenchReport, type PeerCase, SCHEMA_ID } from './schema';
+import { type PeerTool, loadPeer } from './peers/load';
+import { latencyOf } from './stats';
+import { timeFullSync } from './sync';
 import { makeServices } from './shape';
 
 /**
@@ -63,7 +61,8 @@ export async function runBench(options: BenchOptions, node: BenchNode, progress:
 
 async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: BenchNode, progress: Progress): Promise<BenchCase> {
   const base = { mode, services: n, endpointsPerService: options.endpoints };
-  const { dataplane, nft, ebpf } = openBenchDataplane(mode, node);
+  const bench = openBenchDataplane(mode, node);
+  const { dataplane, nft, ebpf } = bench;
   const cpu0 = process.cpuUsage();
   let rss = process.memoryUsage().rss;
   try {
@@ -75,18 +74,13 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     checkStop();
     const model = toModel(makeServices(n, options.endpoints));
     progress.phase('full sync');
-    nft.keepBatch = true;
-    const t0 = now();
-    const full = await dataplane.syncFull(model);
-    const seconds = (now() - t0) / 1000;
-    nft.keepBatch = false;
-    const fullMessages = nft.messages;
+    const full = await timeFullSync(bench, model, true);
     rss = Math.max(rss, process.memoryUsage().rss);
     checkStop();
     progress.phase('kernel floor');
-    const kernelFloorSeconds = nft.lastBatch ? await nftBatchFloor(nft.lastBatch) : null;
+    const kernelFloorSeconds = full.batch ? (await nftBatchFloor(full.batch)).seconds : null;
     const socketLB = ebpf ? await socketLBFloor(ebpf) : undefined;
-    nft.lastBatch = undefined;
+    const ipvsReplay = full.ipvsWrites ? await ipvsFloor(full.ipvsWrites) : undefined;
     checkStop();
     progress.phase('churn', options.durationSeconds);
     const churn = await runChurn(dataplane, model, options, () => nft.messages, () => (rss = Math.max(rss, process.memoryUsage().rss)));
@@ -95,7 +89,7 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     const cpu = process.cpuUsage(cpu0);
     return {
       ...base,
-      fullSync: { seconds, phases: secondsOf(full.phases ?? {}), kernelFloorSeconds, ...(socketLB ? { socketLBFloorSeconds: socketLB.seconds, socketLBEntries: socketLB.entries } : {}), operations: full.operations, bytes: full.bytes, netlinkMessages: fullMessages },
+      fullSync: { seconds: full.seconds, phases: secondsOf(full.result.phases ?? {}), kernelFloorSeconds, ...(socketLB ? { socketLBFloorSeconds: socketLB.seconds, socketLBEntries: socketLB.entries } : {}), ...(ipvsReplay !== undefined ? { ipvsFloorSeconds: ipvsReplay?.seconds ?? null } : {}), operations: full.result.operations, bytes: full.result.bytes, netlinkMessages: full.netlinkMessages },
       churn,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       rssBytes: rss,
@@ -114,65 +108,18 @@ const PEER_TIMEOUT_MS = 300_000;
 
 /** Each size's Services loaded by kube-proxy-shaped peers, each into an empty namespace of its own. */
 async function runPeers(options: BenchOptions, progress: Progress): Promise<PeerCase[]> {
+  const tools: PeerTool[] = ['nft -f', 'iptables-restore', ...(options.modes.includes('ipvs') ? ['ipvsadm --restore' as const] : [])];
   const out: PeerCase[] = [];
   for (const n of options.services) {
-    checkStop();
     const services = makeServices(n, options.endpoints);
     progress.startCase(0, 1, `peers ${n}`);
-    progress.phase('nft -f');
-    out.push({ services: n, tool: 'nft -f', ...(await inFreshNetns((ns) => runPeerInNetns(ns, ['nft', '-f', '-'], kubeProxyNftablesRuleset(services), PEER_TIMEOUT_MS))) });
-    checkStop();
-    progress.phase('iptables-restore');
-    const argv = ['iptables-restore', ...KUBE_PROXY_IPTABLES_RESTORE_FLAGS];
-    out.push({
-      services: n, tool: 'iptables-restore',
-      ...(await inFreshNetns(async (ns) => {
-        const jumps = await runPeerInNetns(ns, argv, kubeProxyIptablesJumpRules(), PEER_TIMEOUT_MS);
-        return jumps.seconds === null ? { seconds: null, error: `the jump rules: ${jumps.error}` } : runPeerInNetns(ns, argv, kubeProxyIptablesRestore(services), PEER_TIMEOUT_MS);
-      })),
-    });
-    if (options.modes.includes('ipvs')) {
+    for (const tool of tools) {
       checkStop();
-      progress.phase('ipvsadm --restore');
-      out.push({
-        services: n, tool: 'ipvsadm --restore',
-        ...(await inFreshNetns(async (ns) => {
-          await loopbackUp(ns);
-          return runPeerInNetns(ns, ['ipvsadm', '--restore'], ipvsadmRestore(services), PEER_TIMEOUT_MS);
-        })),
-      });
+      progress.phase(tool);
+      out.push({ services: n, tool, ...(await loadPeer(tool, services, { timeoutMs: PEER_TIMEOUT_MS })) });
     }
   }
   return out;
-}
-
-/**
- * IPVS takes a real server only at a unicast address, and in a namespace without a local routing table (a new one:
- * no address, lo down) every address types as broadcast (ip_vs_new_dest: EINVAL, "address not unicast"). kube-proxy
- * has its kube-ipvs0 addresses by then; lo up (over rtnetlink) gives the peer that table.
- */
-async function loopbackUp(netns: string): Promise<void> {
-  const client = new IpvsClient({ netns });
-  try {
-    await client.applyRoute([{ request: setLinkUpRequest(1), describe: 'set lo up' }]); // lo is ifindex 1 in every namespace
-  } finally {
-    client.close();
-  }
-}
-
-/**
- * kube-proxy's IPVS mode's virtual services and real servers (round robin, masquerading, weight 1) as `ipvsadm
- * --restore` input. Only those: its kube-ipvs0 addresses and its ipset and iptables rules are not in the peer's time,
- * which makes the peer faster than kube-proxy's whole IPVS sync, not slower.
- */
-function ipvsadmRestore(services: ReturnType<typeof makeServices>): string {
-  const lines: string[] = [];
-  for (const s of services) {
-    const vs = `-t ${s.clusterIP}:${s.port}`;
-    lines.push(`-A ${vs} -s rr`);
-    for (const e of s.endpoints) lines.push(`-a ${vs} -r ${e.ip}:${e.port} -m -w 1`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 /** "buildMicros" -> "build" in seconds, "socketLB" (µs) -> "socketLB" in seconds. */
@@ -233,10 +180,4 @@ async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, 
     byKind,
     perChange: { operations: per(operations), bytes: per(bytes), netlinkMessages: per(messages() - messages0) },
   };
-}
-
-function latencyOf(ms: number[]): Latency {
-  const s = [...ms].sort((a, b) => a - b);
-  const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] : 0);
-  return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: s.length ? s[s.length - 1] : 0 };
 }

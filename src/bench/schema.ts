@@ -27,6 +27,11 @@ export interface BenchCase {
     /** ebpf: the socket-LB maps' same entries written with one raw batch per map, and how many. */
     socketLBFloorSeconds?: number;
     socketLBEntries?: number;
+    /**
+     * ipvs: the sync's IPVS and rtnetlink writes (link, routes, virtual and real servers) replayed as sent into an
+     * empty namespace; null when the kernel refused the replay (a --netns whose link indexes differ).
+     */
+    ipvsFloorSeconds?: number | null;
     operations: number;
     bytes: number;
     netlinkMessages: number;
@@ -57,6 +62,8 @@ export interface PeerCase {
   tool: string;
   seconds: number | null;
   error?: string;
+  /** Stopped at the time limit: the ratio is a lower bound. */
+  timedOut?: true;
 }
 
 export interface BenchReport {
@@ -98,7 +105,7 @@ export const BENCH_SCHEMA = {
           mode, services: { type: 'integer', minimum: 1 }, endpointsPerService: { type: 'integer', minimum: 1 }, skipped: { type: 'string' },
           fullSync: {
             type: 'object', required: ['seconds', 'phases', 'kernelFloorSeconds', 'operations', 'bytes', 'netlinkMessages'], additionalProperties: false,
-            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, socketLBFloorSeconds: num, socketLBEntries: { type: 'integer', minimum: 0 }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
+            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, socketLBFloorSeconds: num, socketLBEntries: { type: 'integer', minimum: 0 }, ipvsFloorSeconds: { anyOf: [num, { type: 'null' }] }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
           },
           churn: {
             type: 'object', required: ['ratePerSecond', 'seconds', 'changes', 'syncs', 'latency', 'byKind', 'perChange'], additionalProperties: false,
@@ -116,7 +123,7 @@ export const BENCH_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', required: ['services', 'tool', 'seconds'], additionalProperties: false,
-        properties: { services: { type: 'integer', minimum: 1 }, tool: { enum: ['nft -f', 'iptables-restore', 'ipvsadm --restore'] }, seconds: { anyOf: [num, { type: 'null' }] }, error: { type: 'string' } },
+        properties: { services: { type: 'integer', minimum: 1 }, tool: { enum: ['nft -f', 'iptables-restore', 'ipvsadm --restore'] }, seconds: { anyOf: [num, { type: 'null' }] }, error: { type: 'string' }, timedOut: { const: true } },
       },
     },
   },

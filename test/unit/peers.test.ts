@@ -1,13 +1,13 @@
 // The benchmark's peer inputs: kube-proxy-shaped nft / iptables-restore generators (pure checks), and, as
 // root, loading them for real with nft -f, iptables-legacy-restore and iptables-nft-restore in a fresh netns.
 
-import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { sha256Base32 } from '../../src/bench/peers/hash';
 import {
   iptablesEndpointChain,
   iptablesServiceChain,
-  kubeProxyIptablesJumpRules,
+  KUBE_PROXY_IPTABLES_RESTORE_FLAGS,
   kubeProxyIptablesRestore,
 } from '../../src/bench/peers/kubeproxy-iptables';
 import {
@@ -16,7 +16,9 @@ import {
   nftEndpointChainBase,
   nftServiceChainBase,
 } from '../../src/bench/peers/kubeproxy-nftables';
-import { execInNetns, PEER_ARGV, runPeer, withFreshNetns } from '../../bench/peers/run';
+import { execInNetns, runPeerInNetns } from '../../src/bench/peers/exec';
+import { loadPeer } from '../../src/bench/peers/load';
+import { inFreshNetns } from '../../src/bench/node';
 import { BenchService, makeServices, MAX_SERVICES, POD_CIDR, TargetServiceSpec } from '../../src/bench/shape';
 
 const TARGET: TargetServiceSpec = { clusterIP: '198.19.0.10', port: 80, endpoints: [{ ip: '198.18.0.2', port: 8080 }] };
@@ -232,18 +234,24 @@ describe('peers load for real in a fresh netns (root)', () => {
   }
 
   const svcs = makeServices(50, 2, { withNodePorts: true, target: TARGET });
-  const netnsList = (): string => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  /** Whether this process still holds the namespace whose inode is `ino` (inFreshNetns must let it go). */
+  const held = (ino: number): boolean => fs.readdirSync('/proc/self/fd').some((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === `net:[${ino}]`;
+    } catch {
+      return false;
+    }
+  });
 
   it('nft -f loads the kube-proxy nftables ruleset (and re-syncs it)', async () => {
-    let used = '';
-    await withFreshNetns(async (ns) => {
-      used = ns;
-      const r = await runPeer(PEER_ARGV.nft, kubeProxyNftablesRuleset(svcs), { netns: ns, timeoutMs: 120000, input: 'stdin' });
-      expect(r.stderr).toBe('');
-      expect(r).toMatchObject({ code: 0, timedOut: false });
+    let ino = 0;
+    await inFreshNetns(async (ns) => {
+      ino = fs.statSync(ns).ino;
+      const r = await loadPeer('nft -f', svcs, { netns: ns, timeoutMs: 120000 });
+      expect(r.error).toBeUndefined();
       expect(r.seconds).toBeGreaterThan(0);
-      const again = await runPeer(PEER_ARGV.nft, kubeProxyNftablesRuleset(svcs, { firstSync: false }), { netns: ns, timeoutMs: 120000 });
-      expect(again).toMatchObject({ code: 0, timedOut: false });
+      const again = await runPeerInNetns(ns, ['nft', '-f', '-'], kubeProxyNftablesRuleset(svcs, { firstSync: false }), 120000);
+      expect(again.error).toBeUndefined();
       const ruleset = await execInNetns(ns, ['nft', 'list', 'ruleset']);
       const target = svcs[svcs.length - 1] as BenchService;
       expect(ruleset).toContain('table ip kube-proxy {');
@@ -253,23 +261,22 @@ describe('peers load for real in a fresh netns (root)', () => {
       expect(ruleset).toContain(`ip saddr != ${POD_CIDR} jump mark-for-masquerade`);
       expect(ruleset).toContain('dnat to 198.18.0.2:8080');
     });
-    expect(netnsList()).not.toContain(used);
+    expect(ino).toBeGreaterThan(0);
+    expect(held(ino)).toBe(false);
   }, 60000);
 
-  for (const variant of ['iptablesLegacy', 'iptablesNft'] as const) {
-    it(`${PEER_ARGV[variant][0]} loads the kube-proxy iptables rules`, async () => {
-      let used = '';
-      await withFreshNetns(async (ns) => {
-        used = ns;
-        const jumps = await runPeer(PEER_ARGV[variant], kubeProxyIptablesJumpRules(), { netns: ns, timeoutMs: 120000, input: 'stdin' });
-        expect(jumps).toMatchObject({ code: 0, timedOut: false });
-        const input = kubeProxyIptablesRestore(svcs);
-        const r = await runPeer(PEER_ARGV[variant], input, { netns: ns, timeoutMs: 120000, input: 'stdin' });
-        expect(r).toMatchObject({ code: 0, timedOut: false });
-        // and once more, as a re-sync (file argument this time)
-        const again = await runPeer(PEER_ARGV[variant], input, { netns: ns, timeoutMs: 120000 });
-        expect(again).toMatchObject({ code: 0, timedOut: false });
-        const saved = await execInNetns(ns, [variant === 'iptablesLegacy' ? 'iptables-legacy-save' : 'iptables-nft-save']);
+  for (const tool of ['iptables-legacy-restore', 'iptables-nft-restore'] as const) {
+    it(`${tool} loads the kube-proxy iptables rules (jump rules first)`, async () => {
+      let ino = 0;
+      await inFreshNetns(async (ns) => {
+        ino = fs.statSync(ns).ino;
+        const r = await loadPeer(tool, svcs, { netns: ns, timeoutMs: 120000 });
+        expect(r.error).toBeUndefined();
+        expect(r.seconds).toBeGreaterThan(0);
+        // and once more, as a re-sync
+        const again = await runPeerInNetns(ns, [tool, ...KUBE_PROXY_IPTABLES_RESTORE_FLAGS], kubeProxyIptablesRestore(svcs), 120000);
+        expect(again.error).toBeUndefined();
+        const saved = await execInNetns(ns, [tool === 'iptables-legacy-restore' ? 'iptables-legacy-save' : 'iptables-nft-save']);
         const target = svcs[svcs.length - 1] as BenchService;
         expect(saved).toContain(`:${iptablesServiceChain('KUBE-SVC-', target)} - [0:0]`);
         expect(saved.match(/^:KUBE-SVC-[A-Z2-7]{16} /gm)).toHaveLength(50);
@@ -277,30 +284,33 @@ describe('peers load for real in a fresh netns (root)', () => {
         expect(saved).toMatch(/^-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES$/m);
         expect(saved).toContain('--to-destination 198.18.0.2:8080');
       });
-      expect(netnsList()).not.toContain(used);
+      expect(held(ino)).toBe(false);
     }, 60000);
   }
 
-  it('runPeer kills a peer that overruns its timeout', async () => {
-    await withFreshNetns(async (ns) => {
-      const r = await runPeer(['sh', '-c', 'sleep 30'], '', { netns: ns, timeoutMs: 300, input: 'stdin' });
+  it('runPeerInNetns stops a peer that overruns its time limit, and reports a failing one', async () => {
+    await inFreshNetns(async (ns) => {
+      const r = await runPeerInNetns(ns, ['sh', '-c', 'sleep 30'], '', 300);
       expect(r.timedOut).toBe(true);
       expect(r.seconds).toBeNull();
-      const bad = await runPeer(PEER_ARGV.nft, 'add table ip x\nadd chain ip x c { nonsense }\n', { netns: ns, timeoutMs: 10000 });
-      expect(bad.code).not.toBe(0);
-      expect(bad.stderr).toMatch(/Error/);
+      const bad = await runPeerInNetns(ns, ['nft', '-f', '-'], 'add table ip x\nadd chain ip x c { nonsense }\n', 10000);
+      expect(bad.seconds).toBeNull();
+      expect(bad.error).toMatch(/^exit 1: .*nonsense/);
+      const missing = await runPeerInNetns(ns, ['no-such-peer-tool'], '', 10000);
+      expect(missing.error).toBe('no-such-peer-tool is not installed');
+      await expect(execInNetns(ns, ['sh', '-c', 'echo out; echo why >&2; exit 3'])).rejects.toThrow(/why/);
     });
   }, 20000);
 
-  it('withFreshNetns deletes the namespace when fn throws', async () => {
-    let used = '';
+  it('inFreshNetns lets the namespace go when fn throws', async () => {
+    let ino = 0;
     await expect(
-      withFreshNetns(async (ns) => {
-        used = ns;
+      inFreshNetns(async (ns) => {
+        ino = fs.statSync(ns).ino;
         throw new Error('boom');
       }),
     ).rejects.toThrow('boom');
-    expect(used).not.toBe('');
-    expect(netnsList()).not.toContain(used);
+    expect(ino).toBeGreaterThan(0);
+    expect(held(ino)).toBe(false);
   });
 });

@@ -1,13 +1,15 @@
 // Running a kube-proxy-shaped peer (nft -f, iptables-restore) inside the bench's throwaway namespace, timed:
 // `nsenter --net=/proc/PID/fd/N` (util-linux) enters the namespace, the input is piped in as kube-proxy pipes it.
 // Peers are the bench's yardsticks only (--peers): svcplane itself never runs them.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 
 export interface PeerRun {
   /** Wall time from spawn to exit; null when it failed or timed out. */
   seconds: number | null;
   /** Why there is no figure: not installed, exit status and stderr's tail, timeout. */
   error?: string;
+  /** It was stopped at the time limit (a benchmark's ratio is then a lower bound). */
+  timedOut?: true;
 }
 
 export function runPeerInNetns(netns: string, argv: readonly string[], input: string, timeoutMs: number): Promise<PeerRun> {
@@ -24,7 +26,7 @@ export function runPeerInNetns(netns: string, argv: readonly string[], input: st
     };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      done({ seconds: null, error: `still running after ${timeoutMs / 1000} s: stopped` });
+      done({ seconds: null, error: `still running after ${timeoutMs / 1000} s: stopped`, timedOut: true });
     }, timeoutMs);
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     child.on('error', (e: NodeJS.ErrnoException) => done({ seconds: null, error: e.code === 'ENOENT' ? 'nsenter is not installed (util-linux)' : e.message }));
@@ -36,5 +38,18 @@ export function runPeerInNetns(netns: string, argv: readonly string[], input: st
     });
     child.stdin.on('error', () => undefined); // a peer that exits early closes its stdin: its exit says why
     child.stdin.end(input);
+  });
+}
+
+/**
+ * A command in a namespace, its stdout back (a benchmark's set-up and checks: `ip link add`, `conntrack -L`,
+ * `iptables -F`); rejects, with stderr, when it fails.
+ */
+export function execInNetns(netns: string, argv: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('nsenter', [`--net=${netns}`, '--', ...argv], { maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${argv.join(' ')} (in ${netns}): ${stderr.trim() || err.message}`));
+      else resolve(stdout);
+    });
   });
 }

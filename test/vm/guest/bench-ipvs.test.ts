@@ -19,6 +19,9 @@ describe.runIf(inGuest)('svcplane bench --mode ipvs (guest kernel)', () => {
     for (const c of report.cases) {
       expect(c.fullSync!.operations).toBeGreaterThan(c.services);
       expect(c.churn!.changes).toBe(20);
+      // The IPVS floor: the sync's IPVS and rtnetlink writes replayed as sent into an empty namespace (null would
+      // mean the kernel refused the replay).
+      expect(c.fullSync!.ipvsFloorSeconds).toBeGreaterThan(0);
     }
     // --peers with the ipvs mode: ipvsadm --restore of the same Services loads in its empty namespace.
     const ipvsadm = report.peers!.filter((p) => p.tool === 'ipvsadm --restore');

@@ -1,8 +1,9 @@
-// Waiting for the machine to be quiet before a timed run. A deleted network namespace is freed by the kernel
-// in a kworker, after `ip netns del` returns: after a peer loaded 250k iptables rules (or was killed at the
-// 120 s limit mid-batch), that clean-up keeps a CPU busy for seconds, and on a 2-CPU machine it slowed the next
-// timed run by up to 2x (a 5k x 50 svcplane sync measured 2.7 s in the full run, 1.3 s alone). So each sample
-// first waits until a short window of /proc/stat shows the CPUs mostly idle, and the wait is reported.
+// Waiting for the machine to be quiet before a timed run (the repository benchmarks do, before every sample). A
+// namespace is freed by the kernel in a kworker after its last reference goes: after a peer loaded 250k iptables
+// rules (or was killed at its time limit mid-batch), that clean-up keeps a CPU busy for seconds, and on a 2-CPU
+// machine it slowed the next timed run by up to 2x (a 5k x 50 svcplane sync measured 2.7 s in the full run, 1.3 s
+// alone). So each sample first waits until a short window of /proc/stat shows the CPUs mostly idle, and the wait is
+// reported.
 import * as fs from 'node:fs';
 
 function cpuTimes(): { busy: number; total: number } {
