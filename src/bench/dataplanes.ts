@@ -36,9 +36,7 @@ export class MeteredNftClient extends NetlinkNftClient {
 /** One write the IPVS mode sent (IPVS over generic netlink, or rtnetlink), as sent: the IPVS floor replays them. */
 export interface IpvsWrite {
   bus: 'generic' | 'route';
-  /** Operation lists go out as requests, batches packed (acks per page). */
-  requests?: Buffer[];
-  packed?: Buffer;
+  ops: Operation[] | OpBatch;
 }
 
 /** IpvsClient that can keep the writes it sends (the IPVS floor's input); reads are not kept. */
@@ -56,13 +54,22 @@ export class RecordingIpvsClient extends IpvsClient {
     return super.applyRoute(ops);
   }
 
+  /** The writes kept so far, and stop keeping them. */
+  takeWrites(): IpvsWrite[] {
+    const w = this.writes;
+    this.writes = [];
+    this.keepWrites = false;
+    return w;
+  }
+
   private keep(bus: IpvsWrite['bus'], ops: Operation[] | OpBatch): void {
-    if (!this.keepWrites) return;
-    if (ops instanceof OpBatch) {
-      if (ops.size) this.writes.push({ bus, packed: Buffer.from(ops.w.finish()) });
-    } else if (ops.length) this.writes.push({ bus, requests: ops.map((o) => o.request) });
+    // A batch is not written to after it is sent: keeping it (not a copy) is enough.
+    if (this.keepWrites && (ops instanceof OpBatch ? ops.size : ops.length)) this.writes.push({ bus, ops });
   }
 }
+
+/** The ipvs mode's link for Service addresses (its default). */
+export const IPVS_LINK = defaultIpvsConfig().interfaceName;
 
 export interface BenchDataplane {
   dataplane: Dataplane;

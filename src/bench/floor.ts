@@ -1,6 +1,8 @@
 // Kernel floors: what the kernel takes for the same objects a sync programmed when nothing is built, diffed or
 // encoded. The difference between a sync and its floor is svcplane's own work.
 import { native } from '../native';
+import { IpvsClient } from '../dataplane/ipvs/client';
+import { newDummyLinkRequest } from '../netlink/rtnl';
 import type { EbpfKernel } from '../dataplane/ebpf/kernel';
 import { MAP } from '../dataplane/ebpf/layout';
 import type { IpvsWrite } from './dataplanes';
@@ -40,34 +42,30 @@ export async function socketLBFloor(kernel: EbpfKernel, beforeTiming: () => Prom
 }
 
 /**
- * The IPVS mode's writes of a sync (its Service-address link and routes over rtnetlink, virtual and real servers
- * over generic netlink) replayed as sent, in order, into an empty namespace: the kernel's share of the IPVS part.
- * The link is made by the writes themselves, so the routes' link index matches when the sync's namespace was new
- * too (svcplane bench's throwaway one); otherwise the kernel refuses a write and there is no floor (null).
+ * The IPVS mode's writes of a sync (Service-address routes over rtnetlink, virtual and real servers over generic
+ * netlink) replayed as sent, in order, into an empty namespace: the kernel's share of the IPVS part. The routes name
+ * the mode's link by index, so the link is made there first (untimed) at the index it has in the sync's namespace;
+ * the sync's own "create the link" write then finds it (EEXIST, which that write tolerates). When the kernel refuses
+ * a write, `refused` says which.
  */
-export function ipvsFloor(writes: IpvsWrite[]): Promise<{ seconds: number; messages: number } | null> {
+export function ipvsFloor(writes: IpvsWrite[], link: { name: string; index: number } | undefined): Promise<{ seconds: number; messages: number } | { refused: string }> {
   return inFreshNetns(async (netns) => {
-    const T = native().NetlinkTransceiver;
-    const socks = { generic: new T({ bus: 'generic', netns }), route: new T({ bus: 'route', netns }) };
+    const kernel = new IpvsClient({ netns });
     try {
+      if (link) {
+        const made = await kernel.applyRoute([{ request: newDummyLinkRequest(link.name, link.index), describe: `create dummy link ${link.name} at index ${link.index}` }]);
+        if (made.failures.length) return { refused: kernel.error(made.failures).message };
+      }
       let messages = 0;
       const t0 = process.hrtime.bigint();
       for (const w of writes) {
-        const sock = socks[w.bus];
-        if (w.packed) {
-          const r = await sock.transactPacked(w.packed, { ackLastOnly: true });
-          if (r.failures.length) return null;
-          messages += r.count;
-        } else if (w.requests) {
-          const r = await sock.transact(w.requests);
-          if (r.results.some((x) => x.errno)) return null;
-          messages += w.requests.length;
-        }
+        const r = w.bus === 'generic' ? await kernel.applyIpvs(w.ops) : await kernel.applyRoute(w.ops);
+        if (r.failures.length) return { refused: kernel.error(r.failures).message };
+        messages += r.operations;
       }
       return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, messages };
     } finally {
-      socks.generic.close();
-      socks.route.close();
+      kernel.close();
     }
   });
 }

@@ -15,6 +15,11 @@ export interface BenchOptions {
   /** Changes per second during the churn phase. */
   churnPerSecond: number;
   durationSeconds: number;
+  /**
+   * An unrecorded churn phase first, at the same rate: a fresh process's first syncs run while V8 still compiles
+   * them, which a long-running agent's do not (0: none, the first syncs are in the figures).
+   */
+  warmupSeconds: number;
   output: 'text' | 'json';
   /** Also time kube-proxy-shaped peers (nft -f, iptables-restore) on the same Services. */
   peers: boolean;
@@ -22,9 +27,9 @@ export interface BenchOptions {
   netns?: string;
 }
 
-export const BENCH_DEFAULTS = { mode: 'nftables', services: '1000,10000', endpoints: '2', churn: '100/s', duration: '10s' } as const;
+export const BENCH_DEFAULTS = { mode: 'nftables', services: '1000,10000', endpoints: '2', churn: '100/s', duration: '10s', warmup: '0s' } as const;
 
-export function benchOptions(flags: { mode?: string; services?: string[]; endpoints?: string; churn?: string; duration?: string; output?: string; netns?: string; peers?: boolean }): BenchOptions {
+export function benchOptions(flags: { mode?: string; services?: string[]; endpoints?: string; churn?: string; duration?: string; warmup?: string; output?: string; netns?: string; peers?: boolean }): BenchOptions {
   const mode = flags.mode ?? BENCH_DEFAULTS.mode;
   const modes = mode === 'all' ? [...BENCH_MODES] : [mode];
   for (const m of modes) if (!BENCH_MODES.includes(m as BenchMode)) throw new UsageError(`--mode must be nftables, ebpf, ipvs or all, not "${mode}"`);
@@ -42,12 +47,16 @@ export function benchOptions(flags: { mode?: string; services?: string[]; endpoi
   const durationText = flags.duration ?? BENCH_DEFAULTS.duration;
   const ms = parseGoDuration(durationText);
   if (ms === undefined || ms < 100 || ms > 3_600_000) throw new UsageError(`--duration takes a duration from 100ms to 1h (e.g. 10s, 2m), not "${durationText}"`);
+  const warmupText = flags.warmup ?? BENCH_DEFAULTS.warmup;
+  const warmupMs = parseGoDuration(warmupText);
+  if (warmupMs === undefined || warmupMs < 0 || warmupMs > 3_600_000) throw new UsageError(`--warmup takes a duration from 0s to 1h (e.g. 5s), not "${warmupText}"`);
   return {
     modes: modes as BenchMode[],
     services: [...new Set(sizes)].sort((a, b) => a - b),
     endpoints,
     churnPerSecond,
     durationSeconds: ms / 1000,
+    warmupSeconds: warmupMs / 1000,
     output: flags.output === 'json' ? 'json' : 'text',
     peers: flags.peers === true,
     netns: flags.netns,

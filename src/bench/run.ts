@@ -9,6 +9,7 @@ import { type ChangeKind, RollingChurn } from './churn';
 import { openBenchDataplane } from './dataplanes';
 import { toModel } from './model';
 import type { BenchNode } from './node';
+import { IPVS_LINK } from './dataplanes';
 import { ipvsFloor, nftBatchFloor, socketLBFloor } from './floor';
 import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
@@ -53,7 +54,7 @@ export async function runBench(options: BenchOptions, node: BenchNode, progress:
     date: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length },
     netns: node.throwaway ? 'throwaway' : node.netns,
-    options: { modes: options.modes, services: options.services, endpoints: options.endpoints, churnPerSecond: options.churnPerSecond, durationSeconds: options.durationSeconds, peers: options.peers },
+    options: { modes: options.modes, services: options.services, endpoints: options.endpoints, churnPerSecond: options.churnPerSecond, durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, peers: options.peers },
     cases,
     ...(peers ? { peers } : {}),
   };
@@ -80,16 +81,22 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     progress.phase('kernel floor');
     const kernelFloorSeconds = full.batch ? (await nftBatchFloor(full.batch)).seconds : null;
     const socketLB = ebpf ? await socketLBFloor(ebpf) : undefined;
-    const ipvsReplay = full.ipvsWrites ? await ipvsFloor(full.ipvsWrites) : undefined;
+    const ipvsReplay = full.ipvsWrites && bench.ipvs ? await ipvsFloor(full.ipvsWrites, await bench.ipvs.link(IPVS_LINK)) : undefined;
     checkStop();
+    const changes = new RollingChurn(model);
+    const sampleRss = () => (rss = Math.max(rss, process.memoryUsage().rss));
+    if (options.warmupSeconds > 0) {
+      progress.phase('warm-up', options.warmupSeconds);
+      await runChurn(dataplane, changes, options.churnPerSecond, options.warmupSeconds, () => nft.messages, sampleRss);
+    }
     progress.phase('churn', options.durationSeconds);
-    const churn = await runChurn(dataplane, model, options, () => nft.messages, () => (rss = Math.max(rss, process.memoryUsage().rss)));
+    const churn = await runChurn(dataplane, changes, options.churnPerSecond, options.durationSeconds, () => nft.messages, sampleRss);
     progress.phase('cleanup');
     await dataplane.cleanup();
     const cpu = process.cpuUsage(cpu0);
     return {
       ...base,
-      fullSync: { seconds: full.seconds, phases: secondsOf(full.result.phases ?? {}), kernelFloorSeconds, ...(socketLB ? { socketLBFloorSeconds: socketLB.seconds, socketLBEntries: socketLB.entries } : {}), ...(ipvsReplay !== undefined ? { ipvsFloorSeconds: ipvsReplay?.seconds ?? null } : {}), operations: full.result.operations, bytes: full.result.bytes, netlinkMessages: full.netlinkMessages },
+      fullSync: { seconds: full.seconds, phases: secondsOf(full.result.phases ?? {}), kernelFloorSeconds, ...(socketLB ? { socketLBFloorSeconds: socketLB.seconds, socketLBEntries: socketLB.entries } : {}), ...(ipvsReplay ? ('refused' in ipvsReplay ? { ipvsFloorSeconds: null, ipvsFloorRefused: ipvsReplay.refused } : { ipvsFloorSeconds: ipvsReplay.seconds }) : {}), operations: full.result.operations, bytes: full.result.bytes, netlinkMessages: full.netlinkMessages },
       churn,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       rssBytes: rss,
@@ -127,9 +134,9 @@ function secondsOf(phases: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(phases).map(([k, us]) => [k.replace(/Micros$/, ''), us / 1e6]));
 }
 
-async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, options: BenchOptions, messages: () => number, sample: () => void): Promise<NonNullable<BenchCase['churn']>> {
-  const gen = new RollingChurn(model);
-  const interval = 1000 / options.churnPerSecond;
+/** `perSecond` changes from `gen` for `seconds`, each timed from its arrival to the end of the sync that programmed it. */
+async function runChurn(dp: Dataplane, gen: RollingChurn, perSecond: number, seconds: number, messages: () => number, sample: () => void): Promise<NonNullable<BenchCase['churn']>> {
+  const interval = 1000 / perSecond;
   const latencies: number[] = [];
   const byKind: Partial<Record<ChangeKind, number>> = {};
   let operations = 0;
@@ -137,7 +144,7 @@ async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, 
   let syncs = 0;
   const messages0 = messages();
   const start = now();
-  const end = start + options.durationSeconds * 1000;
+  const end = start + seconds * 1000;
   let due = start; // when the next change arrives
   let freeSince = start; // when the last sync ended
   while (due < end) {
@@ -172,7 +179,7 @@ async function runChurn(dp: Dataplane, model: Map<ServicePortKey, ServicePort>, 
   const changes = latencies.length;
   const per = (x: number) => (changes ? x / changes : 0);
   return {
-    ratePerSecond: options.churnPerSecond,
+    ratePerSecond: perSecond,
     seconds: (now() - start) / 1000,
     changes,
     syncs,

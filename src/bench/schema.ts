@@ -32,6 +32,8 @@ export interface BenchCase {
      * empty namespace; null when the kernel refused the replay (a --netns whose link indexes differ).
      */
     ipvsFloorSeconds?: number | null;
+    /** Which write the kernel refused in the replay, when it did. */
+    ipvsFloorRefused?: string;
     operations: number;
     bytes: number;
     netlinkMessages: number;
@@ -72,7 +74,7 @@ export interface BenchReport {
   machine: { kernel: string; cpus: number };
   /** The throwaway namespace, or the --netns file. */
   netns: string;
-  options: { modes: BenchMode[]; services: number[]; endpoints: number; churnPerSecond: number; durationSeconds: number; peers: boolean };
+  options: { modes: BenchMode[]; services: number[]; endpoints: number; churnPerSecond: number; durationSeconds: number; /** The unrecorded churn before the recorded one (--warmup). */ warmupSeconds?: number; peers: boolean };
   cases: BenchCase[];
   peers?: PeerCase[];
 }
@@ -95,7 +97,7 @@ export const BENCH_SCHEMA = {
     netns: { type: 'string' },
     options: {
       type: 'object', required: ['modes', 'services', 'endpoints', 'churnPerSecond', 'durationSeconds', 'peers'], additionalProperties: false,
-      properties: { peers: { type: 'boolean' }, modes: { type: 'array', items: mode, minItems: 1 }, services: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 }, endpoints: { type: 'integer', minimum: 1 }, churnPerSecond: { type: 'number', exclusiveMinimum: 0 }, durationSeconds: { type: 'number', exclusiveMinimum: 0 } },
+      properties: { peers: { type: 'boolean' }, modes: { type: 'array', items: mode, minItems: 1 }, services: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 }, endpoints: { type: 'integer', minimum: 1 }, churnPerSecond: { type: 'number', exclusiveMinimum: 0 }, durationSeconds: { type: 'number', exclusiveMinimum: 0 }, warmupSeconds: { type: 'number', minimum: 0 } },
     },
     cases: {
       type: 'array',
@@ -105,7 +107,7 @@ export const BENCH_SCHEMA = {
           mode, services: { type: 'integer', minimum: 1 }, endpointsPerService: { type: 'integer', minimum: 1 }, skipped: { type: 'string' },
           fullSync: {
             type: 'object', required: ['seconds', 'phases', 'kernelFloorSeconds', 'operations', 'bytes', 'netlinkMessages'], additionalProperties: false,
-            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, socketLBFloorSeconds: num, socketLBEntries: { type: 'integer', minimum: 0 }, ipvsFloorSeconds: { anyOf: [num, { type: 'null' }] }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
+            properties: { seconds: num, phases: { type: 'object', additionalProperties: num }, kernelFloorSeconds: { anyOf: [num, { type: 'null' }] }, socketLBFloorSeconds: num, socketLBEntries: { type: 'integer', minimum: 0 }, ipvsFloorSeconds: { anyOf: [num, { type: 'null' }] }, ipvsFloorRefused: { type: 'string' }, operations: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 }, netlinkMessages: { type: 'integer', minimum: 0 } },
           },
           churn: {
             type: 'object', required: ['ratePerSecond', 'seconds', 'changes', 'syncs', 'latency', 'byKind', 'perChange'], additionalProperties: false,

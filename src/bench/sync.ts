@@ -29,15 +29,12 @@ export async function timeFullSync(bench: BenchDataplane, model: Map<ServicePort
     return {
       seconds, result, netlinkMessages: nft.messages - messages0,
       ...(keepBatch && nft.lastBatch ? { batch: nft.lastBatch } : {}),
-      ...(keepBatch && ipvs ? { ipvsWrites: ipvs.writes } : {}),
+      ...(keepBatch && ipvs ? { ipvsWrites: ipvs.takeWrites() } : {}),
     };
   } finally {
     nft.keepBatch = false;
     nft.lastBatch = undefined;
-    if (ipvs) {
-      ipvs.keepWrites = false;
-      ipvs.writes = [];
-    }
+    ipvs?.takeWrites();
   }
 }
 

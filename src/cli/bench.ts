@@ -17,7 +17,7 @@ export async function cmdBench(flags: ParsedFlags, out: (s: string) => void): Pr
     out(JSON.stringify(BENCH_SCHEMA, null, 2));
     return 0;
   }
-  const options = benchOptions({ mode: str(flags, 'mode'), services: list(flags, 'services'), endpoints: str(flags, 'endpoints'), churn: str(flags, 'churn'), duration: str(flags, 'duration'), output: str(flags, 'output'), netns: str(flags, 'netns'), peers: bool(flags, 'peers') });
+  const options = benchOptions({ mode: str(flags, 'mode'), services: list(flags, 'services'), endpoints: str(flags, 'endpoints'), churn: str(flags, 'churn'), duration: str(flags, 'duration'), warmup: str(flags, 'warmup'), output: str(flags, 'output'), netns: str(flags, 'netns'), peers: bool(flags, 'peers') });
   const plot = str(flags, 'plot');
   if (plot !== undefined && (!plot.endsWith('.svg') || !fs.existsSync(path.dirname(path.resolve(plot))))) throw new UsageError(`--plot takes FILE.svg in an existing directory, not "${plot}"`);
   const node = await openBenchNode(options.netns);

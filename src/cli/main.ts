@@ -63,6 +63,7 @@ const BENCH_FLAGS: FlagSpec[] = [
   { name: 'endpoints', type: 'string', value: 'M', help: 'endpoints per Service', default: BENCH_DEFAULTS.endpoints },
   { name: 'churn', type: 'string', value: 'RATE/s', help: 'changes per second in the churn phase, as a rolling deployment makes them (endpoint added, terminating, removed; 2% Services removed and re-added)', default: BENCH_DEFAULTS.churn },
   { name: 'duration', type: 'string', value: 'D', help: 'how long the churn phase runs per mode and size (10s, 2m)', default: BENCH_DEFAULTS.duration },
+  { name: 'warmup', type: 'string', value: 'D', help: 'an unrecorded churn phase first, at the same rate: the figures then leave out a fresh process\'s first syncs, which run while V8 still compiles them', default: BENCH_DEFAULTS.warmup },
   OUTPUT,
   { name: 'peers', type: 'boolean', help: 'also time kube-proxy-shaped peers on the same Services, each in an empty namespace: nft -f (its nftables mode) and iptables-restore (its iptables mode), with the ratios to svcplane\'s nftables mode' },
   { name: 'plot', type: 'string', value: 'FILE.svg', help: 'also write an SVG plot: per mode, the full sync and the change p99 against Services' },

@@ -26,8 +26,9 @@ function beginLink(w: NetlinkWriter, type: number, flags: number, index: number,
 }
 
 /** Creates a dummy link, administratively up. */
-export function newDummyLinkRequest(name: string): Buffer {
-  return oneMessage((w) => beginLink(w, RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 0, IFF_UP, IFF_UP)
+/** A dummy link, up; `index` asks for that ifindex (0: the kernel's next; svcplane bench's IPVS floor asks). */
+export function newDummyLinkRequest(name: string, index = 0): Buffer {
+  return oneMessage((w) => beginLink(w, RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, index, IFF_UP, IFF_UP)
     .string(IFLA.IFNAME, name).nested(IFLA.LINKINFO, (e) => e.string(IFLA_INFO.KIND, 'dummy')).end());
 }
 

@@ -74,8 +74,11 @@ describe.runIf(haveRoot)('svcplane bench', () => {
   });
 
   it('ebpf: the socket-LB maps too, in a cgroup and bpffs directory of its own that are gone afterwards; --mode all reports IPVS as skipped with why when the kernel lacks it', async () => {
-    const r = await benchJson(['--mode', 'all', '--services', '10', '--duration', '500ms', '--churn', '20/s']);
+    const r = await benchJson(['--mode', 'all', '--services', '10', '--duration', '500ms', '--churn', '20/s', '--warmup', '300ms']);
     expect(r.cases.map((c) => c.mode)).toEqual(['nftables', 'ebpf', 'ipvs']);
+    // --warmup: an unrecorded churn first; the figures hold the recorded 500 ms only (20/s: 10 changes).
+    expect(r.options.warmupSeconds).toBe(0.3);
+    for (const c of r.cases.filter((x) => !x.skipped)) expect(c.churn!.changes).toBe(10);
     const ebpf = r.cases.find((c) => c.mode === 'ebpf')!;
     expect(ebpf.skipped).toBeUndefined();
     expect(ebpf.fullSync!.phases.socketLB).toBeGreaterThan(0);
@@ -89,12 +92,13 @@ describe.runIf(haveRoot)('svcplane bench', () => {
   it('a terminal gets a live line (case, phase, elapsed, time left) rewritten in place; a pipe gets none', async () => {
     // `script` gives the run a pseudo-terminal; its stdout is both streams of the run.
     const tty = await new Promise<string>((resolve, reject) => {
-      const child = spawn('script', ['-qec', `${process.execPath} ${SVCPLANE} bench --services 5 --duration 1200ms --churn 10/s`, '/dev/null'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn('script', ['-qec', `${process.execPath} ${SVCPLANE} bench --services 5 --duration 1200ms --churn 10/s --warmup 1100ms`, '/dev/null'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`script exited ${code}: ${out}`))));
     });
     expect(tty).toContain('\r\x1b[K[1/1] nftables 5: full sync (');
+    expect(tty).toMatch(/\r\x1b\[K\[1\/1\] nftables 5: warm-up \(\d+ s, \d+ s left\)/);
     expect(tty).toMatch(/\r\x1b\[K\[1\/1\] nftables 5: churn \(\d+ s, \d+ s left\)/);
     expect(tty).toContain('svcplane bench: nftables at 5 Services');
     const piped = await svcplane(['bench', '--services', '5', '--duration', '200ms'], { process: true });
@@ -107,6 +111,8 @@ describe.runIf(haveRoot)('svcplane bench', () => {
       [['--services', '10,x'], /--services takes whole numbers.*"x"/],
       [['--churn', 'fast'], /--churn takes changes per second as RATE\/s/],
       [['--duration', '5'], /--duration takes a duration/],
+      [['--warmup=-1s'], /--warmup takes a duration from 0s to 1h/],
+      [['--warmup', 'soon'], /--warmup takes a duration from 0s to 1h/],
       [['--endpoints', '0'], /--endpoints takes a whole number/],
       [['--mode', 'iptables'], /--mode/],
       [['--netns', '/nonexistent/ns'], /--netns \/nonexistent\/ns: no such file/],

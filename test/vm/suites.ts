@@ -35,6 +35,7 @@ export const GUEST_SECONDS: Record<string, number> = {
   'test/kernel/nftables-affinity.test.ts': 66,
   'test/vm/guest/ipvs-scheduler-check.test.ts': 33,
   'test/vm/guest/ipvs-dry-run.test.ts': 22,
+  'test/vm/guest/bench-ipvs.test.ts': 20, // measured alone (2026-12-03), not in run H
   'test/kernel/conntrack.test.ts': 21,
   'test/vm/guest/ipvs-kernel.contract.test.ts': 13,
   'test/kernel/ebpf-kernel.contract.test.ts': 3,

@@ -21,6 +21,7 @@ describe.runIf(inGuest)('svcplane bench --mode ipvs (guest kernel)', () => {
       expect(c.churn!.changes).toBe(20);
       // The IPVS floor: the sync's IPVS and rtnetlink writes replayed as sent into an empty namespace (null would
       // mean the kernel refused the replay).
+      expect(c.fullSync!.ipvsFloorRefused).toBeUndefined();
       expect(c.fullSync!.ipvsFloorSeconds).toBeGreaterThan(0);
     }
     // --peers with the ipvs mode: ipvsadm --restore of the same Services loads in its empty namespace.
