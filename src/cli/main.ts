@@ -65,7 +65,7 @@ const BENCH_FLAGS: FlagSpec[] = [
   { name: 'duration', type: 'string', value: 'D', help: 'how long the churn phase runs per mode and size (10s, 2m)', default: BENCH_DEFAULTS.duration },
   { name: 'warmup', type: 'string', value: 'D', help: 'an unrecorded churn phase first, at the same rate: the figures then leave out a fresh process\'s first syncs, which run while V8 still compiles them', default: BENCH_DEFAULTS.warmup },
   OUTPUT,
-  { name: 'peers', type: 'boolean', help: 'also time kube-proxy-shaped peers on the same Services, each in an empty namespace: nft -f (its nftables mode) and iptables-restore (its iptables mode), with the ratios to svcplane\'s nftables mode' },
+  { name: 'peers', type: 'boolean', help: 'also time kube-proxy-shaped peers on the same Services, each in an empty namespace: nft -f (its nftables mode), iptables-restore (its iptables mode) and, with the ipvs mode, ipvsadm --restore (its IPVS mode), with the ratios to svcplane\'s matching mode' },
   { name: 'plot', type: 'string', value: 'FILE.svg', help: 'also write an SVG plot: per mode, the full sync and the change p99 against Services' },
   { name: 'schema', type: 'boolean', help: 'print the JSON Schema of --output json and exit' },
   { ...NETNS, help: 'program the network namespace at FILE instead of a throwaway one (it must hold no svcplane table)' },
