@@ -39,19 +39,27 @@ export interface IpvsWrite {
   ops: Operation[] | OpBatch;
 }
 
-/** IpvsClient that can keep the writes it sends (the IPVS floor's input); reads are not kept. */
+/** IpvsClient that counts the writes it sends and can keep them (the IPVS floor's input); reads are not kept. */
 export class RecordingIpvsClient extends IpvsClient {
   keepWrites = false;
   writes: IpvsWrite[] = [];
 
-  override applyIpvs(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+  /** Netlink messages written (one per operation), as MeteredNftClient counts its own. */
+  messages = 0;
+
+  override async applyIpvs(ops: Operation[] | OpBatch): Promise<ApplyResult> {
     this.keep('generic', ops);
-    return super.applyIpvs(ops);
+    return this.count(await super.applyIpvs(ops));
   }
 
-  override applyRoute(ops: Operation[] | OpBatch): Promise<ApplyResult> {
+  override async applyRoute(ops: Operation[] | OpBatch): Promise<ApplyResult> {
     this.keep('route', ops);
-    return super.applyRoute(ops);
+    return this.count(await super.applyRoute(ops));
+  }
+
+  private count(r: ApplyResult): ApplyResult {
+    this.messages += r.operations;
+    return r;
   }
 
   /** The writes kept so far, and stop keeping them. */
@@ -84,6 +92,11 @@ export interface BenchDataplane {
 export interface BenchDataplaneOverrides {
   kernel?: KernelSupport;
   bindMode?: IpvsProxierConfig['bindMode'];
+}
+
+/** Netlink messages the dataplane has written so far: its nftables batches', and the ipvs mode's IPVS and rtnetlink ones. */
+export function netlinkMessagesOf(bench: BenchDataplane): number {
+  return bench.nft.messages + (bench.ipvs?.messages ?? 0);
 }
 
 export function openBenchDataplane(mode: BenchMode, node: BenchNode, overrides: BenchDataplaneOverrides = {}): BenchDataplane {

@@ -9,7 +9,7 @@ import { type ChangeKind, RollingChurn } from './churn';
 import { openBenchDataplane } from './dataplanes';
 import { toModel } from './model';
 import type { BenchNode } from './node';
-import { IPVS_LINK } from './dataplanes';
+import { IPVS_LINK, netlinkMessagesOf } from './dataplanes';
 import { ipvsFloor, nftBatchFloor, socketLBFloor } from './floor';
 import type { BenchMode, BenchOptions } from './options';
 import type { Progress } from './progress';
@@ -63,7 +63,7 @@ export async function runBench(options: BenchOptions, node: BenchNode, progress:
 async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: BenchNode, progress: Progress): Promise<BenchCase> {
   const base = { mode, services: n, endpointsPerService: options.endpoints };
   const bench = openBenchDataplane(mode, node);
-  const { dataplane, nft, ebpf } = bench;
+  const { dataplane, ebpf } = bench;
   const cpu0 = process.cpuUsage();
   let rss = process.memoryUsage().rss;
   try {
@@ -87,10 +87,10 @@ async function runCase(mode: BenchMode, n: number, options: BenchOptions, node: 
     const sampleRss = () => (rss = Math.max(rss, process.memoryUsage().rss));
     if (options.warmupSeconds > 0) {
       progress.phase('warm-up', options.warmupSeconds);
-      await runChurn(dataplane, changes, options.churnPerSecond, options.warmupSeconds, () => nft.messages, sampleRss);
+      await runChurn(dataplane, changes, options.churnPerSecond, options.warmupSeconds, () => netlinkMessagesOf(bench), sampleRss);
     }
     progress.phase('churn', options.durationSeconds);
-    const churn = await runChurn(dataplane, changes, options.churnPerSecond, options.durationSeconds, () => nft.messages, sampleRss);
+    const churn = await runChurn(dataplane, changes, options.churnPerSecond, options.durationSeconds, () => netlinkMessagesOf(bench), sampleRss);
     progress.phase('cleanup');
     await dataplane.cleanup();
     const cpu = process.cpuUsage(cpu0);

@@ -2,14 +2,14 @@
 // syncFull, with its netlink messages counted and (for the kernel floor) its nftables batch kept.
 import type { SyncResult } from '../dataplane/types';
 import type { ServicePort, ServicePortKey } from '../model/types';
-import { type BenchDataplaneOverrides, type BenchDataplane, type IpvsWrite, openBenchDataplane } from './dataplanes';
+import { type BenchDataplaneOverrides, type BenchDataplane, type IpvsWrite, netlinkMessagesOf, openBenchDataplane } from './dataplanes';
 import { inFreshNode } from './node';
 import type { BenchMode } from './options';
 
 export interface TimedFullSync {
   seconds: number;
   result: SyncResult;
-  /** Netlink messages the sync's nftables transactions sent. */
+  /** Netlink messages the sync wrote (nftables; the ipvs mode's IPVS and rtnetlink too). */
   netlinkMessages: number;
   /** The sync's last nftables batch (the kernel floor's input), when asked for. */
   batch?: Buffer;
@@ -19,7 +19,7 @@ export interface TimedFullSync {
 
 export async function timeFullSync(bench: BenchDataplane, model: Map<ServicePortKey, ServicePort>, keepBatch = false): Promise<TimedFullSync> {
   const { dataplane, nft, ipvs } = bench;
-  const messages0 = nft.messages;
+  const messages0 = netlinkMessagesOf(bench);
   nft.keepBatch = keepBatch;
   if (ipvs) ipvs.keepWrites = keepBatch;
   try {
@@ -27,7 +27,7 @@ export async function timeFullSync(bench: BenchDataplane, model: Map<ServicePort
     const result = await dataplane.syncFull(model);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     return {
-      seconds, result, netlinkMessages: nft.messages - messages0,
+      seconds, result, netlinkMessages: netlinkMessagesOf(bench) - messages0,
       ...(keepBatch && nft.lastBatch ? { batch: nft.lastBatch } : {}),
       ...(keepBatch && ipvs ? { ipvsWrites: ipvs.takeWrites() } : {}),
     };

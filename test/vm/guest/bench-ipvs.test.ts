@@ -18,6 +18,10 @@ describe.runIf(inGuest)('svcplane bench --mode ipvs (guest kernel)', () => {
     expect(report.cases.map((c) => [c.mode, c.services, c.skipped])).toEqual([['ipvs', 10, undefined], ['ipvs', 30, undefined]]);
     for (const c of report.cases) {
       expect(c.fullSync!.operations).toBeGreaterThan(c.services);
+      // Messages count IPVS's and rtnetlink's writes as well as the nftables table's (one per operation, and the
+      // nftables batches' begin and end).
+      expect(c.fullSync!.netlinkMessages).toBeGreaterThanOrEqual(c.fullSync!.operations);
+      expect(c.churn!.perChange.netlinkMessages).toBeGreaterThanOrEqual(c.churn!.perChange.operations);
       expect(c.churn!.changes).toBe(20);
       // The IPVS floor: the sync's IPVS and rtnetlink writes replayed as sent into an empty namespace (null would
       // mean the kernel refused the replay).
