@@ -9,7 +9,7 @@ interface Pct { p50Ms: number; p99Ms: number; n: number }
 interface IncCase { services: number; addEndpoint: Pct; removeEndpoint: Pct; addService: Pct }
 interface Lat { p50Us: number | null; p99Us: number | null; n: number }
 interface DpCase { services: number; svcplane: Lat | null; kubeProxyIptables: Lat | null; kubeProxyNft: Lat | null }
-interface Results { date: string; machine: Record<string, unknown>; full: FullCase[]; incremental: IncCase[]; dataplane: DpCase[]; targets: Record<string, number | null> }
+interface Results { date: string; machine: Record<string, unknown>; full: FullCase[]; incremental: IncCase[]; dataplane: DpCase[]; targets: Record<string, number | string | null> }
 
 const file = process.argv[2] ?? path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results/nftables.json' : 'results/nftables.json');
 const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Results;
@@ -38,7 +38,7 @@ for (const c of r.dataplane) {
   lines.push(`| ${c.services} Services | ${f(c.svcplane)} | ${f(c.kubeProxyIptables)} | ${f(c.kubeProxyNft)} |`);
 }
 lines.push('', '| Target | this run |', '|---|---|');
-for (const [k, v] of Object.entries(r.targets)) lines.push(`| ${k} | ${v === null ? 'n/a' : v.toFixed(2)} |`);
+for (const [k, v] of Object.entries(r.targets)) lines.push(`| ${k} | ${v === null ? 'n/a' : typeof v === 'number' ? v.toFixed(2) : v} |`);
 console.log(lines.join('\n'));
 
 // bench/results/ipvs.json, when present (`npm run bench:ipvs`).
