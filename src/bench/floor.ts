@@ -48,7 +48,7 @@ export async function socketLBFloor(kernel: EbpfKernel, beforeTiming: () => Prom
  * the sync's own "create the link" write then finds it (EEXIST, which that write tolerates). When the kernel refuses
  * a write, `refused` says which.
  */
-export function ipvsFloor(writes: IpvsWrite[], link: { name: string; index: number } | undefined): Promise<{ seconds: number; messages: number } | { refused: string }> {
+export function ipvsFloor(writes: IpvsWrite[], link: { name: string; index: number } | undefined): Promise<{ seconds: number } | { refused: string }> {
   return inFreshNetns(async (netns) => {
     const kernel = new IpvsClient({ netns });
     try {
@@ -56,14 +56,12 @@ export function ipvsFloor(writes: IpvsWrite[], link: { name: string; index: numb
         const made = await kernel.applyRoute([{ request: newDummyLinkRequest(link.name, link.index), describe: `create dummy link ${link.name} at index ${link.index}` }]);
         if (made.failures.length) return { refused: kernel.error(made.failures).message };
       }
-      let messages = 0;
       const t0 = process.hrtime.bigint();
       for (const w of writes) {
         const r = w.bus === 'generic' ? await kernel.applyIpvs(w.ops) : await kernel.applyRoute(w.ops);
         if (r.failures.length) return { refused: kernel.error(r.failures).message };
-        messages += r.operations;
       }
-      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, messages };
+      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
     } finally {
       kernel.close();
     }

@@ -4,7 +4,6 @@ import type { SyncResult } from '../dataplane/types';
 import type { ServicePort, ServicePortKey } from '../model/types';
 import { type BenchDataplaneOverrides, type BenchDataplane, type IpvsWrite, netlinkMessagesOf, openBenchDataplane } from './dataplanes';
 import { inFreshNode } from './node';
-import type { BenchMode } from './options';
 
 export interface TimedFullSync {
   seconds: number;
@@ -46,7 +45,7 @@ export async function timeFullSync(bench: BenchDataplane, model: Map<ServicePort
 export function fullSyncInFreshNode(mode: 'nftables' | 'ipvs', model: Map<ServicePortKey, ServicePort>, opts: { overrides?: BenchDataplaneOverrides; keepBatch?: boolean; setup?: (netns: string) => Promise<unknown>; before?: () => Promise<unknown> } = {}): Promise<TimedFullSync> {
   return inFreshNode(async (node) => {
     await opts.setup?.(node.netns);
-    const bench = openBenchDataplane(mode satisfies BenchMode, node, opts.overrides);
+    const bench = openBenchDataplane(mode, node, opts.overrides);
     try {
       await opts.before?.();
       return await timeFullSync(bench, model, opts.keepBatch);

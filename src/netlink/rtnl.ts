@@ -25,8 +25,7 @@ function beginLink(w: NetlinkWriter, type: number, flags: number, index: number,
   return w.begin(type, flags).header([AF_UNSPEC, 0, 0, 0, ...u32bytes(index), ...u32bytes(ifflags), ...u32bytes(change)]);
 }
 
-/** Creates a dummy link, administratively up. */
-/** A dummy link, up; `index` asks for that ifindex (0: the kernel's next; svcplane bench's IPVS floor asks). */
+/** Creates a dummy link, administratively up; `index` asks for that ifindex (0: the kernel's next; svcplane bench's IPVS floor asks). */
 export function newDummyLinkRequest(name: string, index = 0): Buffer {
   return oneMessage((w) => beginLink(w, RTM.NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, index, IFF_UP, IFF_UP)
     .string(IFLA.IFNAME, name).nested(IFLA.LINKINFO, (e) => e.string(IFLA_INFO.KIND, 'dummy')).end());

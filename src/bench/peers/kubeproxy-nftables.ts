@@ -137,18 +137,11 @@ export function kubeProxyNftablesRuleset(
     w(`add chain ${TABLE} ${bc.name} { type ${bc.type} hook ${bc.hook} priority ${bc.priority} ; }`);
     w(`flush chain ${TABLE} ${bc.name}`);
   }
-  const topLevel = new Set<string>();
-  const ensureTop = (chain: string): void => {
-    if (topLevel.has(chain)) return;
-    topLevel.add(chain);
-    w(`add chain ${TABLE} ${chain}`);
-    w(`flush chain ${TABLE} ${chain}`);
-  };
   for (const [dst, src, extra] of JUMP_CHAINS) {
-    ensureTop(dst);
+    ensureChain(dst);
     rule(src, extra === '' ? `jump ${dst}` : `${extra} jump ${dst}`);
   }
-  for (const c of ['services', 'cluster-ips-check', 'masquerading', 'mark-for-masquerade']) ensureTop(c);
+  for (const c of ['services', 'cluster-ips-check', 'masquerading', 'mark-for-masquerade']) ensureChain(c);
 
   rule('mark-for-masquerade', `mark set mark or ${mark}`);
   rule('masquerading', `mark and ${mark} == 0 return`);
@@ -182,7 +175,7 @@ export function kubeProxyNftablesRuleset(
     `add map ${TABLE} firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; ` +
       `comment "destinations that are subject to LoadBalancerSourceRanges" ; }`,
   );
-  ensureTop('firewall-check');
+  ensureChain('firewall-check');
   rule('firewall-check', 'ip daddr . meta l4proto . th dport vmap @firewall-ips');
 
   w(
